@@ -1,0 +1,221 @@
+package aggregator
+
+import (
+	"sort"
+	"strconv"
+	"sync"
+)
+
+// pathCacheLimit bounds each target's raw-path cache in a shard; past it the
+// cache starts over (templating a path again is correct, only slower).
+const pathCacheLimit = 4096
+
+// Shard is the part of the aggregation fed by one ring buffer. Its methods
+// are for the single goroutine that owns it; Snapshot reads it under its
+// own mutex, which no other shard shares.
+type Shard struct {
+	agg *Aggregator
+
+	mu     sync.Mutex
+	series map[seriesKey]*series
+	folded map[seriesKey]*series // label sets past the bound → their overflow series
+
+	// Caches of the slow paths, touched only by the owning goroutine.
+	values   map[string]Value
+	statuses [600]Value
+	routes   map[TargetID]*routeCache
+	services map[TargetID]string
+}
+
+type routeCache struct {
+	paths    map[string]Value
+	patterns map[string]Value
+}
+
+type series struct {
+	count   uint64
+	sum     float64
+	buckets []uint64
+}
+
+func newShard(a *Aggregator) *Shard {
+	return &Shard{
+		agg:      a,
+		series:   map[seriesKey]*series{},
+		folded:   map[seriesKey]*series{},
+		values:   map[string]Value{},
+		routes:   map[TargetID]*routeCache{},
+		services: map[TargetID]string{},
+	}
+}
+
+// Intern returns the Value of b without allocating once b has been seen.
+func (s *Shard) Intern(b []byte) Value {
+	if v, ok := s.values[string(b)]; ok {
+		return v
+	}
+	str := string(b)
+	v := s.agg.Intern(str)
+	if len(s.values) < 1<<16 {
+		s.values[str] = v
+	}
+	return v
+}
+
+// InternString is Intern for a string.
+func (s *Shard) InternString(str string) Value {
+	if v, ok := s.values[str]; ok {
+		return v
+	}
+	v := s.agg.Intern(str)
+	if len(s.values) < 1<<16 {
+		s.values[str] = v
+	}
+	return v
+}
+
+// Status returns the Value of an HTTP status code ("" for 0).
+func (s *Shard) Status(code uint16) Value {
+	if code == 0 {
+		return 0
+	}
+	if int(code) < len(s.statuses) {
+		if v := s.statuses[code]; v != 0 {
+			return v
+		}
+		v := s.agg.Intern(strconv.Itoa(int(code)))
+		s.statuses[code] = v
+		return v
+	}
+	return s.agg.Intern(strconv.Itoa(int(code)))
+}
+
+// Route returns the http_route of a request: the ServeMux pattern when the
+// program has one, else a configured template, else the path with
+// identifiers folded; bounded per service.
+func (s *Shard) Route(t TargetID, path, pattern []byte) Value {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rc := s.routes[t]
+	if rc == nil {
+		rc = &routeCache{paths: map[string]Value{}, patterns: map[string]Value{}}
+		s.routes[t] = rc
+	}
+	if len(pattern) > 0 {
+		if v, ok := rc.patterns[string(pattern)]; ok {
+			return v
+		}
+		p := string(pattern)
+		v := s.agg.routeValue(s.service(t), PatternRoute(p))
+		if len(rc.patterns) < pathCacheLimit {
+			rc.patterns[p] = v
+		}
+		return v
+	}
+	if v, ok := rc.paths[string(path)]; ok {
+		return v
+	}
+	p := string(path)
+	route, ok := s.agg.opts.Templates.Match(p)
+	if !ok {
+		route = TemplatePath(p)
+	}
+	v := s.agg.routeValue(s.service(t), route)
+	if len(rc.paths) >= pathCacheLimit {
+		rc.paths = map[string]Value{}
+	}
+	rc.paths[p] = v
+	return v
+}
+
+func (s *Shard) service(t TargetID) string {
+	if svc, ok := s.services[t]; ok {
+		return svc
+	}
+	svc := s.agg.service(t)
+	s.services[t] = svc
+	return svc
+}
+
+// Observe adds one observation v to a histogram series.
+func (s *Shard) Observe(m *Metric, t TargetID, l Labels, v float64) {
+	s.mu.Lock()
+	st := s.lookup(m, t, l)
+	if st != nil {
+		st.count++
+		st.sum += v
+		i := sort.SearchFloat64s(m.Buckets, v) // first bound >= v: buckets are "le"
+		st.buckets[i]++
+	}
+	s.mu.Unlock()
+}
+
+// Add adds n to a counter series.
+func (s *Shard) Add(m *Metric, t TargetID, l Labels, n uint64) {
+	s.mu.Lock()
+	if st := s.lookup(m, t, l); st != nil {
+		st.count += n
+		st.sum += float64(n)
+	}
+	s.mu.Unlock()
+}
+
+// lookup returns the series for a label set, creating it (or falling back to
+// the overflow series) on first sight. nil means the target is unknown.
+func (s *Shard) lookup(m *Metric, t TargetID, l Labels) *series {
+	k := seriesKey{metric: m.id, target: t, labels: l}
+	if st, ok := s.series[k]; ok {
+		return st
+	}
+	if st, ok := s.folded[k]; ok {
+		return st
+	}
+	if s.agg.admit(k) {
+		st := newSeries(m)
+		s.series[k] = st
+		return st
+	}
+	if s.agg.service(t) == "" {
+		return nil
+	}
+	ok := seriesKey{metric: m.id, target: t, labels: Labels{overflowValue}}
+	st := s.series[ok]
+	if st == nil {
+		st = newSeries(m)
+		s.series[ok] = st
+	}
+	// Remember where this label set goes, within bounds, so that the
+	// overflow path does not take the aggregator's lock per event.
+	if len(s.folded) < 4*m.Limit {
+		s.folded[k] = st
+	}
+	return st
+}
+
+func newSeries(m *Metric) *series {
+	st := &series{}
+	if m.Kind == Histogram {
+		st.buckets = make([]uint64, len(m.Buckets)+1)
+	}
+	return st
+}
+
+// drop forgets the series and caches of the given targets.
+func (s *Shard) drop(gone map[TargetID]bool) {
+	s.mu.Lock()
+	for k := range s.series {
+		if gone[k.target] {
+			delete(s.series, k)
+		}
+	}
+	for k := range s.folded {
+		if gone[k.target] {
+			delete(s.folded, k)
+		}
+	}
+	for t := range gone {
+		delete(s.routes, t)
+		delete(s.services, t)
+	}
+	s.mu.Unlock()
+}

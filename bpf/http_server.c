@@ -1,0 +1,224 @@
+//go:build ignore
+
+// HTTP server requests served by net/http, timed from the handler's start to
+// the server's own bookkeeping after it: two emulated probe hits per request.
+//
+//   start:  net/http.serverHandler.ServeHTTP          (every HTTP/1 and HTTP/2 request)
+//   finish: net/http.(*response).finishRequest        (HTTP/1, handler returned)
+//           net/http.(*http2responseWriter).handlerDone (HTTP/2, handler returned)
+//   abort:  net/http.(*conn).serve.func1              (HTTP/1 connection's deferred recover:
+//                                                      runs once per connection; a request still
+//                                                      open here panicked, called Goexit or hijacked)
+//           net/http.(*http2serverConn).runHandler.func1 (HTTP/2 stream's deferred recover)
+
+#include "common.h"
+
+#define HTTP_METHOD_MAX 16
+#define HTTP_PATH_MAX 128
+#define HTTP_PATTERN_MAX 128
+
+// Event flags, kept in step with probes/http_server.go.
+#define HTTP_FLAG_PANIC 1       // handler panicked or called runtime.Goexit
+#define HTTP_FLAG_HIJACKED 2    // handler hijacked the connection
+#define HTTP_FLAG_STATUS 4      // status is known (written by the handler or implied 200)
+#define HTTP_FLAG_HTTP2 8
+
+// Where the fields live in this process's binary: read from its DWARF or
+// runtime type data by the agent (symbols.StructFields).
+struct http_server_offsets {
+	u64 resp_status;       // net/http.response.status
+	u64 resp_wrote_header; // net/http.response.wroteHeader
+	u64 resp_conn;         // net/http.response.conn
+	u64 conn_hijacked;     // net/http.conn.hijackedv
+	u64 req_method;        // net/http.Request.Method
+	u64 req_url;           // net/http.Request.URL
+	u64 url_path;          // net/url.URL.Path
+	u64 req_pattern;       // net/http.Request.Pattern (kind 1) or .pat (kind 2)
+	u64 pattern_str;       // net/http.pattern.str
+	u64 h2_rws;            // net/http.http2responseWriter.rws
+	u64 h2_status;         // net/http.http2responseWriterState.status
+	u64 h2_wrote_header;   // net/http.http2responseWriterState.wroteHeader
+	u32 pattern_kind;      // 0: no ServeMux patterns (before Go 1.22)
+	u32 _pad;
+};
+
+struct http_start {
+	u64 start_ns;
+	u64 w;   // the ResponseWriter's data word
+	u64 req; // *http.Request
+};
+
+struct http_server_event {
+	struct event_header hdr;
+	u16 status;
+	u8 method_len;
+	u8 _pad;
+	u16 path_len;
+	u16 pattern_len;
+	char method[HTTP_METHOD_MAX];
+	char path[HTTP_PATH_MAX];
+	char pattern[HTTP_PATTERN_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, u32);
+	__type(value, struct http_server_offsets);
+} http_server_config SEC(".maps");
+
+// Requests in flight. LRU: a start whose finish never comes (a goroutine
+// killed with the process, a handler that never returns) is evicted first
+// when the map is full; the agent also sweeps entries older than a bound.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct goroutine_key);
+	__type(value, struct http_start);
+} http_server_starts SEC(".maps");
+
+// Dummy use so that bpf2go emits the Go types of the event and offsets.
+const struct http_server_event *unused_http_server_event __attribute__((unused));
+
+SEC("uprobe/http_server_start")
+int uprobe_http_server_start(struct go_regs *ctx)
+{
+	struct goroutine_key k = {.tgid = current_tgid(), .g = GO_G(ctx)};
+	// serverHandler.ServeHTTP(sh, rw ResponseWriter, req *Request): sh in
+	// arg 1, rw's itab and data in args 2 and 3, req in arg 4.
+	struct http_start s = {
+		.start_ns = bpf_ktime_get_ns(),
+		.w = GO_ARG3(ctx),
+		.req = GO_ARG4(ctx),
+	};
+	bpf_map_update_elem(&http_server_starts, &k, &s, BPF_ANY);
+	return 0;
+}
+
+static __always_inline void emit(struct goroutine_key *k, struct http_start *s,
+				 const struct http_server_offsets *off, u16 status, u16 flags)
+{
+	void *ring;
+	struct http_server_event *e = reserve(FAMILY_HTTP_SERVER, sizeof(*e), &ring);
+	if (!e)
+		return;
+	e->hdr.kind = FAMILY_HTTP_SERVER;
+	e->hdr.flags = flags;
+	e->hdr.pid = k->tgid;
+	e->hdr.start_ns = s->start_ns;
+	e->hdr.end_ns = bpf_ktime_get_ns();
+	e->status = status;
+	e->_pad = 0;
+	u64 req = s->req;
+	e->method_len = read_go_string(e->method, HTTP_METHOD_MAX, req + off->req_method);
+	e->path_len = 0;
+	u64 url = read_u64(req + off->req_url);
+	if (url)
+		e->path_len = read_go_string(e->path, HTTP_PATH_MAX, url + off->url_path);
+	e->pattern_len = 0;
+	if (off->pattern_kind == 1) {
+		e->pattern_len = read_go_string(e->pattern, HTTP_PATTERN_MAX, req + off->req_pattern);
+	} else if (off->pattern_kind == 2) {
+		u64 pat = read_u64(req + off->req_pattern);
+		if (pat)
+			e->pattern_len = read_go_string(e->pattern, HTTP_PATTERN_MAX, pat + off->pattern_str);
+	}
+	submit(ring, e);
+}
+
+// finish_http1 ends the request whose handler returned normally.
+SEC("uprobe/http_server_finish")
+int uprobe_http_server_finish(struct go_regs *ctx)
+{
+	struct goroutine_key k = {.tgid = current_tgid(), .g = GO_G(ctx)};
+	struct http_start *sp = bpf_map_lookup_elem(&http_server_starts, &k);
+	if (!sp)
+		return 0;
+	struct http_start s = *sp;
+	bpf_map_delete_elem(&http_server_starts, &k);
+	u64 w = GO_ARG1(ctx);
+	if (s.w != w)
+		return 0;
+	const struct http_server_offsets *off = bpf_map_lookup_elem(&http_server_config, &k.tgid);
+	if (!off)
+		return 0;
+	u16 status = 200; // net/http writes 200 for a handler that wrote nothing
+	u8 wrote = 0;
+	bpf_probe_read_user(&wrote, 1, (void *)(w + off->resp_wrote_header));
+	if (wrote)
+		status = read_u64(w + off->resp_status);
+	emit(&k, &s, off, status, HTTP_FLAG_STATUS);
+	return 0;
+}
+
+// abort_http1 runs in the connection goroutine's deferred recover; a start
+// still recorded for this goroutine means the handler did not return.
+SEC("uprobe/http_server_abort")
+int uprobe_http_server_abort(struct go_regs *ctx)
+{
+	struct goroutine_key k = {.tgid = current_tgid(), .g = GO_G(ctx)};
+	struct http_start *sp = bpf_map_lookup_elem(&http_server_starts, &k);
+	if (!sp)
+		return 0;
+	struct http_start s = *sp;
+	bpf_map_delete_elem(&http_server_starts, &k);
+	const struct http_server_offsets *off = bpf_map_lookup_elem(&http_server_config, &k.tgid);
+	if (!off)
+		return 0;
+	u64 w = s.w;
+	u8 wrote = 0, hijacked = 0;
+	u64 conn = read_u64(w + off->resp_conn);
+	if (conn)
+		bpf_probe_read_user(&hijacked, 1, (void *)(conn + off->conn_hijacked));
+	bpf_probe_read_user(&wrote, 1, (void *)(w + off->resp_wrote_header));
+	u16 status = 0, flags = hijacked ? HTTP_FLAG_HIJACKED : HTTP_FLAG_PANIC;
+	if (wrote) {
+		status = read_u64(w + off->resp_status);
+		flags |= HTTP_FLAG_STATUS;
+	}
+	emit(&k, &s, off, status, flags);
+	return 0;
+}
+
+static __always_inline int finish_http2(struct go_regs *ctx, u16 flags)
+{
+	struct goroutine_key k = {.tgid = current_tgid(), .g = GO_G(ctx)};
+	struct http_start *sp = bpf_map_lookup_elem(&http_server_starts, &k);
+	if (!sp)
+		return 0;
+	struct http_start s = *sp;
+	bpf_map_delete_elem(&http_server_starts, &k);
+	const struct http_server_offsets *off = bpf_map_lookup_elem(&http_server_config, &k.tgid);
+	if (!off)
+		return 0;
+	u64 rws = read_u64(s.w + off->h2_rws);
+	u8 wrote = 0;
+	u16 status = 0;
+	if (rws) {
+		bpf_probe_read_user(&wrote, 1, (void *)(rws + off->h2_wrote_header));
+		if (wrote)
+			status = read_u64(rws + off->h2_status);
+	}
+	if (wrote) {
+		flags |= HTTP_FLAG_STATUS;
+	} else if (!(flags & HTTP_FLAG_PANIC)) {
+		status = 200;
+		flags |= HTTP_FLAG_STATUS;
+	}
+	emit(&k, &s, off, status, flags | HTTP_FLAG_HTTP2);
+	return 0;
+}
+
+SEC("uprobe/http2_server_finish")
+int uprobe_http2_server_finish(struct go_regs *ctx)
+{
+	return finish_http2(ctx, 0);
+}
+
+// Runs after handlerDone on the normal path (the start is gone by then), so
+// a start found here belongs to a stream whose handler panicked.
+SEC("uprobe/http2_server_abort")
+int uprobe_http2_server_abort(struct go_regs *ctx)
+{
+	return finish_http2(ctx, HTTP_FLAG_PANIC);
+}

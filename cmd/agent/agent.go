@@ -1,0 +1,273 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/exporter"
+	"github.com/blindspot-dev/blindspot/probes"
+	"github.com/blindspot-dev/blindspot/probes/discover"
+	"github.com/blindspot-dev/blindspot/symbols"
+)
+
+// Supported Go releases.
+const (
+	minGoMinor = 19
+	maxGoMinor = 27
+)
+
+// agent connects discovery, probes and the aggregator, and tells the
+// exporter what it is doing.
+type agent struct {
+	cfg      *Config
+	log      *slog.Logger
+	agg      *aggregator.Aggregator
+	probes   *probes.Manager
+	bins     *discover.Binaries
+	watcher  *discover.Watcher
+	skipSelf func(discover.Process) bool
+
+	mu       sync.Mutex
+	targets  map[int]*target
+	skipped  map[int]exporter.Skipped
+	errCount map[exporter.ErrorKey]uint64
+}
+
+type target struct {
+	proc   discover.Process
+	bin    *symbols.Binary
+	id     aggregator.TargetID
+	att    *probes.Attachment
+	status exporter.Target
+}
+
+func newAgent(cfg *Config, log *slog.Logger, agg *aggregator.Aggregator, pm *probes.Manager) *agent {
+	return &agent{
+		cfg:      cfg,
+		log:      log,
+		agg:      agg,
+		probes:   pm,
+		bins:     discover.NewBinaries(),
+		targets:  map[int]*target{},
+		skipped:  map[int]exporter.Skipped{},
+		errCount: map[exporter.ErrorKey]uint64{},
+	}
+}
+
+// run follows the host's processes until ctx ends, then detaches
+// everything.
+func (a *agent) run(ctx context.Context) {
+	interval := a.cfg.DiscoveryInterval
+	if interval == 0 {
+		interval = time.Second
+	}
+	a.watcher = discover.NewWatcher(interval)
+	defer a.watcher.Close()
+	if a.watcher.TracepointErr != nil {
+		a.log.Warn("exec notifications unavailable; discovering by scanning /proc only", "err", a.watcher.TracepointErr, "interval", interval)
+	}
+	events := make(chan []discover.Event, 16)
+	go a.watcher.Run(ctx, events)
+	expire := time.NewTicker(10 * time.Second)
+	defer expire.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			a.detachAll()
+			return
+		case evs := <-events:
+			for _, ev := range evs {
+				switch ev.Kind {
+				case discover.Started:
+					a.started(ev.Process)
+				case discover.Exited:
+					a.exited(ev.Process)
+				}
+			}
+		case now := <-expire.C:
+			a.agg.Expire(now)
+		}
+	}
+}
+
+func (a *agent) started(p discover.Process) {
+	if a.skipSelf != nil && a.skipSelf(p) {
+		return
+	}
+	bin, err := a.bins.Acquire(p)
+	if err != nil {
+		if !errors.Is(err, symbols.ErrNotGo) {
+			a.skip(p, "unreadable_binary", err.Error())
+		}
+		return
+	}
+	release := true
+	defer func() {
+		if release {
+			a.bins.Release(p.File)
+		}
+	}()
+	svc, ns := a.serviceName(p)
+	if !a.cfg.Wanted(p.Exe, svc) {
+		return
+	}
+	if major, minor, ok := bin.Version(); !ok || major != 1 || minor < minGoMinor || minor > maxGoMinor {
+		a.skip(p, "unsupported_go_version", fmt.Sprintf("unsupported Go version %s: blindspot supports Go 1.%d through 1.%d", bin.GoVersion, minGoMinor, maxGoMinor))
+		return
+	}
+	id := a.agg.AddTarget(aggregator.Target{
+		PID: p.PID, Service: svc, Namespace: ns, Exe: p.Exe, GoVersion: bin.GoVersion, Start: time.Now(),
+	})
+	att, err := a.probes.Attach(p.PID, p.ExePath, bin, id)
+	if err != nil && !errors.Is(err, probes.ErrNoFamily) {
+		a.agg.TargetExited(id, time.Now())
+		if errors.Is(err, fs.ErrNotExist) {
+			return // it exited while we looked
+		}
+		a.skip(p, "attach_failed", err.Error())
+		return
+	}
+	for _, ps := range att.Probes {
+		if ps.Error != "" {
+			a.countError(ps.Family, "attach_failed")
+			a.log.Warn("probe family not attached", "pid", p.PID, "exe", p.Exe, "probe", ps.Family, "err", ps.Error)
+		}
+	}
+	release = false
+	t := &target{proc: p, bin: bin, id: id, att: att, status: exporter.Target{
+		PID: p.PID, ServiceName: svc, Exe: p.Exe, GoVersion: bin.GoVersion, Attached: time.Now(), Probes: att.Probes,
+	}}
+	if t.status.Probes == nil {
+		t.status.Probes = []probes.ProbeStatus{}
+	}
+	a.mu.Lock()
+	a.targets[p.PID] = t
+	delete(a.skipped, p.PID)
+	a.mu.Unlock()
+	a.log.Info("instrumented", "pid", p.PID, "service", svc, "exe", p.Exe, "go", bin.GoVersion, "probes", len(att.Probes))
+}
+
+func (a *agent) exited(p discover.Process) {
+	a.mu.Lock()
+	t := a.targets[p.PID]
+	if t != nil && t.proc.StartTicks == p.StartTicks {
+		delete(a.targets, p.PID)
+	} else {
+		t = nil
+	}
+	delete(a.skipped, p.PID)
+	a.mu.Unlock()
+	if t == nil {
+		return
+	}
+	a.release(t)
+	a.log.Info("released", "pid", p.PID, "exe", p.Exe)
+}
+
+func (a *agent) release(t *target) {
+	a.probes.Detach(t.att)
+	a.agg.TargetExited(t.id, time.Now())
+	if a.bins.Release(t.proc.File) {
+		a.probes.Forget(t.bin) // no process runs this executable any more
+	}
+}
+
+func (a *agent) detachAll() {
+	a.mu.Lock()
+	ts := make([]*target, 0, len(a.targets))
+	for pid, t := range a.targets {
+		ts = append(ts, t)
+		delete(a.targets, pid)
+	}
+	a.mu.Unlock()
+	for _, t := range ts {
+		a.release(t)
+	}
+}
+
+func (a *agent) skip(p discover.Process, reason, msg string) {
+	a.log.Warn("not instrumented", "pid", p.PID, "exe", p.Exe, "reason", msg)
+	a.countError("process", reason)
+	a.mu.Lock()
+	a.skipped[p.PID] = exporter.Skipped{PID: p.PID, Exe: p.Exe, Reason: msg}
+	a.mu.Unlock()
+}
+
+func (a *agent) countError(probe, reason string) {
+	a.mu.Lock()
+	a.errCount[exporter.ErrorKey{Probe: probe, Reason: reason}]++
+	a.mu.Unlock()
+}
+
+// serviceName picks a program's service: a configured rule, else
+// OTEL_SERVICE_NAME or service.name in OTEL_RESOURCE_ATTRIBUTES, else the
+// executable's base name.
+func (a *agent) serviceName(p discover.Process) (name, namespace string) {
+	if r, ok := a.cfg.ServiceFor(p.Exe); ok {
+		return r.Name, r.Namespace
+	}
+	env := discover.Environ(p.PID, "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES")
+	for _, kv := range strings.Split(env["OTEL_RESOURCE_ATTRIBUTES"], ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		switch k {
+		case "service.name":
+			name = v
+		case "service.namespace":
+			namespace = v
+		}
+	}
+	if s := env["OTEL_SERVICE_NAME"]; s != "" {
+		name = s
+	}
+	if name == "" {
+		name = filepath.Base(p.Exe)
+	}
+	return name, namespace
+}
+
+// Targets implements exporter.State.
+func (a *agent) Targets() []exporter.Target {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]exporter.Target, 0, len(a.targets))
+	for _, t := range a.targets {
+		out = append(out, t.status)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
+	return out
+}
+
+// Skipped implements exporter.State.
+func (a *agent) Skipped() []exporter.Skipped {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]exporter.Skipped, 0, len(a.skipped))
+	for _, s := range a.skipped {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
+	return out
+}
+
+// ProbeStats implements exporter.State.
+func (a *agent) ProbeStats() probes.Stats { return a.probes.Stats() }
+
+// ProbeErrors implements exporter.State.
+func (a *agent) ProbeErrors() map[exporter.ErrorKey]uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[exporter.ErrorKey]uint64, len(a.errCount))
+	for k, v := range a.errCount {
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/blindspot-dev/blindspot/aggregator"
+)
+
+// Config is the agent's configuration file (--config). Every field is
+// optional: with no file, every Go program on the host is instrumented.
+type Config struct {
+	// Include, when not empty, limits instrumentation to programs matching
+	// at least one rule.
+	Include []Match `yaml:"include"`
+	// Exclude removes programs matching any rule (checked after Include).
+	Exclude []Match `yaml:"exclude"`
+	// Services name programs: the first rule whose Exe matches wins over
+	// OTEL_SERVICE_NAME and the executable's base name.
+	Services []ServiceRule `yaml:"services"`
+	// HTTP tunes the HTTP metrics.
+	HTTP HTTPConfig `yaml:"http"`
+	// SeriesLimit bounds the series of every metric (default 2000).
+	SeriesLimit int `yaml:"series_limit"`
+	// DiscoveryInterval is how often /proc is rescanned (default 1s); new
+	// programs are also noticed at their exec.
+	DiscoveryInterval time.Duration `yaml:"discovery_interval"`
+	// Grace is how long an exited program's series stay (default 5m).
+	Grace time.Duration `yaml:"grace"`
+}
+
+// Match selects programs by executable path glob and/or service name glob
+// (path.Match syntax); a rule with both needs both to match.
+type Match struct {
+	Exe     string `yaml:"exe"`
+	Service string `yaml:"service"`
+}
+
+// ServiceRule names the programs whose executable matches Exe.
+type ServiceRule struct {
+	Exe       string `yaml:"exe"`
+	Name      string `yaml:"name"`
+	Namespace string `yaml:"namespace"`
+}
+
+// HTTPConfig tunes the HTTP metrics.
+type HTTPConfig struct {
+	// RouteLimit bounds distinct http_route values per service (default 200).
+	RouteLimit int `yaml:"route_limit"`
+	// Routes are route templates ("/users/{id}") tried before folding
+	// identifiers, for programs without ServeMux patterns.
+	Routes []string `yaml:"routes"`
+}
+
+// LoadConfig reads and checks a configuration file.
+func LoadConfig(file string) (*Config, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := ParseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", file, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig parses and checks configuration YAML. Unknown keys are errors:
+// a misspelt key would otherwise be ignored silently.
+func ParseConfig(b []byte) (*Config, error) {
+	cfg := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func (c *Config) check() error {
+	for i, m := range append(append([]Match{}, c.Include...), c.Exclude...) {
+		if m.Exe == "" && m.Service == "" {
+			return fmt.Errorf("include/exclude rule %d: give exe, service or both", i+1)
+		}
+		for _, g := range []string{m.Exe, m.Service} {
+			if _, err := path.Match(g, ""); err != nil {
+				return fmt.Errorf("include/exclude rule %d: bad glob %q: %w", i+1, g, err)
+			}
+		}
+	}
+	for i, s := range c.Services {
+		if s.Exe == "" || s.Name == "" {
+			return fmt.Errorf("services rule %d: needs both exe and name", i+1)
+		}
+		if _, err := path.Match(s.Exe, ""); err != nil {
+			return fmt.Errorf("services rule %d: bad glob %q: %w", i+1, s.Exe, err)
+		}
+	}
+	if c.HTTP.RouteLimit < 0 || c.SeriesLimit < 0 {
+		return errors.New("limits must not be negative")
+	}
+	if _, err := aggregator.ParseTemplates(c.HTTP.Routes); err != nil {
+		return fmt.Errorf("http.routes: %w", err)
+	}
+	if c.DiscoveryInterval < 0 || c.Grace < 0 {
+		return errors.New("durations must not be negative")
+	}
+	return nil
+}
+
+func (m Match) matches(exe, service string) bool {
+	if m.Exe != "" {
+		if ok, _ := path.Match(m.Exe, exe); !ok {
+			return false
+		}
+	}
+	if m.Service != "" {
+		if ok, _ := path.Match(m.Service, service); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// Wanted reports whether a program is to be instrumented.
+func (c *Config) Wanted(exe, service string) bool {
+	if len(c.Include) > 0 {
+		in := false
+		for _, m := range c.Include {
+			if m.matches(exe, service) {
+				in = true
+				break
+			}
+		}
+		if !in {
+			return false
+		}
+	}
+	for _, m := range c.Exclude {
+		if m.matches(exe, service) {
+			return false
+		}
+	}
+	return true
+}
+
+// ServiceFor returns the configured name of a program, if any.
+func (c *Config) ServiceFor(exe string) (ServiceRule, bool) {
+	for _, s := range c.Services {
+		if ok, _ := path.Match(s.Exe, exe); ok {
+			return s, true
+		}
+	}
+	return ServiceRule{}, false
+}

@@ -1,0 +1,130 @@
+// Command blindspot attaches eBPF uprobes to the Go programs running on a
+// host and exports their HTTP, runtime and business metrics to Prometheus,
+// with no code change or restart of the observed programs.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/exporter"
+	"github.com/blindspot-dev/blindspot/probes"
+)
+
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error {
+	*l = append(*l, s)
+	return nil
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == demoWorkloadArg {
+		os.Exit(runDemoWorkload(os.Args[2:]))
+	}
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "blindspot: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("blindspot", flag.ContinueOnError)
+	var listen listFlag
+	fs.Var(&listen, "web.listen-address", "address to serve /metrics on; repeat for more (default :9464)")
+	webConfig := fs.String("web.config.file", "", "exporter-toolkit web configuration file for TLS and basic auth")
+	configFile := fs.String("config", "", "YAML configuration file")
+	demo := fs.Bool("demo", false, "also start a small Go web service and a load generator to observe")
+	logLevel := fs.String("log.level", "info", "log level: debug, info, warn or error")
+	version := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *version {
+		fmt.Println("blindspot", exporter.Version)
+		return nil
+	}
+	if len(listen) == 0 {
+		listen = listFlag{":9464"}
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log.level %q: use debug, info, warn or error", *logLevel)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	cfg := &Config{}
+	if *configFile != "" {
+		var err error
+		if cfg, err = LoadConfig(*configFile); err != nil {
+			return fmt.Errorf("%w (fix the file or run without --config)", err)
+		}
+	}
+	if err := checkSystem(); err != nil {
+		return err
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("raise the locked-memory limit: %w (run as root)", err)
+	}
+	templates, _ := aggregator.ParseTemplates(cfg.HTTP.Routes)
+	nShards := possibleCPUs()
+	agg := aggregator.New(probes.Metrics(), aggregator.Options{
+		Shards:      nShards,
+		SeriesLimit: cfg.SeriesLimit,
+		RouteLimit:  cfg.HTTP.RouteLimit,
+		Templates:   templates,
+		Grace:       cfg.Grace,
+	})
+	pm, err := probes.New(agg, nil)
+	if err != nil {
+		return explainLoadError(err)
+	}
+	defer pm.Close()
+	a := newAgent(cfg, log, agg, pm)
+	srv, err := exporter.New(agg, a, exporter.Options{ListenAddresses: listen, WebConfigFile: *webConfig, Logger: log})
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if *demo {
+		if err := startDemo(ctx, log); err != nil {
+			return err
+		}
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve() }()
+	log.Info("blindspot started", "version", exporter.Version, "listen", listen.String())
+	done := make(chan struct{})
+	go func() {
+		a.run(ctx)
+		close(done)
+	}()
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		stop()
+	}
+	<-done // every probe detached
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(shutdownCtx)
+	log.Info("blindspot stopped: all probes detached")
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+

@@ -1,0 +1,160 @@
+package exporter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/probes"
+)
+
+// Target is one instrumented program, as /targets shows it.
+type Target struct {
+	PID         int                  `json:"pid"`
+	ServiceName string               `json:"service_name"`
+	Exe         string               `json:"exe"`
+	GoVersion   string               `json:"go_version"`
+	Attached    time.Time            `json:"attached_at"`
+	Probes      []probes.ProbeStatus `json:"probes"`
+}
+
+// Skipped is a Go program that could not be instrumented, and why.
+type Skipped struct {
+	PID    int    `json:"pid"`
+	Exe    string `json:"exe"`
+	Reason string `json:"reason"`
+}
+
+// ErrorKey labels blindspot_probe_errors_total.
+type ErrorKey struct{ Probe, Reason string }
+
+// State is what the agent tells the exporter about its work.
+type State interface {
+	Targets() []Target
+	Skipped() []Skipped
+	ProbeStats() probes.Stats
+	ProbeErrors() map[ErrorKey]uint64
+}
+
+// Options configure the HTTP endpoint.
+type Options struct {
+	// ListenAddresses, e.g. ":9464".
+	ListenAddresses []string
+	// WebConfigFile is an exporter-toolkit web configuration (TLS, basic
+	// auth); empty serves plain HTTP to everyone.
+	WebConfigFile string
+	Logger        *slog.Logger
+}
+
+// Server serves /metrics, /targets, /healthz and the status page.
+type Server struct {
+	srv       *http.Server
+	listeners []net.Listener
+	opts      Options
+	registry  *prometheus.Registry
+}
+
+// New builds the endpoint and binds its addresses, so that a port in use
+// is reported before the agent attaches anything.
+func New(agg *aggregator.Aggregator, state State, opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.WebConfigFile != "" {
+		if err := web.Validate(opts.WebConfigFile); err != nil {
+			return nil, fmt.Errorf("web config file %s: %w", opts.WebConfigFile, err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newSelfCollector(state, agg),
+		newProgramCollector(agg),
+	)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		EnableOpenMetrics: true,
+		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelError),
+	}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/targets", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		var v any = state.Targets()
+		if r.URL.Query().Get("state") == "skipped" {
+			v = state.Skipped()
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(v)
+	})
+	mux.Handle("/", statusPage(state))
+	s := &Server{
+		srv:      &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+		opts:     opts,
+		registry: reg,
+	}
+	for _, addr := range opts.ListenAddresses {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			s.closeListeners()
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return nil, fmt.Errorf("listen on %s: address already in use: stop the other process or pick another with --web.listen-address", addr)
+			}
+			return nil, fmt.Errorf("listen on %s: %w", addr, err)
+		}
+		s.listeners = append(s.listeners, l)
+	}
+	return s, nil
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range s.listeners {
+		l.Close()
+	}
+}
+
+// Addrs returns the bound addresses.
+func (s *Server) Addrs() []net.Addr {
+	var out []net.Addr
+	for _, l := range s.listeners {
+		out = append(out, l.Addr())
+	}
+	return out
+}
+
+// Serve serves until Shutdown.
+func (s *Server) Serve() error {
+	cfg := s.opts.WebConfigFile
+	systemd := false
+	addrs := s.opts.ListenAddresses
+	err := web.ServeMultiple(s.listeners, s.srv, &web.FlagConfig{
+		WebListenAddresses: &addrs,
+		WebSystemdSocket:   &systemd,
+		WebConfigFile:      &cfg,
+	}, s.opts.Logger)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops serving.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.srv.Shutdown(ctx)
+}

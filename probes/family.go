@@ -1,0 +1,56 @@
+package probes
+
+import (
+	"github.com/cilium/ebpf"
+
+	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/symbols"
+)
+
+// Event kinds written by the BPF programs, kept in step with bpf/common.h.
+const (
+	kindHTTPServer = 1
+	maxKinds       = 16
+)
+
+// Probe is one uprobe of a family: a Go function and the BPF program that
+// runs at its entry. Families list their probes as plain data.
+type Probe struct {
+	// Function is the Go function, as Go prints it.
+	Function string
+	// Program is the BPF program's name in the family's collection.
+	Program string
+	// Optional probes are skipped when the function is absent (for example
+	// the HTTP/2 server in a program that never links it).
+	Optional bool
+}
+
+// family is one group of probes whose BPF programs share a collection.
+type family struct {
+	// name labels the family's self-metrics ("http_server").
+	name string
+	kind uint16
+	// anchor is the function whose presence says the family applies.
+	anchor string
+	probes []Probe
+	// spec loads the family's BPF collection.
+	spec func() (*ebpf.CollectionSpec, error)
+	// configMap (keyed by PID) receives what configure returns.
+	configMap string
+	// startMap holds calls in flight, keyed by struct goroutine_key.
+	startMap string
+	// configure reads what the BPF programs need to know about a binary.
+	configure func(b *symbols.Binary) (any, error)
+	// decode folds one event into a shard.
+	decode func(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) bool
+}
+
+// Metrics returns every metric the probe families produce, for the
+// aggregator.
+func Metrics() []*aggregator.Metric {
+	return []*aggregator.Metric{httpServerDuration}
+}
+
+func families() []*family {
+	return []*family{httpServerFamily()}
+}

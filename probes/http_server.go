@@ -1,0 +1,156 @@
+package probes
+
+import (
+	"fmt"
+	"unsafe"
+
+	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/symbols"
+)
+
+// Flags of http_server_event, kept in step with bpf/http_server.c.
+const (
+	httpFlagPanic    = 1
+	httpFlagHijacked = 2
+	httpFlagStatus   = 4
+	httpFlagHTTP2    = 8
+)
+
+var httpServerDuration = &aggregator.Metric{
+	Name:     "http_server_request_duration_seconds",
+	OTelName: "http.server.request.duration",
+	Help:     "Duration of HTTP server requests.",
+	Unit:     "s",
+	Kind:     aggregator.Histogram,
+	Labels:   []string{"http_request_method", "http_response_status_code", "http_route", "error_type"},
+	Buckets:  aggregator.DurationBuckets,
+}
+
+// The HTTP server is timed from serverHandler.ServeHTTP, which every
+// net/http request passes through, to the bookkeeping net/http does right
+// after the handler returns. Both are probed at an instruction the kernel
+// emulates, and no return site is needed: two cheap hits per request.
+var httpServerProbes = []Probe{
+	{Function: "net/http.serverHandler.ServeHTTP", Program: "uprobe_http_server_start"},
+	{Function: "net/http.(*response).finishRequest", Program: "uprobe_http_server_finish"},
+	{Function: "net/http.(*conn).serve.func1", Program: "uprobe_http_server_abort"},
+	{Function: "net/http.(*http2responseWriter).handlerDone", Program: "uprobe_http2_server_finish", Optional: true},
+	{Function: "net/http.(*http2serverConn).runHandler.func1", Program: "uprobe_http2_server_abort", Optional: true},
+}
+
+func httpServerFamily() *family {
+	return &family{
+		name:      "http_server",
+		kind:      kindHTTPServer,
+		anchor:    "net/http.serverHandler.ServeHTTP",
+		probes:    httpServerProbes,
+		spec:      loadHttpServer,
+		configMap: "http_server_config",
+		startMap:  "http_server_starts",
+		configure: httpServerOffsets,
+		decode:    decodeHTTPServer,
+	}
+}
+
+// httpServerOffsets reads where the fields the BPF programs read live in
+// this binary.
+func httpServerOffsets(b *symbols.Binary) (any, error) {
+	var o httpServerHttpServerOffsets
+	resp, _, err := b.StructFields("net/http.response", "conn", "req", "status", "wroteHeader", "handlerDone")
+	if err != nil {
+		return nil, err
+	}
+	o.RespStatus, o.RespWroteHeader, o.RespConn = resp["status"], resp["wroteHeader"], resp["conn"]
+	conn, _, err := b.StructFields("net/http.conn", "hijackedv")
+	if err != nil {
+		return nil, err
+	}
+	o.ConnHijacked = conn["hijackedv"]
+	req, _, err := b.StructFields("net/http.Request", "Method", "URL", "Host")
+	if err != nil {
+		return nil, err
+	}
+	o.ReqMethod, o.ReqUrl = req["Method"], req["URL"]
+	u, _, err := b.StructFields("net/url.URL", "Scheme", "Host", "Path")
+	if err != nil {
+		return nil, err
+	}
+	o.UrlPath = u["Path"]
+	major, minor, ok := b.Version()
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("unknown go version %q", b.GoVersion)
+	case major == 1 && minor >= 23 || major > 1:
+		p, _, err := b.StructFields("net/http.Request", "Method", "URL", "Pattern")
+		if err != nil {
+			return nil, err
+		}
+		o.ReqPattern, o.PatternKind = p["Pattern"], 1
+	case major == 1 && minor == 22:
+		p, _, err := b.StructFields("net/http.Request", "Method", "URL", "pat")
+		if err != nil {
+			return nil, err
+		}
+		s, _, err := b.StructFields("net/http.pattern", "str")
+		if err != nil {
+			return nil, err
+		}
+		o.ReqPattern, o.PatternStr, o.PatternKind = p["pat"], s["str"], 2
+	}
+	// HTTP/2 is optional: a program built without it simply has no such types.
+	if w, _, err := b.StructFields("net/http.http2responseWriter", "rws"); err == nil {
+		if s, _, err := b.StructFields("net/http.http2responseWriterState", "status", "wroteHeader"); err == nil {
+			o.H2Rws, o.H2Status, o.H2WroteHeader = w["rws"], s["status"], s["wroteHeader"]
+		}
+	}
+	return &o, nil
+}
+
+var knownMethods = map[string]bool{
+	"GET": true, "HEAD": true, "POST": true, "PUT": true, "DELETE": true,
+	"CONNECT": true, "OPTIONS": true, "TRACE": true, "PATCH": true, "QUERY": true,
+}
+
+// decodeHTTPServer folds one http_server_event into a shard. It reports
+// false for a malformed event.
+func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) bool {
+	if len(raw) < int(unsafe.Sizeof(httpServerHttpServerEvent{})) {
+		return false
+	}
+	ev := (*httpServerHttpServerEvent)(unsafe.Pointer(&raw[0]))
+	method := cbytes(ev.Method[:], int(ev.MethodLen))
+	var l aggregator.Labels
+	if knownMethods[string(method)] {
+		l[0] = sh.Intern(method)
+	} else {
+		l[0] = sh.InternString("_OTHER")
+	}
+	status := uint16(0)
+	if ev.Hdr.Flags&httpFlagStatus != 0 {
+		status = ev.Status
+	} else if ev.Hdr.Flags&httpFlagPanic != 0 {
+		status = 500 // what a recovering middleware would have sent
+	}
+	l[1] = sh.Status(status)
+	l[2] = sh.Route(t, cbytes(ev.Path[:], int(ev.PathLen)), cbytes(ev.Pattern[:], int(ev.PatternLen)))
+	switch {
+	case ev.Hdr.Flags&httpFlagPanic != 0:
+		l[3] = sh.InternString("panic")
+	case status >= 500:
+		l[3] = l[1]
+	}
+	d := float64(ev.Hdr.EndNs-ev.Hdr.StartNs) / 1e9
+	sh.Observe(httpServerDuration, t, l, d)
+	return true
+}
+
+// cbytes views the first n bytes of a char array from a BPF event.
+func cbytes(a []int8, n int) []byte {
+	if n > len(a) {
+		n = len(a)
+	}
+	if n <= 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&a[0])), n)
+}

@@ -1,0 +1,398 @@
+package probes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/symbols"
+)
+
+// Options tune a Manager. The zero value of a field takes its default.
+type Options struct {
+	// RingBytes is the size of each per-CPU ring buffer (default 2 MiB;
+	// must be a power of two and a multiple of the page size).
+	RingBytes int
+	// DrainInterval is how often readers drain their ring (default 10 ms).
+	DrainInterval time.Duration
+	// MaxInFlight bounds each family's map of calls in flight (default 65536).
+	MaxInFlight int
+	// MaxTargets bounds the processes a family can be attached to (default 4096).
+	MaxTargets int
+	// InFlightTTL is how long a call may stay in flight before its start
+	// is swept as stale (default 1 hour).
+	InFlightTTL time.Duration
+}
+
+// Manager loads the probe families once and attaches them to processes.
+type Manager struct {
+	opts     Options
+	rings    *ringSet
+	readers  *readers
+	families []*loadedFamily
+	targets  targetTable
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+type loadedFamily struct {
+	*family
+	coll   *ebpf.Collection
+	config *ebpf.Map
+	starts *ebpf.Map
+
+	mu      sync.Mutex
+	configs map[*symbols.Binary]configResult
+}
+
+type configResult struct {
+	value   any
+	offsets map[string]siteOffsets
+	err     error
+}
+
+// siteOffsets are the file offsets at which one probe attaches.
+type siteOffsets []uint64
+
+// New loads every probe family into the kernel and starts the ring readers,
+// which fold events into agg (one shard per ring).
+func New(agg *aggregator.Aggregator, opts *Options) (*Manager, error) {
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.RingBytes <= 0 {
+		o.RingBytes = 2 << 20
+	}
+	if o.DrainInterval <= 0 {
+		o.DrainInterval = 10 * time.Millisecond
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 65536
+	}
+	if o.MaxTargets <= 0 {
+		o.MaxTargets = 4096
+	}
+	if o.InFlightTTL <= 0 {
+		o.InFlightTTL = time.Hour
+	}
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("count cpus: %w", err)
+	}
+	rs, err := newRingSet(cpus, o.RingBytes)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{opts: o, rings: rs}
+	m.readers = &readers{rs: rs, agg: agg, interval: o.DrainInterval, targets: &m.targets}
+	for _, f := range families() {
+		lf, err := m.load(f)
+		if err != nil {
+			m.Close()
+			return nil, fmt.Errorf("load %s probes: %w", f.name, err)
+		}
+		m.families = append(m.families, lf)
+		m.readers.decoders[f.kind] = f.decode
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	if err := m.readers.start(ctx); err != nil {
+		m.Close()
+		return nil, err
+	}
+	m.wg.Add(1)
+	go m.sweep(ctx)
+	return m, nil
+}
+
+func (m *Manager) load(f *family) (*loadedFamily, error) {
+	spec, err := f.spec()
+	if err != nil {
+		return nil, err
+	}
+	if ms := spec.Maps[f.startMap]; ms != nil {
+		ms.MaxEntries = uint32(m.opts.MaxInFlight)
+	}
+	if ms := spec.Maps[f.configMap]; ms != nil {
+		ms.MaxEntries = uint32(m.opts.MaxTargets)
+	}
+	if ms := spec.Maps["rings"]; ms != nil {
+		ms.MaxEntries = uint32(len(m.rings.inner))
+		if ms.InnerMap != nil {
+			ms.InnerMap.MaxEntries = uint32(m.opts.RingBytes)
+		}
+	}
+	if v := spec.Variables["wake_bytes"]; v != nil {
+		if err := v.Set(uint64(m.opts.RingBytes / 4)); err != nil {
+			return nil, fmt.Errorf("set wake threshold: %w", err)
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
+		MapReplacements: map[string]*ebpf.Map{"rings": m.rings.outer, "lost": m.rings.lost},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &loadedFamily{
+		family:  f,
+		coll:    coll,
+		config:  coll.Maps[f.configMap],
+		starts:  coll.Maps[f.startMap],
+		configs: map[*symbols.Binary]configResult{},
+	}, nil
+}
+
+// ProbeStatus is how one family fared in one process.
+type ProbeStatus struct {
+	Family string `json:"family"`
+	// Functions probed, and where ("net/http.serverHandler.ServeHTTP+0xa").
+	Sites []string `json:"sites,omitempty"`
+	// Error says why the family could not be attached; empty when it was.
+	Error string `json:"error,omitempty"`
+}
+
+// Attachment is the probes of one process. Detach releases them.
+type Attachment struct {
+	PID    int
+	Probes []ProbeStatus
+	links  []link.Link
+	fams   []*loadedFamily
+}
+
+// ErrNoFamily says that no probe family applies to a program (it links none
+// of the functions blindspot probes).
+var ErrNoFamily = errors.New("no probe family applies")
+
+// Attach attaches every family that applies to the process pid, whose
+// executable bin was read from exe (a path the kernel can resolve, such as
+// /proc/PID/exe). A family that fails is reported in the result and the
+// others still attach.
+func (m *Manager) Attach(pid int, exe string, bin *symbols.Binary, t aggregator.TargetID) (*Attachment, error) {
+	ex, err := link.OpenExecutable(exe)
+	if err != nil {
+		return nil, fmt.Errorf("open executable: %w", err)
+	}
+	a := &Attachment{PID: pid}
+	m.targets.set(uint32(pid), t, true)
+	for _, f := range m.families {
+		st := ProbeStatus{Family: f.name}
+		if _, err := bin.LookupFunc(f.anchor); err != nil {
+			continue // the program does not use this library
+		}
+		cfg := f.configFor(bin)
+		if cfg.err != nil {
+			st.Error = cfg.err.Error()
+			a.Probes = append(a.Probes, st)
+			continue
+		}
+		if err := f.config.Put(uint32(pid), cfg.value); err != nil {
+			st.Error = fmt.Sprintf("store offsets: %v", err)
+			a.Probes = append(a.Probes, st)
+			continue
+		}
+		links, sites, err := f.attach(ex, pid, bin, cfg)
+		if err != nil {
+			for _, l := range links {
+				l.Close()
+			}
+			f.config.Delete(uint32(pid))
+			st.Error = err.Error()
+			a.Probes = append(a.Probes, st)
+			continue
+		}
+		st.Sites = sites
+		a.links = append(a.links, links...)
+		a.fams = append(a.fams, f)
+		a.Probes = append(a.Probes, st)
+	}
+	if len(a.Probes) == 0 {
+		m.targets.set(uint32(pid), 0, false)
+		return a, ErrNoFamily
+	}
+	return a, nil
+}
+
+// configFor computes, once per binary, what the family's BPF programs need
+// and where its probes go.
+func (f *loadedFamily) configFor(bin *symbols.Binary) configResult {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r, ok := f.configs[bin]; ok {
+		return r
+	}
+	r := configResult{offsets: map[string]siteOffsets{}}
+	r.value, r.err = f.configure(bin)
+	if r.err == nil {
+		for _, p := range f.probes {
+			off, err := entrySite(bin, p.Function)
+			if err != nil {
+				if p.Optional && errors.Is(err, symbols.ErrFuncNotFound) {
+					continue
+				}
+				r.err = err
+				break
+			}
+			r.offsets[p.Program] = siteOffsets{off}
+		}
+	}
+	f.configs[bin] = r
+	return r
+}
+
+// Forget drops what was computed for a binary no process runs any more.
+func (m *Manager) Forget(bin *symbols.Binary) {
+	for _, f := range m.families {
+		f.mu.Lock()
+		delete(f.configs, bin)
+		f.mu.Unlock()
+	}
+}
+
+// entrySite returns the file offset of the cheapest safe instruction at
+// which a call of fn has begun.
+func entrySite(bin *symbols.Binary, fn string) (uint64, error) {
+	f, err := bin.LookupFunc(fn)
+	if err != nil {
+		return 0, err
+	}
+	sites, err := bin.Sites(f)
+	if err != nil {
+		return 0, fmt.Errorf("find probe sites of %s: %w", fn, err)
+	}
+	off, err := bin.FileOffset(sites.Entry)
+	if err != nil {
+		return 0, fmt.Errorf("locate %s: %w", fn, err)
+	}
+	return off, nil
+}
+
+func (f *loadedFamily) attach(ex *link.Executable, pid int, bin *symbols.Binary, cfg configResult) ([]link.Link, []string, error) {
+	var links []link.Link
+	var sites []string
+	for _, p := range f.probes {
+		offs, ok := cfg.offsets[p.Program]
+		if !ok {
+			continue
+		}
+		prog := f.coll.Programs[p.Program]
+		if prog == nil {
+			return links, nil, fmt.Errorf("program %s missing from collection", p.Program)
+		}
+		for _, off := range offs {
+			l, err := ex.Uprobe("", prog, &link.UprobeOptions{Address: off, PID: pid})
+			if err != nil {
+				return links, nil, fmt.Errorf("attach uprobe to %s: %w", p.Function, err)
+			}
+			links = append(links, l)
+		}
+		sites = append(sites, p.Function)
+	}
+	return links, sites, nil
+}
+
+// Detach removes a process's probes and everything kept about it in BPF
+// maps.
+func (m *Manager) Detach(a *Attachment) {
+	for _, l := range a.links {
+		l.Close()
+	}
+	a.links = nil
+	for _, f := range a.fams {
+		f.config.Delete(uint32(a.PID))
+		f.dropStarts(func(tgid uint32, _ uint64) bool { return tgid == uint32(a.PID) })
+	}
+	pid := uint32(a.PID)
+	// Events already in the rings still name this PID: let the readers
+	// attribute them before forgetting it.
+	time.AfterFunc(4*m.opts.DrainInterval+100*time.Millisecond, func() {
+		m.targets.set(pid, 0, false)
+	})
+}
+
+// dropStarts deletes the calls in flight that match.
+func (f *loadedFamily) dropStarts(match func(tgid uint32, startNs uint64) bool) {
+	var (
+		key  [16]byte
+		val  []byte
+		dead [][16]byte
+	)
+	val = make([]byte, f.starts.ValueSize())
+	it := f.starts.Iterate()
+	for it.Next(&key, &val) {
+		tgid := uint32(key[0]) | uint32(key[1])<<8 | uint32(key[2])<<16 | uint32(key[3])<<24
+		var start uint64
+		for i := 7; i >= 0; i-- {
+			start = start<<8 | uint64(val[i])
+		}
+		if match(tgid, start) {
+			dead = append(dead, key)
+		}
+	}
+	for _, k := range dead {
+		f.starts.Delete(k)
+	}
+}
+
+// sweep expires calls in flight whose end never came (a goroutine that
+// never returned, a process that died mid-call).
+func (m *Manager) sweep(ctx context.Context) {
+	defer m.wg.Done()
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cutoff := uint64(monotonicNow().Nanoseconds()) - uint64(m.opts.InFlightTTL.Nanoseconds())
+		for _, f := range m.families {
+			f.dropStarts(func(_ uint32, start uint64) bool { return start < cutoff })
+		}
+	}
+}
+
+// Stats are the manager's own counters, per family.
+type Stats struct {
+	Events map[string]uint64
+	Lost   map[string]uint64
+	// Unattributed events named a PID no longer (or not yet) attached.
+	Unattributed uint64
+	// Malformed events could not be decoded.
+	Malformed uint64
+}
+
+// Stats reads the manager's counters.
+func (m *Manager) Stats() Stats {
+	s := Stats{Events: map[string]uint64{}, Lost: map[string]uint64{}}
+	for _, f := range m.families {
+		s.Events[f.name] = m.readers.events[f.kind].Load()
+		s.Lost[f.name] = m.rings.lostEvents(f.kind)
+	}
+	s.Unattributed = m.readers.unknown.Load()
+	s.Malformed = m.readers.malformed.Load()
+	return s
+}
+
+// Close detaches nothing by itself (Detach each Attachment first), stops
+// the readers and unloads the BPF programs and maps.
+func (m *Manager) Close() {
+	if m.cancel != nil {
+		m.cancel()
+	}
+	if m.readers != nil {
+		m.readers.stop()
+	}
+	m.wg.Wait()
+	for _, f := range m.families {
+		f.coll.Close()
+	}
+	m.rings.close()
+}

@@ -1,0 +1,203 @@
+package probes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/blindspot-dev/blindspot/aggregator"
+)
+
+// ringSet is one BPF ring buffer per possible CPU, reachable from BPF through
+// an array of maps, and one reader per ring feeding one aggregator shard.
+type ringSet struct {
+	outer *ebpf.Map
+	inner []*ebpf.Map
+	lost  *ebpf.Map
+}
+
+func newRingSet(cpus, ringBytes int) (*ringSet, error) {
+	rs := &ringSet{}
+	innerSpec := &ebpf.MapSpec{Name: "ring", Type: ebpf.RingBuf, MaxEntries: uint32(ringBytes)}
+	outer, err := ebpf.NewMap(&ebpf.MapSpec{
+		Name:       "rings",
+		Type:       ebpf.ArrayOfMaps,
+		KeySize:    4,
+		ValueSize:  4,
+		MaxEntries: uint32(cpus),
+		InnerMap:   innerSpec,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create ring array: %w", err)
+	}
+	rs.outer = outer
+	for i := 0; i < cpus; i++ {
+		m, err := ebpf.NewMap(innerSpec)
+		if err != nil {
+			rs.close()
+			return nil, fmt.Errorf("create ring buffer %d: %w", i, err)
+		}
+		rs.inner = append(rs.inner, m)
+		if err := outer.Put(uint32(i), m); err != nil {
+			rs.close()
+			return nil, fmt.Errorf("install ring buffer %d: %w", i, err)
+		}
+	}
+	rs.lost, err = ebpf.NewMap(&ebpf.MapSpec{
+		Name: "lost", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: maxKinds,
+	})
+	if err != nil {
+		rs.close()
+		return nil, fmt.Errorf("create lost-event counters: %w", err)
+	}
+	return rs, nil
+}
+
+func (rs *ringSet) close() {
+	for _, m := range rs.inner {
+		m.Close()
+	}
+	if rs.outer != nil {
+		rs.outer.Close()
+	}
+	if rs.lost != nil {
+		rs.lost.Close()
+	}
+}
+
+// lostEvents sums the per-CPU lost counters of one event kind.
+func (rs *ringSet) lostEvents(kind uint16) uint64 {
+	var per []uint64
+	if err := rs.lost.Lookup(uint32(kind), &per); err != nil {
+		return 0
+	}
+	var n uint64
+	for _, v := range per {
+		n += v
+	}
+	return n
+}
+
+// readers drain every ring on a timer: events are submitted without a
+// wake-up (a wake-up inside a uprobe costs more than the probe), so each
+// reader polls with a deadline; a ring filling past a threshold wakes its
+// reader at once.
+type readers struct {
+	rs       *ringSet
+	agg      *aggregator.Aggregator
+	interval time.Duration
+	targets  *targetTable
+	decoders [maxKinds]func(*aggregator.Shard, aggregator.TargetID, []byte) bool
+
+	events    [maxKinds]atomic.Uint64
+	malformed atomic.Uint64
+	unknown   atomic.Uint64
+	wg        sync.WaitGroup
+	rds       []*ringbuf.Reader
+}
+
+func (r *readers) start(ctx context.Context) error {
+	for i, m := range r.rs.inner {
+		rd, err := ringbuf.NewReader(m)
+		if err != nil {
+			r.stop()
+			return fmt.Errorf("open ring buffer %d: %w", i, err)
+		}
+		r.rds = append(r.rds, rd)
+	}
+	for i, rd := range r.rds {
+		r.wg.Add(1)
+		go r.run(ctx, rd, r.agg.Shard(i%r.agg.Shards()))
+	}
+	return nil
+}
+
+func (r *readers) run(ctx context.Context, rd *ringbuf.Reader, sh *aggregator.Shard) {
+	defer r.wg.Done()
+	var rec ringbuf.Record
+	for ctx.Err() == nil {
+		rd.SetDeadline(time.Now().Add(r.interval))
+		for {
+			err := rd.ReadInto(&rec)
+			if err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ringbuf.ErrFlushed) {
+					break
+				}
+				return // closed
+			}
+			r.handle(sh, rec.RawSample)
+		}
+	}
+}
+
+func (r *readers) handle(sh *aggregator.Shard, raw []byte) {
+	if len(raw) < 24 {
+		r.malformed.Add(1)
+		return
+	}
+	kind := uint16(raw[0]) | uint16(raw[1])<<8
+	pid := uint32(raw[4]) | uint32(raw[5])<<8 | uint32(raw[6])<<16 | uint32(raw[7])<<24
+	if int(kind) >= maxKinds || r.decoders[kind] == nil {
+		r.malformed.Add(1)
+		return
+	}
+	r.events[kind].Add(1)
+	t, ok := r.targets.lookup(pid)
+	if !ok {
+		r.unknown.Add(1)
+		return
+	}
+	if !r.decoders[kind](sh, t, raw) {
+		r.malformed.Add(1)
+	}
+}
+
+// stop closes the readers and waits for them; events still in the rings
+// are drained first.
+func (r *readers) stop() {
+	for _, rd := range r.rds {
+		rd.Close()
+	}
+	r.wg.Wait()
+}
+
+// targetTable maps PIDs to targets for the readers without a lock: it is
+// replaced whole on every change (rare) and read on every event.
+type targetTable struct {
+	mu  sync.Mutex
+	cur atomic.Pointer[map[uint32]aggregator.TargetID]
+}
+
+func (tt *targetTable) lookup(pid uint32) (aggregator.TargetID, bool) {
+	m := tt.cur.Load()
+	if m == nil {
+		return 0, false
+	}
+	t, ok := (*m)[pid]
+	return t, ok
+}
+
+func (tt *targetTable) set(pid uint32, t aggregator.TargetID, present bool) {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	old := tt.cur.Load()
+	next := map[uint32]aggregator.TargetID{}
+	if old != nil {
+		for k, v := range *old {
+			next[k] = v
+		}
+	}
+	if present {
+		next[pid] = t
+	} else {
+		delete(next, pid)
+	}
+	tt.cur.Store(&next)
+}

@@ -1,0 +1,231 @@
+package symbols
+
+import (
+	"debug/buildinfo"
+	"debug/dwarf"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+var (
+	// ErrNotGo is returned for ELF files without Go build info.
+	ErrNotGo = errors.New("not a Go executable")
+	// ErrFuncNotFound is returned when a function is not in the executable.
+	ErrFuncNotFound = errors.New("function not found")
+	// ErrFieldNotFound is returned when struct fields cannot be located.
+	ErrFieldNotFound = errors.New("struct field not found")
+	// ErrUnsupportedArch is returned for executables that are neither
+	// amd64 nor arm64.
+	ErrUnsupportedArch = errors.New("unsupported architecture")
+)
+
+// maxSectionSize bounds every section read into memory, so corrupt headers
+// cannot make the parser allocate without limit.
+const maxSectionSize = 1 << 30
+
+// Binary is one parsed Go executable. It is safe for concurrent use after
+// Open or NewBinary returns.
+type Binary struct {
+	// Path is the path the executable was opened from (informational).
+	Path string
+	// GoVersion is the toolchain version from the build info, e.g.
+	// "go1.26.8" or "go1.19.8".
+	GoVersion string
+	// Arch is the target architecture: "amd64" or "arm64".
+	Arch string
+	// PIE reports a position-independent executable (ELF type ET_DYN).
+	PIE bool
+	// HasSymtab reports whether the executable has a .symtab section.
+	HasSymtab bool
+	// HasDWARF reports whether the executable has DWARF debug info.
+	HasDWARF bool
+	// MainModule is the main module path from the build info; it may be
+	// empty (e.g. for binaries built from a file list).
+	MainModule string
+
+	ef     *elf.File
+	closer io.Closer
+	loads  []*elf.Prog
+
+	funcs  []Func          // sorted by Entry
+	byName map[string]int  // index into funcs
+	names  []string        // sorted, unique
+	symtab map[string]Func // functions as .symtab has them (nil when absent)
+	pcln   map[string]Func // functions as .gopclntab has them (nil when absent)
+
+	dwarfOnce sync.Once
+	dwarf     *dwarf.Data
+	dwarfErr  error
+
+	typeOnce sync.Once
+	types    *typeData
+	typesErr error
+
+	cacheMu     sync.Mutex
+	dwarfStruct map[string]map[string]uint64 // DWARF struct lookups by type name
+}
+
+// Open opens and parses the Go executable at path. Non-ELF files yield a
+// plain error; ELF files without Go build info yield an error wrapping
+// ErrNotGo; other architectures than amd64 and arm64 an error wrapping
+// ErrUnsupportedArch. The caller must Close the Binary.
+func Open(path string) (*Binary, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open executable: %w", err)
+	}
+	b, err := NewBinary(f, path)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	b.closer = f
+	return b, nil
+}
+
+// NewBinary parses a Go executable from r; path is only recorded. It never
+// panics, whatever r holds. Close does not close r.
+func NewBinary(r io.ReaderAt, path string) (b *Binary, err error) {
+	defer func() {
+		// The parsers of this package are bounds-checked; this guards
+		// against panics in the standard library's ELF, DWARF and build
+		// info readers on hostile input.
+		if p := recover(); p != nil {
+			b, err = nil, fmt.Errorf("parse executable: internal error: %v", p)
+		}
+	}()
+	ef, err := elf.NewFile(r)
+	if err != nil {
+		return nil, fmt.Errorf("parse elf: %w", err)
+	}
+	b = &Binary{Path: path, ef: ef, PIE: ef.Type == elf.ET_DYN}
+	switch ef.Machine {
+	case elf.EM_X86_64:
+		b.Arch = "amd64"
+	case elf.EM_AARCH64:
+		b.Arch = "arm64"
+	default:
+		return nil, fmt.Errorf("%w: %v", ErrUnsupportedArch, ef.Machine)
+	}
+	if ef.Class != elf.ELFCLASS64 || ef.ByteOrder.String() != "LittleEndian" {
+		return nil, fmt.Errorf("%w: %v %v", ErrUnsupportedArch, ef.Class, ef.ByteOrder)
+	}
+	bi, err := buildinfo.Read(r)
+	if err != nil {
+		return nil, fmt.Errorf("read build info: %w: %w", ErrNotGo, err)
+	}
+	b.GoVersion = bi.GoVersion
+	b.MainModule = bi.Main.Path
+	for _, p := range ef.Progs {
+		if p.Type == elf.PT_LOAD {
+			b.loads = append(b.loads, p)
+		}
+	}
+	b.HasDWARF = ef.Section(".debug_info") != nil || ef.Section(".zdebug_info") != nil
+	if err := b.loadFuncs(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Close releases the file opened by Open. It is a no-op for a Binary made
+// by NewBinary.
+func (b *Binary) Close() error {
+	if b.closer == nil {
+		return nil
+	}
+	return b.closer.Close()
+}
+
+// Version returns the Go release as numbers, e.g. go1.26.8 → (1, 26).
+// Development and unparsable versions yield ok=false.
+func (b *Binary) Version() (major, minor int, ok bool) {
+	return parseGoVersion(b.GoVersion)
+}
+
+func parseGoVersion(v string) (major, minor int, ok bool) {
+	s, found := strings.CutPrefix(v, "go")
+	if !found {
+		return 0, 0, false
+	}
+	end := 0
+	for end < len(s) && (s[end] >= '0' && s[end] <= '9' || s[end] == '.') {
+		end++
+	}
+	parts := strings.Split(s[:end], ".")
+	if len(parts) < 2 {
+		return 0, 0, false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return major, minor, true
+}
+
+// FileOffset converts a virtual address to the file offset uprobes need,
+// via the PT_LOAD segment holding it.
+func (b *Binary) FileOffset(addr uint64) (uint64, error) {
+	for _, p := range b.loads {
+		if addr >= p.Vaddr && addr-p.Vaddr < p.Filesz {
+			return addr - p.Vaddr + p.Off, nil
+		}
+	}
+	return 0, fmt.Errorf("address %#x is in no loaded segment", addr)
+}
+
+// readAt reads n bytes at virtual address addr from the segment holding it.
+func (b *Binary) readAt(addr, n uint64) ([]byte, error) {
+	if n > maxSectionSize {
+		return nil, fmt.Errorf("range %#x+%d too large", addr, n)
+	}
+	for _, p := range b.loads {
+		if addr >= p.Vaddr && addr-p.Vaddr < p.Filesz {
+			if n > p.Filesz-(addr-p.Vaddr) {
+				return nil, fmt.Errorf("range %#x+%d crosses a segment end", addr, n)
+			}
+			buf := make([]byte, n)
+			if _, err := p.ReadAt(buf, int64(addr-p.Vaddr)); err != nil {
+				return nil, err
+			}
+			return buf, nil
+		}
+	}
+	return nil, fmt.Errorf("address %#x is in no loaded segment", addr)
+}
+
+// sectionData returns a section's bytes, bounded in size.
+func sectionData(s *elf.Section) ([]byte, error) {
+	if s.Type == elf.SHT_NOBITS {
+		return nil, fmt.Errorf("section %s has no data", s.Name)
+	}
+	if s.Size > maxSectionSize {
+		return nil, fmt.Errorf("section %s too large", s.Name)
+	}
+	return s.Data()
+}
+
+// textSection returns the .text section, or nil.
+func (b *Binary) textSection() *elf.Section {
+	return b.ef.Section(".text")
+}
+
+func sortedUnique(names []string) []string {
+	sort.Strings(names)
+	out := names[:0]
+	for i, n := range names {
+		if i > 0 && n == names[i-1] {
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}

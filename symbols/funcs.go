@@ -1,0 +1,205 @@
+package symbols
+
+import (
+	"debug/elf"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Func is one function of the executable.
+type Func struct {
+	// Name is the function's name as Go prints it, e.g.
+	// "net/http.(*response).finishRequest".
+	Name string
+	// Entry is the virtual address of the first instruction.
+	Entry uint64
+	// End is the virtual address one past the last instruction: the next
+	// function's entry in the pclntab function table (so it includes any
+	// alignment padding), or entry plus symbol size for functions known
+	// only to .symtab.
+	End uint64
+}
+
+// loadFuncs builds the function table from .gopclntab and .symtab. Both are
+// read when present; addresses from .symtab win, ends come from the
+// pclntab so that stripped and unstripped builds report identical Funcs.
+func (b *Binary) loadFuncs() error {
+	var textStart uint64
+	if t := b.textSection(); t != nil {
+		textStart = t.Addr
+	}
+	syms, symErr := b.ef.Symbols()
+	if symErr == nil {
+		b.HasSymtab = true
+		b.symtab = make(map[string]Func)
+		for _, s := range syms {
+			if s.Name == "runtime.text" && s.Value != 0 {
+				textStart = s.Value
+			}
+			if elf.ST_TYPE(s.Info) != elf.STT_FUNC || s.Value == 0 || s.Name == "" {
+				continue
+			}
+			// A few names occur twice (an assembly function and its ABI
+			// wrapper); like the pclntab lookup, keep the lowest address.
+			if prev, dup := b.symtab[s.Name]; dup && prev.Entry <= s.Value {
+				continue
+			}
+			b.symtab[s.Name] = Func{Name: s.Name, Entry: s.Value, End: s.Value + s.Size}
+		}
+	} else if !errors.Is(symErr, elf.ErrNoSymbols) {
+		return fmt.Errorf("read symtab: %w", symErr)
+	}
+
+	sec := b.ef.Section(".gopclntab")
+	if sec == nil {
+		sec = b.ef.Section(".data.rel.ro.gopclntab")
+	}
+	var pclnErr error
+	if sec == nil {
+		pclnErr = errors.New("no .gopclntab section")
+	} else if data, err := sectionData(sec); err != nil {
+		pclnErr = err
+	} else if funcs, err := parsePclntab(data, textStart); err != nil {
+		pclnErr = err
+	} else {
+		b.pcln = make(map[string]Func, len(funcs))
+		for _, f := range funcs {
+			if _, dup := b.pcln[f.Name]; !dup {
+				b.pcln[f.Name] = f
+			}
+		}
+	}
+	if b.pcln == nil && b.symtab == nil {
+		return fmt.Errorf("read pclntab: %w", pclnErr)
+	}
+
+	merged := make(map[string]Func, len(b.pcln))
+	for name, f := range b.pcln {
+		if s, ok := b.symtab[name]; ok && s.Entry != f.Entry {
+			// Trust the symbol table's address; keep its own end.
+			f = s
+		}
+		merged[name] = f
+	}
+	for name, s := range b.symtab {
+		if _, ok := merged[name]; !ok && s.End > s.Entry {
+			merged[name] = s // e.g. C functions in cgo binaries
+		}
+	}
+	b.funcs = make([]Func, 0, len(merged))
+	for _, f := range merged {
+		b.funcs = append(b.funcs, f)
+	}
+	sort.Slice(b.funcs, func(i, j int) bool {
+		if b.funcs[i].Entry != b.funcs[j].Entry {
+			return b.funcs[i].Entry < b.funcs[j].Entry
+		}
+		return b.funcs[i].Name < b.funcs[j].Name
+	})
+	b.byName = make(map[string]int, len(b.funcs))
+	b.names = make([]string, 0, len(b.funcs))
+	for i, f := range b.funcs {
+		b.byName[f.Name] = i
+		b.names = append(b.names, f.Name)
+	}
+	b.names = sortedUnique(b.names)
+	return nil
+}
+
+// LookupFunc finds a function by its full Go name. If it is not found, the
+// error wraps ErrFuncNotFound and suggests up to 3 close names.
+func (b *Binary) LookupFunc(name string) (Func, error) {
+	if i, ok := b.byName[name]; ok {
+		return b.funcs[i], nil
+	}
+	if s := suggest(name, b.names, 3); len(s) > 0 {
+		return Func{}, &wrapError{
+			msg: fmt.Sprintf("function %q not found; did you mean %s?", name, joinOr(s)),
+			err: ErrFuncNotFound,
+		}
+	}
+	return Func{}, &wrapError{msg: fmt.Sprintf("function %q not found", name), err: ErrFuncNotFound}
+}
+
+// wrapError carries its own message and wraps a sentinel error.
+type wrapError struct {
+	msg string
+	err error
+}
+
+func (e *wrapError) Error() string { return e.msg }
+func (e *wrapError) Unwrap() error { return e.err }
+
+// FuncNames returns every function name, sorted.
+func (b *Binary) FuncNames() []string {
+	return append([]string(nil), b.names...)
+}
+
+func joinOr(s []string) string {
+	if len(s) <= 1 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
+}
+
+// suggest returns up to n names closest to name by edit distance, among
+// those close enough to be plausible typos.
+func suggest(name string, names []string, n int) []string {
+	maxDist := len(name)/3 + 1
+	if maxDist > 6 {
+		maxDist = 6
+	}
+	type cand struct {
+		name string
+		d    int
+	}
+	var cands []cand
+	for _, c := range names {
+		if diff := len(c) - len(name); diff > maxDist || -diff > maxDist {
+			continue
+		}
+		if d := editDistance(name, c, maxDist); d <= maxDist {
+			cands = append(cands, cand{c, d})
+		}
+	}
+	sort.Slice(cands, func(i, j int) bool {
+		if cands[i].d != cands[j].d {
+			return cands[i].d < cands[j].d
+		}
+		return cands[i].name < cands[j].name
+	})
+	var out []string
+	for i := 0; i < len(cands) && i < n; i++ {
+		out = append(out, cands[i].name)
+	}
+	return out
+}
+
+// editDistance is the Levenshtein distance of a and b, stopping early
+// (returning limit+1) once it must exceed limit.
+func editDistance(a, b string, limit int) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		rowMin := cur[0]
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			rowMin = min(rowMin, cur[j])
+		}
+		if rowMin > limit {
+			return limit + 1
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,192 @@
+package symbols
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const go119 = "/usr/lib/go-1.19/bin/go"
+
+// build is one way the target program is built.
+type build struct {
+	name     string // e.g. "go126-pie-s"
+	gobin    string
+	goarch   string
+	pie      bool
+	stripped bool
+	minor    int // expected Go minor version
+}
+
+func (b build) plain() string {
+	return strings.TrimSuffix(b.name, "-s")
+}
+
+var builds = []build{
+	{name: "go126", minor: 26},
+	{name: "go126-s", stripped: true, minor: 26},
+	{name: "go126-pie", pie: true, minor: 26},
+	{name: "go126-pie-s", pie: true, stripped: true, minor: 26},
+	{name: "go126-arm64", goarch: "arm64", minor: 26},
+	{name: "go126-arm64-s", goarch: "arm64", stripped: true, minor: 26},
+	{name: "go119", gobin: go119, minor: 19},
+	{name: "go119-s", gobin: go119, stripped: true, minor: 19},
+	{name: "go119-pie", gobin: go119, pie: true, minor: 19},
+	{name: "go119-pie-s", gobin: go119, pie: true, stripped: true, minor: 19},
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErrs = map[string]error{}
+	buildMu   sync.Mutex
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// goBin is the Go toolchain running the tests.
+func goBin() string {
+	if p, err := exec.LookPath(filepath.Join(os.Getenv("GOROOT"), "bin", "go")); err == nil && os.Getenv("GOROOT") != "" {
+		return p
+	}
+	return "/usr/local/go/bin/go"
+}
+
+// runGo runs one go command with a time bound, isolated from the caller's
+// toolchain settings.
+func runGo(gobin, dir string, env []string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, gobin, args...)
+	cmd.Dir = dir
+	for _, kv := range os.Environ() {
+		switch strings.SplitN(kv, "=", 2)[0] {
+		case "GOROOT", "GOTOOLCHAIN", "GOFLAGS", "GOOS", "GOARCH", "CGO_ENABLED":
+			continue
+		}
+		cmd.Env = append(cmd.Env, kv)
+	}
+	cmd.Env = append(cmd.Env, "GOTOOLCHAIN=local", "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0")
+	cmd.Env = append(cmd.Env, env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if err != nil {
+		return out.Bytes(), fmt.Errorf("%s %s: %v: %s", gobin, strings.Join(args, " "), err, out.String())
+	}
+	return out.Bytes(), nil
+}
+
+func buildAll() {
+	var err error
+	buildDir, err = os.MkdirTemp("", "symbols-test")
+	if err != nil {
+		panic(err)
+	}
+	src, err := filepath.Abs("testdata/target")
+	if err != nil {
+		panic(err)
+	}
+	tiny := filepath.Join(buildDir, "tiny-src")
+	os.MkdirAll(tiny, 0o755)
+	os.WriteFile(filepath.Join(tiny, "go.mod"), []byte("module tiny\n\ngo 1.19\n"), 0o644)
+	os.WriteFile(filepath.Join(tiny, "main.go"), []byte("package main\n\nfunc main() { println(1) }\n"), 0o644)
+
+	// One goroutine per toolchain: the two share no build cache entries.
+	var wg sync.WaitGroup
+	for _, gobin := range []string{"", go119} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, bd := range builds {
+				if bd.gobin != gobin {
+					continue
+				}
+				g := bd.gobin
+				if g == "" {
+					g = goBin()
+				}
+				if _, err := os.Stat(g); err != nil {
+					buildMu.Lock()
+					buildErrs[bd.name] = err
+					buildMu.Unlock()
+					continue
+				}
+				args := []string{"build", "-o", filepath.Join(buildDir, bd.name)}
+				if bd.pie {
+					args = append(args, "-buildmode=pie")
+				}
+				if bd.stripped {
+					args = append(args, "-ldflags=-s -w")
+				}
+				var env []string
+				if bd.goarch != "" {
+					env = append(env, "GOARCH="+bd.goarch)
+				}
+				_, err := runGo(g, src, env, append(args, ".")...)
+				buildMu.Lock()
+				buildErrs[bd.name] = err
+				buildMu.Unlock()
+			}
+			if gobin == "" {
+				_, err := runGo(goBin(), tiny, nil, "build", "-ldflags=-s -w", "-o", filepath.Join(buildDir, "tiny"), ".")
+				buildMu.Lock()
+				buildErrs["tiny"] = err
+				buildMu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// target returns the path of a built target, skipping (or, with CI=true,
+// failing) when Go 1.19 is missing.
+func target(tb testing.TB, name string) string {
+	tb.Helper()
+	buildOnce.Do(buildAll)
+	buildMu.Lock()
+	err := buildErrs[name]
+	buildMu.Unlock()
+	if err != nil {
+		if os.IsNotExist(err) && os.Getenv("CI") != "true" {
+			tb.Skipf("toolchain for %s missing: %v", name, err)
+		}
+		tb.Fatalf("build %s: %v", name, err)
+	}
+	return filepath.Join(buildDir, name)
+}
+
+var (
+	openMu   sync.Mutex
+	openBins = map[string]*Binary{}
+)
+
+// open returns the parsed target, shared between tests.
+func open(tb testing.TB, name string) *Binary {
+	tb.Helper()
+	path := target(tb, name)
+	openMu.Lock()
+	defer openMu.Unlock()
+	if b, ok := openBins[name]; ok {
+		return b
+	}
+	b, err := Open(path)
+	if err != nil {
+		tb.Fatalf("open %s: %v", name, err)
+	}
+	openBins[name] = b
+	return b
+}

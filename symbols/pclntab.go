@@ -1,0 +1,224 @@
+package symbols
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Magic numbers at the start of .gopclntab.
+const (
+	pclnMagic116 = 0xfffffffa // Go 1.16, 1.17
+	pclnMagic118 = 0xfffffff0 // Go 1.18, 1.19
+	pclnMagic120 = 0xfffffff1 // Go 1.20 and later
+)
+
+var errPclnTruncated = errors.New("truncated")
+
+// pclnReader is a bounds-checked little-endian view of a pclntab section.
+type pclnReader struct {
+	data    []byte
+	ptrSize int
+}
+
+func (r pclnReader) u32(off uint64) (uint32, error) {
+	if off > uint64(len(r.data)) || uint64(len(r.data))-off < 4 {
+		return 0, fmt.Errorf("read uint32 at %#x: %w", off, errPclnTruncated)
+	}
+	return binary.LittleEndian.Uint32(r.data[off:]), nil
+}
+
+func (r pclnReader) word(off uint64) (uint64, error) {
+	if r.ptrSize == 4 {
+		v, err := r.u32(off)
+		return uint64(v), err
+	}
+	if off > uint64(len(r.data)) || uint64(len(r.data))-off < 8 {
+		return 0, fmt.Errorf("read word at %#x: %w", off, errPclnTruncated)
+	}
+	return binary.LittleEndian.Uint64(r.data[off:]), nil
+}
+
+// cstring reads a NUL-terminated string at off.
+func (r pclnReader) cstring(off uint64) (string, error) {
+	if off >= uint64(len(r.data)) {
+		return "", fmt.Errorf("read name at %#x: %w", off, errPclnTruncated)
+	}
+	for i := off; i < uint64(len(r.data)); i++ {
+		if r.data[i] == 0 {
+			return string(r.data[off:i]), nil
+		}
+	}
+	return "", fmt.Errorf("read name at %#x: unterminated", off)
+}
+
+// parsePclntab returns the function table of a .gopclntab section: names,
+// entries and ends (the next function's entry), sorted by entry.
+//
+// textStart is the address of runtime.text, used when the header's own
+// textStart is zero: Go 1.20 and later leave it zero in the file (the
+// runtime fills it in from moduledata), whereas Go 1.18 and 1.19 store the
+// link-time address there, PIE or not.
+func parsePclntab(data []byte, textStart uint64) ([]Func, error) {
+	if len(data) < 16 {
+		return nil, fmt.Errorf("header: %w", errPclnTruncated)
+	}
+	magic := binary.LittleEndian.Uint32(data)
+	if data[4] != 0 || data[5] != 0 {
+		return nil, errors.New("header: bad padding")
+	}
+	switch data[6] { // minimum instruction size
+	case 1, 2, 4:
+	default:
+		return nil, fmt.Errorf("header: bad instruction size %d", data[6])
+	}
+	r := pclnReader{data: data, ptrSize: int(data[7])}
+	if r.ptrSize != 4 && r.ptrSize != 8 {
+		return nil, fmt.Errorf("header: bad pointer size %d", r.ptrSize)
+	}
+	ps := uint64(r.ptrSize)
+	hdr := func(i uint64) (uint64, error) { return r.word(8 + i*ps) }
+	switch magic {
+	case pclnMagic118, pclnMagic120:
+		return parsePcln118(r, hdr, textStart)
+	case pclnMagic116:
+		return parsePcln116(r, hdr)
+	default:
+		return nil, fmt.Errorf("header: unsupported magic %#x", magic)
+	}
+}
+
+func parsePcln118(r pclnReader, hdr func(uint64) (uint64, error), textStart uint64) ([]Func, error) {
+	// Header words: nfunc, nfiles, textStart, funcnameOffset, cuOffset,
+	// filetabOffset, pctabOffset, pclnOffset.
+	var h [8]uint64
+	for i := range h {
+		v, err := hdr(uint64(i))
+		if err != nil {
+			return nil, fmt.Errorf("header: %w", err)
+		}
+		h[i] = v
+	}
+	nfunc, hdrText, funcnameOff, pclnOff := h[0], h[2], h[3], h[7]
+	if hdrText != 0 {
+		textStart = hdrText
+	}
+	size := uint64(len(r.data))
+	if funcnameOff >= size || pclnOff >= size {
+		return nil, errors.New("header: table offset out of range")
+	}
+	// The func table holds nfunc+1 pairs of uint32 {entryoff, funcoff}.
+	if nfunc == 0 || nfunc > (size-pclnOff)/8 {
+		return nil, fmt.Errorf("header: bad function count %d", nfunc)
+	}
+	pcln := pclnReader{data: r.data[pclnOff:], ptrSize: r.ptrSize}
+	names := pclnReader{data: r.data[funcnameOff:], ptrSize: r.ptrSize}
+	funcs := make([]Func, 0, nfunc)
+	prev := uint64(0)
+	for i := uint64(0); i <= nfunc; i++ {
+		entryOff, err := pcln.u32(i * 8)
+		if err != nil {
+			return nil, fmt.Errorf("func table: %w", err)
+		}
+		if uint64(entryOff) < prev {
+			return nil, fmt.Errorf("func table: entry %d out of order", i)
+		}
+		prev = uint64(entryOff)
+		entry := textStart + uint64(entryOff)
+		if entry < textStart {
+			return nil, fmt.Errorf("func table: entry %d overflows", i)
+		}
+		if i > 0 {
+			funcs[i-1].End = entry
+		}
+		if i == nfunc {
+			break // the last entry only marks the end of the text
+		}
+		funcOff, err := pcln.u32(i*8 + 4)
+		if err != nil {
+			return nil, fmt.Errorf("func table: %w", err)
+		}
+		// _func starts with entryOff uint32, nameOff int32.
+		fEntry, err := pcln.u32(uint64(funcOff))
+		if err != nil {
+			return nil, fmt.Errorf("func %d: %w", i, err)
+		}
+		if fEntry != entryOff {
+			return nil, fmt.Errorf("func %d: entry mismatch", i)
+		}
+		nameOff, err := pcln.u32(uint64(funcOff) + 4)
+		if err != nil {
+			return nil, fmt.Errorf("func %d: %w", i, err)
+		}
+		name, err := names.cstring(uint64(int64(int32(nameOff))))
+		if err != nil {
+			return nil, fmt.Errorf("func %d: %w", i, err)
+		}
+		funcs = append(funcs, Func{Name: name, Entry: entry})
+	}
+	return funcs, nil
+}
+
+func parsePcln116(r pclnReader, hdr func(uint64) (uint64, error)) ([]Func, error) {
+	// Header words: nfunc, nfiles, funcnameOffset, cuOffset, filetabOffset,
+	// pctabOffset, pclnOffset. Entries are absolute addresses.
+	var h [7]uint64
+	for i := range h {
+		v, err := hdr(uint64(i))
+		if err != nil {
+			return nil, fmt.Errorf("header: %w", err)
+		}
+		h[i] = v
+	}
+	nfunc, funcnameOff, pclnOff := h[0], h[2], h[6]
+	size := uint64(len(r.data))
+	ps := uint64(r.ptrSize)
+	if funcnameOff >= size || pclnOff >= size {
+		return nil, errors.New("header: table offset out of range")
+	}
+	if nfunc == 0 || nfunc > (size-pclnOff)/(2*ps) {
+		return nil, fmt.Errorf("header: bad function count %d", nfunc)
+	}
+	pcln := pclnReader{data: r.data[pclnOff:], ptrSize: r.ptrSize}
+	names := pclnReader{data: r.data[funcnameOff:], ptrSize: r.ptrSize}
+	funcs := make([]Func, 0, nfunc)
+	prev := uint64(0)
+	for i := uint64(0); i <= nfunc; i++ {
+		entry, err := pcln.word(i * 2 * ps)
+		if err != nil {
+			return nil, fmt.Errorf("func table: %w", err)
+		}
+		if entry < prev {
+			return nil, fmt.Errorf("func table: entry %d out of order", i)
+		}
+		prev = entry
+		if i > 0 {
+			funcs[i-1].End = entry
+		}
+		if i == nfunc {
+			break
+		}
+		funcOff, err := pcln.word(i*2*ps + ps)
+		if err != nil {
+			return nil, fmt.Errorf("func table: %w", err)
+		}
+		// _func starts with entry uintptr, nameoff int32.
+		fEntry, err := pcln.word(funcOff)
+		if err != nil {
+			return nil, fmt.Errorf("func %d: %w", i, err)
+		}
+		if fEntry != entry {
+			return nil, fmt.Errorf("func %d: entry mismatch", i)
+		}
+		nameOff, err := pcln.u32(funcOff + ps)
+		if err != nil {
+			return nil, fmt.Errorf("func %d: %w", i, err)
+		}
+		name, err := names.cstring(uint64(int64(int32(nameOff))))
+		if err != nil {
+			return nil, fmt.Errorf("func %d: %w", i, err)
+		}
+		funcs = append(funcs, Func{Name: name, Entry: entry})
+	}
+	return funcs, nil
+}

@@ -1,0 +1,23 @@
+package symbols
+
+// StructSpec names a struct type and the fields of it whose offsets the
+// generated table (offsets_table.go) records.
+type StructSpec struct {
+	// Type is the full Go type name, e.g. "net/http.response".
+	Type string
+	// Fields are the field names to record. Fields a Go release lacks are
+	// left out of that release's table entry.
+	Fields []string
+}
+
+// TableStructs lists the structs whose field offsets internal/gentable
+// records per Go release, for executables that have neither DWARF nor
+// usable type data.
+var TableStructs = []StructSpec{
+	{Type: "net/http.response", Fields: []string{"conn", "req", "status", "wroteHeader", "handlerDone"}},
+	{Type: "net/http.Request", Fields: []string{"Method", "URL", "Host", "Pattern", "pat"}},
+	{Type: "net/url.URL", Fields: []string{"Scheme", "Host", "Path"}},
+	{Type: "net/http.pattern", Fields: []string{"str"}},
+	{Type: "net/http.conn", Fields: []string{"hijackedv"}},
+	{Type: "runtime.g", Fields: []string{"goid", "atomicstatus", "startpc", "gopc", "stack", "m"}},
+}
