@@ -127,4 +127,3 @@ func run(args []string) error {
 	}
 	return nil
 }
-

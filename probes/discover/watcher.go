@@ -11,7 +11,6 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 )
 
-
 // EventKind says what happened to a process.
 type EventKind int
 
@@ -201,4 +200,3 @@ func (w *Watcher) Scan(execed map[int]bool) []Event {
 	}
 	return evs
 }
-
