@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -79,6 +80,11 @@ func ParseConfig(b []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			// One line per problem would break the one-line start-up error.
+			return nil, errors.New(strings.Join(te.Errors, "; "))
+		}
 		return nil, err
 	}
 	if err := cfg.check(); err != nil {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/blindspot-dev/blindspot/probes/discover"
 )
 
 // demoWorkloadArg runs the built-in demo service instead of the agent: the
@@ -36,6 +38,19 @@ func startDemo(ctx context.Context, log *slog.Logger) error {
 	go cmd.Wait()
 	log.Info("demo service started", "pid", cmd.Process.Pid, "url", "http://127.0.0.1:8080/", "service", "demo-shop")
 	return nil
+}
+
+// countGoPrograms counts the Go programs running now, other than this one.
+func countGoPrograms() int {
+	bins := discover.NewBinaries()
+	n := 0
+	for _, ev := range discover.NewScanner().Scan(nil) {
+		if _, err := bins.Acquire(ev.Process); err == nil {
+			n++
+			bins.Release(ev.Process.File)
+		}
+	}
+	return n
 }
 
 // runDemoWorkload serves a small shop API on loopback and sends it a steady

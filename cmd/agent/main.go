@@ -45,7 +45,7 @@ func run(args []string) error {
 	fs.Var(&listen, "web.listen-address", "address to serve /metrics on; repeat for more (default :9464)")
 	webConfig := fs.String("web.config.file", "", "exporter-toolkit web configuration file for TLS and basic auth")
 	configFile := fs.String("config", "", "YAML configuration file")
-	demo := fs.Bool("demo", false, "also start a small Go web service and a load generator to observe")
+	demo := fs.String("demo", "off", "start a small Go web service and a load generator to observe: on, off, or auto (only when no other Go program runs)")
 	logLevel := fs.String("log.level", "info", "log level: debug, info, warn or error")
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -99,7 +99,18 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if *demo {
+	switch *demo {
+	case "on":
+	case "auto":
+		if n := countGoPrograms(); n > 0 {
+			log.Info("not starting the demo service: Go programs are running", "programs", n)
+			*demo = "off"
+		}
+	case "off":
+	default:
+		return fmt.Errorf("--demo %q: use on, off or auto", *demo)
+	}
+	if *demo != "off" {
 		if err := startDemo(ctx, log); err != nil {
 			return err
 		}

@@ -43,6 +43,12 @@ type Watcher struct {
 // ExecObjects are the BPF objects of the exec tracepoint.
 type ExecObjects = execObjects
 
+// NewScanner returns a Watcher without exec notifications, for one-off
+// scans.
+func NewScanner() *Watcher {
+	return &Watcher{self: os.Getpid(), known: map[int]Process{}}
+}
+
 // NewWatcher returns a Watcher that scans /proc every interval and, where
 // the kernel allows, is told of every exec at once. Its own process is never
 // reported.

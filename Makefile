@@ -1,0 +1,53 @@
+# blindspot: build, run, test and benchmark.
+#
+#   make run      build the agent and run it as root (starts the built-in demo
+#                 workload when no other Go program is running)
+#   make test     install what the tests need, then run the whole suite as root
+#   make bench    measure the agent's overhead against a baseline in one run
+#   make generate regenerate the committed BPF objects (needs clang)
+
+GO        ?= go
+BPF_CLANG ?= clang
+BIN       ?= /tmp/blindspot-build/blindspot
+LISTEN    ?= :9464
+SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
+APT       := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
+
+.PHONY: all build run demo test vet generate bench deps test-deps generate-deps
+
+all: build
+
+deps:
+	@command -v $(GO) >/dev/null || { echo "Go is required: https://go.dev/dl/"; exit 1; }
+	$(GO) mod download
+
+build: deps
+	@mkdir -p $(dir $(BIN))
+	$(GO) build -o $(BIN) ./cmd/agent
+
+run: build
+	$(SUDO) $(BIN) --web.listen-address $(LISTEN) --demo=auto
+
+demo: build
+	$(SUDO) $(BIN) --web.listen-address $(LISTEN) --demo=on
+
+# Debian packages the tests need: Go 1.19 to build old targets.
+TEST_PACKAGES := golang-1.19-go
+test-deps: deps
+	@missing=""; for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then $(APT) update -qq && $(APT) install -y -qq $$missing; fi
+
+vet:
+	$(GO) vet ./...
+
+test: test-deps vet
+	$(SUDO) env "PATH=$$PATH" CI="$${CI:-}" $(GO) test -count=1 -timeout 30m ./...
+
+bench: build
+	$(SUDO) env "PATH=$$PATH" $(GO) run ./test/bench
+
+generate-deps:
+	@command -v $(BPF_CLANG) >/dev/null && test -f /usr/include/bpf/bpf_helpers.h || { $(APT) update -qq && $(APT) install -y -qq clang llvm libbpf-dev; }
+
+generate: generate-deps
+	BPF_CLANG=$(BPF_CLANG) $(GO) generate ./...
