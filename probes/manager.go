@@ -373,11 +373,12 @@ type Stats struct {
 func (m *Manager) Stats() Stats {
 	s := Stats{Events: map[string]uint64{}, Lost: map[string]uint64{}}
 	for _, f := range m.families {
-		s.Events[f.name] = m.readers.events[f.kind].Load()
+		kind := f.kind
+		s.Events[f.name] = m.readers.sum(func(c *readerCounts) uint64 { return c.events[kind].Load() })
 		s.Lost[f.name] = m.rings.lostEvents(f.kind)
 	}
-	s.Unattributed = m.readers.unknown.Load()
-	s.Malformed = m.readers.malformed.Load()
+	s.Unattributed = m.readers.sum(func(c *readerCounts) uint64 { return c.unknown.Load() })
+	s.Malformed = m.readers.sum(func(c *readerCounts) uint64 { return c.malformed.Load() })
 	return s
 }
 

@@ -96,11 +96,26 @@ type readers struct {
 	targets  *targetTable
 	decoders [maxKinds]func(*aggregator.Shard, aggregator.TargetID, []byte) bool
 
+	counts []*readerCounts // one per reader: no cache line shared between CPUs
+	wg     sync.WaitGroup
+	rds    []*ringbuf.Reader
+}
+
+// readerCounts are one reader's own counters, padded to a cache line of
+// their own.
+type readerCounts struct {
 	events    [maxKinds]atomic.Uint64
 	malformed atomic.Uint64
 	unknown   atomic.Uint64
-	wg        sync.WaitGroup
-	rds       []*ringbuf.Reader
+	_         [64]byte
+}
+
+func (r *readers) sum(f func(*readerCounts) uint64) uint64 {
+	var n uint64
+	for _, c := range r.counts {
+		n += f(c)
+	}
+	return n
 }
 
 func (r *readers) start(ctx context.Context) error {
@@ -113,13 +128,15 @@ func (r *readers) start(ctx context.Context) error {
 		r.rds = append(r.rds, rd)
 	}
 	for i, rd := range r.rds {
+		c := &readerCounts{}
+		r.counts = append(r.counts, c)
 		r.wg.Add(1)
-		go r.run(ctx, rd, r.agg.Shard(i%r.agg.Shards()))
+		go r.run(ctx, rd, r.agg.Shard(i%r.agg.Shards()), c)
 	}
 	return nil
 }
 
-func (r *readers) run(ctx context.Context, rd *ringbuf.Reader, sh *aggregator.Shard) {
+func (r *readers) run(ctx context.Context, rd *ringbuf.Reader, sh *aggregator.Shard, c *readerCounts) {
 	defer r.wg.Done()
 	var rec ringbuf.Record
 	for ctx.Err() == nil {
@@ -132,35 +149,34 @@ func (r *readers) run(ctx context.Context, rd *ringbuf.Reader, sh *aggregator.Sh
 				}
 				return // closed
 			}
-			r.handle(sh, rec.RawSample)
+			r.handle(sh, c, rec.RawSample)
 		}
 	}
 }
 
-func (r *readers) handle(sh *aggregator.Shard, raw []byte) {
+func (r *readers) handle(sh *aggregator.Shard, c *readerCounts, raw []byte) {
 	if len(raw) < 24 {
-		r.malformed.Add(1)
+		c.malformed.Add(1)
 		return
 	}
 	kind := uint16(raw[0]) | uint16(raw[1])<<8
 	pid := uint32(raw[4]) | uint32(raw[5])<<8 | uint32(raw[6])<<16 | uint32(raw[7])<<24
 	if int(kind) >= maxKinds || r.decoders[kind] == nil {
-		r.malformed.Add(1)
+		c.malformed.Add(1)
 		return
 	}
-	r.events[kind].Add(1)
+	c.events[kind].Add(1)
 	t, ok := r.targets.lookup(pid)
 	if !ok {
-		r.unknown.Add(1)
+		c.unknown.Add(1)
 		return
 	}
 	if !r.decoders[kind](sh, t, raw) {
-		r.malformed.Add(1)
+		c.malformed.Add(1)
 	}
 }
 
-// stop closes the readers and waits for them; events still in the rings
-// are drained first.
+// stop closes the readers and waits for them.
 func (r *readers) stop() {
 	for _, rd := range r.rds {
 		rd.Close()

@@ -1,0 +1,191 @@
+package probes
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/symbols"
+)
+
+// requireBPF skips without root, except in CI where it must work.
+func requireBPF(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("probe tests need root in CI")
+		}
+		t.Skip("probe tests need root")
+	}
+}
+
+// startServer builds and starts testdata/server, returning its PID,
+// executable and base URL.
+func startServer(t *testing.T) (int, string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "server")
+	build := exec.Command("go", "build", "-o", exe, ".")
+	build.Dir = "testdata/server"
+	build.Env = append(os.Environ(), "GOFLAGS=", "GOWORK=off")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build server: %v\n%s", err, out)
+	}
+	cmd := exec.Command(exe)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("read server address: %v", err)
+	}
+	return cmd.Process.Pid, exe, "http://" + strings.TrimSpace(line)
+}
+
+func get(t *testing.T, c *http.Client, url string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+}
+
+func countAll(agg *aggregator.Aggregator) (n uint64, byStatus map[string]uint64) {
+	byStatus = map[string]uint64{}
+	for _, p := range agg.Snapshot() {
+		n += p.Count
+		byStatus[p.Labels[1]+" "+p.Labels[2]] += p.Count
+	}
+	return
+}
+
+func waitCount(agg *aggregator.Aggregator, want uint64) uint64 {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, _ := countAll(agg)
+		if n >= want || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Attaching to a real server counts its requests exactly, and detaching
+// leaves nothing behind in the BPF maps.
+func TestAttachCountsAndDetachCleans(t *testing.T) {
+	requireBPF(t)
+	pid, exe, base := startServer(t)
+	agg := aggregator.New(Metrics(), aggregator.Options{Shards: 2})
+	m, err := New(agg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	bin, err := symbols.Open(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bin.Close()
+	tid := agg.AddTarget(aggregator.Target{PID: pid, Service: "server"})
+	att, err := m.Attach(pid, fmt.Sprintf("/proc/%d/exe", pid), bin, tid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// net/http links its HTTP/2 server too: five functions in all.
+	if len(att.Probes) != 1 || att.Probes[0].Error != "" || len(att.Probes[0].Sites) != len(httpServerProbes) {
+		t.Fatalf("probes = %+v, want http_server at %d sites", att.Probes, len(httpServerProbes))
+	}
+	c := &http.Client{}
+	for i := 0; i < 20; i++ {
+		get(t, c, fmt.Sprintf("%s/ok/%d", base, i))
+	}
+	for i := 0; i < 5; i++ {
+		get(t, c, base+"/created")
+	}
+	if n := waitCount(agg, 25); n != 25 {
+		t.Fatalf("counted %d requests, want 25", n)
+	}
+	_, by := countAll(agg)
+	if by["200 /ok/{id}"] != 20 || by["201 /created"] != 5 {
+		t.Fatalf("by status and route: %v", by)
+	}
+	m.Detach(att)
+	f := m.families[0]
+	var k uint32
+	var v httpServerHttpServerOffsets
+	if f.config.Lookup(uint32(pid), &v) == nil {
+		t.Error("offsets of a detached process left in the config map")
+	}
+	it := f.config.Iterate()
+	for it.Next(&k, &v) {
+		t.Errorf("config map still holds pid %d", k)
+	}
+	// Requests after detaching are not seen.
+	get(t, c, base+"/created")
+	time.Sleep(200 * time.Millisecond)
+	if n, _ := countAll(agg); n != 25 {
+		t.Fatalf("counted %d after detach, want 25", n)
+	}
+}
+
+// Every event is either read or counted as lost, even when a tiny ring
+// overflows.
+func TestRingOverflowIsAccounted(t *testing.T) {
+	requireBPF(t)
+	pid, exe, base := startServer(t)
+	agg := aggregator.New(Metrics(), aggregator.Options{Shards: 2})
+	m, err := New(agg, &Options{RingBytes: 4096, DrainInterval: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	bin, err := symbols.Open(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bin.Close()
+	tid := agg.AddTarget(aggregator.Target{PID: pid, Service: "server"})
+	att, err := m.Attach(pid, fmt.Sprintf("/proc/%d/exe", pid), bin, tid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Detach(att)
+	const workers, each = 16, 25
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{}
+			for i := 0; i < each; i++ {
+				get(t, c, base+"/ok/1")
+			}
+		}()
+	}
+	wg.Wait()
+	time.Sleep(time.Second) // two drain intervals
+	st := m.Stats()
+	read, lost := st.Events["http_server"], st.Lost["http_server"]
+	t.Logf("read %d, lost %d", read, lost)
+	if read+lost != workers*each {
+		t.Fatalf("read %d + lost %d = %d, want %d", read, lost, read+lost, workers*each)
+	}
+	if n, _ := countAll(agg); n != read {
+		t.Fatalf("aggregated %d, read %d", n, read)
+	}
+}
