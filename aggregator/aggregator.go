@@ -13,8 +13,11 @@ type Kind uint8
 const (
 	// Histogram series count observations into fixed buckets.
 	Histogram Kind = iota
-	// Counter series add up increments.
+	// Counter series add up increments (or hold a total read from the
+	// program, see Shard.SetTotal).
 	Counter
+	// Gauge series hold the last value set.
+	Gauge
 )
 
 // MaxLabels is the most labels a metric may have besides the target's own.
@@ -43,6 +46,10 @@ type Metric struct {
 	// Limit bounds the number of series of this metric; 0 takes the
 	// aggregator's default.
 	Limit int
+	// PerInstance metrics describe one process (its goroutines, its
+	// memory): they carry service_instance_id and are never summed over the
+	// replicas of a service.
+	PerInstance bool
 
 	id int
 }
@@ -90,6 +97,7 @@ type Aggregator struct {
 	opts    Options
 	metrics []*Metric
 	shards  []*Shard
+	extra   []*Shard // samplers' shards, guarded by mu
 
 	strMu sync.RWMutex
 	strID map[string]Value
@@ -148,6 +156,22 @@ func New(metrics []*Metric, opts Options) *Aggregator {
 		a.shards = append(a.shards, newShard(a))
 	}
 	return a
+}
+
+// NewShard adds a shard for a writer that is not a ring reader, such as a
+// sampler that reads program state on a timer. Each writer owns its shard.
+func (a *Aggregator) NewShard() *Shard {
+	s := newShard(a)
+	a.mu.Lock()
+	a.extra = append(a.extra, s)
+	a.mu.Unlock()
+	return s
+}
+
+func (a *Aggregator) allShards() []*Shard {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append(append([]*Shard{}, a.shards...), a.extra...)
 }
 
 // Shard returns shard i; each is to be written by one goroutine.
@@ -246,7 +270,7 @@ func (a *Aggregator) Expire(now time.Time) {
 		}
 	}
 	a.mu.Unlock()
-	for _, s := range a.shards {
+	for _, s := range a.allShards() {
 		s.drop(isGone)
 	}
 }
@@ -297,6 +321,17 @@ func (a *Aggregator) admit(k seriesKey) bool {
 		a.overflow[k.metric].Add(1)
 	}
 	return false
+}
+
+// forget releases an admitted series so that its slot counts against the
+// metric's bound no more.
+func (a *Aggregator) forget(k seriesKey) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.admitted[k]; ok {
+		delete(a.admitted, k)
+		a.perMetric[k.metric]--
+	}
 }
 
 // routeValue bounds the routes of one service.
@@ -351,7 +386,7 @@ type Point struct {
 // Snapshot merges the shards.
 func (a *Aggregator) Snapshot() []Point {
 	merged := map[seriesKey]*Point{}
-	for _, s := range a.shards {
+	for _, s := range a.allShards() {
 		s.mu.Lock()
 		for k, st := range s.series {
 			p := merged[k]
@@ -364,7 +399,11 @@ func (a *Aggregator) Snapshot() []Point {
 				merged[k] = p
 			}
 			p.Count += st.count
-			p.Sum += st.sum
+			if m := p.Metric; m.Kind == Gauge {
+				p.Sum = st.sum // gauges of one program are set in one shard
+			} else {
+				p.Sum += st.sum
+			}
 			for i, b := range st.buckets {
 				p.Buckets[i] += b
 			}

@@ -160,6 +160,41 @@ func (s *Shard) Add(m *Metric, t TargetID, l Labels, n uint64) {
 	s.mu.Unlock()
 }
 
+// Set sets a gauge series to v.
+func (s *Shard) Set(m *Metric, t TargetID, l Labels, v float64) {
+	s.mu.Lock()
+	if st := s.lookup(m, t, l); st != nil {
+		st.count = 1
+		st.sum = v
+	}
+	s.mu.Unlock()
+}
+
+// SetTotal sets a counter series to a total read from the program (such as
+// its GC cycle count). Totals never go backwards: a smaller reading is
+// ignored.
+func (s *Shard) SetTotal(m *Metric, t TargetID, l Labels, total uint64) {
+	s.mu.Lock()
+	if st := s.lookup(m, t, l); st != nil && total > st.count {
+		st.count = total
+		st.sum = float64(total)
+	}
+	s.mu.Unlock()
+}
+
+// DeleteSeries removes this shard's series of metric m for target t, for
+// gauges whose label sets come and go (the top N goroutine start functions).
+func (s *Shard) DeleteSeries(m *Metric, t TargetID) {
+	s.mu.Lock()
+	for k := range s.series {
+		if k.metric == m.id && k.target == t {
+			delete(s.series, k)
+			s.agg.forget(k)
+		}
+	}
+	s.mu.Unlock()
+}
+
 // lookup returns the series for a label set, creating it (or falling back to
 // the overflow series) on first sight. nil means the target is unknown.
 func (s *Shard) lookup(m *Metric, t TargetID, l Labels) *series {

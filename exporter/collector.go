@@ -1,7 +1,9 @@
 package exporter
 
 import (
+	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,11 +25,22 @@ type programCollector struct {
 func newProgramCollector(agg *aggregator.Aggregator) *programCollector {
 	c := &programCollector{agg: agg, descs: map[*aggregator.Metric]*prometheus.Desc{}}
 	for _, m := range agg.Metrics() {
-		labels := append(append([]string{}, targetLabels...), m.Labels...)
+		labels := append([]string{}, targetLabels...)
+		if m.PerInstance {
+			labels = append(labels, "service_instance_id")
+		}
+		labels = append(labels, m.Labels...)
 		labels = append(labels, "otel_metric_overflow")
 		c.descs[m] = prometheus.NewDesc(m.Name, m.Help, labels, nil)
 	}
 	return c
+}
+
+var hostname, _ = os.Hostname()
+
+// instanceID is service.instance.id for a process: host:pid.
+func instanceID(pid int) string {
+	return hostname + ":" + strconv.Itoa(pid)
 }
 
 func (c *programCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -58,6 +71,9 @@ func (c *programCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		labels := make([]string, 0, len(targetLabels)+len(p.Labels)+1)
 		labels = append(labels, t.Service)
+		if p.Metric.PerInstance {
+			labels = append(labels, instanceID(t.PID))
+		}
 		labels = append(labels, p.Labels...)
 		if p.Overflow {
 			labels = append(labels, "true")
@@ -98,6 +114,11 @@ func (c *programCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		case aggregator.Counter:
 			m, err := prometheus.NewConstMetric(desc, prometheus.CounterValue, float64(s.count), s.labels...)
+			if err == nil {
+				ch <- m
+			}
+		case aggregator.Gauge:
+			m, err := prometheus.NewConstMetric(desc, prometheus.GaugeValue, s.sum, s.labels...)
 			if err == nil {
 				ch <- m
 			}
