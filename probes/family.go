@@ -23,6 +23,10 @@ type Probe struct {
 	// Optional probes are skipped when the function is absent (for example
 	// the HTTP/2 server in a program that never links it).
 	Optional bool
+	// Returns attaches the program at every return instruction of the
+	// function instead of at its entry: the exit probe of a function with
+	// no cheaper end. Never a uretprobe: those crash Go programs.
+	Returns bool
 }
 
 // family is one group of probes whose BPF programs share a collection.
@@ -43,6 +47,10 @@ type family struct {
 	configure func(b *symbols.Binary) (any, error)
 	// decode folds one event into a shard.
 	decode func(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) bool
+	// attached and detached, when set, follow the processes the family is
+	// attached to (for samplers that read program state on a timer).
+	attached func(pid int, bin *symbols.Binary, t aggregator.TargetID)
+	detached func(pid int)
 }
 
 // Metrics returns every metric the probe families produce, for the

@@ -211,6 +211,9 @@ func (m *Manager) Attach(pid int, exe string, bin *symbols.Binary, t aggregator.
 		a.links = append(a.links, links...)
 		a.fams = append(a.fams, f)
 		a.Probes = append(a.Probes, st)
+		if f.attached != nil {
+			f.attached(pid, bin, t)
+		}
 	}
 	if len(a.Probes) == 0 {
 		m.targets.set(uint32(pid), 0, false)
@@ -231,7 +234,7 @@ func (f *loadedFamily) configFor(bin *symbols.Binary) configResult {
 	r.value, r.err = f.configure(bin)
 	if r.err == nil {
 		for _, p := range f.probes {
-			off, err := entrySite(bin, p.Function)
+			offs, err := probeSites(bin, p)
 			if err != nil {
 				if p.Optional && errors.Is(err, symbols.ErrFuncNotFound) {
 					continue
@@ -239,7 +242,7 @@ func (f *loadedFamily) configFor(bin *symbols.Binary) configResult {
 				r.err = err
 				break
 			}
-			r.offsets[p.Program] = siteOffsets{off}
+			r.offsets[p.Program+"\x00"+p.Function] = offs
 		}
 	}
 	f.configs[bin] = r
@@ -255,29 +258,40 @@ func (m *Manager) Forget(bin *symbols.Binary) {
 	}
 }
 
-// entrySite returns the file offset of the cheapest safe instruction at
-// which a call of fn has begun.
-func entrySite(bin *symbols.Binary, fn string) (uint64, error) {
-	f, err := bin.LookupFunc(fn)
+// probeSites returns the file offsets where p attaches: the cheapest safe
+// instruction at which a call has begun, or every return instruction.
+func probeSites(bin *symbols.Binary, p Probe) (siteOffsets, error) {
+	f, err := bin.LookupFunc(p.Function)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	sites, err := bin.Sites(f)
 	if err != nil {
-		return 0, fmt.Errorf("find probe sites of %s: %w", fn, err)
+		return nil, fmt.Errorf("find probe sites of %s: %w", p.Function, err)
 	}
-	off, err := bin.FileOffset(sites.Entry)
-	if err != nil {
-		return 0, fmt.Errorf("locate %s: %w", fn, err)
+	addrs := []uint64{sites.Entry}
+	if p.Returns {
+		if len(sites.Returns) == 0 {
+			return nil, fmt.Errorf("%s has no return instruction to probe", p.Function)
+		}
+		addrs = sites.Returns
 	}
-	return off, nil
+	offs := make(siteOffsets, 0, len(addrs))
+	for _, a := range addrs {
+		off, err := bin.FileOffset(a)
+		if err != nil {
+			return nil, fmt.Errorf("locate %s: %w", p.Function, err)
+		}
+		offs = append(offs, off)
+	}
+	return offs, nil
 }
 
 func (f *loadedFamily) attach(ex *link.Executable, pid int, bin *symbols.Binary, cfg configResult) ([]link.Link, []string, error) {
 	var links []link.Link
 	var sites []string
 	for _, p := range f.probes {
-		offs, ok := cfg.offsets[p.Program]
+		offs, ok := cfg.offsets[p.Program+"\x00"+p.Function]
 		if !ok {
 			continue
 		}
@@ -305,6 +319,9 @@ func (m *Manager) Detach(a *Attachment) {
 	}
 	a.links = nil
 	for _, f := range a.fams {
+		if f.detached != nil {
+			f.detached(a.PID)
+		}
 		f.config.Delete(uint32(a.PID))
 		f.dropStarts(func(tgid uint32, _ uint64) bool { return tgid == uint32(a.PID) })
 	}
