@@ -64,10 +64,11 @@ func (b *Binary) loadFuncs() error {
 	} else if funcs, err := parsePclntab(data, textStart); err != nil {
 		pclnErr = err
 	} else {
+		nameABI0(funcs)
 		b.pcln = make(map[string]Func, len(funcs))
 		for _, f := range funcs {
 			if _, dup := b.pcln[f.Name]; !dup {
-				b.pcln[f.Name] = f
+				b.pcln[f.Name] = f.Func
 			}
 		}
 	}
@@ -106,6 +107,42 @@ func (b *Binary) loadFuncs() error {
 	}
 	b.names = sortedUnique(b.names)
 	return nil
+}
+
+// nameABI0 names the ABI0 half of duplicated pclntab names. The pclntab
+// names a function and the ABI wrapper the toolchain generates for it
+// alike: an assembly function (ABI0) gets an ABIInternal wrapper, a Go
+// function called from assembly gets an ABI0 wrapper. .symtab calls the
+// ABI0 one name+".abi0"; the same names are given here so that stripped
+// and unstripped builds agree. The ABI0 one is the assembly function if
+// either is, else the wrapper (the one with a non-zero funcID).
+func nameABI0(funcs []pclnFunc) {
+	idx := make(map[string][]int)
+	for i, f := range funcs {
+		idx[f.Name] = append(idx[f.Name], i)
+	}
+	for name, is := range idx {
+		if len(is) != 2 {
+			continue
+		}
+		if _, taken := idx[name+".abi0"]; taken {
+			continue
+		}
+		a, b := &funcs[is[0]], &funcs[is[1]]
+		switch {
+		case a.asm != b.asm:
+			if b.asm {
+				a, b = b, a
+			}
+		case (a.funcID != 0) != (b.funcID != 0):
+			if b.funcID != 0 {
+				a, b = b, a
+			}
+		default:
+			continue
+		}
+		a.Name = name + ".abi0"
+	}
 }
 
 // LookupFunc finds a function by its full Go name. If it is not found, the

@@ -44,6 +44,9 @@ var builds = []build{
 
 var (
 	buildOnce sync.Once
+	dirOnce   sync.Once
+	tinyOnce  sync.Once
+	tinyErr   error
 	buildDir  string
 	buildErrs = map[string]error{}
 	buildMu   sync.Mutex
@@ -90,20 +93,41 @@ func runGo(gobin, dir string, env []string, args ...string) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
+// makeBuildDir creates the temporary directory all builds go to.
+func makeBuildDir() {
+	dirOnce.Do(func() {
+		var err error
+		buildDir, err = os.MkdirTemp("", "symbols-test")
+		if err != nil {
+			panic(err)
+		}
+	})
+}
+
+// tinyTarget builds a minimal stripped program (the fuzzing seed) once.
+func tinyTarget(tb testing.TB) string {
+	tb.Helper()
+	tinyOnce.Do(func() {
+		makeBuildDir()
+		src := filepath.Join(buildDir, "tiny-src")
+		os.MkdirAll(src, 0o755)
+		os.WriteFile(filepath.Join(src, "go.mod"), []byte("module tiny\n\ngo 1.19\n"), 0o644)
+		os.WriteFile(filepath.Join(src, "main.go"), []byte("package main\n\nfunc main() { println(1) }\n"), 0o644)
+		_, tinyErr = runGo(goBin(), src, nil, "build", "-ldflags=-s -w", "-o", filepath.Join(buildDir, "tiny"), ".")
+	})
+	if tinyErr != nil {
+		tb.Fatal(tinyErr)
+	}
+	return filepath.Join(buildDir, "tiny")
+}
+
 func buildAll() {
 	var err error
-	buildDir, err = os.MkdirTemp("", "symbols-test")
-	if err != nil {
-		panic(err)
-	}
+	makeBuildDir()
 	src, err := filepath.Abs("testdata/target")
 	if err != nil {
 		panic(err)
 	}
-	tiny := filepath.Join(buildDir, "tiny-src")
-	os.MkdirAll(tiny, 0o755)
-	os.WriteFile(filepath.Join(tiny, "go.mod"), []byte("module tiny\n\ngo 1.19\n"), 0o644)
-	os.WriteFile(filepath.Join(tiny, "main.go"), []byte("package main\n\nfunc main() { println(1) }\n"), 0o644)
 
 	// One goroutine per toolchain: the two share no build cache entries.
 	var wg sync.WaitGroup
@@ -139,12 +163,6 @@ func buildAll() {
 				_, err := runGo(g, src, env, append(args, ".")...)
 				buildMu.Lock()
 				buildErrs[bd.name] = err
-				buildMu.Unlock()
-			}
-			if gobin == "" {
-				_, err := runGo(goBin(), tiny, nil, "build", "-ldflags=-s -w", "-o", filepath.Join(buildDir, "tiny"), ".")
-				buildMu.Lock()
-				buildErrs["tiny"] = err
 				buildMu.Unlock()
 			}
 		}()

@@ -15,6 +15,17 @@ const (
 
 var errPclnTruncated = errors.New("truncated")
 
+// pclnFunc is one function of the pclntab with the _func flags needed to
+// name ABI wrappers.
+type pclnFunc struct {
+	Func
+	funcID uint8 // abi.FuncID: 0 for ordinary functions
+	asm    bool  // abi.FuncFlagAsm: implemented in assembly
+}
+
+// funcFlagAsm is abi.FuncFlagAsm (runtime funcFlag_ASM in Go 1.18/1.19).
+const funcFlagAsm = 1 << 2
+
 // pclnReader is a bounds-checked little-endian view of a pclntab section.
 type pclnReader struct {
 	data    []byte
@@ -59,7 +70,7 @@ func (r pclnReader) cstring(off uint64) (string, error) {
 // textStart is zero: Go 1.20 and later leave it zero in the file (the
 // runtime fills it in from moduledata), whereas Go 1.18 and 1.19 store the
 // link-time address there, PIE or not.
-func parsePclntab(data []byte, textStart uint64) ([]Func, error) {
+func parsePclntab(data []byte, textStart uint64) ([]pclnFunc, error) {
 	if len(data) < 16 {
 		return nil, fmt.Errorf("header: %w", errPclnTruncated)
 	}
@@ -80,7 +91,13 @@ func parsePclntab(data []byte, textStart uint64) ([]Func, error) {
 	hdr := func(i uint64) (uint64, error) { return r.word(8 + i*ps) }
 	switch magic {
 	case pclnMagic118, pclnMagic120:
-		return parsePcln118(r, hdr, textStart)
+		// _func: entryOff, nameOff, args, deferreturn, pcsp, pcfile,
+		// pcln, npcdata, cuOffset [, startLine since 1.20], funcID, flag.
+		funcIDOff := uint64(36)
+		if magic == pclnMagic120 {
+			funcIDOff = 40
+		}
+		return parsePcln118(r, hdr, textStart, funcIDOff)
 	case pclnMagic116:
 		return parsePcln116(r, hdr)
 	default:
@@ -88,7 +105,7 @@ func parsePclntab(data []byte, textStart uint64) ([]Func, error) {
 	}
 }
 
-func parsePcln118(r pclnReader, hdr func(uint64) (uint64, error), textStart uint64) ([]Func, error) {
+func parsePcln118(r pclnReader, hdr func(uint64) (uint64, error), textStart, funcIDOff uint64) ([]pclnFunc, error) {
 	// Header words: nfunc, nfiles, textStart, funcnameOffset, cuOffset,
 	// filetabOffset, pctabOffset, pclnOffset.
 	var h [8]uint64
@@ -113,7 +130,7 @@ func parsePcln118(r pclnReader, hdr func(uint64) (uint64, error), textStart uint
 	}
 	pcln := pclnReader{data: r.data[pclnOff:], ptrSize: r.ptrSize}
 	names := pclnReader{data: r.data[funcnameOff:], ptrSize: r.ptrSize}
-	funcs := make([]Func, 0, nfunc)
+	funcs := make([]pclnFunc, 0, nfunc)
 	prev := uint64(0)
 	for i := uint64(0); i <= nfunc; i++ {
 		entryOff, err := pcln.u32(i * 8)
@@ -154,12 +171,20 @@ func parsePcln118(r pclnReader, hdr func(uint64) (uint64, error), textStart uint
 		if err != nil {
 			return nil, fmt.Errorf("func %d: %w", i, err)
 		}
-		funcs = append(funcs, Func{Name: name, Entry: entry})
+		ids, err := pcln.u32(uint64(funcOff) + funcIDOff)
+		if err != nil {
+			return nil, fmt.Errorf("func %d: %w", i, err)
+		}
+		funcs = append(funcs, pclnFunc{
+			Func:   Func{Name: name, Entry: entry},
+			funcID: uint8(ids),
+			asm:    uint8(ids>>8)&funcFlagAsm != 0,
+		})
 	}
 	return funcs, nil
 }
 
-func parsePcln116(r pclnReader, hdr func(uint64) (uint64, error)) ([]Func, error) {
+func parsePcln116(r pclnReader, hdr func(uint64) (uint64, error)) ([]pclnFunc, error) {
 	// Header words: nfunc, nfiles, funcnameOffset, cuOffset, filetabOffset,
 	// pctabOffset, pclnOffset. Entries are absolute addresses.
 	var h [7]uint64
@@ -181,7 +206,7 @@ func parsePcln116(r pclnReader, hdr func(uint64) (uint64, error)) ([]Func, error
 	}
 	pcln := pclnReader{data: r.data[pclnOff:], ptrSize: r.ptrSize}
 	names := pclnReader{data: r.data[funcnameOff:], ptrSize: r.ptrSize}
-	funcs := make([]Func, 0, nfunc)
+	funcs := make([]pclnFunc, 0, nfunc)
 	prev := uint64(0)
 	for i := uint64(0); i <= nfunc; i++ {
 		entry, err := pcln.word(i * 2 * ps)
@@ -218,7 +243,7 @@ func parsePcln116(r pclnReader, hdr func(uint64) (uint64, error)) ([]Func, error
 		if err != nil {
 			return nil, fmt.Errorf("func %d: %w", i, err)
 		}
-		funcs = append(funcs, Func{Name: name, Entry: entry})
+		funcs = append(funcs, pclnFunc{Func: Func{Name: name, Entry: entry}})
 	}
 	return funcs, nil
 }
