@@ -30,12 +30,15 @@ var httpServerDuration = &aggregator.Metric{
 // net/http request passes through, to the bookkeeping net/http does right
 // after the handler returns. Both are probed at an instruction the kernel
 // emulates, and no return site is needed: two cheap hits per request.
+//
+// Every program is idempotent: a start hit twice rewrites the same start, an
+// end hit twice finds its start gone the second time.
 var httpServerProbes = []Probe{
-	{Function: "net/http.serverHandler.ServeHTTP", Program: "uprobe_http_server_start"},
-	{Function: "net/http.(*response).finishRequest", Program: "uprobe_http_server_finish"},
-	{Function: "net/http.(*conn).serve.func1", Program: "uprobe_http_server_abort"},
-	{Function: "net/http.(*http2responseWriter).handlerDone", Program: "uprobe_http2_server_finish", Optional: true},
-	{Function: "net/http.(*http2serverConn).runHandler.func1", Program: "uprobe_http2_server_abort", Optional: true},
+	{Function: "net/http.serverHandler.ServeHTTP", Program: "uprobe_http_server_start", Idempotent: true},
+	{Function: "net/http.(*response).finishRequest", Program: "uprobe_http_server_finish", Idempotent: true},
+	{Function: "net/http.(*conn).serve.func1", Program: "uprobe_http_server_abort", Idempotent: true},
+	{Function: "net/http.(*http2responseWriter).handlerDone", Program: "uprobe_http2_server_finish", Optional: true, Idempotent: true},
+	{Function: "net/http.(*http2serverConn).runHandler.func1", Program: "uprobe_http2_server_abort", Optional: true, Idempotent: true},
 }
 
 func httpServerFamily() *family {

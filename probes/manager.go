@@ -270,6 +270,9 @@ func probeSites(bin *symbols.Binary, p Probe) (siteOffsets, error) {
 		return nil, fmt.Errorf("find probe sites of %s: %w", p.Function, err)
 	}
 	addrs := []uint64{sites.Entry}
+	if !sites.EntryEmulated && sites.StackCheck != 0 && p.Idempotent {
+		addrs[0] = sites.StackCheck
+	}
 	if p.Returns {
 		if len(sites.Returns) == 0 {
 			return nil, fmt.Errorf("%s has no return instruction to probe", p.Function)

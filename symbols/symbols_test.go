@@ -250,10 +250,19 @@ func TestSites(t *testing.T) {
 					}
 				default:
 					// Go 1.19 and 1.20 set up frames with SUBQ/MOVQ/LEAQ: no
-					// PUSHQ BP, so the entry is the function's first instruction.
-					if s.Entry != f.Entry {
-						t.Errorf("%s: entry %#x, want %#x", name, s.Entry, f.Entry)
+					// PUSHQ BP, so the entry is the instruction after the
+					// stack check, single-stepped; the check's JBE is the
+					// emulated alternative.
+					jbe, err := x86asm.Decode(code[s.StackCheck-f.Entry:], 64)
+					if err != nil || jbe.Op != x86asm.JBE || s.StackCheck+uint64(jbe.Len) != s.Entry {
+						t.Errorf("%s: stack check %#x decodes as %v, entry %#x", name, s.StackCheck, jbe, s.Entry)
 					}
+					if s.EntryEmulated {
+						t.Errorf("%s: entry %#x reported emulated", name, s.Entry)
+					}
+				}
+				if b.Arch == "amd64" && bd.minor >= 21 && (!s.EntryEmulated || s.StackCheck == 0 || s.StackCheck >= s.Entry) {
+					t.Errorf("%s: emulated %v, stack check %#x, entry %#x", name, s.EntryEmulated, s.StackCheck, s.Entry)
 				}
 			}
 		})
