@@ -99,7 +99,9 @@ func New(agg *aggregator.Aggregator, opts *Options) (*Manager, error) {
 			return nil, fmt.Errorf("load %s probes: %w", f.name, err)
 		}
 		m.families = append(m.families, lf)
-		m.readers.decoders[f.kind] = f.decode
+		if f.decode != nil {
+			m.readers.decoders[f.kind] = f.decode
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
@@ -113,6 +115,10 @@ func New(agg *aggregator.Aggregator, opts *Options) (*Manager, error) {
 }
 
 func (m *Manager) load(f *family) (*loadedFamily, error) {
+	if f.spec == nil {
+		// A family without BPF programs: a sampler driven by its hooks.
+		return &loadedFamily{family: f, configs: map[*symbols.Binary]configResult{}}, nil
+	}
 	spec, err := f.spec()
 	if err != nil {
 		return nil, err
@@ -192,7 +198,9 @@ func (m *Manager) Attach(pid int, exe string, bin *symbols.Binary, t aggregator.
 			a.Probes = append(a.Probes, st)
 			continue
 		}
-		if err := f.config.Put(uint32(pid), cfg.value); err != nil {
+		if f.config == nil {
+			// no per-process offsets to store
+		} else if err := f.config.Put(uint32(pid), cfg.value); err != nil {
 			st.Error = fmt.Sprintf("store offsets: %v", err)
 			a.Probes = append(a.Probes, st)
 			continue
@@ -202,7 +210,9 @@ func (m *Manager) Attach(pid int, exe string, bin *symbols.Binary, t aggregator.
 			for _, l := range links {
 				l.Close()
 			}
-			f.config.Delete(uint32(pid))
+			if f.config != nil {
+				f.config.Delete(uint32(pid))
+			}
 			st.Error = err.Error()
 			a.Probes = append(a.Probes, st)
 			continue
@@ -231,7 +241,9 @@ func (f *loadedFamily) configFor(bin *symbols.Binary) configResult {
 		return r
 	}
 	r := configResult{offsets: map[string]siteOffsets{}}
-	r.value, r.err = f.configure(bin)
+	if f.configure != nil {
+		r.value, r.err = f.configure(bin)
+	}
 	if r.err == nil {
 		for _, p := range f.probes {
 			offs, err := probeSites(bin, p)
@@ -298,7 +310,10 @@ func (f *loadedFamily) attach(ex *link.Executable, pid int, bin *symbols.Binary,
 		if !ok {
 			continue
 		}
-		prog := f.coll.Programs[p.Program]
+		var prog *ebpf.Program
+		if f.coll != nil {
+			prog = f.coll.Programs[p.Program]
+		}
 		if prog == nil {
 			return links, nil, fmt.Errorf("program %s missing from collection", p.Program)
 		}
@@ -325,7 +340,9 @@ func (m *Manager) Detach(a *Attachment) {
 		if f.detached != nil {
 			f.detached(a.PID)
 		}
-		f.config.Delete(uint32(a.PID))
+		if f.config != nil {
+			f.config.Delete(uint32(a.PID))
+		}
 		f.dropStarts(func(tgid uint32, _ uint64) bool { return tgid == uint32(a.PID) })
 	}
 	pid := uint32(a.PID)
@@ -338,6 +355,9 @@ func (m *Manager) Detach(a *Attachment) {
 
 // dropStarts deletes the calls in flight that match.
 func (f *loadedFamily) dropStarts(match func(tgid uint32, startNs uint64) bool) {
+	if f.starts == nil {
+		return
+	}
 	var (
 		key  [16]byte
 		val  []byte
@@ -393,6 +413,9 @@ type Stats struct {
 func (m *Manager) Stats() Stats {
 	s := Stats{Events: map[string]uint64{}, Lost: map[string]uint64{}}
 	for _, f := range m.families {
+		if f.coll == nil {
+			continue // a sampler: no events
+		}
 		kind := f.kind
 		s.Events[f.name] = m.readers.sum(func(c *readerCounts) uint64 { return c.events[kind].Load() })
 		s.Lost[f.name] = m.rings.lostEvents(f.kind)
@@ -413,7 +436,9 @@ func (m *Manager) Close() {
 	}
 	m.wg.Wait()
 	for _, f := range m.families {
-		f.coll.Close()
+		if f.coll != nil {
+			f.coll.Close()
+		}
 	}
 	m.rings.close()
 }
