@@ -60,9 +60,15 @@ type family struct {
 // Metrics returns every metric the probe families produce, for the
 // aggregator.
 func Metrics() []*aggregator.Metric {
-	return []*aggregator.Metric{httpServerDuration}
+	return []*aggregator.Metric{
+		httpServerDuration,
+	}
 }
 
-func families() []*family {
-	return []*family{httpServerFamily()}
+// families lists every probe family. Add a family here and its metrics in
+// Metrics.
+func families(opts Options, agg *aggregator.Aggregator) []*family {
+	return []*family{
+		httpServerFamily(),
+	}
 }

@@ -92,7 +92,7 @@ func New(agg *aggregator.Aggregator, opts *Options) (*Manager, error) {
 	}
 	m := &Manager{opts: o, rings: rs}
 	m.readers = &readers{rs: rs, agg: agg, interval: o.DrainInterval, targets: &m.targets}
-	for _, f := range families() {
+	for _, f := range families(o, agg) {
 		lf, err := m.load(f)
 		if err != nil {
 			m.Close()
