@@ -1,0 +1,508 @@
+//go:build linux
+
+// Command bench measures what blindspot costs the program it observes.
+//
+// In one run it drives a net/http "ok" server (test/bench/target, pinned
+// to one CPU) with a closed-loop loopback client (this process, pinned to
+// another CPU) under three setups, in alternating rounds:
+//
+//	baseline   no probes
+//	floor      empty BPF programs (bpf/bench_empty.c: count hits, nothing
+//	           else) at the very sites blindspot probes, attached to the
+//	           target only: the cost of the traps alone
+//	blindspot  the agent built from ./cmd/agent, configured to instrument
+//	           only the target
+//
+// and reports, per setup, the median server CPU per request (utime+stime
+// of the server from /proc/PID/stat over the load window, divided by the
+// requests completed in it), throughput, probe hits per request, the
+// agent's CPU per 1,000 requests and RSS, and checks the agent's request
+// count against the requests sent. It does so for keep-alive connections
+// and again with a new connection per request. The last line of output is
+// the results as JSON.
+//
+// Run as root from the repository root: go run ./test/bench
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf/rlimit"
+)
+
+type options struct {
+	rounds      int
+	duration    time.Duration
+	newDuration time.Duration
+	warmup      time.Duration
+	conns       int
+	newConns    int
+	maxRequests int64
+	variants    string
+	serverCPU   int
+	clientCPU   int
+	keep        bool
+	nice        int
+	agentIdle   time.Duration
+	order       []string
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of baseline, floor and blindspot, alternating")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured load per round, keep-alive variant")
+	flag.DurationVar(&o.newDuration, "newconn-duration", 3*time.Second, "measured load per round, new-connection variant")
+	flag.DurationVar(&o.warmup, "warmup", time.Second, "load before each measurement (counted by the agent check, not measured)")
+	flag.IntVar(&o.conns, "conns", 8, "concurrent keep-alive connections")
+	flag.IntVar(&o.newConns, "newconn-conns", 8, "concurrent clients in the new-connection variant")
+	flag.Int64Var(&o.maxRequests, "max-requests", 2_000_000, "upper bound on the requests of one round (warm-up included)")
+	flag.StringVar(&o.variants, "variants", "keepalive,newconn", "variants to run: keepalive, newconn")
+	flag.IntVar(&o.serverCPU, "server-cpu", 0, "CPU the target server is pinned to")
+	flag.IntVar(&o.clientCPU, "client-cpu", 1, "CPU the load generator is pinned to")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binaries, logs)")
+	flag.IntVar(&o.nice, "nice", -10, "nice value of the server, the load generator and the agent (alike), to shield them from other work on a shared machine")
+	flag.DurationVar(&o.agentIdle, "agent-idle", time.Second, "before the load of a blindspot round, measure the agent's CPU use with no traffic for this long (0: skip)")
+	order := flag.String("order", "baseline,floor,blindspot", "order of the setups within a round")
+	flag.Parse()
+
+	for _, s := range strings.Split(*order, ",") {
+		o.order = append(o.order, strings.TrimSpace(s))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, o)
+	stop()
+	killAll()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05.0"), fmt.Sprintf(format, args...))
+}
+
+func run(ctx context.Context, o options) error {
+	began := time.Now()
+	if os.Geteuid() != 0 {
+		return errors.New("must run as root: uprobes and BPF programs need CAP_SYS_ADMIN/CAP_BPF/CAP_PERFMON (try: sudo go run ./test/bench)")
+	}
+	if o.rounds < 1 || o.conns < 1 || o.newConns < 1 || o.duration <= 0 || o.newDuration <= 0 || o.maxRequests < 1 {
+		return errors.New("rounds, conns, durations and max-requests must be positive")
+	}
+	if n := runtime.NumCPU(); o.serverCPU >= n || o.clientCPU >= n || o.serverCPU == o.clientCPU {
+		return fmt.Errorf("need two distinct CPUs below %d for server (%d) and client (%d)", n, o.serverCPU, o.clientCPU)
+	}
+	if len(o.order) != len(setups) || !sameSet(o.order, setups) {
+		return fmt.Errorf("-order must list %s once each", strings.Join(setups, ", "))
+	}
+	var variants []variant
+	for _, v := range strings.Split(o.variants, ",") {
+		switch strings.TrimSpace(v) {
+		case "keepalive":
+			variants = append(variants, variant{name: "keepalive", conns: o.conns, duration: o.duration})
+		case "newconn":
+			variants = append(variants, variant{name: "newconn", newConn: true, conns: o.newConns, duration: o.newDuration})
+		default:
+			return fmt.Errorf("unknown variant %q (use keepalive, newconn)", v)
+		}
+	}
+	if others := otherAgents(); len(others) > 0 {
+		logf("WARNING: other blindspot agents are running and may instrument the target too: %s", strings.Join(others, "; "))
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("raise the locked-memory limit: %w", err)
+	}
+
+	dir, err := os.MkdirTemp("", "blindspot-bench-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		logf("keeping %s", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	targetPath := filepath.Join(dir, "target")
+	agentPath := filepath.Join(dir, "blindspot")
+	if err := buildAll(ctx, targetPath, agentPath); err != nil {
+		return err
+	}
+	fl, err := newFloor(targetPath)
+	if err != nil {
+		return err
+	}
+	defer fl.Close()
+	logf("empty probes at %s", strings.Join(fl.where, ", "))
+	configPath := filepath.Join(dir, "blindspot.yaml")
+	if err := writeAgentConfig(configPath, targetPath); err != nil {
+		return err
+	}
+
+	// From here on this process is the load generator.
+	if err := pinSelf(o.clientCPU, o.nice); err != nil {
+		return err
+	}
+	env := &benchEnv{o: o, dir: dir, targetPath: targetPath, agentPath: agentPath, configPath: configPath, floor: fl}
+	var results []*variantResult
+	for _, v := range variants {
+		r, err := env.runVariant(ctx, v)
+		if err != nil {
+			return fmt.Errorf("%s: %w", v.name, err)
+		}
+		results = append(results, r)
+	}
+	elapsed := time.Since(began)
+	report(os.Stdout, o, fl, results, elapsed)
+	return nil
+}
+
+// buildAll builds the target and the agent with the go command on PATH.
+func buildAll(ctx context.Context, targetPath, agentPath string) error {
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		goCmd = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out, err := exec.CommandContext(ctx, goCmd, "env", "GOMOD").Output()
+	if err != nil {
+		return fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return errors.New("run from inside the blindspot module (go run ./test/bench)")
+	}
+	root := filepath.Dir(gomod)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, b := range []struct{ out, pkg string }{{targetPath, "./test/bench/target"}, {agentPath, "./cmd/agent"}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.CommandContext(ctx, goCmd, "build", "-o", b.out, b.pkg)
+			cmd.Dir = root
+			if out, err := cmd.CombinedOutput(); err != nil {
+				errs[i] = fmt.Errorf("go build %s: %w\n%s", b.pkg, err, out)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	v, _ := exec.CommandContext(ctx, goCmd, "version").Output()
+	logf("built target and blindspot with %s", strings.TrimSpace(string(v)))
+	return nil
+}
+
+type variant struct {
+	name     string
+	newConn  bool
+	conns    int
+	duration time.Duration
+}
+
+const (
+	setupBaseline = "baseline"
+	setupFloor    = "floor"
+	setupAgent    = "blindspot"
+)
+
+var setups = []string{setupBaseline, setupFloor, setupAgent}
+
+// sample is one measured round of one setup.
+type sample struct {
+	Requests   int64     `json:"requests"`
+	Seconds    float64   `json:"seconds"`
+	CPUPerReq  float64   `json:"server_cpu_us_per_req"`
+	RPS        float64   `json:"rps"`
+	HitsPerReq float64   `json:"hits_per_req,omitempty"`
+	SiteHits   []float64 `json:"site_hits_per_req,omitempty"`
+	// Agent only.
+	AgentCPUPer1k float64 `json:"agent_cpu_ms_per_1k_req,omitempty"`
+	AgentRSS      uint64  `json:"agent_rss_bytes,omitempty"`
+	Sent          int64   `json:"requests_sent,omitempty"` // since the probes were attached
+	Counted       float64 `json:"agent_counted,omitempty"`
+	Events        float64 `json:"agent_events,omitempty"`
+	AttachSeconds float64 `json:"attach_seconds,omitempty"`
+	Errors        int64   `json:"client_errors"`
+	// Context: the load generator's CPU per request, and how busy the
+	// server's CPU was (steal is time the hypervisor took away).
+	ClientCPUPerReq float64 `json:"client_cpu_us_per_req"`
+	ServerCPUBusy   float64 `json:"server_cpu_busy"`
+	ServerCPUSteal  float64 `json:"server_cpu_steal"`
+	// OtherOnServerCPU is the share of the server's CPU that went to other
+	// programs (busy minus the server's own use): the machine is shared.
+	OtherOnServerCPU float64 `json:"other_on_server_cpu"`
+	// SoftirqOnServerCPU is the share of the server's CPU spent in
+	// softirqs, mostly loopback TCP receive: charged to no process.
+	SoftirqOnServerCPU float64 `json:"softirq_on_server_cpu"`
+	// AgentIdleCPU is the agent's CPU use with no traffic (ms per second),
+	// and AgentNetPer1k its CPU per 1,000 requests less that idle rate.
+	AgentIdleCPU  float64 `json:"agent_idle_cpu_ms_per_s,omitempty"`
+	AgentNetPer1k float64 `json:"agent_cpu_net_ms_per_1k_req,omitempty"`
+	// HostForks is the processes started per second on the whole host
+	// during the round: the agent inspects every new process.
+	HostForks float64 `json:"host_forks_per_s"`
+}
+
+type variantResult struct {
+	variant
+	samples map[string][]sample
+}
+
+type benchEnv struct {
+	o          options
+	dir        string
+	targetPath string
+	agentPath  string
+	configPath string
+	floor      *floor
+}
+
+func (e *benchEnv) runVariant(ctx context.Context, v variant) (*variantResult, error) {
+	target, addr, err := startTarget(ctx, e.targetPath, e.o.serverCPU, filepath.Join(e.dir, "target-"+v.name+".log"))
+	if target != nil {
+		defer target.stop(2 * time.Second)
+	}
+	if err != nil {
+		return nil, err
+	}
+	pid := target.Pid()
+	cpus, _ := statusField(pid, "Cpus_allowed_list")
+	logf("%s: target pid %d on CPU %s at %s; %d %s, %d rounds x %v (+%v warm-up)",
+		v.name, pid, cpus, addr, v.conns, map[bool]string{false: "keep-alive connections", true: "clients opening a connection per request"}[v.newConn],
+		e.o.rounds, v.duration, e.o.warmup)
+	res := &variantResult{variant: v, samples: map[string][]sample{}}
+	for r := 1; r <= e.o.rounds; r++ {
+		for _, s := range e.o.order {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if target.Exited() {
+				return nil, fmt.Errorf("target exited; see %s", filepath.Join(e.dir, "target-"+v.name+".log"))
+			}
+			smp, err := e.round(ctx, v, s, pid, addr)
+			if err != nil {
+				return nil, fmt.Errorf("round %d %s: %w", r, s, err)
+			}
+			res.samples[s] = append(res.samples[s], smp)
+			line := fmt.Sprintf("%s round %d %-9s %7.2f µs/req %8.0f req/s (client %.1f µs/req; server's CPU: busy %.0f%%, softirq %.0f%%, others %.0f%%, steal %.0f%%; host %.0f forks/s)",
+				v.name, r, s, smp.CPUPerReq, smp.RPS, smp.ClientCPUPerReq, 100*smp.ServerCPUBusy, 100*smp.SoftirqOnServerCPU, 100*smp.OtherOnServerCPU, 100*smp.ServerCPUSteal, smp.HostForks)
+			switch s {
+			case setupFloor:
+				line += fmt.Sprintf("  %.2f hits/req", smp.HitsPerReq)
+			case setupAgent:
+				line += fmt.Sprintf("  agent %.3f ms/1k req (idle %.1f ms/s, net %.3f), RSS %.1f MB, counted %.0f of %d (attach %.1fs)",
+					smp.AgentCPUPer1k, smp.AgentIdleCPU, smp.AgentNetPer1k, float64(smp.AgentRSS)/1e6, smp.Counted, smp.Sent, smp.AttachSeconds)
+			}
+			if smp.Errors > 0 {
+				line += fmt.Sprintf("  %d CLIENT ERRORS", smp.Errors)
+			}
+			logf("%s", line)
+		}
+	}
+	return res, nil
+}
+
+type snapshot struct {
+	at     time.Time
+	done   int64
+	server time.Duration
+	agent  time.Duration
+	hits   []uint64
+	client time.Duration
+	cpu    cpuStat
+	forks  uint64
+}
+
+// round runs one measured round of one setup.
+func (e *benchEnv) round(ctx context.Context, v variant, setup string, pid int, addr string) (sample, error) {
+	var smp sample
+	var ag *agent
+	switch setup {
+	case setupFloor:
+		if err := e.floor.attach(pid); err != nil {
+			return smp, err
+		}
+		defer e.floor.detach()
+	case setupAgent:
+		t0 := time.Now()
+		var err error
+		ag, err = startAgent(ctx, e.agentPath, e.configPath, pid, filepath.Join(e.dir, "blindspot.log"), 30*time.Second)
+		if err != nil {
+			return smp, err
+		}
+		defer ag.stop()
+		smp.AttachSeconds = time.Since(t0).Seconds()
+		if e.o.agentIdle > 0 {
+			c0, err := cpuTime(ag.pid())
+			t0 := time.Now()
+			if err == nil && sleepCtx(ctx, e.o.agentIdle, nil) {
+				var c1 time.Duration
+				if c1, err = cpuTime(ag.pid()); err == nil {
+					smp.AgentIdleCPU = float64((c1 - c0).Microseconds()) / 1000 / time.Since(t0).Seconds()
+				}
+			}
+			if err != nil {
+				return smp, fmt.Errorf("agent CPU: %w", err)
+			}
+		}
+	}
+
+	snap := func() (snapshot, error) {
+		s := snapshot{at: time.Now()}
+		var err error
+		if s.server, err = cpuTime(pid); err != nil {
+			return s, fmt.Errorf("server CPU: %w", err)
+		}
+		if s.client, err = cpuTime(os.Getpid()); err != nil {
+			return s, err
+		}
+		if s.cpu, err = readCPUStat(e.o.serverCPU); err != nil {
+			return s, err
+		}
+		if s.forks, err = forks(); err != nil {
+			return s, err
+		}
+		if ag != nil {
+			if s.agent, err = cpuTime(ag.pid()); err != nil {
+				return s, fmt.Errorf("agent CPU: %w", err)
+			}
+		}
+		if setup == setupFloor {
+			if s.hits, err = e.floor.hits(); err != nil {
+				return s, err
+			}
+		}
+		return s, nil
+	}
+
+	bound := e.o.warmup + v.duration + 10*time.Second
+	l := startLoad(addr, v.conns, v.newConn, e.o.maxRequests, bound)
+	defer l.Stop()
+	if !sleepCtx(ctx, e.o.warmup, l.finished) {
+		return smp, firstNonNil(ctx.Err(), l.Err(), errors.New("load ended during warm-up (max-requests too low?)"))
+	}
+	s0, err := snap()
+	if err != nil {
+		return smp, err
+	}
+	s0.done = l.done.Load()
+	s0.at = time.Now()
+	sleepCtx(ctx, v.duration, l.finished)
+	s1, err := snap()
+	if err != nil {
+		return smp, err
+	}
+	s1.done = l.done.Load()
+	s1.at = time.Now()
+	l.Stop()
+	if err := ctx.Err(); err != nil {
+		return smp, err
+	}
+
+	smp.Requests = s1.done - s0.done
+	smp.Seconds = s1.at.Sub(s0.at).Seconds()
+	smp.Errors = l.errs.Load()
+	if smp.Requests <= 0 {
+		return smp, firstNonNil(l.Err(), errors.New("no requests completed"))
+	}
+	n := float64(smp.Requests)
+	smp.CPUPerReq = float64((s1.server - s0.server).Microseconds()) / n
+	smp.RPS = n / smp.Seconds
+	smp.HostForks = float64(s1.forks-s0.forks) / smp.Seconds
+	smp.ClientCPUPerReq = float64((s1.client - s0.client).Microseconds()) / n
+	if t := float64(s1.cpu.busy + s1.cpu.idle + s1.cpu.steal - s0.cpu.busy - s0.cpu.idle - s0.cpu.steal); t > 0 {
+		smp.ServerCPUBusy = float64(s1.cpu.busy-s0.cpu.busy) / t
+		smp.ServerCPUSteal = float64(s1.cpu.steal-s0.cpu.steal) / t
+		own := (s1.server - s0.server).Seconds() / smp.Seconds
+		smp.SoftirqOnServerCPU = float64(s1.cpu.softirq-s0.cpu.softirq) / t
+		smp.OtherOnServerCPU = max(0, smp.ServerCPUBusy-own-smp.SoftirqOnServerCPU)
+	}
+	if setup == setupFloor {
+		var total uint64
+		for i := range s1.hits {
+			d := s1.hits[i] - s0.hits[i]
+			total += d
+			smp.SiteHits = append(smp.SiteHits, float64(d)/n)
+		}
+		smp.HitsPerReq = float64(total) / n
+	}
+	if ag != nil {
+		// µs per request is ms per 1,000 requests.
+		smp.AgentCPUPer1k = float64((s1.agent - s0.agent).Microseconds()) / n
+		smp.AgentNetPer1k = (float64((s1.agent - s0.agent).Microseconds()) - smp.AgentIdleCPU*1000*smp.Seconds) / n
+		// The agent counts a request at its end; give its reader time to
+		// drain, then read its count and its memory.
+		smp.Sent = l.done.Load()
+		smp.Counted, smp.Events, err = ag.waitCount(float64(smp.Sent), 3*time.Second)
+		if err != nil {
+			return smp, fmt.Errorf("read blindspot /metrics: %w", err)
+		}
+		if smp.AgentRSS, err = rssBytes(ag.pid()); err != nil {
+			return smp, fmt.Errorf("agent RSS: %w", err)
+		}
+	}
+	return smp, nil
+}
+
+// sleepCtx sleeps for d; it returns false if ctx or done ended first.
+func sleepCtx(ctx context.Context, d time.Duration, done <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-done:
+		return false
+	}
+}
+
+func sameSet(a, b []string) bool {
+	m := map[string]int{}
+	for _, s := range a {
+		m[s]++
+	}
+	for _, s := range b {
+		if m[s] != 1 {
+			return false
+		}
+	}
+	return true
+}
+
+func firstNonNil(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}

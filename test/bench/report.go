@@ -1,0 +1,216 @@
+//go:build linux
+
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// summary is one setup's medians over the rounds of a variant.
+type summary struct {
+	CPUPerReq     float64   `json:"server_cpu_us_per_req"`
+	RPS           float64   `json:"rps"`
+	CPURatio      float64   `json:"cpu_vs_baseline"`
+	RPSRatio      float64   `json:"rps_vs_baseline"`
+	HitsPerReq    float64   `json:"hits_per_req,omitempty"`
+	SiteHits      []float64 `json:"site_hits_per_req,omitempty"`
+	AgentCPUPer1k float64   `json:"agent_cpu_ms_per_1k_req,omitempty"`
+	AgentIdleCPU  float64   `json:"agent_idle_cpu_ms_per_s,omitempty"`
+	AgentNetPer1k float64   `json:"agent_cpu_net_ms_per_1k_req,omitempty"`
+	AgentRSS      float64   `json:"agent_rss_mb,omitempty"`
+	AgentRSSMax   float64   `json:"agent_rss_mb_max,omitempty"`
+	Sent          int64     `json:"requests_sent,omitempty"`
+	Counted       float64   `json:"agent_counted,omitempty"`
+	EventsPerReq  float64   `json:"agent_events_per_req,omitempty"`
+	AttachSeconds float64   `json:"agent_attach_seconds,omitempty"`
+	Errors        int64     `json:"client_errors"`
+	ClientCPU     float64   `json:"client_cpu_us_per_req"`
+	OtherOnServer float64   `json:"other_on_server_cpu"`
+	HostForks     float64   `json:"host_forks_per_s"`
+	Rounds        []sample  `json:"rounds"`
+}
+
+type variantSummary struct {
+	Name         string              `json:"name"`
+	NewConn      bool                `json:"new_connection_per_request"`
+	Conns        int                 `json:"connections"`
+	Seconds      float64             `json:"seconds_per_round"`
+	Setups       map[string]*summary `json:"setups"`
+	AgentMinusFl float64             `json:"agent_minus_floor_us_per_req"`
+	AgentMinusBl float64             `json:"agent_minus_baseline_us_per_req"`
+	FloorMinusBl float64             `json:"floor_minus_baseline_us_per_req"`
+	CountsMatch  bool                `json:"agent_counts_match"`
+}
+
+// per returns f over the rounds of one setup.
+func per(ss []sample, f func(sample) float64) []float64 {
+	out := make([]float64, len(ss))
+	for i, s := range ss {
+		out[i] = f(s)
+	}
+	return out
+}
+
+// paired returns f(a[i], b[i]) for the rounds both setups completed:
+// rounds alternate, so pairs share the machine's state of the moment.
+func paired(a, b []sample, f func(a, b sample) float64) []float64 {
+	n := min(len(a), len(b))
+	out := make([]float64, n)
+	for i := 0; i < n; i++ {
+		out[i] = f(a[i], b[i])
+	}
+	return out
+}
+
+func summarize(r *variantResult) variantSummary {
+	vs := variantSummary{Name: r.name, NewConn: r.newConn, Conns: r.conns, Seconds: r.duration.Seconds(), Setups: map[string]*summary{}, CountsMatch: true}
+	base := r.samples[setupBaseline]
+	for _, name := range setups {
+		ss := r.samples[name]
+		sum := &summary{
+			CPUPerReq:     median(per(ss, func(s sample) float64 { return s.CPUPerReq })),
+			RPS:           median(per(ss, func(s sample) float64 { return s.RPS })),
+			CPURatio:      median(paired(ss, base, func(a, b sample) float64 { return a.CPUPerReq / b.CPUPerReq })),
+			RPSRatio:      median(paired(ss, base, func(a, b sample) float64 { return a.RPS / b.RPS })),
+			ClientCPU:     median(per(ss, func(s sample) float64 { return s.ClientCPUPerReq })),
+			HostForks:     median(per(ss, func(s sample) float64 { return s.HostForks })),
+			OtherOnServer: median(per(ss, func(s sample) float64 { return s.OtherOnServerCPU })),
+			Rounds:        ss,
+		}
+		for _, s := range ss {
+			sum.Errors += s.Errors
+		}
+		switch name {
+		case setupFloor:
+			sum.HitsPerReq = median(per(ss, func(s sample) float64 { return s.HitsPerReq }))
+			for i := range floorSites {
+				sum.SiteHits = append(sum.SiteHits, median(per(ss, func(s sample) float64 {
+					if i < len(s.SiteHits) {
+						return s.SiteHits[i]
+					}
+					return 0
+				})))
+			}
+		case setupAgent:
+			sum.AgentCPUPer1k = median(per(ss, func(s sample) float64 { return s.AgentCPUPer1k }))
+			sum.AgentIdleCPU = median(per(ss, func(s sample) float64 { return s.AgentIdleCPU }))
+			sum.AgentNetPer1k = median(per(ss, func(s sample) float64 { return s.AgentNetPer1k }))
+			sum.AgentRSS = median(per(ss, func(s sample) float64 { return float64(s.AgentRSS) / 1e6 }))
+			sum.AttachSeconds = median(per(ss, func(s sample) float64 { return s.AttachSeconds }))
+			var events float64
+			for _, s := range ss {
+				sum.AgentRSSMax = max(sum.AgentRSSMax, float64(s.AgentRSS)/1e6)
+				sum.Sent += s.Sent
+				sum.Counted += s.Counted
+				events += s.Events
+				if s.Counted != float64(s.Sent) {
+					vs.CountsMatch = false
+				}
+			}
+			if sum.Sent > 0 {
+				sum.EventsPerReq = events / float64(sum.Sent)
+			}
+		}
+		vs.Setups[name] = sum
+	}
+	fl, ag := r.samples[setupFloor], r.samples[setupAgent]
+	diff := func(a, b sample) float64 { return a.CPUPerReq - b.CPUPerReq }
+	vs.AgentMinusFl = median(paired(ag, fl, diff))
+	vs.AgentMinusBl = median(paired(ag, base, diff))
+	vs.FloorMinusBl = median(paired(fl, base, diff))
+	return vs
+}
+
+func report(w io.Writer, o options, fl *floor, results []*variantResult, elapsed time.Duration) {
+	var all []variantSummary
+	short := make([]string, len(floorSites))
+	for i, s := range floorSites {
+		short[i] = s[strings.LastIndexAny(s, ".)")+1:]
+	}
+	fmt.Fprintf(w, "\nblindspot overhead: net/http \"ok\" server pinned to CPU %d, loopback client on CPU %d, %s/%s, %d rounds (medians; ratios and differences are medians of same-round pairs)\n",
+		o.serverCPU, o.clientCPU, runtime.GOOS, runtime.GOARCH, o.rounds)
+	fmt.Fprintf(w, "probe sites: %s\n", strings.Join(fl.where, ", "))
+	for _, r := range results {
+		vs := summarize(r)
+		all = append(all, vs)
+		mode := "keep-alive connections"
+		if r.newConn {
+			mode = "clients, new connection per request"
+		}
+		fmt.Fprintf(w, "\n== %s: %d %s, %v measured per round after %v warm-up ==\n", r.name, r.conns, mode, r.duration, o.warmup)
+		fmt.Fprintf(w, "%-10s %14s %14s %9s %9s %10s %12s %8s\n", "setup", "server CPU/req", "throughput", "CPU ×", "req/s ×", "hits/req", "client/req", "others")
+		for _, name := range setups {
+			s := vs.Setups[name]
+			hits := "-"
+			if name == setupFloor {
+				hits = fmt.Sprintf("%.2f", s.HitsPerReq)
+			}
+			fmt.Fprintf(w, "%-10s %11.2f µs %10.0f/s %8.2f× %8.2f× %10s %9.1f µs %7.0f%%\n", name, s.CPUPerReq, s.RPS, s.CPURatio, s.RPSRatio, hits, s.ClientCPU, 100*s.OtherOnServer)
+		}
+		f, a := vs.Setups[setupFloor], vs.Setups[setupAgent]
+		var sh []string
+		for i, h := range f.SiteHits {
+			sh = append(sh, fmt.Sprintf("%s %.2f", short[i], h))
+		}
+		fmt.Fprintf(w, "floor hits per request by site: %s\n", strings.Join(sh, ", "))
+		fmt.Fprintf(w, "server CPU added per request: floor %+.2f µs, blindspot %+.2f µs, blindspot − floor %+.2f µs (blindspot's BPF work beyond the traps)\n",
+			vs.FloorMinusBl, vs.AgentMinusBl, vs.AgentMinusFl)
+		// The agent's CPU less its idle rate is its cost of the requests;
+		// when it is busy with other programs' starts (it inspects every
+		// new process on the host) the idle rate swamps that difference.
+		net := fmt.Sprintf("%.3f", a.AgentNetPer1k)
+		if a.AgentNetPer1k < 0 || a.AgentIdleCPU > 0.2*a.AgentCPUPer1k*a.RPS/1000 {
+			net = "n/a: idle use too large to subtract"
+		}
+		fmt.Fprintf(w, "agent: %.3f ms CPU per 1,000 requests (net of its idle use %s); idle use %.1f ms/s while the host started %.0f processes/s\n",
+			a.AgentCPUPer1k, net, a.AgentIdleCPU, a.HostForks)
+		var rr []string
+		for _, s := range a.Rounds {
+			rr = append(rr, fmt.Sprintf("%.3f (idle %.0f ms/s, net %.3f)", s.AgentCPUPer1k, s.AgentIdleCPU, s.AgentNetPer1k))
+		}
+		fmt.Fprintf(w, "agent: CPU ms per 1,000 requests by round: %s\n", strings.Join(rr, ", "))
+		fmt.Fprintf(w, "agent: RSS %.1f MB (max %.1f MB), %.2f events/request, attached in %.1f s\n",
+			a.AgentRSS, a.AgentRSSMax, a.EventsPerReq, a.AttachSeconds)
+		var pr []string
+		for _, s := range a.Rounds {
+			pr = append(pr, fmt.Sprintf("%.0f/%d", s.Counted, s.Sent))
+		}
+		verdict := "OK, equal"
+		if !vs.CountsMatch {
+			verdict = "MISMATCH"
+		}
+		fmt.Fprintf(w, "agent count check: http_server_request_duration_seconds_count %.0f, requests sent %d: %s (per round %s)\n",
+			a.Counted, a.Sent, verdict, strings.Join(pr, ", "))
+		for _, name := range setups {
+			if o := vs.Setups[name].OtherOnServer; o > 0.10 {
+				fmt.Fprintf(w, "WARNING: other programs took %.0f%% of the server's CPU in %s rounds (median): throughput is unreliable, CPU per request less so\n", 100*o, name)
+			}
+		}
+		var errs int64
+		for _, s := range vs.Setups {
+			errs += s.Errors
+		}
+		if errs > 0 {
+			fmt.Fprintf(w, "client errors: %d\n", errs)
+		}
+	}
+	fmt.Fprintf(w, "\ntotal time %.1f s\n", elapsed.Seconds())
+	out, _ := json.Marshal(map[string]any{
+		"benchmark":  "blindspot-overhead",
+		"goos":       runtime.GOOS,
+		"goarch":     runtime.GOARCH,
+		"rounds":     o.rounds,
+		"warmup_s":   o.warmup.Seconds(),
+		"sites":      fl.where,
+		"variants":   all,
+		"elapsed_s":  elapsed.Seconds(),
+		"server_cpu": o.serverCPU,
+		"client_cpu": o.clientCPU,
+	})
+	fmt.Fprintln(w, string(out))
+}
