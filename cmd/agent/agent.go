@@ -56,7 +56,7 @@ func newAgent(cfg *Config, log *slog.Logger, agg *aggregator.Aggregator, pm *pro
 		log:      log,
 		agg:      agg,
 		probes:   pm,
-		bins:     discover.NewBinaries(),
+		bins:     discover.NewBinaries(pm.Forget),
 		targets:  map[int]*target{},
 		skipped:  map[int]exporter.Skipped{},
 		errCount: map[exporter.ErrorKey]uint64{},
@@ -103,9 +103,15 @@ func (a *agent) started(p discover.Process) {
 	if a.skipSelf != nil && a.skipSelf(p) {
 		return
 	}
+	// The filter comes first: reading a binary is the dearest step, and a
+	// busy host starts many programs nobody asked to observe.
+	svc, ns := a.serviceName(p)
+	if !a.cfg.Wanted(p.Exe, svc) {
+		return
+	}
 	bin, err := a.bins.Acquire(p)
 	if err != nil {
-		if !errors.Is(err, symbols.ErrNotGo) {
+		if !errors.Is(err, symbols.ErrNotGo) && !errors.Is(err, fs.ErrNotExist) {
 			a.skip(p, "unreadable_binary", err.Error())
 		}
 		return
@@ -116,10 +122,6 @@ func (a *agent) started(p discover.Process) {
 			a.bins.Release(p.File)
 		}
 	}()
-	svc, ns := a.serviceName(p)
-	if !a.cfg.Wanted(p.Exe, svc) {
-		return
-	}
 	if major, minor, ok := bin.Version(); !ok || major != 1 || minor < minGoMinor || minor > maxGoMinor {
 		a.skip(p, "unsupported_go_version", fmt.Sprintf("unsupported Go version %s: blindspot supports Go 1.%d through 1.%d", bin.GoVersion, minGoMinor, maxGoMinor))
 		return
@@ -176,9 +178,7 @@ func (a *agent) exited(p discover.Process) {
 func (a *agent) release(t *target) {
 	a.probes.Detach(t.att)
 	a.agg.TargetExited(t.id, time.Now())
-	if a.bins.Release(t.proc.File) {
-		a.probes.Forget(t.bin) // no process runs this executable any more
-	}
+	a.bins.Release(t.proc.File)
 }
 
 func (a *agent) detachAll() {

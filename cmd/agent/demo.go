@@ -42,7 +42,7 @@ func startDemo(ctx context.Context, log *slog.Logger) error {
 
 // countGoPrograms counts the Go programs running now, other than this one.
 func countGoPrograms() int {
-	bins := discover.NewBinaries()
+	bins := discover.NewBinaries(nil)
 	n := 0
 	for _, ev := range discover.NewScanner().Scan(nil) {
 		if _, err := bins.Acquire(ev.Process); err == nil {

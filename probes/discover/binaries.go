@@ -3,7 +3,9 @@ package discover
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/blindspot-dev/blindspot/symbols"
 )
@@ -15,19 +17,32 @@ type Binaries struct {
 	mu    sync.Mutex
 	open  map[FileKey]*entry
 	notGo map[FileKey]bool
+	// recent holds binaries no process runs now, newest last: programs
+	// that start again and again (build tools, cron jobs) are read once.
+	recent []FileKey
+	// closed is told of every binary closed for good.
+	closed func(*symbols.Binary)
 }
 
 type entry struct {
-	bin  *symbols.Binary
-	refs int
+	bin      *symbols.Binary
+	refs     int
+	released time.Time
 }
+
+// Recently released binaries stay parsed this long, this many at most.
+const (
+	recentTTL   = 2 * time.Minute
+	recentLimit = 8
+)
 
 // notGoLimit bounds the memory of files known not to be Go programs.
 const notGoLimit = 8192
 
-// NewBinaries returns an empty cache.
-func NewBinaries() *Binaries {
-	return &Binaries{open: map[FileKey]*entry{}, notGo: map[FileKey]bool{}}
+// NewBinaries returns an empty cache. closed, if not nil, is called for
+// every binary the cache closes, so that what was derived from it can go too.
+func NewBinaries(closed func(*symbols.Binary)) *Binaries {
+	return &Binaries{open: map[FileKey]*entry{}, notGo: map[FileKey]bool{}, closed: closed}
 }
 
 // Acquire returns the parsed executable of p, reading it on first use.
@@ -36,7 +51,11 @@ func NewBinaries() *Binaries {
 func (c *Binaries) Acquire(p Process) (*symbols.Binary, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.trim(time.Now())
 	if e, ok := c.open[p.File]; ok {
+		if e.refs == 0 {
+			c.recent = slices.DeleteFunc(c.recent, func(k FileKey) bool { return k == p.File })
+		}
 		e.refs++
 		return e.bin, nil
 	}
@@ -59,25 +78,44 @@ func (c *Binaries) Acquire(p Process) (*symbols.Binary, error) {
 	return bin, nil
 }
 
-// Release drops one reference; the last one closes the file. It reports
-// whether the binary was closed.
+// Release drops one reference. After the last one the binary stays parsed
+// for a while in case the program starts again. It reports whether no
+// process runs the binary any more.
 func (c *Binaries) Release(key FileKey) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.open[key]
-	if !ok {
+	if !ok || e.refs == 0 {
 		return false
 	}
 	e.refs--
 	if e.refs > 0 {
 		return false
 	}
-	delete(c.open, key)
-	e.bin.Close()
+	e.released = time.Now()
+	c.recent = append(c.recent, key)
+	c.trim(e.released)
 	return true
 }
 
-// Len returns how many executables are held open.
+// trim closes the recently released binaries past their time or count.
+func (c *Binaries) trim(now time.Time) {
+	for len(c.recent) > 0 {
+		k := c.recent[0]
+		e := c.open[k]
+		if len(c.recent) <= recentLimit && now.Sub(e.released) < recentTTL {
+			return
+		}
+		c.recent = c.recent[1:]
+		delete(c.open, k)
+		e.bin.Close()
+		if c.closed != nil {
+			c.closed(e.bin)
+		}
+	}
+}
+
+// Len returns how many executables are held parsed, in use or recent.
 func (c *Binaries) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
