@@ -19,7 +19,8 @@ type Options struct {
 	// RingBytes is the size of each per-CPU ring buffer (default 2 MiB;
 	// must be a power of two and a multiple of the page size).
 	RingBytes int
-	// DrainInterval is how often readers drain their ring (default 10 ms).
+	// DrainInterval is how often readers drain their ring (default 50 ms;
+	// a ring a quarter full wakes its reader at once).
 	DrainInterval time.Duration
 	// MaxInFlight bounds each family's map of calls in flight (default 65536).
 	MaxInFlight int
@@ -71,7 +72,7 @@ func New(agg *aggregator.Aggregator, opts *Options) (*Manager, error) {
 		o.RingBytes = 2 << 20
 	}
 	if o.DrainInterval <= 0 {
-		o.DrainInterval = 10 * time.Millisecond
+		o.DrainInterval = 50 * time.Millisecond
 	}
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 65536

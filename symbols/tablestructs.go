@@ -20,4 +20,6 @@ var TableStructs = []StructSpec{
 	{Type: "net/http.pattern", Fields: []string{"str"}},
 	{Type: "net/http.conn", Fields: []string{"hijackedv"}},
 	{Type: "runtime.g", Fields: []string{"goid", "atomicstatus", "startpc", "gopc", "stack", "m"}},
+	{Type: "runtime.mstats", Fields: []string{"numgc", "pause_ns", "enablegc"}},
+	{Type: "runtime.gcControllerState", Fields: []string{"gcPercent", "gcPercentHeapGoal", "mappedReady"}},
 }

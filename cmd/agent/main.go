@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -40,6 +41,13 @@ func main() {
 }
 
 func run(args []string) error {
+	if f := os.Getenv("BLINDSPOT_CPUPROFILE"); f != "" {
+		// For profiling the agent itself; undocumented on purpose.
+		if out, err := os.Create(f); err == nil {
+			pprof.StartCPUProfile(out)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	fs := flag.NewFlagSet("blindspot", flag.ContinueOnError)
 	var listen listFlag
 	fs.Var(&listen, "web.listen-address", "address to serve /metrics on; repeat for more (default :9464)")

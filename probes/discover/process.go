@@ -3,6 +3,7 @@ package discover
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -44,11 +45,12 @@ func readProcess(pid int) (Process, error) {
 	if err != nil {
 		return p, err
 	}
-	p.StartTicks = ticks
 	exe, err := os.Readlink(p.ExePath)
 	if err != nil {
-		return p, err // kernel threads have no executable
+		p.StartTicks = ticks // alive: kernel threads have no executable
+		return p, err
 	}
+	p.StartTicks = ticks
 	p.Exe = strings.TrimSuffix(exe, " (deleted)")
 	var st syscall.Stat_t
 	if err := syscall.Stat(p.ExePath, &st); err != nil {
@@ -87,9 +89,8 @@ func Environ(pid int, names ...string) map[string]string {
 		return out
 	}
 	defer f.Close()
-	buf := make([]byte, 1<<20) // environments beyond 1 MiB are cut
-	n, _ := readFull(f, buf)
-	for _, kv := range bytes.Split(buf[:n], []byte{0}) {
+	buf, _ := io.ReadAll(io.LimitReader(f, 1<<20)) // environments beyond 1 MiB are cut
+	for _, kv := range bytes.Split(buf, []byte{0}) {
 		k, v, ok := bytes.Cut(kv, []byte{'='})
 		if !ok {
 			continue
@@ -101,18 +102,6 @@ func Environ(pid int, names ...string) map[string]string {
 		}
 	}
 	return out
-}
-
-func readFull(f *os.File, buf []byte) (int, error) {
-	n := 0
-	for n < len(buf) {
-		m, err := f.Read(buf[n:])
-		n += m
-		if err != nil || m == 0 {
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // listPIDs returns the PIDs in /proc.

@@ -183,9 +183,14 @@ func (w *Watcher) Scan(execed map[int]bool) []Event {
 		}
 		p, err := readProcess(pid)
 		if err != nil {
-			if known {
+			if known && old.Exe != "" {
 				evs = append(evs, Event{Kind: Exited, Process: old})
-				delete(w.known, pid)
+			}
+			delete(w.known, pid)
+			if p.StartTicks != 0 {
+				// Alive but without an executable (a kernel thread): remember
+				// it so that it is not read again on every scan.
+				w.known[pid] = Process{PID: pid, StartTicks: p.StartTicks}
 			}
 			continue
 		}
@@ -193,14 +198,18 @@ func (w *Watcher) Scan(execed map[int]bool) []Event {
 			if old.StartTicks == p.StartTicks && old.File == p.File {
 				continue // an exec of a program we already hold, or a stray notice
 			}
-			evs = append(evs, Event{Kind: Exited, Process: old})
+			if old.Exe != "" {
+				evs = append(evs, Event{Kind: Exited, Process: old})
+			}
 		}
 		w.known[pid] = p
 		evs = append(evs, Event{Kind: Started, Process: p})
 	}
 	for pid, p := range w.known {
 		if !seen[pid] {
-			evs = append(evs, Event{Kind: Exited, Process: p})
+			if p.Exe != "" {
+				evs = append(evs, Event{Kind: Exited, Process: p})
+			}
 			delete(w.known, pid)
 		}
 	}
