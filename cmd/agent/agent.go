@@ -95,6 +95,7 @@ func (a *agent) run(ctx context.Context) {
 			}
 		case now := <-expire.C:
 			a.agg.Expire(now)
+			a.bins.Expire(now)
 		}
 	}
 }

@@ -98,6 +98,14 @@ func (c *Binaries) Release(key FileKey) bool {
 	return true
 }
 
+// Expire closes the recently released binaries whose time is up; call it
+// now and then, so that an idle host does not keep them open.
+func (c *Binaries) Expire(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.trim(now)
+}
+
 // trim closes the recently released binaries past their time or count.
 func (c *Binaries) trim(now time.Time) {
 	for len(c.recent) > 0 {

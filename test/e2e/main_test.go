@@ -1,0 +1,288 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// packageBudget bounds the whole package: every build and process runs
+// under a context that ends then, and a watchdog kills the test binary
+// shortly after.
+const packageBudget = 5*time.Minute + 30*time.Second
+
+// go119 is the oldest toolchain the agent supports.
+const go119 = "/usr/lib/go-1.19/bin/go"
+
+// variant is one build of the target program.
+type variant struct {
+	name      string // e.g. "go126-pie"
+	toolchain string // path of the go command that built it
+	goVersion string // runtime.Version() of that toolchain, e.g. "go1.26.8"
+	minor     int    // Go minor version: 19, 26, ...
+	flavor    string // plain, stripped or pie
+	exe       string // absolute path of the executable
+}
+
+// env is what TestMain prepared for the tests.
+var env struct {
+	ctx       context.Context // ends at the package budget
+	dir       string          // temp dir holding the agent and targets
+	agent     string          // the agent binary
+	skip      string          // why tests needing BPF must skip ("" = run)
+	variants  []variant       // every target build
+	skip119   string          // why the Go 1.19 variants are missing
+	repoRoot  string
+	nobodyDir string // world-readable dir holding a copy of the agent
+}
+
+func isCI() bool { return os.Getenv("CI") == "true" }
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	ctx, cancel := context.WithTimeout(context.Background(), packageBudget)
+	defer cancel()
+	env.ctx = ctx
+	watchdog := time.AfterFunc(packageBudget+20*time.Second, func() {
+		fmt.Fprintln(os.Stderr, "e2e: package time budget exceeded")
+		os.Exit(2)
+	})
+	defer watchdog.Stop()
+
+	if reason := bpfUnavailable(); reason != "" {
+		if isCI() {
+			fmt.Fprintf(os.Stderr, "e2e: CI=true but %s\n", reason)
+			return 1
+		}
+		env.skip = reason
+	}
+	if _, err := os.Stat(go119); err != nil {
+		if isCI() {
+			fmt.Fprintf(os.Stderr, "e2e: CI=true but Go 1.19 is missing: %v\n", err)
+			return 1
+		}
+		env.skip119 = "Go 1.19 toolchain missing at " + go119
+	}
+
+	dir, err := os.MkdirTemp("", "blindspot-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	env.dir = dir
+	defer func() {
+		if env.nobodyDir != "" {
+			os.RemoveAll(env.nobodyDir)
+		}
+	}()
+	if err := build(ctx, dir); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: build:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// bpfUnavailable says why this host cannot run the agent, or "".
+func bpfUnavailable() string {
+	if os.Geteuid() != 0 {
+		return "not running as root"
+	}
+	if _, err := os.Stat("/sys/bus/event_source/devices/uprobe"); err != nil {
+		return "uprobes unavailable (no /sys/bus/event_source/devices/uprobe)"
+	}
+	return ""
+}
+
+// findRepoRoot walks up from the working directory to blindspot's go.mod.
+func findRepoRoot() (string, error) {
+	d, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
+		if err == nil && bytes.Contains(b, []byte("module github.com/blindspot-dev/blindspot\n")) {
+			return d, nil
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return "", fmt.Errorf("no blindspot go.mod above the working directory")
+		}
+		d = parent
+	}
+}
+
+// goCommand is the go command running these tests (Go 1.26 here).
+func goCommand() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "/usr/local/go/bin/go"
+}
+
+// runGo runs a go command in dir with a clean toolchain environment and
+// returns its trimmed output.
+func runGo(ctx context.Context, toolchain, dir string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, toolchain, args...)
+	cmd.Dir = dir
+	cmd.Env = append(filteredEnv("GOROOT", "GOTOOLCHAIN", "GOFLAGS", "GOWORK", "GO111MODULE"),
+		"GOTOOLCHAIN=local", "GOFLAGS=-buildvcs=false", "GOWORK=off", "CGO_ENABLED=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %v\n%s", toolchain, strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// filteredEnv is os.Environ without the named variables.
+func filteredEnv(drop ...string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		keep := true
+		for _, d := range drop {
+			if k == d {
+				keep = false
+			}
+		}
+		if keep {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// build compiles the agent and every variant of the target into dir.
+func build(ctx context.Context, dir string) error {
+	root, err := findRepoRoot()
+	if err != nil {
+		return err
+	}
+	env.repoRoot = root
+	targetSrc := filepath.Join(root, "test", "targets", "httpserver")
+	env.agent = filepath.Join(dir, "blindspot")
+
+	toolchains := []string{goCommand()}
+	if env.skip119 == "" {
+		toolchains = append(toolchains, go119)
+	}
+	var jobs []func() error
+	jobs = append(jobs, func() error {
+		_, err := runGo(ctx, goCommand(), root, "build", "-o", env.agent, "./cmd/agent")
+		return err
+	})
+	for _, tc := range toolchains {
+		ver, err := runGo(ctx, tc, targetSrc, "env", "GOVERSION")
+		if err != nil {
+			return err
+		}
+		var minor int
+		if _, err := fmt.Sscanf(ver, "go1.%d", &minor); err != nil {
+			return fmt.Errorf("parse %q: %v", ver, err)
+		}
+		for _, flavor := range []string{"plain", "stripped", "pie"} {
+			v := variant{
+				name:      fmt.Sprintf("go1%d-%s", minor, flavor),
+				toolchain: tc,
+				goVersion: ver,
+				minor:     minor,
+				flavor:    flavor,
+			}
+			v.exe = filepath.Join(dir, "hs-"+v.name)
+			args := []string{"build", "-o", v.exe}
+			switch flavor {
+			case "stripped":
+				args = append(args, "-ldflags=-s -w")
+			case "pie":
+				args = append(args, "-buildmode=pie")
+			}
+			args = append(args, ".")
+			env.variants = append(env.variants, v)
+			jobs = append(jobs, func() error {
+				_, err := runGo(ctx, tc, targetSrc, args...)
+				return err
+			})
+		}
+	}
+	// Two at a time: the host has few CPUs and the build cache does the rest.
+	sem := make(chan struct{}, 2)
+	errs := make(chan error, len(jobs))
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs <- j()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	// A copy of the agent that an unprivileged user can run.
+	nd, err := os.MkdirTemp("", "blindspot-e2e-nobody-")
+	if err != nil {
+		return err
+	}
+	env.nobodyDir = nd
+	if err := os.Chmod(nd, 0o755); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(env.agent)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(nd, "blindspot"), b, 0o755)
+}
+
+// requireBPF skips (or, under CI, fails) a test this host cannot run.
+func requireBPF(t *testing.T) {
+	t.Helper()
+	if env.skip != "" {
+		t.Skip(env.skip)
+	}
+}
+
+// variantByName returns the named variant, skipping the test when its
+// toolchain is missing.
+func variantByName(t *testing.T, name string) variant {
+	t.Helper()
+	for _, v := range env.variants {
+		if v.name == name {
+			return v
+		}
+	}
+	if strings.HasPrefix(name, "go119") && env.skip119 != "" {
+		t.Skip(env.skip119)
+	}
+	t.Fatalf("no variant %q", name)
+	return variant{}
+}
+
+// allVariantNames lists every variant the tests expect, built or not.
+func allVariantNames() []string {
+	var out []string
+	for _, v := range env.variants {
+		out = append(out, v.name)
+	}
+	if env.skip119 != "" {
+		out = append(out, "go119-plain", "go119-stripped", "go119-pie")
+	}
+	return out
+}
