@@ -408,11 +408,12 @@ func uniqueService(prefix string, v variant) string {
 }
 
 // startTarget runs exe with OTEL_SERVICE_NAME=service on a free loopback
-// port, waits until it listens and kills it when the test ends.
-func startTarget(t *testing.T, exe, service string) *targetProc {
+// port (with extra arguments, if any), waits until it listens and kills it
+// when the test ends.
+func startTarget(t *testing.T, exe, service string, args ...string) *targetProc {
 	t.Helper()
 	tp := &targetProc{exe: exe, service: service, stderr: &syncBuffer{}, done: make(chan struct{})}
-	tp.cmd = exec.Command(exe, "-listen", "127.0.0.1:0")
+	tp.cmd = exec.Command(exe, append([]string{"-listen", "127.0.0.1:0"}, args...)...)
 	tp.cmd.Env = append(filteredEnv("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"), "OTEL_SERVICE_NAME="+service)
 	tp.cmd.Stderr = tp.stderr
 	tp.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -10,9 +10,16 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"flag"
 	"fmt"
 	"log"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +29,7 @@ import (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "loopback address to listen on")
+	useTLS := flag.Bool("tls", false, "serve HTTPS with a fresh self-signed certificate (HTTP/2 and HTTP/1.1)")
 	flag.Parse()
 	addr := *listen
 	if flag.NArg() > 0 {
@@ -43,7 +51,38 @@ func main() {
 	fmt.Printf("listening on %s\n", l.Addr())
 	os.Stdout.Sync()
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if *useTLS {
+		cert, err := selfSigned()
+		if err != nil {
+			log.Fatal(err)
+		}
+		// ServeTLS sets up net/http's bundled HTTP/2 server.
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+		log.Fatal(srv.ServeTLS(l, "", ""))
+	}
 	log.Fatal(srv.Serve(l))
+}
+
+// selfSigned makes a throwaway certificate for 127.0.0.1.
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 // getItem writes a body and no status: net/http sends 200.
