@@ -9,7 +9,9 @@
 //   abort:  net/http.(*conn).serve.func1              (HTTP/1 connection's deferred recover:
 //                                                      runs once per connection; a request still
 //                                                      open here panicked, called Goexit or hijacked)
-//           net/http.(*http2serverConn).runHandler.func1 (HTTP/2 stream's deferred recover)
+//           net/http.(*http2serverConn).runHandler.func1 (HTTP/2 stream's deferred func, which
+//                                                      also calls handlerDone: it ends a request only
+//                                                      while the goroutine unwinds a panic)
 
 #include "common.h"
 
@@ -38,6 +40,7 @@ struct http_server_offsets {
 	u64 h2_rws;            // net/http.http2responseWriter.rws
 	u64 h2_status;         // net/http.http2responseWriterState.status
 	u64 h2_wrote_header;   // net/http.http2responseWriterState.wroteHeader
+	u64 g_panic;           // runtime.g._panic: set while a panic or Goexit unwinds
 	u32 pattern_kind;      // 0: no ServeMux patterns (before Go 1.22)
 	u32 _pad;
 };
@@ -186,11 +189,16 @@ static __always_inline int finish_http2(struct go_regs *ctx, u16 flags)
 	struct http_start *sp = bpf_map_lookup_elem(&http_server_starts, &k);
 	if (!sp)
 		return 0;
-	struct http_start s = *sp;
-	bpf_map_delete_elem(&http_server_starts, &k);
 	const struct http_server_offsets *off = bpf_map_lookup_elem(&http_server_config, &k.tgid);
 	if (!off)
 		return 0;
+	// The stream's deferred func runs on every path and calls handlerDone
+	// itself when the handler returned: only a goroutine that is unwinding
+	// a panic (or Goexit) ends its request there.
+	if ((flags & HTTP_FLAG_PANIC) && read_u64(k.g + off->g_panic) == 0)
+		return 0;
+	struct http_start s = *sp;
+	bpf_map_delete_elem(&http_server_starts, &k);
 	u64 rws = read_u64(s.w + off->h2_rws);
 	u8 wrote = 0;
 	u16 status = 0;
@@ -215,8 +223,8 @@ int uprobe_http2_server_finish(struct go_regs *ctx)
 	return finish_http2(ctx, 0);
 }
 
-// Runs after handlerDone on the normal path (the start is gone by then), so
-// a start found here belongs to a stream whose handler panicked.
+// The stream's deferred func: runs before handlerDone (which it calls) on
+// the normal path, and alone when the handler panicked.
 SEC("uprobe/http2_server_abort")
 int uprobe_http2_server_abort(struct go_regs *ctx)
 {

@@ -100,6 +100,11 @@ func httpServerOffsets(b *symbols.Binary) (any, error) {
 		}
 		o.ReqPattern, o.PatternStr, o.PatternKind = p["pat"], s["str"], 2
 	}
+	g, _, err := b.StructFields("runtime.g", "goid", "atomicstatus", "_panic")
+	if err != nil {
+		return nil, err
+	}
+	o.G_panic = g["_panic"]
 	// HTTP/2 is optional: a program built without it simply has no such types.
 	if w, _, err := b.StructFields("net/http.http2responseWriter", "rws"); err == nil {
 		if s, _, err := b.StructFields("net/http.http2responseWriterState", "status", "wroteHeader"); err == nil {

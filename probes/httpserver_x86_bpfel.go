@@ -54,6 +54,7 @@ type httpServerHttpServerOffsets struct {
 	H2Rws           uint64
 	H2Status        uint64
 	H2WroteHeader   uint64
+	G_panic         uint64
 	PatternKind     uint32
 	Pad             uint32
 }
