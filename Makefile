@@ -39,6 +39,7 @@ test-deps: deps
 
 vet:
 	$(GO) vet ./...
+	GOARCH=arm64 $(GO) build -o /dev/null ./cmd/agent
 
 test: test-deps vet
 	$(SUDO) env "PATH=$$PATH" CI="$${CI:-}" $(GO) test -count=1 -timeout 30m ./...
