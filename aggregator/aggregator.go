@@ -51,7 +51,9 @@ type Metric struct {
 	// replicas of a service.
 	PerInstance bool
 
-	id int
+	id       int
+	overflow atomic.Uint64 // label sets folded into the overflow series
+	removed  atomic.Bool   // set by RemoveMetric: its events are dropped
 }
 
 // Value is an interned label value. The zero Value is the empty string.
@@ -74,6 +76,9 @@ type Target struct {
 	Namespace string
 	Exe       string
 	GoVersion string
+	// Resource holds further OpenTelemetry resource attributes of the
+	// process where known (k8s.pod.name, k8s.namespace.name, ...).
+	Resource map[string]string
 	// Start is when the process started; Exited is zero while it runs.
 	Start, Exited time.Time
 }
@@ -94,10 +99,12 @@ type Options struct {
 
 // Aggregator holds the shards and what they share on their slow paths.
 type Aggregator struct {
-	opts    Options
-	metrics []*Metric
-	shards  []*Shard
-	extra   []*Shard // samplers' shards, guarded by mu
+	opts Options
+	// metricList is indexed by Metric.id; a removed metric leaves nil. It
+	// is replaced whole (copy on write) under mu and read without a lock.
+	metricList atomic.Pointer[[]*Metric]
+	shards     []*Shard
+	extra      []*Shard // samplers' shards, guarded by mu
 
 	strMu sync.RWMutex
 	strID map[string]Value
@@ -111,7 +118,16 @@ type Aggregator struct {
 	targets   map[TargetID]*Target
 	nextID    TargetID
 
-	overflow []atomic.Uint64 // per metric id
+	// retired holds the final counts of expired processes, per service,
+	// while the service has other processes (see Retired).
+	retired       map[retiredKey]*Point
+	retiredMetric map[int]int
+}
+
+type retiredKey struct {
+	metric             int
+	service, namespace string
+	labels             Labels
 }
 
 type seriesKey struct {
@@ -136,7 +152,6 @@ func New(metrics []*Metric, opts Options) *Aggregator {
 	}
 	a := &Aggregator{
 		opts:      opts,
-		metrics:   metrics,
 		strID:     map[string]Value{"": 0, "\x00overflow": overflowValue},
 		strs:      []string{"", "\x00overflow"},
 		admitted:  map[seriesKey]struct{}{},
@@ -144,14 +159,18 @@ func New(metrics []*Metric, opts Options) *Aggregator {
 		rejected:  map[seriesKey]struct{}{},
 		routes:    map[string]map[string]Value{},
 		targets:   map[TargetID]*Target{},
-		overflow:  make([]atomic.Uint64, len(metrics)),
+
+		retired:       map[retiredKey]*Point{},
+		retiredMetric: map[int]int{},
 	}
-	for i, m := range metrics {
+	list := append([]*Metric(nil), metrics...)
+	for i, m := range list {
 		m.id = i
 		if m.Limit <= 0 {
 			m.Limit = opts.SeriesLimit
 		}
 	}
+	a.metricList.Store(&list)
 	for i := 0; i < opts.Shards; i++ {
 		a.shards = append(a.shards, newShard(a))
 	}
@@ -180,8 +199,81 @@ func (a *Aggregator) Shard(i int) *Shard { return a.shards[i] }
 // Shards returns how many shards there are.
 func (a *Aggregator) Shards() int { return len(a.shards) }
 
-// Metrics returns the registered metrics.
-func (a *Aggregator) Metrics() []*Metric { return a.metrics }
+// Metrics returns the registered metrics (those added by AddMetric
+// included, those removed by RemoveMetric not).
+func (a *Aggregator) Metrics() []*Metric {
+	all := a.metricsByID()
+	out := make([]*Metric, 0, len(all))
+	for _, m := range all {
+		if m != nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (a *Aggregator) metricsByID() []*Metric { return *a.metricList.Load() }
+
+// AddMetric registers a metric after New (a business metric from a
+// reloaded configuration). Its events may arrive as soon as it returns.
+func (a *Aggregator) AddMetric(m *Metric) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old := a.metricsByID()
+	next := append(append(make([]*Metric, 0, len(old)+1), old...), m)
+	m.id = len(old)
+	if m.Limit <= 0 {
+		m.Limit = a.opts.SeriesLimit
+	}
+	a.metricList.Store(&next)
+}
+
+// RemoveMetric unregisters a metric added by AddMetric and drops its
+// series; its events still in flight are discarded.
+func (a *Aggregator) RemoveMetric(m *Metric) {
+	m.removed.Store(true)
+	a.mu.Lock()
+	old := a.metricsByID()
+	if m.id >= len(old) || old[m.id] != m {
+		a.mu.Unlock()
+		return
+	}
+	next := append([]*Metric(nil), old...)
+	next[m.id] = nil
+	a.metricList.Store(&next)
+	for k := range a.admitted {
+		if k.metric == m.id {
+			delete(a.admitted, k)
+		}
+	}
+	for k := range a.rejected {
+		if k.metric == m.id {
+			delete(a.rejected, k)
+		}
+	}
+	for k := range a.retired {
+		if k.metric == m.id {
+			delete(a.retired, k)
+		}
+	}
+	delete(a.perMetric, m.id)
+	delete(a.retiredMetric, m.id)
+	a.mu.Unlock()
+	for _, s := range a.allShards() {
+		s.mu.Lock()
+		for k := range s.series {
+			if k.metric == m.id {
+				delete(s.series, k)
+			}
+		}
+		for k := range s.folded {
+			if k.metric == m.id {
+				delete(s.folded, k)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
 
 // Intern returns the Value of s, adding it on first sight.
 func (a *Aggregator) Intern(s string) Value {
@@ -231,14 +323,15 @@ func (a *Aggregator) TargetExited(id TargetID, at time.Time) {
 }
 
 // Expire drops the series of processes that exited more than the grace
-// period before now.
+// period before now. The counters and histograms of a dropped process are
+// kept, folded per service, while other processes of its service live (see
+// Retired).
 func (a *Aggregator) Expire(now time.Time) {
 	a.mu.Lock()
 	var gone []TargetID
 	for id, t := range a.targets {
 		if !t.Exited.IsZero() && now.Sub(t.Exited) >= a.opts.Grace {
 			gone = append(gone, id)
-			delete(a.targets, id)
 		}
 	}
 	if len(gone) == 0 {
@@ -249,6 +342,15 @@ func (a *Aggregator) Expire(now time.Time) {
 	for _, id := range gone {
 		isGone[id] = true
 	}
+	a.mu.Unlock()
+	final := a.snapshot(isGone)
+	a.mu.Lock()
+	services := map[TargetID]*Target{}
+	for _, id := range gone {
+		services[id] = a.targets[id]
+		delete(a.targets, id)
+	}
+	a.retire(final, services)
 	for k := range a.admitted {
 		if isGone[k.target] {
 			delete(a.admitted, k)
@@ -263,10 +365,17 @@ func (a *Aggregator) Expire(now time.Time) {
 	live := map[string]bool{}
 	for _, t := range a.targets {
 		live[t.Service] = true
+		live[t.Service+"\x00"+t.Namespace] = true
 	}
 	for svc := range a.routes {
 		if !live[svc] {
 			delete(a.routes, svc)
+		}
+	}
+	for k := range a.retired {
+		if !live[k.service+"\x00"+k.namespace] {
+			delete(a.retired, k)
+			a.retiredMetric[k.metric]--
 		}
 	}
 	a.mu.Unlock()
@@ -308,7 +417,10 @@ func (a *Aggregator) admit(k seriesKey) bool {
 		// A late event of an expired target: keep it out of the books.
 		return false
 	}
-	m := a.metrics[k.metric]
+	m := a.metricsByID()[k.metric]
+	if m == nil || m.removed.Load() {
+		return false
+	}
 	if a.perMetric[k.metric] < m.Limit {
 		a.admitted[k] = struct{}{}
 		a.perMetric[k.metric]++
@@ -318,7 +430,7 @@ func (a *Aggregator) admit(k seriesKey) bool {
 		if len(a.rejected) < 100000 {
 			a.rejected[k] = struct{}{}
 		}
-		a.overflow[k.metric].Add(1)
+		m.overflow.Add(1)
 	}
 	return false
 }
@@ -362,8 +474,8 @@ func (a *Aggregator) routeValue(svc, route string) Value {
 // the overflow series.
 func (a *Aggregator) Overflows() map[string]uint64 {
 	out := map[string]uint64{}
-	for i, m := range a.metrics {
-		out[m.Name] = a.overflow[i].Load()
+	for _, m := range a.Metrics() {
+		out[m.Name] = m.overflow.Load()
 	}
 	return out
 }
@@ -381,17 +493,32 @@ type Point struct {
 	// Buckets are per-bucket (not cumulative) counts, one per upper bound
 	// plus one for +Inf.
 	Buckets []uint64
+	// Exp is the same histogram in exponential buckets (Histogram only).
+	Exp *ExpBuckets
+	// Service and Namespace name the service of a retired point (Retired).
+	Service, Namespace string
+
+	key Labels
 }
 
 // Snapshot merges the shards.
-func (a *Aggregator) Snapshot() []Point {
+func (a *Aggregator) Snapshot() []Point { return a.snapshot(nil) }
+
+// snapshot merges the shards' series of the targets in only (all if nil).
+func (a *Aggregator) snapshot(only map[TargetID]bool) []Point {
 	merged := map[seriesKey]*Point{}
 	for _, s := range a.allShards() {
 		s.mu.Lock()
 		for k, st := range s.series {
+			if only != nil && !only[k.target] {
+				continue
+			}
 			p := merged[k]
 			if p == nil {
-				m := a.metrics[k.metric]
+				m := a.metricsByID()[k.metric]
+				if m == nil {
+					continue // removed while we merged
+				}
 				p = &Point{Metric: m, Target: k.target}
 				if m.Kind == Histogram {
 					p.Buckets = make([]uint64, len(m.Buckets)+1)
@@ -407,21 +534,97 @@ func (a *Aggregator) Snapshot() []Point {
 			for i, b := range st.buckets {
 				p.Buckets[i] += b
 			}
+			if p.Metric.Kind == Histogram {
+				if p.Exp == nil {
+					p.Exp = st.exp.snapshot()
+				} else {
+					e := expHistView(&st.exp)
+					p.Exp.add(&e)
+				}
+			}
 		}
 		s.mu.Unlock()
 	}
 	out := make([]Point, 0, len(merged))
 	for k, p := range merged {
-		n := len(p.Metric.Labels)
-		p.Labels = make([]string, n)
-		if k.labels[0] == overflowValue {
-			p.Overflow = true
-		} else {
-			for i := 0; i < n; i++ {
-				p.Labels[i] = a.str(k.labels[i])
-			}
-		}
+		p.key = k.labels
+		a.fillLabels(p, k.labels)
 		out = append(out, *p)
+	}
+	return out
+}
+
+func (a *Aggregator) fillLabels(p *Point, l Labels) {
+	n := len(p.Metric.Labels)
+	p.Labels = make([]string, n)
+	if l[0] == overflowValue {
+		p.Overflow = true
+	} else {
+		for i := 0; i < n; i++ {
+			p.Labels[i] = a.str(l[i])
+		}
+	}
+}
+
+func expHistView(h *expHist) ExpBuckets {
+	return ExpBuckets{Scale: h.scale, Zero: h.zero, Offset: h.offset, Counts: h.counts}
+}
+
+// retire folds the final points of expired processes into their services'
+// retired totals. Gauges and per-instance metrics describe one process and
+// go with it. The retired series of a metric are bounded by its limit too:
+// past it, they fold into the service's overflow series. Called with mu held.
+func (a *Aggregator) retire(final []Point, targets map[TargetID]*Target) {
+	for i := range final {
+		p := &final[i]
+		t := targets[p.Target]
+		if t == nil || p.Metric.Kind == Gauge || p.Metric.PerInstance {
+			continue
+		}
+		k := retiredKey{metric: p.Metric.id, service: t.Service, namespace: t.Namespace, labels: p.key}
+		r := a.retired[k]
+		if r == nil && a.retiredMetric[k.metric] >= p.Metric.Limit {
+			k.labels = Labels{overflowValue}
+			r = a.retired[k]
+		}
+		if r == nil {
+			r = &Point{Metric: p.Metric, Service: t.Service, Namespace: t.Namespace, key: k.labels}
+			if p.Buckets != nil {
+				r.Buckets = make([]uint64, len(p.Buckets))
+			}
+			a.retired[k] = r
+			a.retiredMetric[k.metric]++
+		}
+		r.Count += p.Count
+		r.Sum += p.Sum
+		for j, b := range p.Buckets {
+			r.Buckets[j] += b
+		}
+		if p.Exp != nil {
+			r.Exp = MergeExp(r.Exp, p.Exp)
+		}
+	}
+}
+
+// Retired returns the final counters and histograms of the processes that
+// expired while their service kept others running, summed per service and
+// label set (Target is 0; Service and Namespace are set). Adding them to
+// the live processes' series keeps a service's counters from going
+// backwards when one of its replicas goes away. They are dropped when the
+// service's last process expires.
+func (a *Aggregator) Retired() []Point {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]Point, 0, len(a.retired))
+	for _, r := range a.retired {
+		if r.Metric.removed.Load() {
+			continue
+		}
+		p := *r
+		p.Buckets = append([]uint64(nil), r.Buckets...)
+		p.Exp = r.Exp.Clone()
+		a.fillLabels(&p, r.key)
+		out = append(out, p)
 	}
 	return out
 }

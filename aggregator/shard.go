@@ -36,6 +36,7 @@ type series struct {
 	count   uint64
 	sum     float64
 	buckets []uint64
+	exp     expHist // histograms only
 }
 
 func newShard(a *Aggregator) *Shard {
@@ -146,6 +147,7 @@ func (s *Shard) Observe(m *Metric, t TargetID, l Labels, v float64) {
 		st.sum += v
 		i := sort.SearchFloat64s(m.Buckets, v) // first bound >= v: buckets are "le"
 		st.buckets[i]++
+		st.exp.observe(v)
 	}
 	s.mu.Unlock()
 }
@@ -182,6 +184,17 @@ func (s *Shard) SetTotal(m *Metric, t TargetID, l Labels, total uint64) {
 	s.mu.Unlock()
 }
 
+// SetTotalFloat is SetTotal for totals that are not whole numbers, such as
+// CPU seconds.
+func (s *Shard) SetTotalFloat(m *Metric, t TargetID, l Labels, total float64) {
+	s.mu.Lock()
+	if st := s.lookup(m, t, l); st != nil && total > st.sum {
+		st.sum = total
+		st.count = uint64(total)
+	}
+	s.mu.Unlock()
+}
+
 // DeleteSeries removes this shard's series of metric m for target t, for
 // gauges whose label sets come and go (the top N goroutine start functions).
 func (s *Shard) DeleteSeries(m *Metric, t TargetID) {
@@ -198,6 +211,9 @@ func (s *Shard) DeleteSeries(m *Metric, t TargetID) {
 // lookup returns the series for a label set, creating it (or falling back to
 // the overflow series) on first sight. nil means the target is unknown.
 func (s *Shard) lookup(m *Metric, t TargetID, l Labels) *series {
+	if m.removed.Load() {
+		return nil
+	}
 	k := seriesKey{metric: m.id, target: t, labels: l}
 	if st, ok := s.series[k]; ok {
 		return st
@@ -231,6 +247,7 @@ func newSeries(m *Metric) *series {
 	st := &series{}
 	if m.Kind == Histogram {
 		st.buckets = make([]uint64, len(m.Buckets)+1)
+		st.exp = newExpHist()
 	}
 	return st
 }

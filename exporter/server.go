@@ -103,7 +103,7 @@ func New(agg *aggregator.Aggregator, state State, opts Options) (*Server, error)
 		enc.SetIndent("", "  ")
 		enc.Encode(v)
 	})
-	mux.Handle("/", statusPage(state))
+	mux.Handle("/", statusPage(state, agg))
 	s := &Server{
 		srv:      &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		opts:     opts,
