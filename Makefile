@@ -32,7 +32,7 @@ demo: build
 	$(SUDO) $(BIN) --web.listen-address $(LISTEN) --demo=on
 
 # Debian packages the tests need: Go 1.19 to build old targets.
-TEST_PACKAGES := golang-1.19-go
+TEST_PACKAGES := golang-1.19-go postgresql prometheus chromium
 test-deps: deps
 	@missing=""; for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then $(APT) update -qq && $(APT) install -y -qq $$missing; fi

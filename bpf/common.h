@@ -50,6 +50,9 @@ struct go_regs {
 // the lost-event counters. Kept in step with probes/family.go.
 enum family {
 	FAMILY_HTTP_SERVER = 1,
+	FAMILY_HTTP_CLIENT = 2,
+	FAMILY_DB = 3,
+	FAMILY_USER_FUNC = 6,
 	FAMILY_MAX = 16,
 };
 

@@ -4,12 +4,16 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/probes/goruntime"
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
 // Event kinds written by the BPF programs, kept in step with bpf/common.h.
 const (
 	kindHTTPServer = 1
+	kindHTTPClient = 2
+	kindDB         = 3
+	kindUserFunc   = 6
 	maxKinds       = 16
 )
 
@@ -31,6 +35,12 @@ type Probe struct {
 	// function instead of at its entry: the exit probe of a function with
 	// no cheaper end. Never a uretprobe: those crash Go programs.
 	Returns bool
+	// Call, when set, attaches at every direct call from Function to the
+	// function named Call (an emulated CALL), or with AfterCall at the
+	// instruction each such call returns to: the two ends of one blocking
+	// call inside a function, hit only when that path runs.
+	Call      string
+	AfterCall bool
 }
 
 // family is one group of probes whose BPF programs share a collection.
@@ -60,9 +70,10 @@ type family struct {
 // Metrics returns every metric the probe families produce, for the
 // aggregator.
 func Metrics() []*aggregator.Metric {
-	return []*aggregator.Metric{
+	return append([]*aggregator.Metric{
 		httpServerDuration,
-	}
+		httpClientDuration, dbOperationDuration, dbConnCount, dbConnMax, dbConnPending, dbConnWait,
+	}, goruntime.Metrics()...)
 }
 
 // families lists every probe family. Add a family here and its metrics in
@@ -70,5 +81,7 @@ func Metrics() []*aggregator.Metric {
 func families(opts Options, agg *aggregator.Aggregator) []*family {
 	return []*family{
 		httpServerFamily(),
+		httpClientFamily(agg), dbFamily(opts, agg),
+		runtimeFamily(opts, agg),
 	}
 }

@@ -29,6 +29,16 @@ type Options struct {
 	// InFlightTTL is how long a call may stay in flight before its start
 	// is swept as stale (default 1 hour).
 	InFlightTTL time.Duration
+	// DBPoolNames renames database/sql pools: a pool's default name
+	// ("postgresql-1": the driver's system and the pool's first-seen order
+	// in its process) → the name to export.
+	DBPoolNames map[string]string
+	// RuntimeInterval is how often the runtime of every observed program
+	// is sampled (goroutines, GC, process resources; default 1 s).
+	RuntimeInterval time.Duration
+	// RuntimeTopFunctions is how many goroutine start functions get their
+	// own series per program, the rest folded into "other" (default 20).
+	RuntimeTopFunctions int
 }
 
 // Manager loads the probe families once and attaches them to processes.
@@ -38,6 +48,7 @@ type Manager struct {
 	readers  *readers
 	families []*loadedFamily
 	targets  targetTable
+	user     *userProbes // business functions from the configuration
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 }
@@ -103,6 +114,10 @@ func New(agg *aggregator.Aggregator, opts *Options) (*Manager, error) {
 		if f.decode != nil {
 			m.readers.decoders[f.kind] = f.decode
 		}
+	}
+	if err := m.loadUserFuncs(); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("load %s probes: %w", userFamilyName, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
@@ -269,6 +284,9 @@ func (m *Manager) Forget(bin *symbols.Binary) {
 		delete(f.configs, bin)
 		f.mu.Unlock()
 	}
+	if m.user != nil {
+		m.user.forget(bin)
+	}
 }
 
 // probeSites returns the file offsets where p attaches: the cheapest safe
@@ -285,6 +303,23 @@ func probeSites(bin *symbols.Binary, p Probe) (siteOffsets, error) {
 	addrs := []uint64{sites.Entry}
 	if !sites.EntryEmulated && sites.StackCheck != 0 && p.Idempotent {
 		addrs[0] = sites.StackCheck
+	}
+	if p.Call != "" {
+		calls, err := bin.CallSites(f, p.Call)
+		if err != nil {
+			return nil, fmt.Errorf("find calls to %s in %s: %w", p.Call, p.Function, err)
+		}
+		if len(calls) == 0 {
+			return nil, fmt.Errorf("no call to %s in %s", p.Call, p.Function)
+		}
+		addrs = addrs[:0]
+		for _, c := range calls {
+			if p.AfterCall {
+				addrs = append(addrs, c.Return)
+			} else {
+				addrs = append(addrs, c.Call)
+			}
+		}
 	}
 	if p.Returns {
 		if len(sites.Returns) == 0 {
@@ -337,6 +372,9 @@ func (m *Manager) Detach(a *Attachment) {
 		l.Close()
 	}
 	a.links = nil
+	if m.user != nil {
+		m.user.detach(a.PID)
+	}
 	for _, f := range a.fams {
 		if f.detached != nil {
 			f.detached(a.PID)

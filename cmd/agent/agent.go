@@ -146,8 +146,9 @@ func (a *agent) started(p discover.Process) {
 		}
 	}
 	release = false
+	user := a.attachUser(p, svc, bin, id)
 	t := &target{proc: p, bin: bin, id: id, att: att, status: exporter.Target{
-		PID: p.PID, ServiceName: svc, Exe: p.Exe, GoVersion: bin.GoVersion, Attached: time.Now(), Probes: att.Probes,
+		PID: p.PID, ServiceName: svc, Exe: p.Exe, GoVersion: bin.GoVersion, Attached: time.Now(), Probes: append(append([]probes.ProbeStatus(nil), att.Probes...), user...),
 	}}
 	if t.status.Probes == nil {
 		t.status.Probes = []probes.ProbeStatus{}

@@ -13,6 +13,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/exporter"
+	"github.com/blindspot-dev/blindspot/probes/userfunc"
 )
 
 // Config is the agent's configuration file (--config). Every field is
@@ -28,6 +30,8 @@ type Config struct {
 	Services []ServiceRule `yaml:"services"`
 	// HTTP tunes the HTTP metrics.
 	HTTP HTTPConfig `yaml:"http"`
+	// DB tunes the database/sql metrics.
+	DB DBConfig `yaml:"db"`
 	// SeriesLimit bounds the series of every metric (default 2000).
 	SeriesLimit int `yaml:"series_limit"`
 	// DiscoveryInterval is how often /proc is rescanned (default 1s); new
@@ -35,6 +39,55 @@ type Config struct {
 	DiscoveryInterval time.Duration `yaml:"discovery_interval"`
 	// Grace is how long an exited program's series stay (default 5m).
 	Grace time.Duration `yaml:"grace"`
+	// Functions are business functions to measure (see business.go): each
+	// entry is checked on its own, and a bad one is reported and skipped.
+	Functions []userfunc.Entry `yaml:"functions"`
+	// OTLP pushes the metrics to an OpenTelemetry collector. Fields left
+	// out come from the standard OTEL_EXPORTER_OTLP_* variables.
+	OTLP *OTLPConfig `yaml:"otlp"`
+	// Runtime tunes the runtime metrics (goroutines, GC, process).
+	Runtime RuntimeConfig `yaml:"runtime"`
+}
+
+// RuntimeConfig tunes the runtime sampler.
+type RuntimeConfig struct {
+	// Interval is how often each program's runtime is sampled (default 1s).
+	Interval time.Duration `yaml:"interval"`
+	// TopFunctions is how many goroutine start functions get their own
+	// series per program; the rest are "other" (default 20).
+	TopFunctions int `yaml:"top_functions"`
+}
+
+// OTLPConfig is the optional otlp: section. Its presence turns the push on
+// (unless Enabled is false); each field overrides its OTEL_* variable.
+type OTLPConfig struct {
+	Enabled *bool `yaml:"enabled"`
+	// Endpoint is the collector's base URL, e.g. http://collector:4318
+	// (OTEL_EXPORTER_OTLP_ENDPOINT).
+	Endpoint string `yaml:"endpoint"`
+	// Protocol is grpc or http/protobuf (OTEL_EXPORTER_OTLP_PROTOCOL).
+	Protocol string            `yaml:"protocol"`
+	Headers  map[string]string `yaml:"headers"`
+	// Interval between exports (OTEL_METRIC_EXPORT_INTERVAL, default 60s).
+	Interval time.Duration `yaml:"interval"`
+	// Timeout of one export (OTEL_METRIC_EXPORT_TIMEOUT, default 30s).
+	Timeout time.Duration `yaml:"timeout"`
+	// Temporality is cumulative, delta or lowmemory
+	// (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE).
+	Temporality string `yaml:"temporality"`
+	// HistogramAggregation is explicit_bucket_histogram or
+	// base2_exponential_bucket_histogram
+	// (OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION).
+	HistogramAggregation string `yaml:"histogram_aggregation"`
+}
+
+// Options returns the section as exporter options.
+func (o *OTLPConfig) Options() exporter.OTLPOptions {
+	return exporter.OTLPOptions{
+		Endpoint: o.Endpoint, Protocol: o.Protocol, Headers: o.Headers,
+		Interval: o.Interval, Timeout: o.Timeout,
+		Temporality: o.Temporality, Histogram: o.HistogramAggregation,
+	}
 }
 
 // Match selects programs by executable path glob and/or service name glob
@@ -49,6 +102,14 @@ type ServiceRule struct {
 	Exe       string `yaml:"exe"`
 	Name      string `yaml:"name"`
 	Namespace string `yaml:"namespace"`
+}
+
+// DBConfig tunes the database/sql metrics.
+type DBConfig struct {
+	// PoolNames renames connection pools: default name (the driver's
+	// system and the pool's first-seen order in its process, e.g.
+	// "postgresql-1") → db_client_connection_pool_name.
+	PoolNames map[string]string `yaml:"pool_names"`
 }
 
 // HTTPConfig tunes the HTTP metrics.
@@ -112,13 +173,18 @@ func (c *Config) check() error {
 			return fmt.Errorf("services rule %d: bad glob %q: %w", i+1, s.Exe, err)
 		}
 	}
-	if c.HTTP.RouteLimit < 0 || c.SeriesLimit < 0 {
+	if c.HTTP.RouteLimit < 0 || c.SeriesLimit < 0 || c.Runtime.TopFunctions < 0 {
 		return errors.New("limits must not be negative")
 	}
 	if _, err := aggregator.ParseTemplates(c.HTTP.Routes); err != nil {
 		return fmt.Errorf("http.routes: %w", err)
 	}
-	if c.DiscoveryInterval < 0 || c.Grace < 0 {
+	if c.OTLP != nil {
+		if err := c.OTLP.Options().Check(); err != nil {
+			return fmt.Errorf("otlp: %w", err)
+		}
+	}
+	if c.DiscoveryInterval < 0 || c.Grace < 0 || c.Runtime.Interval < 0 {
 		return errors.New("durations must not be negative")
 	}
 	return nil

@@ -94,12 +94,19 @@ func run(args []string) error {
 		Templates:   templates,
 		Grace:       cfg.Grace,
 	})
-	pm, err := probes.New(agg, nil)
+	pm, err := probes.New(agg, &probes.Options{
+		RuntimeInterval:     cfg.Runtime.Interval,
+		RuntimeTopFunctions: cfg.Runtime.TopFunctions,
+		DBPoolNames:         cfg.DB.PoolNames,
+	})
 	if err != nil {
 		return explainLoadError(err)
 	}
 	defer pm.Close()
 	a := newAgent(cfg, log, agg, pm)
+	biz := newBusiness(*configFile, log, agg, pm)
+	biz.countError, biz.onChange = a.countError, a.refreshUserStatuses
+	biz.apply(cfg.Functions)
 	srv, err := exporter.New(agg, a, exporter.Options{ListenAddresses: listen, WebConfigFile: *webConfig, Logger: log})
 	if err != nil {
 		return err
@@ -107,6 +114,7 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	go biz.watch(ctx, time.Second) // reload functions: on SIGHUP or a file change
 	switch *demo {
 	case "on":
 	case "auto":
@@ -123,6 +131,10 @@ func run(args []string) error {
 			return err
 		}
 	}
+	otlp, err := startOTLP(ctx, cfg, agg, log)
+	if err != nil {
+		return err
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve() }()
 	log.Info("blindspot started", "version", exporter.Version, "listen", listen.String())
@@ -137,6 +149,9 @@ func run(args []string) error {
 		stop()
 	}
 	<-done // every probe detached
+	if otlp != nil {
+		<-otlp // the last export sent
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(shutdownCtx)
@@ -145,4 +160,33 @@ func run(args []string) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// startOTLP starts the OTLP push when the environment (OTEL_METRICS_EXPORTER,
+// OTEL_EXPORTER_OTLP_*ENDPOINT) or the config file's otlp: section asks for
+// it; the returned channel closes after the last export.
+func startOTLP(ctx context.Context, cfg *Config, agg *aggregator.Aggregator, log *slog.Logger) (<-chan struct{}, error) {
+	opts, enabled, err := exporter.OTLPFromEnv(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if c := cfg.OTLP; c != nil {
+		opts = opts.Merge(c.Options())
+		enabled = c.Enabled == nil || *c.Enabled
+	}
+	if !enabled {
+		return nil, nil
+	}
+	opts.Logger = log
+	o, err := exporter.NewOTLP(ctx, agg, opts)
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		o.Run(ctx)
+		close(done)
+	}()
+	log.Info("OTLP export on", "protocol", opts.Protocol, "endpoint", opts.Endpoint, "interval", opts.Interval)
+	return done, nil
 }

@@ -59,6 +59,12 @@ func main() {
 		_ = http.ListenAndServe(os.Args[1], nil)
 		db, _ = sql.Open(os.Args[2], os.Args[3])
 		_ = db.Ping()
+		st, _ := db.Prepare(os.Args[4])
+		_, _ = st.Exec()
+		tx, _ := db.Begin()
+		_ = tx.Commit()
+		resp, _ := http.Get(os.Args[4])
+		fmt.Println(resp)
 	}
 	fmt.Println(db, u, runtime.NumGoroutine())
 }

@@ -1,0 +1,115 @@
+//go:build ignore
+
+// Outgoing HTTP requests made through net/http's Transport (http.Get,
+// Client.Do, any RoundTripper built on *http.Transport), timed over
+// (*Transport).roundTrip: from its start to its return, which comes when the
+// response headers have arrived or the request failed.
+//
+//   start:  net/http.(*Transport).roundTrip entry (PUSHQ BP, or the emulated
+//           stack-check JBE on Go 1.19/1.20: the start is idempotent)
+//   finish: every RET of net/http.(*Transport).roundTrip (*Response in RAX,
+//           error in RBX/RCX)
+
+#include "common.h"
+#include "go_error.h"
+
+#define HTTPC_METHOD_MAX 16
+#define HTTPC_SCHEME_MAX 8
+#define HTTPC_HOST_MAX 64
+
+#define HTTPC_FLAG_RESPONSE 1
+
+struct http_client_offsets {
+	u64 req_method;     // net/http.Request.Method
+	u64 req_url;        // net/http.Request.URL
+	u64 url_scheme;     // net/url.URL.Scheme
+	u64 url_host;       // net/url.URL.Host
+	u64 resp_status;    // net/http.Response.StatusCode
+	u64 op_err_err;     // net.OpError.Err
+	u64 syscall_err_err; // os.SyscallError.Err
+};
+
+struct http_client_start {
+	u64 start_ns;
+	u64 req;
+};
+
+struct http_client_event {
+	struct event_header hdr;
+	struct go_error err;
+	u16 status;
+	u8 method_len;
+	u8 scheme_len;
+	u8 host_len;
+	u8 _pad[3];
+	char method[HTTPC_METHOD_MAX];
+	char scheme[HTTPC_SCHEME_MAX];
+	char host[HTTPC_HOST_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, u32);
+	__type(value, struct http_client_offsets);
+} http_client_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct goroutine_key);
+	__type(value, struct http_client_start);
+} http_client_starts SEC(".maps");
+
+const struct http_client_event *unused_http_client_event __attribute__((unused));
+
+SEC("uprobe/http_client_start")
+int uprobe_http_client_start(struct go_regs *ctx)
+{
+	struct goroutine_key k = {.tgid = current_tgid(), .g = GO_G(ctx)};
+	// (*Transport).roundTrip(t, req): t in arg 1, req in arg 2.
+	struct http_client_start s = {.start_ns = bpf_ktime_get_ns(), .req = GO_ARG2(ctx)};
+	bpf_map_update_elem(&http_client_starts, &k, &s, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe/http_client_finish")
+int uprobe_http_client_finish(struct go_regs *ctx)
+{
+	struct goroutine_key k = {.tgid = current_tgid(), .g = GO_G(ctx)};
+	struct http_client_start *sp = bpf_map_lookup_elem(&http_client_starts, &k);
+	if (!sp)
+		return 0;
+	struct http_client_start s = *sp;
+	bpf_map_delete_elem(&http_client_starts, &k);
+	const struct http_client_offsets *off = bpf_map_lookup_elem(&http_client_config, &k.tgid);
+	if (!off)
+		return 0;
+	void *ring;
+	struct http_client_event *e = reserve(FAMILY_HTTP_CLIENT, sizeof(*e), &ring);
+	if (!e)
+		return 0;
+	e->hdr.kind = FAMILY_HTTP_CLIENT;
+	e->hdr.flags = 0;
+	e->hdr.pid = k.tgid;
+	e->hdr.start_ns = s.start_ns;
+	e->hdr.end_ns = bpf_ktime_get_ns();
+	// Results: *Response in arg 1, error (itab, data) in args 2 and 3.
+	u64 resp = GO_ARG1(ctx);
+	e->status = 0;
+	if (resp) {
+		e->status = read_u64(resp + off->resp_status);
+		e->hdr.flags |= HTTPC_FLAG_RESPONSE;
+	}
+	capture_go_error(&e->err, GO_ARG2(ctx), GO_ARG3(ctx), off->op_err_err, off->syscall_err_err);
+	e->method_len = read_go_string(e->method, HTTPC_METHOD_MAX, s.req + off->req_method);
+	e->scheme_len = 0;
+	e->host_len = 0;
+	u64 url = read_u64(s.req + off->req_url);
+	if (url) {
+		e->scheme_len = read_go_string(e->scheme, HTTPC_SCHEME_MAX, url + off->url_scheme);
+		e->host_len = read_go_string(e->host, HTTPC_HOST_MAX, url + off->url_host);
+	}
+	submit(ring, e);
+	return 0;
+}

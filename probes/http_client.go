@@ -1,0 +1,172 @@
+package probes
+
+import (
+	"bytes"
+	"unsafe"
+
+	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/symbols"
+)
+
+// Flags of http_client_event, kept in step with bpf/http_client.c.
+const httpcFlagResponse = 1
+
+var httpClientDuration = &aggregator.Metric{
+	Name:     "http_client_request_duration_seconds",
+	OTelName: "http.client.request.duration",
+	Help:     "Duration of outgoing HTTP requests, until the response headers arrived or the request failed.",
+	Unit:     "s",
+	Kind:     aggregator.Histogram,
+	Labels:   []string{"http_request_method", "http_response_status_code", "server_address", "server_port", "error_type"},
+	Buckets:  aggregator.DurationBuckets,
+}
+
+// Every request made through an *http.Transport passes through its
+// roundTrip method, which returns once the response headers have arrived
+// (or the request failed). Its entry is an emulated PUSHQ BP (Go ≥ 1.21) or
+// the emulated stack-check JBE (older: the start program is idempotent); its
+// end is each RET, which the kernel single-steps. Two hits per request.
+var httpClientProbes = []Probe{
+	{Function: "net/http.(*Transport).roundTrip", Program: "uprobe_http_client_start", Idempotent: true},
+	{Function: "net/http.(*Transport).roundTrip", Program: "uprobe_http_client_finish", Returns: true},
+}
+
+// httpClientState is the HTTP client family's user-space state.
+type httpClientState struct {
+	procs  procTable
+	shards map[*aggregator.Shard]*httpClientShard
+}
+
+// httpClientShard holds caches touched only by one ring's reader.
+type httpClientShard struct {
+	types typeNames
+	hosts map[string]hostPort // "scheme\x00host" → labels
+}
+
+type hostPort struct{ addr, port aggregator.Value }
+
+const hostCacheLimit = 4096
+
+func httpClientFamily(agg *aggregator.Aggregator) *family {
+	st := &httpClientState{shards: perShard(agg, func() *httpClientShard {
+		return &httpClientShard{types: typeNames{}, hosts: map[string]hostPort{}}
+	})}
+	return &family{
+		name:      "http_client",
+		kind:      kindHTTPClient,
+		anchor:    "net/http.(*Transport).roundTrip",
+		probes:    httpClientProbes,
+		spec:      loadHttpClient,
+		configMap: "http_client_config",
+		startMap:  "http_client_starts",
+		configure: httpClientOffsets,
+		decode:    st.decode,
+		attached: func(pid int, bin *symbols.Binary, t aggregator.TargetID) {
+			st.procs.set(uint32(pid), newGoProc(pid, bin, t))
+		},
+		detached: func(pid int) { st.procs.set(uint32(pid), nil) },
+	}
+}
+
+func httpClientOffsets(b *symbols.Binary) (any, error) {
+	var o httpClientHttpClientOffsets
+	req, _, err := b.StructFields("net/http.Request", "Method", "URL", "Host")
+	if err != nil {
+		return nil, err
+	}
+	o.ReqMethod, o.ReqUrl = req["Method"], req["URL"]
+	u, _, err := b.StructFields("net/url.URL", "Scheme", "Host", "Path")
+	if err != nil {
+		return nil, err
+	}
+	o.UrlScheme, o.UrlHost = u["Scheme"], u["Host"]
+	resp, _, err := b.StructFields("net/http.Response", "Status", "StatusCode", "Proto")
+	if err != nil {
+		return nil, err
+	}
+	o.RespStatus = resp["StatusCode"]
+	o.OpErrErr, o.SyscallErrErr = errorOffsets(b)
+	return &o, nil
+}
+
+// errorOffsets returns where net.OpError and os.SyscallError keep their
+// wrapped error (0 when unknown: then no errno is captured).
+func errorOffsets(b *symbols.Binary) (opErr, sysErr uint64) {
+	if f, _, err := b.StructFields("net.OpError", "Op", "Net", "Source", "Addr", "Err"); err == nil {
+		opErr = f["Err"]
+	}
+	if f, _, err := b.StructFields("os.SyscallError", "Syscall", "Err"); err == nil {
+		sysErr = f["Err"]
+	}
+	return opErr, sysErr
+}
+
+func (st *httpClientState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) bool {
+	if len(raw) < int(unsafe.Sizeof(httpClientHttpClientEvent{})) {
+		return false
+	}
+	ev := (*httpClientHttpClientEvent)(unsafe.Pointer(&raw[0]))
+	c := st.shards[sh]
+	if c == nil {
+		return false
+	}
+	var l aggregator.Labels
+	method := cbytes(ev.Method[:], int(ev.MethodLen))
+	switch {
+	case len(method) == 0:
+		l[0] = sh.InternString("GET") // net/http: "" means GET
+	case knownMethods[string(method)]:
+		l[0] = sh.Intern(method)
+	default:
+		l[0] = sh.InternString("_OTHER")
+	}
+	if ev.Hdr.Flags&httpcFlagResponse != 0 {
+		l[1] = sh.Status(ev.Status)
+	}
+	hp := c.hostPort(sh, cbytes(ev.Scheme[:], int(ev.SchemeLen)), cbytes(ev.Host[:], int(ev.HostLen)))
+	l[2], l[3] = hp.addr, hp.port
+	if ev.Err.Type != 0 {
+		e := (*goError)(unsafe.Pointer(&ev.Err))
+		l[4] = sh.InternString(errorType(c.types, st.procs.lookup(ev.Hdr.Pid), ev.Hdr.Pid, e))
+	}
+	sh.Observe(httpClientDuration, t, l, float64(ev.Hdr.EndNs-ev.Hdr.StartNs)/1e9)
+	return true
+}
+
+// hostPort returns the server_address and server_port labels of a URL's
+// scheme and host, cached.
+func (c *httpClientShard) hostPort(sh *aggregator.Shard, scheme, host []byte) hostPort {
+	var buf [80]byte
+	key := append(append(append(buf[:0], scheme...), 0), host...)
+	if hp, ok := c.hosts[string(key)]; ok {
+		return hp
+	}
+	addr, port := splitHostPort(string(scheme), string(host))
+	hp := hostPort{addr: sh.InternString(addr), port: sh.InternString(port)}
+	if len(c.hosts) >= hostCacheLimit {
+		clear(c.hosts)
+	}
+	c.hosts[string(key)] = hp
+	return hp
+}
+
+// splitHostPort splits a URL's host ("example.com:8080", "[::1]:80",
+// "example.com") into address and port, the port defaulting by scheme.
+func splitHostPort(scheme, host string) (addr, port string) {
+	addr = host
+	if i := bytes.LastIndexByte([]byte(host), ':'); i >= 0 && !bytes.Contains([]byte(host[i:]), []byte("]")) {
+		addr, port = host[:i], host[i+1:]
+	}
+	if len(addr) > 1 && addr[0] == '[' && addr[len(addr)-1] == ']' {
+		addr = addr[1 : len(addr)-1]
+	}
+	if port == "" {
+		switch scheme {
+		case "http", "ws":
+			port = "80"
+		case "https", "wss":
+			port = "443"
+		}
+	}
+	return addr, port
+}

@@ -1,0 +1,260 @@
+package probes
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/symbols"
+)
+
+// goProc is what user space needs to turn addresses a BPF program reported
+// about one process back into names: its binary and where it was loaded.
+type goProc struct {
+	pid  int
+	bin  *symbols.Binary
+	bias uint64 // runtime address - link-time address (PIE)
+	t    aggregator.TargetID
+}
+
+// procTable maps PIDs to goProcs for the readers without a lock: replaced
+// whole on every (rare) change, read on every event.
+type procTable struct {
+	mu  sync.Mutex
+	cur atomic.Pointer[map[uint32]*goProc]
+}
+
+func (pt *procTable) lookup(pid uint32) *goProc {
+	m := pt.cur.Load()
+	if m == nil {
+		return nil
+	}
+	return (*m)[pid]
+}
+
+func (pt *procTable) set(pid uint32, p *goProc) {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	next := map[uint32]*goProc{}
+	if old := pt.cur.Load(); old != nil {
+		for k, v := range *old {
+			next[k] = v
+		}
+	}
+	if p != nil {
+		next[pid] = p
+	} else {
+		delete(next, pid)
+	}
+	pt.cur.Store(&next)
+}
+
+func (pt *procTable) len() int {
+	m := pt.cur.Load()
+	if m == nil {
+		return 0
+	}
+	return len(*m)
+}
+
+// newGoProc reads the load bias of pid's executable from /proc/PID/maps.
+func newGoProc(pid int, bin *symbols.Binary, t aggregator.TargetID) *goProc {
+	p := &goProc{pid: pid, bin: bin, t: t}
+	if bin.PIE {
+		if start, ok := exeMapStart(pid); ok {
+			p.bias = bin.LoadBias(start)
+		}
+	}
+	return p
+}
+
+// exeMapStart returns the start of the mapping of the executable at file
+// offset 0.
+func exeMapStart(pid int) (uint64, bool) {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return 0, false
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// start-end perms offset dev inode path
+		fields := bytes.Fields(sc.Bytes())
+		if len(fields) < 6 || string(fields[len(fields)-1]) != exe {
+			continue
+		}
+		if off, err := strconv.ParseUint(string(fields[2]), 16, 64); err != nil || off != 0 {
+			continue
+		}
+		rng := fields[0]
+		dash := bytes.IndexByte(rng, '-')
+		if dash < 0 {
+			continue
+		}
+		start, err := strconv.ParseUint(string(rng[:dash]), 16, 64)
+		if err != nil {
+			continue
+		}
+		return start, true
+	}
+	return 0, false
+}
+
+// readMem reads len(buf) bytes of pid's memory at addr, without writing
+// anything to the process.
+func readMem(pid int, addr uint64, buf []byte) error {
+	if len(buf) == 0 {
+		return nil
+	}
+	local := []unix.Iovec{{Base: &buf[0], Len: uint64(len(buf))}}
+	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(buf)}}
+	n, err := unix.ProcessVMReadv(pid, local, remote, 0)
+	if err != nil {
+		return err
+	}
+	if n != len(buf) {
+		return syscall.EFAULT
+	}
+	return nil
+}
+
+func readWord(pid int, addr uint64) (uint64, error) {
+	var v uint64
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&v)), 8)
+	err := readMem(pid, addr, b)
+	return v, err
+}
+
+// typeKey names one runtime type in one process.
+type typeKey struct {
+	pid   uint32
+	rtype uint64
+}
+
+// typeNames caches runtime type names per shard (touched only by the
+// shard's reader), bounded.
+type typeNames map[typeKey]string
+
+const typeCacheLimit = 4096
+
+// name returns the type string of the runtime type at rtype in process p
+// ("" when unknown).
+func (tn typeNames) name(p *goProc, pid uint32, rtype uint64) string {
+	if rtype == 0 {
+		return ""
+	}
+	k := typeKey{pid, rtype}
+	if s, ok := tn[k]; ok {
+		return s
+	}
+	s := ""
+	if p != nil {
+		s, _ = p.bin.TypeName(rtype - p.bias)
+	}
+	if len(tn) >= typeCacheLimit {
+		clear(tn)
+	}
+	tn[k] = s
+	return s
+}
+
+// goError mirrors struct go_error of bpf/go_error.h; both generated event
+// types embed it with this layout.
+type goError struct {
+	Type       uint64
+	InnerType  uint64
+	Inner2Type uint64
+	Errno      uint64
+	MsgLen     uint8
+	_          [7]uint8
+	Msg        [40]int8
+}
+
+// errorType returns the low-cardinality error_type of a captured Go error:
+// connection_refused, connection_reset, timeout, context_canceled,
+// host_unreachable, dns_error, else the error's Go type name ("*pq.Error").
+// It does not allocate once the type names are cached.
+func errorType(tn typeNames, p *goProc, pid uint32, e *goError) string {
+	typ := tn.name(p, pid, e.Type)
+	msg := cbytes(e.Msg[:], int(e.MsgLen))
+	var inner, inner2 string
+	if typ == "*net.OpError" || typ == "*url.Error" {
+		inner = tn.name(p, pid, e.InnerType)
+		if inner == "*os.SyscallError" {
+			inner2 = tn.name(p, pid, e.Inner2Type)
+		}
+	}
+	return classifyError(typ, inner, inner2, e.Errno, msg)
+}
+
+// classifyError maps an error's type names (outer, and for *net.OpError the
+// types of its Err and of that error's Err), errno and message prefix to
+// error_type.
+func classifyError(typ, inner, inner2 string, errno uint64, msg []byte) string {
+	switch typ {
+	case "":
+		return "_OTHER"
+	case "context.deadlineExceededError", "*poll.DeadlineExceededError", "*net.timeoutError":
+		return "timeout"
+	case "*net.DNSError":
+		return "dns_error"
+	case "*net.OpError":
+		switch inner {
+		case "*os.SyscallError":
+			if inner2 == "syscall.Errno" {
+				switch syscall.Errno(errno) {
+				case syscall.ECONNREFUSED:
+					return "connection_refused"
+				case syscall.ECONNRESET, syscall.EPIPE:
+					return "connection_reset"
+				case syscall.ETIMEDOUT:
+					return "timeout"
+				case syscall.EHOSTUNREACH, syscall.ENETUNREACH:
+					return "host_unreachable"
+				}
+			}
+		case "*poll.DeadlineExceededError", "*net.timeoutError", "context.deadlineExceededError":
+			return "timeout"
+		case "*net.DNSError":
+			return "dns_error"
+		}
+		return typ
+	}
+	// errors.New values and friends: recognise the well-known texts.
+	switch {
+	case string(msg) == "context canceled", bytes.HasSuffix(msg, []byte("request canceled")):
+		return "context_canceled"
+	case string(msg) == "context deadline exceeded", bytes.Contains(msg, []byte("timeout")),
+		bytes.Contains(msg, []byte("deadline exceeded")):
+		return "timeout"
+	case bytes.Contains(msg, []byte("connection refused")):
+		return "connection_refused"
+	}
+	return typ
+}
+
+// perShard builds one value per ring shard of agg, looked up by shard
+// without a lock (the map is never written after construction).
+func perShard[T any](agg *aggregator.Aggregator, mk func() T) map[*aggregator.Shard]T {
+	out := map[*aggregator.Shard]T{}
+	if agg == nil {
+		return out
+	}
+	for i := 0; i < agg.Shards(); i++ {
+		out[agg.Shard(i)] = mk()
+	}
+	return out
+}

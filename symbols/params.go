@@ -1,0 +1,212 @@
+package symbols
+
+import (
+	"debug/dwarf"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrNoDWARF is returned when a question needs DWARF the binary lacks.
+var ErrNoDWARF = errors.New("binary has no DWARF")
+
+// Params reads the receiver, parameters and results of a function from
+// the binary's DWARF (DW_TAG_formal_parameter children of its subprogram,
+// in declaration order; results carry DW_AT_variable_parameter).
+func (b *Binary) Params(funcName string) (sig Signature, err error) {
+	if !b.HasDWARF {
+		return Signature{}, ErrNoDWARF
+	}
+	d, err := b.dwarfData()
+	if err != nil {
+		return Signature{}, err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			sig, err = Signature{}, fmt.Errorf("read dwarf parameters of %s: internal error: %v", funcName, p)
+		}
+	}()
+	r := d.Reader()
+	for {
+		e, err := r.Next()
+		if err != nil {
+			return Signature{}, fmt.Errorf("read dwarf: %w", err)
+		}
+		if e == nil {
+			return Signature{}, &wrapError{msg: fmt.Sprintf("function %q has no DWARF entry (inlined everywhere?)", funcName), err: ErrFuncNotFound}
+		}
+		if e.Tag == dwarf.TagCompileUnit {
+			continue
+		}
+		if e.Tag != dwarf.TagSubprogram || e.Val(dwarf.AttrName) != funcName {
+			if e.Children {
+				r.SkipChildren()
+			}
+			continue
+		}
+		if _, inl := e.Val(dwarf.AttrInline).(int64); inl {
+			// an abstract inlining origin; the concrete one follows
+			if e.Children {
+				r.SkipChildren()
+			}
+			continue
+		}
+		if !e.Children {
+			return sig, nil
+		}
+		for {
+			c, err := r.Next()
+			if err != nil {
+				return Signature{}, fmt.Errorf("read dwarf: %w", err)
+			}
+			if c == nil || c.Tag == 0 {
+				return sig, nil
+			}
+			if c.Tag == dwarf.TagFormalParameter {
+				name, _ := c.Val(dwarf.AttrName).(string)
+				off, ok := c.Val(dwarf.AttrType).(dwarf.Offset)
+				if !ok {
+					return Signature{}, fmt.Errorf("parameter %s of %s has no type", name, funcName)
+				}
+				dt, err := d.Type(off)
+				if err != nil {
+					return Signature{}, fmt.Errorf("type of parameter %s of %s: %w", name, funcName, err)
+				}
+				t := convertDWARF(dt, map[dwarf.Type]*Type{}, 0)
+				result, _ := c.Val(dwarf.AttrVarParam).(bool)
+				p := Param{Name: name, Type: t, Result: result}
+				if result {
+					sig.Results = append(sig.Results, p)
+				} else {
+					sig.Params = append(sig.Params, p)
+				}
+			}
+			if c.Children {
+				r.SkipChildren()
+			}
+		}
+	}
+}
+
+func (b *Binary) dwarfData() (*dwarf.Data, error) {
+	b.dwarfOnce.Do(func() {
+		defer func() {
+			if p := recover(); p != nil {
+				b.dwarfErr = fmt.Errorf("internal error: %v", p)
+			}
+		}()
+		b.dwarf, b.dwarfErr = b.ef.DWARF()
+	})
+	return b.dwarf, b.dwarfErr
+}
+
+// convertDWARF reduces a DWARF type to a Type. Go describes strings,
+// slices and interfaces as structs of words and maps, channels and funcs
+// as pointers, which is also how the register ABI passes them.
+func convertDWARF(dt dwarf.Type, seen map[dwarf.Type]*Type, depth int) *Type {
+	if t, ok := seen[dt]; ok {
+		return t
+	}
+	t := &Type{Name: dt.String(), Size: dt.Size()}
+	seen[dt] = t
+	if depth > 8 {
+		// deep enough for labels; keep the size, treat as opaque words
+		t.Kind = KindStruct
+		t.Align = 8
+		return t
+	}
+	switch x := dt.(type) {
+	case *dwarf.TypedefType:
+		u := convertDWARF(x.Type, seen, depth+1)
+		*t = *u
+		t.Name = x.Name
+		if t.Size <= 0 {
+			t.Size = u.Size
+		}
+	case *dwarf.BoolType:
+		t.Kind = KindBool
+	case *dwarf.IntType, *dwarf.CharType:
+		t.Kind = KindInt
+	case *dwarf.UintType, *dwarf.UcharType, *dwarf.AddrType:
+		t.Kind = KindUint
+	case *dwarf.FloatType:
+		t.Kind = KindFloat
+	case *dwarf.ComplexType:
+		t.Kind = KindComplex
+	case *dwarf.PtrType:
+		t.Kind = KindPointer
+		t.Size = 8
+		if x.Type != nil {
+			if _, void := x.Type.(*dwarf.VoidType); !void {
+				t.Elem = convertDWARF(x.Type, seen, depth+1)
+			}
+		}
+	case *dwarf.FuncType, *dwarf.UnspecifiedType:
+		t.Kind = KindPointer
+		t.Size = 8
+	case *dwarf.ArrayType:
+		t.Kind = KindArray
+		t.Elem = convertDWARF(x.Type, seen, depth+1)
+		t.Len = x.Count
+		if t.Len < 0 {
+			t.Len = 0
+		}
+		if t.Size < 0 {
+			t.Size = t.Len * t.Elem.Size
+		}
+	case *dwarf.StructType:
+		name := x.StructName
+		t.Name = name
+		switch {
+		case name == "string":
+			t.Kind = KindString
+		case strings.HasPrefix(name, "[]"):
+			t.Kind = KindSlice
+		case name == "runtime.iface" || name == "runtime.eface":
+			t.Kind = KindIface
+		default:
+			t.Kind = KindStruct
+			for _, f := range x.Field {
+				t.Fields = append(t.Fields, Field{Name: f.Name, Offset: f.ByteOffset, Type: convertDWARF(f.Type, seen, depth+1)})
+			}
+		}
+	default:
+		t.Kind = KindStruct // unknown: opaque bytes
+	}
+	if t.Size < 0 {
+		t.Size = 0
+	}
+	t.Align = alignOf(t)
+	return t
+}
+
+func alignOf(t *Type) int64 {
+	switch t.Kind {
+	case KindBool, KindInt, KindUint, KindFloat:
+		if t.Size > 0 {
+			return t.Size
+		}
+		return 1
+	case KindComplex:
+		return t.Size / 2
+	case KindPointer, KindString, KindSlice, KindIface:
+		return 8
+	case KindArray:
+		if t.Elem != nil {
+			return t.Elem.Align
+		}
+		return 1
+	case KindStruct:
+		a := int64(1)
+		for _, f := range t.Fields {
+			if f.Type.Align > a {
+				a = f.Type.Align
+			}
+		}
+		if len(t.Fields) == 0 && t.Size >= 8 {
+			a = 8
+		}
+		return a
+	}
+	return 1
+}

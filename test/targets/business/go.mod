@@ -1,0 +1,3 @@
+module example.com/business
+
+go 1.19

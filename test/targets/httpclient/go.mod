@@ -1,0 +1,3 @@
+module httpclient
+
+go 1.19

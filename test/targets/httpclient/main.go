@@ -1,0 +1,138 @@
+// Command httpclient is blindspot's end-to-end target for outgoing HTTP
+// calls. It serves two "upstreams" on two loopback ports (answering
+// /status/N with status N), a slow one, and knows a closed port; on "run"
+// from stdin it calls them a known number of times through http.Get,
+// Client.Do and a custom RoundTripper built on an *http.Transport, prints
+// "run done" and stays alive.
+//
+// Calls per run (method, status or error, upstream):
+//
+//	GET    200  A  3 (http.Get)
+//	GET    404  A  2 (Client.Do)
+//	POST   503  A  2 (custom Transport)
+//	PURGE  200  A  1 (custom Transport: method _OTHER)
+//	GET    200  B  2 (http.Get)
+//	DELETE 204  B  1 (Client.Do)
+//	GET    connection_refused  closed port  2
+//	GET    timeout             slow         2 (client timeout 200ms, server sleeps 3s)
+//	GET    context_canceled    slow         1 (context cancelled after 100ms)
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func serve() (string, func()) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/status/") {
+			code, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/status/"))
+			w.WriteHeader(code)
+			return
+		}
+		if r.URL.Path == "/slow" {
+			select {
+			case <-time.After(3 * time.Second):
+			case <-r.Context().Done():
+			}
+		}
+		io.WriteString(w, "ok")
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(l)
+	return l.Addr().String(), func() { srv.Close() }
+}
+
+// wrapper is a custom RoundTripper built on an *http.Transport.
+type wrapper struct{ rt *http.Transport }
+
+func (w wrapper) RoundTrip(r *http.Request) (*http.Response, error) {
+	r.Header.Set("X-Wrapped", "1")
+	return w.rt.RoundTrip(r)
+}
+
+func call(c *http.Client, ctx context.Context, method, url string, wantErr bool) {
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if (err != nil) != wantErr {
+		log.Fatalf("%s %s: err %v, want error %v", method, url, err, wantErr)
+	}
+	if resp != nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
+
+func get(url string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		log.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+}
+
+func main() {
+	a, _ := serve()
+	b, _ := serve()
+	slow, _ := serve()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	fmt.Printf("upstreams a=%s b=%s slow=%s closed=%s\n", a, b, slow, closed)
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		if strings.TrimSpace(sc.Text()) != "run" {
+			continue
+		}
+		bg := context.Background()
+		client := &http.Client{}
+		custom := &http.Client{Transport: wrapper{&http.Transport{MaxIdleConnsPerHost: 2}}}
+		for i := 0; i < 3; i++ {
+			get("http://" + a + "/ok")
+		}
+		for i := 0; i < 2; i++ {
+			call(client, bg, "GET", "http://"+a+"/status/404", false)
+		}
+		for i := 0; i < 2; i++ {
+			call(custom, bg, "POST", "http://"+a+"/status/503", false)
+		}
+		call(custom, bg, "PURGE", "http://"+a+"/ok", false)
+		for i := 0; i < 2; i++ {
+			get("http://" + b + "/ok")
+		}
+		call(client, bg, "DELETE", "http://"+b+"/status/204", false)
+		for i := 0; i < 2; i++ {
+			call(client, bg, "GET", "http://"+closed+"/", true)
+		}
+		impatient := &http.Client{Timeout: 200 * time.Millisecond}
+		for i := 0; i < 2; i++ {
+			call(impatient, bg, "GET", "http://"+slow+"/slow", true)
+		}
+		ctx, cancel := context.WithCancel(bg)
+		time.AfterFunc(100*time.Millisecond, cancel)
+		call(client, ctx, "GET", "http://"+slow+"/slow", true)
+		fmt.Println("run done")
+	}
+	select {}
+}
