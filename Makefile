@@ -42,7 +42,7 @@ vet:
 	GOARCH=arm64 $(GO) build -o /dev/null ./cmd/agent
 
 test: test-deps vet
-	$(SUDO) env "PATH=$$PATH" CI="$${CI:-}" $(GO) test -count=1 -timeout 30m ./...
+	$(SUDO) env "PATH=$$PATH" CI="$${CI:-}" $(GO) test -count=1 -timeout 40m ./...
 
 bench: build
 	$(SUDO) env "PATH=$$PATH" $(GO) run ./test/bench
