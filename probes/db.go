@@ -69,12 +69,13 @@ var (
 // runs them against a connection (an emulated instruction) to each of its
 // RETs; a wait for a connection around the blocking select of
 // (*DB).conn, which only an exhausted pool reaches. Start programs are
-// idempotent.
+// idempotent. Functions a program does not use are absent from it (the
+// linker drops them): every operation probe is optional.
 var dbProbes = []Probe{
-	{Function: "database/sql.(*DB).queryDC", Program: "uprobe_db_query_dc", Idempotent: true},
-	{Function: "database/sql.(*DB).queryDC", Program: "uprobe_db_finish", Returns: true},
-	{Function: "database/sql.(*DB).execDC", Program: "uprobe_db_exec_dc", Idempotent: true},
-	{Function: "database/sql.(*DB).execDC", Program: "uprobe_db_finish", Returns: true},
+	{Function: "database/sql.(*DB).queryDC", Program: "uprobe_db_query_dc", Idempotent: true, Optional: true},
+	{Function: "database/sql.(*DB).queryDC", Program: "uprobe_db_finish", Returns: true, Optional: true},
+	{Function: "database/sql.(*DB).execDC", Program: "uprobe_db_exec_dc", Idempotent: true, Optional: true},
+	{Function: "database/sql.(*DB).execDC", Program: "uprobe_db_finish", Returns: true, Optional: true},
 	{Function: "database/sql.(*Stmt).QueryContext", Program: "uprobe_db_stmt_query", Idempotent: true, Optional: true},
 	{Function: "database/sql.(*Stmt).QueryContext", Program: "uprobe_db_finish", Returns: true, Optional: true},
 	{Function: "database/sql.(*Stmt).ExecContext", Program: "uprobe_db_stmt_exec", Idempotent: true, Optional: true},
@@ -165,7 +166,7 @@ func dbFamily(opts Options, agg *aggregator.Aggregator) *family {
 	return &family{
 		name:      "db",
 		kind:      kindDB,
-		anchor:    "database/sql.(*DB).queryDC",
+		anchor:    "database/sql.(*DB).conn", // every use of a pool goes through it
 		probes:    dbProbes,
 		spec:      loadDb,
 		configMap: "db_config",
