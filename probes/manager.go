@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
@@ -26,6 +28,9 @@ type Options struct {
 	MaxInFlight int
 	// MaxTargets bounds the processes a family can be attached to (default 4096).
 	MaxTargets int
+	// SingleUprobes attaches one uprobe per site even where the kernel has
+	// uprobe_multi links (as kernels before 6.6 must).
+	SingleUprobes bool
 	// InFlightTTL is how long a call may stay in flight before its start
 	// is swept as stale (default 1 hour).
 	InFlightTTL time.Duration
@@ -55,6 +60,7 @@ type Manager struct {
 
 type loadedFamily struct {
 	*family
+	multi  bool // programs loaded for uprobe_multi links
 	coll   *ebpf.Collection
 	config *ebpf.Map
 	starts *ebpf.Map
@@ -156,6 +162,17 @@ func (m *Manager) load(f *family) (*loadedFamily, error) {
 			return nil, fmt.Errorf("set wake threshold: %w", err)
 		}
 	}
+	multi := !m.opts.SingleUprobes && features.HaveBPFLinkUprobeMulti() == nil
+	if multi {
+		// One uprobe_multi link per program and process instead of one
+		// perf event per site: detaching then waits for the kernel's
+		// grace period once per link, not once per site.
+		for _, ps := range spec.Programs {
+			if ps.Type == ebpf.Kprobe && strings.HasPrefix(ps.SectionName, "uprobe") {
+				ps.AttachType = ebpf.AttachTraceUprobeMulti
+			}
+		}
+	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
 		MapReplacements: map[string]*ebpf.Map{"rings": m.rings.outer, "lost": m.rings.lost},
 	})
@@ -164,6 +181,7 @@ func (m *Manager) load(f *family) (*loadedFamily, error) {
 	}
 	return &loadedFamily{
 		family:  f,
+		multi:   multi,
 		coll:    coll,
 		config:  coll.Maps[f.configMap],
 		starts:  coll.Maps[f.startMap],
@@ -353,24 +371,69 @@ func (f *loadedFamily) attach(ex *link.Executable, pid int, bin *symbols.Binary,
 		if prog == nil {
 			return links, nil, fmt.Errorf("program %s missing from collection", p.Program)
 		}
-		for _, off := range offs {
-			l, err := ex.Uprobe("", prog, &link.UprobeOptions{Address: off, PID: pid})
-			if err != nil {
-				return links, nil, fmt.Errorf("attach uprobe to %s: %w", p.Function, err)
-			}
-			links = append(links, l)
+		ls, err := f.attachSites(ex, prog, pid, offs, 0)
+		links = append(links, ls...)
+		if err != nil {
+			return links, nil, fmt.Errorf("attach uprobe to %s: %w", p.Function, err)
 		}
 		sites = append(sites, p.Function)
 	}
 	return links, sites, nil
 }
 
+// closeLinks closes links concurrently: each close waits for a kernel
+// grace period, and the waits overlap.
+func closeLinks(links []link.Link) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for _, l := range links {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(l link.Link) {
+			defer wg.Done()
+			l.Close()
+			<-sem
+		}(l)
+	}
+	wg.Wait()
+}
+
+// attachSites attaches prog at the given file offsets of one process, with
+// a BPF cookie: one uprobe_multi link where the kernel has them, else one
+// uprobe per site.
+func (f *loadedFamily) attachSites(ex *link.Executable, prog *ebpf.Program, pid int, offs []uint64, cookie uint64) ([]link.Link, error) {
+	if len(offs) == 0 {
+		return nil, nil
+	}
+	if f.multi {
+		opts := &link.UprobeMultiOptions{Addresses: offs, PID: uint32(pid)}
+		if cookie != 0 {
+			opts.Cookies = make([]uint64, len(offs))
+			for i := range opts.Cookies {
+				opts.Cookies[i] = cookie
+			}
+		}
+		l, err := ex.UprobeMulti(nil, prog, opts)
+		if err != nil {
+			return nil, err
+		}
+		return []link.Link{l}, nil
+	}
+	var links []link.Link
+	for _, off := range offs {
+		l, err := ex.Uprobe("", prog, &link.UprobeOptions{Address: off, PID: pid, Cookie: cookie})
+		if err != nil {
+			return links, err
+		}
+		links = append(links, l)
+	}
+	return links, nil
+}
+
 // Detach removes a process's probes and everything kept about it in BPF
 // maps.
 func (m *Manager) Detach(a *Attachment) {
-	for _, l := range a.links {
-		l.Close()
-	}
+	closeLinks(a.links)
 	a.links = nil
 	if m.user != nil {
 		m.user.detach(a.PID)

@@ -255,9 +255,7 @@ func (u *userProbes) forget(bin *symbols.Binary) {
 }
 
 func (u *userProbes) detachEntry(p *userProc, key string) {
-	for _, l := range p.links[key] {
-		l.Close()
-	}
+	closeLinks(p.links[key])
 	delete(p.links, key)
 	delete(p.statuses, key)
 	if s := u.specs[specKey{key, p.bin}]; s != nil && s.loaded {
@@ -314,12 +312,10 @@ func (u *userProbes) attachEntry(p *userProc, f *UserFunc) {
 	}
 	var links []link.Link
 	attach := func(prog *ebpf.Program, offs []uint64) error {
-		for _, off := range offs {
-			l, err := ex.Uprobe("", prog, &link.UprobeOptions{Address: off, PID: p.pid, Cookie: uint64(s.id)})
-			if err != nil {
-				return fmt.Errorf("attach uprobe to %s: %w", e.Function, err)
-			}
-			links = append(links, l)
+		ls, err := u.lf.attachSites(ex, prog, p.pid, offs, uint64(s.id))
+		links = append(links, ls...)
+		if err != nil {
+			return fmt.Errorf("attach uprobe to %s: %w", e.Function, err)
 		}
 		return nil
 	}

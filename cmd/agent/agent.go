@@ -191,9 +191,16 @@ func (a *agent) detachAll() {
 		delete(a.targets, pid)
 	}
 	a.mu.Unlock()
+	// Concurrently: each detach waits for kernel grace periods.
+	var wg sync.WaitGroup
 	for _, t := range ts {
-		a.release(t)
+		wg.Add(1)
+		go func(t *target) {
+			defer wg.Done()
+			a.release(t)
+		}(t)
 	}
+	wg.Wait()
 }
 
 func (a *agent) skip(p discover.Process, reason, msg string) {
