@@ -370,7 +370,11 @@ func TestStructFields(t *testing.T) {
 					t.Errorf("plain %s: %v %v %v", spec.Type, got, src, err)
 				}
 				got, src, err = s.StructFields(spec.Type, fields...)
-				if err != nil || src != SourceTypeData || !maps(got, want) {
+				wantSrc := SourceTypeData
+				if spec.Internal {
+					wantSrc = SourceTable
+				}
+				if err != nil || src != wantSrc || !maps(got, want) {
 					t.Errorf("stripped %s: got %v from %v (%v), want %v", spec.Type, got, src, err, want)
 				}
 				if tab, err := s.tableStructFields(spec.Type, fields); err != nil || !maps(tab, want) {

@@ -8,6 +8,9 @@ type StructSpec struct {
 	// Fields are the field names to record. Fields a Go release lacks are
 	// left out of that release's table entry.
 	Fields []string
+	// Internal types are never converted to an interface, so a stripped
+	// binary keeps no type data for them: only DWARF or the table know them.
+	Internal bool
 }
 
 // TableStructs lists the structs whose field offsets internal/gentable
@@ -20,8 +23,8 @@ var TableStructs = []StructSpec{
 	{Type: "net/http.pattern", Fields: []string{"str"}},
 	{Type: "net/http.conn", Fields: []string{"hijackedv"}},
 	{Type: "runtime.g", Fields: []string{"goid", "atomicstatus", "startpc", "gopc", "stack", "m", "_panic"}},
-	{Type: "runtime.mstats", Fields: []string{"numgc", "pause_ns", "enablegc"}},
-	{Type: "runtime.gcControllerState", Fields: []string{"gcPercent", "gcPercentHeapGoal", "mappedReady"}},
+	{Type: "runtime.mstats", Fields: []string{"numgc", "pause_ns", "enablegc"}, Internal: true},
+	{Type: "runtime.gcControllerState", Fields: []string{"gcPercent", "gcPercentHeapGoal", "mappedReady"}, Internal: true},
 	{Type: "net/http.Response", Fields: []string{"Status", "StatusCode", "Proto"}},
 	{Type: "net.OpError", Fields: []string{"Op", "Net", "Source", "Addr", "Err"}},
 	{Type: "os.SyscallError", Fields: []string{"Syscall", "Err"}},
