@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/probes/procmem"
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
@@ -425,7 +426,7 @@ func driverSystem(p *goProc, l dbLayout, db uint64) string {
 	if pkg == "database/sql" {
 		// sql.Open with a driver that has no connector of its own: the
 		// dsnConnector holds the driver.
-		data, err := readWord(p.pid, db+l.connector+8)
+		data, err := procmem.Word(p.pid, db+l.connector+8)
 		if err != nil || data == 0 {
 			return ""
 		}
@@ -440,11 +441,11 @@ func driverSystem(p *goProc, l dbLayout, db uint64) string {
 // ifacePackage returns the package of the first method of the interface
 // value at addr (its itab's fun[0]), "" if unreadable.
 func ifacePackage(p *goProc, addr uint64) string {
-	itab, err := readWord(p.pid, addr)
+	itab, err := procmem.Word(p.pid, addr)
 	if err != nil || itab == 0 {
 		return ""
 	}
-	fn, err := readWord(p.pid, itab+24) // inter, type, hash+pad, fun[0]
+	fn, err := procmem.Word(p.pid, itab+24) // inter, type, hash+pad, fun[0]
 	if err != nil || fn == 0 {
 		return ""
 	}
@@ -519,17 +520,17 @@ func (st *dbState) sampleOnce(buf []byte) {
 	for _, p := range pools {
 		l := layouts[p.key.pid]
 		pid := int(p.key.pid)
-		numOpen, err1 := readWord(pid, p.key.addr+l.numOpen)
-		maxOpen, err2 := readWord(pid, p.key.addr+l.maxOpen)
-		free, err3 := readWord(pid, p.key.addr+l.freeConn+8) // slice len
+		numOpen, err1 := procmem.Word(pid, p.key.addr+l.numOpen)
+		maxOpen, err2 := procmem.Word(pid, p.key.addr+l.maxOpen)
+		free, err3 := procmem.Word(pid, p.key.addr+l.freeConn+8) // slice len
 		if err1 != nil || err2 != nil || err3 != nil {
 			continue
 		}
 		var pending uint64
 		if l.requestsSet {
-			pending, _ = readWord(pid, p.key.addr+l.connRequests+8) // connRequestSet.s len
-		} else if m, err := readWord(pid, p.key.addr+l.connRequests); err == nil && m != 0 {
-			pending, _ = readWord(pid, m) // map header: count first
+			pending, _ = procmem.Word(pid, p.key.addr+l.connRequests+8) // connRequestSet.s len
+		} else if m, err := procmem.Word(pid, p.key.addr+l.connRequests); err == nil && m != 0 {
+			pending, _ = procmem.Word(pid, m) // map header: count first
 		}
 		inUse := int64(numOpen) - int64(free)
 		if inUse < 0 {

@@ -1,19 +1,13 @@
 package probes
 
 import (
-	"bufio"
 	"bytes"
-	"fmt"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/probes/procmem"
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
@@ -70,72 +64,11 @@ func (pt *procTable) len() int {
 func newGoProc(pid int, bin *symbols.Binary, t aggregator.TargetID) *goProc {
 	p := &goProc{pid: pid, bin: bin, t: t}
 	if bin.PIE {
-		if start, ok := exeMapStart(pid); ok {
+		if start, err := procmem.ExeMapStart(pid); err == nil {
 			p.bias = bin.LoadBias(start)
 		}
 	}
 	return p
-}
-
-// exeMapStart returns the start of the mapping of the executable at file
-// offset 0.
-func exeMapStart(pid int) (uint64, bool) {
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	if err != nil {
-		return 0, false
-	}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// start-end perms offset dev inode path
-		fields := bytes.Fields(sc.Bytes())
-		if len(fields) < 6 || string(fields[len(fields)-1]) != exe {
-			continue
-		}
-		if off, err := strconv.ParseUint(string(fields[2]), 16, 64); err != nil || off != 0 {
-			continue
-		}
-		rng := fields[0]
-		dash := bytes.IndexByte(rng, '-')
-		if dash < 0 {
-			continue
-		}
-		start, err := strconv.ParseUint(string(rng[:dash]), 16, 64)
-		if err != nil {
-			continue
-		}
-		return start, true
-	}
-	return 0, false
-}
-
-// readMem reads len(buf) bytes of pid's memory at addr, without writing
-// anything to the process.
-func readMem(pid int, addr uint64, buf []byte) error {
-	if len(buf) == 0 {
-		return nil
-	}
-	local := []unix.Iovec{{Base: &buf[0], Len: uint64(len(buf))}}
-	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(buf)}}
-	n, err := unix.ProcessVMReadv(pid, local, remote, 0)
-	if err != nil {
-		return err
-	}
-	if n != len(buf) {
-		return syscall.EFAULT
-	}
-	return nil
-}
-
-func readWord(pid int, addr uint64) (uint64, error) {
-	var v uint64
-	b := unsafe.Slice((*byte)(unsafe.Pointer(&v)), 8)
-	err := readMem(pid, addr, b)
-	return v, err
 }
 
 // typeKey names one runtime type in one process.

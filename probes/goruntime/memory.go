@@ -1,21 +1,11 @@
 package goruntime
 
 import (
-	"bufio"
-	"errors"
-	"fmt"
-	"os"
-	"strconv"
-	"strings"
-	"syscall"
-	"unsafe"
-
+	"github.com/blindspot-dev/blindspot/probes/procmem"
 	"golang.org/x/sys/unix"
 )
 
-// maxIovecs is the most remote ranges one process_vm_readv call takes
-// (IOV_MAX).
-const maxIovecs = 1024
+const maxIovecs = procmem.MaxIovecs
 
 // span is one range of the observed program's memory.
 type span struct {
@@ -45,9 +35,9 @@ func (r *memReader) read(spans []span, dst []byte) (failed int, err error) {
 			total += s.n
 		}
 		local := []unix.Iovec{{Base: &dst[off], Len: uint64(total)}}
-		got, err := processVMReadv(r.pid, local, r.remote)
+		got, err := procmem.ReadV(r.pid, local, r.remote)
 		if err != nil && got <= 0 {
-			if errors.Is(err, syscall.ESRCH) || errors.Is(err, syscall.EPERM) {
+			if procmem.Gone(err) {
 				return failed, err
 			}
 			got = 0
@@ -69,43 +59,4 @@ func (r *memReader) read(spans []span, dst []byte) (failed int, err error) {
 		spans = spans[i+1:]
 	}
 	return failed, nil
-}
-
-func processVMReadv(pid int, local []unix.Iovec, remote []unix.RemoteIovec) (int, error) {
-	n, _, errno := unix.Syscall6(unix.SYS_PROCESS_VM_READV, uintptr(pid),
-		uintptr(unsafe.Pointer(&local[0])), uintptr(len(local)),
-		uintptr(unsafe.Pointer(&remote[0])), uintptr(len(remote)), 0)
-	if errno != 0 {
-		return -1, errno
-	}
-	return int(n), nil
-}
-
-// exeMapStart returns the start address of the mapping of pid's
-// executable at file offset 0, from /proc/PID/maps.
-func exeMapStart(pid int) (uint64, error) {
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	if err != nil {
-		return 0, err
-	}
-	exe = strings.TrimSuffix(exe, " (deleted)")
-	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// start-end perms offset dev inode path
-		fs := strings.Fields(sc.Text())
-		if len(fs) < 6 || fs[2] != "00000000" || strings.TrimSuffix(strings.Join(fs[5:], " "), " (deleted)") != exe {
-			continue
-		}
-		start, _, _ := strings.Cut(fs[0], "-")
-		return strconv.ParseUint(start, 16, 64)
-	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, fmt.Errorf("no mapping of %s at offset 0", exe)
 }

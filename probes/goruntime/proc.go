@@ -14,6 +14,7 @@ import (
 	"github.com/shirou/gopsutil/v4/process"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/probes/procmem"
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
@@ -181,7 +182,7 @@ func (p *proc) resolveBias() error {
 		return nil
 	}
 	if p.bin.PIE {
-		start, err := exeMapStart(p.pid)
+		start, err := procmem.ExeMapStart(p.pid)
 		if err != nil {
 			return err
 		}

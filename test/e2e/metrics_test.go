@@ -167,8 +167,20 @@ func checkTargetStatus(t *testing.T, st targetStatus, tp *targetProc, v variant)
 	if st.ServiceName != tp.service || st.Exe != v.exe || st.GoVersion != v.goVersion {
 		t.Errorf("/targets entry: service %q exe %q go %q; want %q %q %q", st.ServiceName, st.Exe, st.GoVersion, tp.service, v.exe, v.goVersion)
 	}
-	if len(st.Probes) != 1 || st.Probes[0].Family != "http_server" || st.Probes[0].Error != "" || len(st.Probes[0].Sites) == 0 {
-		t.Errorf("/targets probes: %+v; want one http_server family with sites and no error", st.Probes)
+	// The HTTP server family with its sites, and the runtime sampler (no
+	// sites: it probes nothing); no family in error.
+	families := map[string]int{}
+	for _, p := range st.Probes {
+		families[p.Family]++
+		if p.Error != "" {
+			t.Errorf("/targets: family %s in error: %s", p.Family, p.Error)
+		}
+		if p.Family == "http_server" && len(p.Sites) != 5 {
+			t.Errorf("/targets: http_server at %d sites %v, want 5", len(p.Sites), p.Sites)
+		}
+	}
+	if len(families) != 2 || families["http_server"] != 1 || families["go_runtime"] != 1 {
+		t.Errorf("/targets probes: %+v; want http_server and go_runtime once each", st.Probes)
 	}
 }
 

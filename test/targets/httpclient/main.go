@@ -16,6 +16,10 @@
 //	GET    connection_refused  closed port  2
 //	GET    timeout             slow         2 (client timeout 200ms, server sleeps 3s)
 //	GET    context_canceled    slow         1 (context cancelled after 100ms)
+//
+// On "fanout N" it calls N distinct upstream hosts, 127.0.X.Y (all
+// loopback) on the closed port, once each — every call is refused at once —
+// and prints "fanout done": the cardinality test's 1,000 upstreams.
 package main
 
 import (
@@ -89,6 +93,21 @@ func get(url string) {
 	resp.Body.Close()
 }
 
+// fanout calls n distinct loopback hosts on the port of closed.
+func fanout(n string, closed string) {
+	count, err := strconv.Atoi(n)
+	if err != nil || count < 1 || count > 60000 {
+		log.Fatalf("fanout %q: want a count from 1 to 60000", n)
+	}
+	_, port, _ := net.SplitHostPort(closed)
+	client := &http.Client{Timeout: 2 * time.Second}
+	for i := 0; i < count; i++ {
+		host := fmt.Sprintf("127.0.%d.%d", 1+i/250, 1+i%250)
+		call(client, context.Background(), "GET", "http://"+host+":"+port+"/", true)
+	}
+	fmt.Println("fanout done")
+}
+
 func main() {
 	a, _ := serve()
 	b, _ := serve()
@@ -102,6 +121,10 @@ func main() {
 	fmt.Printf("upstreams a=%s b=%s slow=%s closed=%s\n", a, b, slow, closed)
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
+		if n, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "fanout "); ok {
+			fanout(n, closed)
+			continue
+		}
 		if strings.TrimSpace(sc.Text()) != "run" {
 			continue
 		}

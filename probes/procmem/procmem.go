@@ -1,0 +1,97 @@
+// Package procmem reads the memory of an observed process — never writes
+// it — with process_vm_readv, and finds where its executable is mapped.
+// The samplers (runtime state, connection pools) and the decoders that
+// name a Go type from a pointer all read through it.
+package procmem
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// MaxIovecs is the most remote ranges one process_vm_readv call takes
+// (IOV_MAX).
+const MaxIovecs = 1024
+
+// Read fills buf with pid's memory at addr; a short read is an error.
+func Read(pid int, addr uint64, buf []byte) error {
+	if len(buf) == 0 {
+		return nil
+	}
+	local := []unix.Iovec{{Base: &buf[0], Len: uint64(len(buf))}}
+	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(buf)}}
+	n, err := ReadV(pid, local, remote)
+	if err != nil {
+		return err
+	}
+	if n != len(buf) {
+		return syscall.EFAULT
+	}
+	return nil
+}
+
+// Word reads one 8-byte little-endian word of pid's memory at addr.
+func Word(pid int, addr uint64) (uint64, error) {
+	var v uint64
+	err := Read(pid, addr, unsafe.Slice((*byte)(unsafe.Pointer(&v)), 8))
+	return v, err
+}
+
+// ReadV is process_vm_readv: it returns how many bytes were read, which is
+// less than asked when a remote range is not mapped.
+func ReadV(pid int, local []unix.Iovec, remote []unix.RemoteIovec) (int, error) {
+	if len(local) == 0 || len(remote) == 0 {
+		return 0, nil
+	}
+	n, _, errno := unix.Syscall6(unix.SYS_PROCESS_VM_READV, uintptr(pid),
+		uintptr(unsafe.Pointer(&local[0])), uintptr(len(local)),
+		uintptr(unsafe.Pointer(&remote[0])), uintptr(len(remote)), 0)
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(n), nil
+}
+
+// Gone reports whether err means the process cannot be read at all (it
+// exited, or reading it is not allowed).
+func Gone(err error) bool {
+	return errors.Is(err, syscall.ESRCH) || errors.Is(err, syscall.EPERM)
+}
+
+// ExeMapStart returns the start address of the mapping of pid's executable
+// at file offset 0, from /proc/PID/maps: with the ELF's first PT_LOAD
+// address it gives the load bias of a PIE program.
+func ExeMapStart(pid int) (uint64, error) {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return 0, err
+	}
+	exe = strings.TrimSuffix(exe, " (deleted)")
+	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// start-end perms offset dev inode path
+		fs := strings.Fields(sc.Text())
+		if len(fs) < 6 || strings.TrimLeft(fs[2], "0") != "" || strings.TrimSuffix(strings.Join(fs[5:], " "), " (deleted)") != exe {
+			continue
+		}
+		start, _, _ := strings.Cut(fs[0], "-")
+		return strconv.ParseUint(start, 16, 64)
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("no mapping of %s at offset 0", exe)
+}
