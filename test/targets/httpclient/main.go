@@ -121,8 +121,8 @@ func main() {
 	fmt.Printf("upstreams a=%s b=%s slow=%s closed=%s\n", a, b, slow, closed)
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
-		if n, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "fanout "); ok {
-			fanout(n, closed)
+		if line := strings.TrimSpace(sc.Text()); strings.HasPrefix(line, "fanout ") {
+			fanout(strings.TrimPrefix(line, "fanout "), closed) // no strings.CutPrefix in Go 1.19
 			continue
 		}
 		if strings.TrimSpace(sc.Text()) != "run" {
