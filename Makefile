@@ -4,10 +4,10 @@
 #                 workload when no other Go program is running)
 #   make test     install what the tests need, then run the whole suite as root
 #   make bench    measure the agent's overhead against a baseline in one run
-#   make generate regenerate the committed BPF objects (needs clang)
+#   make generate regenerate the committed BPF objects (installs Debian clang-19)
 
 GO        ?= go
-BPF_CLANG ?= clang
+BPF_CLANG ?= clang-19
 BIN       ?= /tmp/blindspot-build/blindspot
 LISTEN    ?= :9464
 SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -47,8 +47,10 @@ test: test-deps vet
 bench: build
 	$(SUDO) env "PATH=$$PATH" $(GO) run ./test/bench
 
+# Debian's clang-19 (llvm-19): clang 14 emits code the verifier rejects for
+# the user-function programs (a modified context pointer).
 generate-deps:
-	@command -v $(BPF_CLANG) >/dev/null && test -f /usr/include/bpf/bpf_helpers.h || { $(APT) update -qq && $(APT) install -y -qq clang llvm libbpf-dev; }
+	@command -v $(BPF_CLANG) >/dev/null && test -f /usr/include/bpf/bpf_helpers.h || { $(APT) update -qq && $(APT) install -y -qq clang-19 llvm-19 libbpf-dev; }
 
 generate: generate-deps
-	BPF_CLANG=$(BPF_CLANG) $(GO) generate ./...
+	PATH=/usr/lib/llvm-19/bin:$$PATH BPF_CLANG=$(BPF_CLANG) $(GO) generate ./...
