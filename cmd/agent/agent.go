@@ -140,10 +140,17 @@ func (a *agent) started(p discover.Process) {
 		return
 	}
 	for _, ps := range att.Probes {
-		if ps.Error != "" {
-			a.countError(ps.Family, "attach_failed")
-			a.log.Warn("probe family not attached", "pid", p.PID, "exe", p.Exe, "probe", ps.Family, "err", ps.Error)
+		if ps.Error == "" {
+			continue
 		}
+		if !discover.Alive(p) {
+			// It exited while we attached: nothing failed.
+			a.probes.Detach(att)
+			a.agg.TargetExited(id, time.Now())
+			return
+		}
+		a.countError(ps.Family, "attach_failed")
+		a.log.Warn("probe family not attached", "pid", p.PID, "exe", p.Exe, "probe", ps.Family, "err", ps.Error)
 	}
 	release = false
 	user := a.attachUser(p, svc, bin, id)

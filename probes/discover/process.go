@@ -60,6 +60,13 @@ func readProcess(pid int) (Process, error) {
 	return p, nil
 }
 
+// Alive reports whether p still runs (the same process, not a new one
+// that reuses its PID).
+func Alive(p Process) bool {
+	ticks, err := startTicks(p.PID)
+	return err == nil && ticks == p.StartTicks
+}
+
 // startTicks reads field 22 of /proc/PID/stat.
 func startTicks(pid int) (uint64, error) {
 	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))

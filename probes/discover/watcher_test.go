@@ -1,6 +1,7 @@
 package discover
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -115,6 +116,16 @@ func TestEnviron(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	// Until its exec completes the child still shows the test's environment.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid)); strings.HasSuffix(exe, "/sleep") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sleep did not exec")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	env := Environ(cmd.Process.Pid, "OTEL_SERVICE_NAME", "MISSING")
 	if env["OTEL_SERVICE_NAME"] != "checkout" || len(env) != 1 {
 		t.Fatalf("Environ = %v", env)
