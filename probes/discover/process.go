@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Process is one running program.
@@ -91,12 +92,21 @@ func startTicks(pid int) (uint64, error) {
 // the process may have changed since, but rarely does for these).
 func Environ(pid int, names ...string) map[string]string {
 	out := map[string]string{}
-	f, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "environ"))
-	if err != nil {
-		return out
+	var buf []byte
+	// Right after an exec the kernel may not have set up the new
+	// environment yet and the file reads empty: look again briefly.
+	for try := 0; try < 5; try++ {
+		f, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "environ"))
+		if err != nil {
+			return out
+		}
+		buf, _ = io.ReadAll(io.LimitReader(f, 1<<20)) // environments beyond 1 MiB are cut
+		f.Close()
+		if len(buf) > 0 {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
-	defer f.Close()
-	buf, _ := io.ReadAll(io.LimitReader(f, 1<<20)) // environments beyond 1 MiB are cut
 	for _, kv := range bytes.Split(buf, []byte{0}) {
 		k, v, ok := bytes.Cut(kv, []byte{'='})
 		if !ok {
