@@ -76,6 +76,21 @@ func Metrics() []*aggregator.Metric {
 	}, goruntime.Metrics()...)
 }
 
+// FamilyProbes returns the probes of a family by its name (http_server,
+// http_client, db), for tools that must place probes exactly where the
+// agent does, such as the benchmark's empty-probe floor.
+func FamilyProbes(name string) []Probe {
+	switch name {
+	case "http_server":
+		return append([]Probe(nil), httpServerProbes...)
+	case "http_client":
+		return append([]Probe(nil), httpClientProbes...)
+	case "db":
+		return append([]Probe(nil), dbProbes...)
+	}
+	return nil
+}
+
 // families lists every probe family. Add a family here and its metrics in
 // Metrics.
 func families(opts Options, agg *aggregator.Aggregator) []*family {

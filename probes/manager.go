@@ -307,9 +307,28 @@ func (m *Manager) Forget(bin *symbols.Binary) {
 	}
 }
 
-// probeSites returns the file offsets where p attaches: the cheapest safe
-// instruction at which a call has begun, or every return instruction.
+// probeSites returns the file offsets where p attaches.
 func probeSites(bin *symbols.Binary, p Probe) (siteOffsets, error) {
+	addrs, err := ProbeAddrs(bin, p)
+	if err != nil {
+		return nil, err
+	}
+	offs := make(siteOffsets, 0, len(addrs))
+	for _, a := range addrs {
+		off, err := bin.FileOffset(a)
+		if err != nil {
+			return nil, fmt.Errorf("locate %s: %w", p.Function, err)
+		}
+		offs = append(offs, off)
+	}
+	return offs, nil
+}
+
+// ProbeAddrs returns the virtual addresses where p attaches in bin: the
+// cheapest safe instruction at which a call has begun, every return
+// instruction, or the calls (or their return sites) it names. The error
+// wraps symbols.ErrFuncNotFound when the function is absent.
+func ProbeAddrs(bin *symbols.Binary, p Probe) ([]uint64, error) {
 	f, err := bin.LookupFunc(p.Function)
 	if err != nil {
 		return nil, err
@@ -345,15 +364,7 @@ func probeSites(bin *symbols.Binary, p Probe) (siteOffsets, error) {
 		}
 		addrs = sites.Returns
 	}
-	offs := make(siteOffsets, 0, len(addrs))
-	for _, a := range addrs {
-		off, err := bin.FileOffset(a)
-		if err != nil {
-			return nil, fmt.Errorf("locate %s: %w", p.Function, err)
-		}
-		offs = append(offs, off)
-	}
-	return offs, nil
+	return addrs, nil
 }
 
 func (f *loadedFamily) attach(ex *link.Executable, pid int, bin *symbols.Binary, cfg configResult) ([]link.Link, []string, error) {

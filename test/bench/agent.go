@@ -41,8 +41,8 @@ func writeAgentConfig(path, targetExe string) error {
 }
 
 // startAgent starts blindspot (on every CPU) and waits until it has
-// attached its http_server probes to pid.
-func startAgent(ctx context.Context, path, config string, pid int, logFile string, timeout time.Duration) (*agent, error) {
+// attached the probes of family to pid.
+func startAgent(ctx context.Context, path, config string, pid int, family, logFile string, timeout time.Duration) (*agent, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -64,7 +64,7 @@ func startAgent(ctx context.Context, path, config string, pid int, logFile strin
 	}
 	limit := time.After(timeout)
 	for {
-		if a.ready(pid) {
+		if a.ready(pid, family) {
 			return a, nil
 		}
 		select {
@@ -84,8 +84,8 @@ func startAgent(ctx context.Context, path, config string, pid int, logFile strin
 
 var httpc = &http.Client{Timeout: 5 * time.Second}
 
-// ready says whether /targets lists pid with http_server probes attached.
-func (a *agent) ready(pid int) bool {
+// ready says whether /targets lists pid with the probes of family attached.
+func (a *agent) ready(pid int, family string) bool {
 	resp, err := httpc.Get(a.base + "/targets")
 	if err != nil {
 		return false
@@ -107,7 +107,7 @@ func (a *agent) ready(pid int) bool {
 			continue
 		}
 		for _, p := range t.Probes {
-			if p.Family == "http_server" && p.Error == "" && len(p.Sites) > 0 {
+			if p.Family == family && p.Error == "" && len(p.Sites) > 0 {
 				return true
 			}
 		}
@@ -115,9 +115,9 @@ func (a *agent) ready(pid int) bool {
 	return false
 }
 
-// metrics returns the total of http_server_request_duration_seconds_count
-// and of blindspot_events_total{probe="http_server"}.
-func (a *agent) metrics() (count, events float64, err error) {
+// metrics returns the total of metric (a histogram's _count) and of
+// blindspot_events_total{probe=family}.
+func (a *agent) metrics(metric, family string) (count, events float64, err error) {
 	resp, err := httpc.Get(a.base + "/metrics")
 	if err != nil {
 		return 0, 0, err
@@ -138,9 +138,9 @@ func (a *agent) metrics() (count, events float64, err error) {
 			continue
 		}
 		switch {
-		case name == "http_server_request_duration_seconds_count":
+		case name == metric:
 			count += v
-		case name == "blindspot_events_total" && strings.Contains(labels, `probe="http_server"`):
+		case name == "blindspot_events_total" && strings.Contains(labels, `probe="`+family+`"`):
 			events += v
 		}
 	}
@@ -149,10 +149,10 @@ func (a *agent) metrics() (count, events float64, err error) {
 
 // waitCount polls /metrics until the request count reaches want or the
 // time runs out, and returns the last reading.
-func (a *agent) waitCount(want float64, timeout time.Duration) (count, events float64, err error) {
+func (a *agent) waitCount(metric, family string, want float64, timeout time.Duration) (count, events float64, err error) {
 	end := time.Now().Add(timeout)
 	for {
-		count, events, err = a.metrics()
+		count, events, err = a.metrics(metric, family)
 		if (err == nil && count >= want) || time.Now().After(end) {
 			return
 		}

@@ -16,10 +16,23 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	benchEmptyMapBenchHits         = "bench_hits"
-	benchEmptyProgUprobeBenchSite0 = "uprobe_bench_site0"
-	benchEmptyProgUprobeBenchSite1 = "uprobe_bench_site1"
-	benchEmptyProgUprobeBenchSite2 = "uprobe_bench_site2"
+	benchEmptyMapBenchHits          = "bench_hits"
+	benchEmptyProgUprobeBenchSite0  = "uprobe_bench_site0"
+	benchEmptyProgUprobeBenchSite1  = "uprobe_bench_site1"
+	benchEmptyProgUprobeBenchSite10 = "uprobe_bench_site10"
+	benchEmptyProgUprobeBenchSite11 = "uprobe_bench_site11"
+	benchEmptyProgUprobeBenchSite12 = "uprobe_bench_site12"
+	benchEmptyProgUprobeBenchSite13 = "uprobe_bench_site13"
+	benchEmptyProgUprobeBenchSite14 = "uprobe_bench_site14"
+	benchEmptyProgUprobeBenchSite15 = "uprobe_bench_site15"
+	benchEmptyProgUprobeBenchSite2  = "uprobe_bench_site2"
+	benchEmptyProgUprobeBenchSite3  = "uprobe_bench_site3"
+	benchEmptyProgUprobeBenchSite4  = "uprobe_bench_site4"
+	benchEmptyProgUprobeBenchSite5  = "uprobe_bench_site5"
+	benchEmptyProgUprobeBenchSite6  = "uprobe_bench_site6"
+	benchEmptyProgUprobeBenchSite7  = "uprobe_bench_site7"
+	benchEmptyProgUprobeBenchSite8  = "uprobe_bench_site8"
+	benchEmptyProgUprobeBenchSite9  = "uprobe_bench_site9"
 )
 
 // loadBenchEmpty returns the embedded CollectionSpec for benchEmpty.
@@ -64,9 +77,22 @@ type benchEmptySpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchEmptyProgramSpecs struct {
-	UprobeBenchSite0 *ebpf.ProgramSpec `ebpf:"uprobe_bench_site0"`
-	UprobeBenchSite1 *ebpf.ProgramSpec `ebpf:"uprobe_bench_site1"`
-	UprobeBenchSite2 *ebpf.ProgramSpec `ebpf:"uprobe_bench_site2"`
+	UprobeBenchSite0  *ebpf.ProgramSpec `ebpf:"uprobe_bench_site0"`
+	UprobeBenchSite1  *ebpf.ProgramSpec `ebpf:"uprobe_bench_site1"`
+	UprobeBenchSite10 *ebpf.ProgramSpec `ebpf:"uprobe_bench_site10"`
+	UprobeBenchSite11 *ebpf.ProgramSpec `ebpf:"uprobe_bench_site11"`
+	UprobeBenchSite12 *ebpf.ProgramSpec `ebpf:"uprobe_bench_site12"`
+	UprobeBenchSite13 *ebpf.ProgramSpec `ebpf:"uprobe_bench_site13"`
+	UprobeBenchSite14 *ebpf.ProgramSpec `ebpf:"uprobe_bench_site14"`
+	UprobeBenchSite15 *ebpf.ProgramSpec `ebpf:"uprobe_bench_site15"`
+	UprobeBenchSite2  *ebpf.ProgramSpec `ebpf:"uprobe_bench_site2"`
+	UprobeBenchSite3  *ebpf.ProgramSpec `ebpf:"uprobe_bench_site3"`
+	UprobeBenchSite4  *ebpf.ProgramSpec `ebpf:"uprobe_bench_site4"`
+	UprobeBenchSite5  *ebpf.ProgramSpec `ebpf:"uprobe_bench_site5"`
+	UprobeBenchSite6  *ebpf.ProgramSpec `ebpf:"uprobe_bench_site6"`
+	UprobeBenchSite7  *ebpf.ProgramSpec `ebpf:"uprobe_bench_site7"`
+	UprobeBenchSite8  *ebpf.ProgramSpec `ebpf:"uprobe_bench_site8"`
+	UprobeBenchSite9  *ebpf.ProgramSpec `ebpf:"uprobe_bench_site9"`
 }
 
 // benchEmptyMapSpecs contains maps before they are loaded into the kernel.
@@ -121,16 +147,42 @@ type benchEmptyVariables struct {
 //
 // It can be passed to loadBenchEmptyObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchEmptyPrograms struct {
-	UprobeBenchSite0 *ebpf.Program `ebpf:"uprobe_bench_site0"`
-	UprobeBenchSite1 *ebpf.Program `ebpf:"uprobe_bench_site1"`
-	UprobeBenchSite2 *ebpf.Program `ebpf:"uprobe_bench_site2"`
+	UprobeBenchSite0  *ebpf.Program `ebpf:"uprobe_bench_site0"`
+	UprobeBenchSite1  *ebpf.Program `ebpf:"uprobe_bench_site1"`
+	UprobeBenchSite10 *ebpf.Program `ebpf:"uprobe_bench_site10"`
+	UprobeBenchSite11 *ebpf.Program `ebpf:"uprobe_bench_site11"`
+	UprobeBenchSite12 *ebpf.Program `ebpf:"uprobe_bench_site12"`
+	UprobeBenchSite13 *ebpf.Program `ebpf:"uprobe_bench_site13"`
+	UprobeBenchSite14 *ebpf.Program `ebpf:"uprobe_bench_site14"`
+	UprobeBenchSite15 *ebpf.Program `ebpf:"uprobe_bench_site15"`
+	UprobeBenchSite2  *ebpf.Program `ebpf:"uprobe_bench_site2"`
+	UprobeBenchSite3  *ebpf.Program `ebpf:"uprobe_bench_site3"`
+	UprobeBenchSite4  *ebpf.Program `ebpf:"uprobe_bench_site4"`
+	UprobeBenchSite5  *ebpf.Program `ebpf:"uprobe_bench_site5"`
+	UprobeBenchSite6  *ebpf.Program `ebpf:"uprobe_bench_site6"`
+	UprobeBenchSite7  *ebpf.Program `ebpf:"uprobe_bench_site7"`
+	UprobeBenchSite8  *ebpf.Program `ebpf:"uprobe_bench_site8"`
+	UprobeBenchSite9  *ebpf.Program `ebpf:"uprobe_bench_site9"`
 }
 
 func (p *benchEmptyPrograms) Close() error {
 	return _BenchEmptyClose(
 		p.UprobeBenchSite0,
 		p.UprobeBenchSite1,
+		p.UprobeBenchSite10,
+		p.UprobeBenchSite11,
+		p.UprobeBenchSite12,
+		p.UprobeBenchSite13,
+		p.UprobeBenchSite14,
+		p.UprobeBenchSite15,
 		p.UprobeBenchSite2,
+		p.UprobeBenchSite3,
+		p.UprobeBenchSite4,
+		p.UprobeBenchSite5,
+		p.UprobeBenchSite6,
+		p.UprobeBenchSite7,
+		p.UprobeBenchSite8,
+		p.UprobeBenchSite9,
 	)
 }
 

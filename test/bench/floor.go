@@ -9,74 +9,154 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/blindspot-dev/blindspot/probes"
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
-// floorSites are the functions blindspot's http_server family probes in an
-// HTTP/1 server, each at symbols' Entry site, as the agent does.
-var floorSites = []string{
-	"net/http.serverHandler.ServeHTTP",
-	"net/http.(*response).finishRequest",
-	"net/http.(*conn).serve.func1",
+// The floor's sites are the agent's own probe lists
+// (probes.FamilyProbes), placed by the agent's own code (probes.ProbeAddrs):
+// one empty program, and one hit counter, per probe row.
+
+// emptyProgs is the collection of empty counting programs, loaded once and
+// shared by the floors of all variants (one is attached at a time).
+type emptyProgs struct {
+	coll  *ebpf.Collection
+	progs []*ebpf.Program
+	hits  *ebpf.Map
 }
 
-// floor holds the empty probe programs: loaded once, attached for each
-// floor round.
-type floor struct {
-	objs    benchEmptyObjects
-	progs   []*ebpf.Program
-	offsets []uint64 // file offsets, per site
-	where   []string // "function+0xN", per site
-	ex      *link.Executable
-	links   []link.Link
-}
-
-func newFloor(targetPath string) (*floor, error) {
-	f := &floor{}
-	bin, err := symbols.Open(targetPath)
+func loadEmptyProgs() (*emptyProgs, error) {
+	spec, err := loadBenchEmpty()
 	if err != nil {
-		return nil, fmt.Errorf("read target: %w", err)
-	}
-	defer bin.Close()
-	for _, name := range floorSites {
-		fn, err := bin.LookupFunc(name)
-		if err != nil {
-			return nil, err
-		}
-		sites, err := bin.Sites(fn)
-		if err != nil {
-			return nil, err
-		}
-		off, err := bin.FileOffset(sites.Entry)
-		if err != nil {
-			return nil, err
-		}
-		f.offsets = append(f.offsets, off)
-		f.where = append(f.where, fmt.Sprintf("%s+%#x", name, sites.Entry-fn.Entry))
-	}
-	if f.ex, err = link.OpenExecutable(targetPath); err != nil {
 		return nil, err
 	}
-	if err := loadBenchEmptyObjects(&f.objs, nil); err != nil {
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("load empty probes: %+v", ve)
 		}
 		return nil, fmt.Errorf("load empty probes: %w", err)
 	}
-	f.progs = []*ebpf.Program{f.objs.UprobeBenchSite0, f.objs.UprobeBenchSite1, f.objs.UprobeBenchSite2}
+	e := &emptyProgs{coll: coll, hits: coll.Maps["bench_hits"]}
+	for i := 0; ; i++ {
+		p := coll.Programs[fmt.Sprintf("uprobe_bench_site%d", i)]
+		if p == nil {
+			break
+		}
+		e.progs = append(e.progs, p)
+	}
+	if e.hits == nil || len(e.progs) == 0 {
+		coll.Close()
+		return nil, errors.New("empty probes: collection lacks bench_hits or programs")
+	}
+	return e, nil
+}
+
+func (e *emptyProgs) Close() { e.coll.Close() }
+
+// floor holds the empty probes of one variant: attached for each floor
+// round.
+type floor struct {
+	progs   *emptyProgs
+	sites   []probes.Probe
+	offsets [][]uint64 // file offsets, per row (empty: function absent)
+	where   []string   // "function+0xN[,+0xM]", per row
+	labels  []string   // short name per row, for the report
+	ex      *link.Executable
+	links   []link.Link
+}
+
+func newFloor(progs *emptyProgs, targetPath string, sites []probes.Probe) (*floor, error) {
+	if len(sites) > len(progs.progs) {
+		return nil, fmt.Errorf("%d probe sites, only %d empty programs (bpf/bench_empty.c)", len(sites), len(progs.progs))
+	}
+	f := &floor{progs: progs, sites: sites}
+	bin, err := symbols.Open(targetPath)
+	if err != nil {
+		return nil, fmt.Errorf("read target: %w", err)
+	}
+	defer bin.Close()
+	for _, s := range sites {
+		addrs, base, err := siteAddrs(bin, s)
+		if err != nil {
+			return nil, err
+		}
+		fn, call := s.Function, s.Call
+		var offs []uint64
+		var rel string
+		for i, a := range addrs {
+			off, err := bin.FileOffset(a)
+			if err != nil {
+				return nil, err
+			}
+			offs = append(offs, off)
+			if i > 0 {
+				rel += ","
+			}
+			rel += fmt.Sprintf("+%#x", a-base)
+		}
+		f.offsets = append(f.offsets, offs)
+		name := fn[lastDot(fn)+1:]
+		switch {
+		case s.Returns:
+			name += " RET"
+		case call != "" && s.AfterCall:
+			name += " after " + call[lastDot(call)+1:]
+		case call != "":
+			name += " call " + call[lastDot(call)+1:]
+		}
+		f.labels = append(f.labels, name)
+		if len(addrs) == 0 {
+			f.where = append(f.where, fn+" (absent)")
+		} else {
+			f.where = append(f.where, fn+rel)
+		}
+	}
+	if f.ex, err = link.OpenExecutable(targetPath); err != nil {
+		return nil, err
+	}
 	return f, nil
 }
 
-// attach places the empty programs in process pid only.
-func (f *floor) attach(pid int) error {
-	for i, off := range f.offsets {
-		l, err := f.ex.Uprobe("", f.progs[i], &link.UprobeOptions{Address: off, PID: pid})
-		if err != nil {
-			f.detach()
-			return fmt.Errorf("attach empty probe at %s: %w", f.where[i], err)
+func lastDot(s string) int {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '.' || s[i] == ')' {
+			return i
 		}
-		f.links = append(f.links, l)
+	}
+	return -1
+}
+
+// siteAddrs returns where the agent attaches p, and the function's entry;
+// nothing for an absent optional function.
+func siteAddrs(bin *symbols.Binary, p probes.Probe) ([]uint64, uint64, error) {
+	addrs, err := probes.ProbeAddrs(bin, p)
+	if err != nil {
+		if p.Optional && errors.Is(err, symbols.ErrFuncNotFound) {
+			return nil, 0, nil
+		}
+		return nil, 0, err
+	}
+	fn, err := bin.LookupFunc(p.Function)
+	if err != nil {
+		return nil, 0, err
+	}
+	return addrs, fn.Entry, nil
+}
+
+// attach places the empty programs in process pid only, and zeroes
+// nothing: hits are read as differences.
+func (f *floor) attach(pid int) error {
+	for i, offs := range f.offsets {
+		for _, off := range offs {
+			l, err := f.ex.Uprobe("", f.progs.progs[i], &link.UprobeOptions{Address: off, PID: pid})
+			if err != nil {
+				f.detach()
+				return fmt.Errorf("attach empty probe at %s: %w", f.where[i], err)
+			}
+			f.links = append(f.links, l)
+		}
 	}
 	return nil
 }
@@ -88,12 +168,12 @@ func (f *floor) detach() {
 	f.links = nil
 }
 
-// hits returns the hits so far of every site, summed over CPUs.
+// hits returns the hits so far of every row, summed over CPUs.
 func (f *floor) hits() ([]uint64, error) {
-	out := make([]uint64, len(floorSites))
+	out := make([]uint64, len(f.sites))
 	for i := range out {
 		var per []uint64
-		if err := f.objs.BenchHits.Lookup(uint32(i), &per); err != nil {
+		if err := f.progs.hits.Lookup(uint32(i), &per); err != nil {
 			return nil, fmt.Errorf("read hit counter: %w", err)
 		}
 		for _, n := range per {
@@ -105,5 +185,4 @@ func (f *floor) hits() ([]uint64, error) {
 
 func (f *floor) Close() {
 	f.detach()
-	f.objs.Close()
 }

@@ -21,6 +21,20 @@
 // and again with a new connection per request. The last line of output is
 // the results as JSON.
 //
+// Two more variants measure the client side, the calling program being
+// the one observed (pinned to the server's CPU) and probed:
+//
+//	httpclient  test/bench/clienttarget: a net/http client making
+//	            keep-alive GETs to the "ok" server (test/bench/target, now
+//	            on the load generator's CPU); probed by the http_client
+//	            family (two hits per request)
+//	sql         test/bench/sqltarget (its own module): db.QueryRow("SELECT
+//	            1").Scan over modernc.org/sqlite in memory; probed by the db
+//	            family (two hits per query)
+//
+// Their floor places empty programs at every site of the family, as the
+// agent does, and their count check reads the family's duration histogram.
+//
 // Run as root from the repository root: go run ./test/bench
 package main
 
@@ -40,24 +54,28 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/blindspot-dev/blindspot/probes"
 	"github.com/cilium/ebpf/rlimit"
 )
 
 type options struct {
-	rounds      int
-	duration    time.Duration
-	newDuration time.Duration
-	warmup      time.Duration
-	conns       int
-	newConns    int
-	maxRequests int64
-	variants    string
-	serverCPU   int
-	clientCPU   int
-	keep        bool
-	nice        int
-	agentIdle   time.Duration
-	order       []string
+	rounds         int
+	duration       time.Duration
+	newDuration    time.Duration
+	warmup         time.Duration
+	conns          int
+	newConns       int
+	maxRequests    int64
+	variants       string
+	clientDuration time.Duration
+	clientConns    int
+	sqlConns       int
+	serverCPU      int
+	clientCPU      int
+	keep           bool
+	nice           int
+	agentIdle      time.Duration
+	order          []string
 }
 
 func main() {
@@ -69,7 +87,10 @@ func main() {
 	flag.IntVar(&o.conns, "conns", 8, "concurrent keep-alive connections")
 	flag.IntVar(&o.newConns, "newconn-conns", 8, "concurrent clients in the new-connection variant")
 	flag.Int64Var(&o.maxRequests, "max-requests", 2_000_000, "upper bound on the requests of one round (warm-up included)")
-	flag.StringVar(&o.variants, "variants", "keepalive,newconn", "variants to run: keepalive, newconn")
+	flag.StringVar(&o.variants, "variants", "keepalive,newconn,httpclient,sql", "variants to run: keepalive, newconn, httpclient, sql")
+	flag.DurationVar(&o.clientDuration, "client-duration", 2*time.Second, "measured load per round, httpclient and sql variants")
+	flag.IntVar(&o.clientConns, "httpclient-conns", 4, "concurrent requests (keep-alive connections) of the httpclient target")
+	flag.IntVar(&o.sqlConns, "sql-conns", 1, "concurrent queries of the sql target")
 	flag.IntVar(&o.serverCPU, "server-cpu", 0, "CPU the target server is pinned to")
 	flag.IntVar(&o.clientCPU, "client-cpu", 1, "CPU the load generator is pinned to")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binaries, logs)")
@@ -100,7 +121,7 @@ func run(ctx context.Context, o options) error {
 	if os.Geteuid() != 0 {
 		return errors.New("must run as root: uprobes and BPF programs need CAP_SYS_ADMIN/CAP_BPF/CAP_PERFMON (try: sudo go run ./test/bench)")
 	}
-	if o.rounds < 1 || o.conns < 1 || o.newConns < 1 || o.duration <= 0 || o.newDuration <= 0 || o.maxRequests < 1 {
+	if o.rounds < 1 || o.conns < 1 || o.newConns < 1 || o.clientConns < 1 || o.sqlConns < 1 || o.duration <= 0 || o.newDuration <= 0 || o.clientDuration <= 0 || o.maxRequests < 1 {
 		return errors.New("rounds, conns, durations and max-requests must be positive")
 	}
 	if n := runtime.NumCPU(); o.serverCPU >= n || o.clientCPU >= n || o.serverCPU == o.clientCPU {
@@ -113,11 +134,15 @@ func run(ctx context.Context, o options) error {
 	for _, v := range strings.Split(o.variants, ",") {
 		switch strings.TrimSpace(v) {
 		case "keepalive":
-			variants = append(variants, variant{name: "keepalive", conns: o.conns, duration: o.duration})
+			variants = append(variants, variant{name: "keepalive", conns: o.conns, duration: o.duration, family: "http_server", metric: "http_server_request_duration_seconds_count"})
 		case "newconn":
-			variants = append(variants, variant{name: "newconn", newConn: true, conns: o.newConns, duration: o.newDuration})
+			variants = append(variants, variant{name: "newconn", newConn: true, conns: o.newConns, duration: o.newDuration, family: "http_server", metric: "http_server_request_duration_seconds_count"})
+		case "httpclient":
+			variants = append(variants, variant{name: "httpclient", client: true, conns: o.clientConns, duration: o.clientDuration, family: "http_client", metric: "http_client_request_duration_seconds_count"})
+		case "sql":
+			variants = append(variants, variant{name: "sql", client: true, conns: o.sqlConns, duration: o.clientDuration, family: "db", metric: "db_client_operation_duration_seconds_count"})
 		default:
-			return fmt.Errorf("unknown variant %q (use keepalive, newconn)", v)
+			return fmt.Errorf("unknown variant %q (use keepalive, newconn, httpclient, sql)", v)
 		}
 	}
 	if others := otherAgents(); len(others) > 0 {
@@ -138,25 +163,29 @@ func run(ctx context.Context, o options) error {
 	}
 	targetPath := filepath.Join(dir, "target")
 	agentPath := filepath.Join(dir, "blindspot")
-	if err := buildAll(ctx, targetPath, agentPath); err != nil {
+	builds := []build{{targetPath, ".", "./test/bench/target"}, {agentPath, ".", "./cmd/agent"}}
+	for _, v := range variants {
+		switch v.name {
+		case "httpclient":
+			builds = append(builds, build{filepath.Join(dir, "clienttarget"), ".", "./test/bench/clienttarget"})
+		case "sql":
+			builds = append(builds, build{filepath.Join(dir, "sqltarget"), "test/bench/sqltarget", "."})
+		}
+	}
+	if err := buildAll(ctx, builds); err != nil {
 		return err
 	}
-	fl, err := newFloor(targetPath)
+	empty, err := loadEmptyProgs()
 	if err != nil {
 		return err
 	}
-	defer fl.Close()
-	logf("empty probes at %s", strings.Join(fl.where, ", "))
-	configPath := filepath.Join(dir, "blindspot.yaml")
-	if err := writeAgentConfig(configPath, targetPath); err != nil {
-		return err
-	}
+	defer empty.Close()
 
 	// From here on this process is the load generator.
 	if err := pinSelf(o.clientCPU, o.nice); err != nil {
 		return err
 	}
-	env := &benchEnv{o: o, dir: dir, targetPath: targetPath, agentPath: agentPath, configPath: configPath, floor: fl}
+	env := &benchEnv{o: o, dir: dir, targetPath: targetPath, agentPath: agentPath, empty: empty}
 	var results []*variantResult
 	for _, v := range variants {
 		r, err := env.runVariant(ctx, v)
@@ -166,12 +195,16 @@ func run(ctx context.Context, o options) error {
 		results = append(results, r)
 	}
 	elapsed := time.Since(began)
-	report(os.Stdout, o, fl, results, elapsed)
+	report(os.Stdout, o, results, elapsed)
 	return nil
 }
 
-// buildAll builds the target and the agent with the go command on PATH.
-func buildAll(ctx context.Context, targetPath, agentPath string) error {
+// build is one program to build: out from pkg, run in dir (relative to
+// the blindspot module's root; the sql target is a module of its own).
+type build struct{ out, dir, pkg string }
+
+// buildAll builds the targets and the agent with the go command on PATH.
+func buildAll(ctx context.Context, builds []build) error {
 	goCmd, err := exec.LookPath("go")
 	if err != nil {
 		goCmd = filepath.Join(runtime.GOROOT(), "bin", "go")
@@ -186,15 +219,15 @@ func buildAll(ctx context.Context, targetPath, agentPath string) error {
 	}
 	root := filepath.Dir(gomod)
 	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for i, b := range []struct{ out, pkg string }{{targetPath, "./test/bench/target"}, {agentPath, "./cmd/agent"}} {
+	errs := make([]error, len(builds))
+	for i, b := range builds {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			cmd := exec.CommandContext(ctx, goCmd, "build", "-o", b.out, b.pkg)
-			cmd.Dir = root
+			cmd.Dir = filepath.Join(root, b.dir)
 			if out, err := cmd.CombinedOutput(); err != nil {
-				errs[i] = fmt.Errorf("go build %s: %w\n%s", b.pkg, err, out)
+				errs[i] = fmt.Errorf("go build %s in %s: %w\n%s", b.pkg, b.dir, err, out)
 			}
 		}()
 	}
@@ -203,7 +236,11 @@ func buildAll(ctx context.Context, targetPath, agentPath string) error {
 		return err
 	}
 	v, _ := exec.CommandContext(ctx, goCmd, "version").Output()
-	logf("built target and blindspot with %s", strings.TrimSpace(string(v)))
+	var names []string
+	for _, b := range builds {
+		names = append(names, filepath.Base(b.out))
+	}
+	logf("built %s with %s", strings.Join(names, ", "), strings.TrimSpace(string(v)))
 	return nil
 }
 
@@ -212,6 +249,13 @@ type variant struct {
 	newConn  bool
 	conns    int
 	duration time.Duration
+	// client variants observe the calling program: a client target
+	// making the calls itself, on the server's CPU.
+	client bool
+	// family is the agent's probe family the variant exercises, metric
+	// the count its check reads.
+	family string
+	metric string
 }
 
 const (
@@ -260,6 +304,7 @@ type sample struct {
 
 type variantResult struct {
 	variant
+	floor   *floor
 	samples map[string][]sample
 }
 
@@ -268,33 +313,113 @@ type benchEnv struct {
 	dir        string
 	targetPath string
 	agentPath  string
-	configPath string
-	floor      *floor
+	empty      *emptyProgs
+}
+
+// variantRun is what the rounds of one variant share.
+type variantRun struct {
+	v      variant
+	pid    int    // the observed (measured, probed) process
+	peer   int    // the process at the other end, reported for context (0: none)
+	addr   string // the server's address (server variants)
+	ct     *clientTarget
+	floor  *floor
+	config string // agent configuration instrumenting only the observed program
+	exited func() error
 }
 
 func (e *benchEnv) runVariant(ctx context.Context, v variant) (*variantResult, error) {
-	target, addr, err := startTarget(ctx, e.targetPath, e.o.serverCPU, filepath.Join(e.dir, "target-"+v.name+".log"))
-	if target != nil {
-		defer target.stop(2 * time.Second)
+	vr := &variantRun{v: v}
+	logPath := filepath.Join(e.dir, "target-"+v.name+".log")
+	observed := e.targetPath
+	var sites []probes.Probe
+	switch v.name {
+	case "httpclient", "sql":
+		var args []string
+		if v.name == "httpclient" {
+			// The "ok" server runs on the load generator's CPU (this
+			// process is idle in client variants).
+			srvLog := filepath.Join(e.dir, "server-"+v.name+".log")
+			server, addr, err := startTarget(ctx, e.targetPath, e.o.clientCPU, srvLog)
+			if server != nil {
+				defer server.stop(2 * time.Second)
+			}
+			if err != nil {
+				return nil, err
+			}
+			vr.peer = server.Pid()
+			observed = filepath.Join(e.dir, "clienttarget")
+			args = []string{"-url", "http://" + addr + "/", "-conns", fmt.Sprint(v.conns)}
+			sites = probes.FamilyProbes("http_client")
+			vr.exited = func() error {
+				if server.Exited() {
+					return fmt.Errorf("server exited; see %s", srvLog)
+				}
+				return nil
+			}
+		} else {
+			observed = filepath.Join(e.dir, "sqltarget")
+			args = []string{"-conns", fmt.Sprint(v.conns)}
+			sites = probes.FamilyProbes("db")
+		}
+		ct, err := startClientTarget(ctx, observed, args, e.o.serverCPU, logPath)
+		if err != nil {
+			return nil, err
+		}
+		defer ct.stop(2 * time.Second)
+		vr.ct, vr.pid = ct, ct.Pid()
+	default:
+		target, addr, err := startTarget(ctx, e.targetPath, e.o.serverCPU, logPath)
+		if target != nil {
+			defer target.stop(2 * time.Second)
+		}
+		if err != nil {
+			return nil, err
+		}
+		vr.pid, vr.peer, vr.addr = target.Pid(), os.Getpid(), addr
+		sites = probes.FamilyProbes("http_server")
 	}
+	fl, err := newFloor(e.empty, observed, sites)
 	if err != nil {
 		return nil, err
 	}
-	pid := target.Pid()
+	defer fl.Close()
+	vr.floor = fl
+	logf("%s: empty probes at %s", v.name, strings.Join(fl.where, ", "))
+	vr.config = filepath.Join(e.dir, "blindspot-"+v.name+".yaml")
+	if err := writeAgentConfig(vr.config, observed); err != nil {
+		return nil, err
+	}
+	pid := vr.pid
 	cpus, _ := statusField(pid, "Cpus_allowed_list")
-	logf("%s: target pid %d on CPU %s at %s; %d %s, %d rounds x %v (+%v warm-up)",
-		v.name, pid, cpus, addr, v.conns, map[bool]string{false: "keep-alive connections", true: "clients opening a connection per request"}[v.newConn],
-		e.o.rounds, v.duration, e.o.warmup)
-	res := &variantResult{variant: v, samples: map[string][]sample{}}
+	what := map[bool]string{false: "keep-alive connections", true: "clients opening a connection per request"}[v.newConn]
+	switch v.name {
+	case "httpclient":
+		what = "client goroutines with keep-alive connections to a server on CPU " + fmt.Sprint(e.o.clientCPU)
+	case "sql":
+		what = "goroutines querying SQLite"
+	}
+	logf("%s: target pid %d on CPU %s; %d %s, %d rounds x %v (+%v warm-up)",
+		v.name, pid, cpus, v.conns, what, e.o.rounds, v.duration, e.o.warmup)
+	res := &variantResult{variant: v, floor: fl, samples: map[string][]sample{}}
 	for r := 1; r <= e.o.rounds; r++ {
 		for _, s := range e.o.order {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			if target.Exited() {
-				return nil, fmt.Errorf("target exited; see %s", filepath.Join(e.dir, "target-"+v.name+".log"))
+			exited := vr.ct != nil && vr.ct.Exited()
+			if vr.ct == nil {
+				exited, _ = processGone(pid)
 			}
-			smp, err := e.round(ctx, v, s, pid, addr)
+			if exited {
+				return nil, fmt.Errorf("target exited; see %s", logPath)
+			}
+			if vr.exited != nil {
+				if err := vr.exited(); err != nil {
+					return nil, err
+				}
+			}
+			smp, err := e.round(ctx, vr, s)
 			if err != nil {
 				return nil, fmt.Errorf("round %d %s: %w", r, s, err)
 			}
@@ -329,19 +454,20 @@ type snapshot struct {
 }
 
 // round runs one measured round of one setup.
-func (e *benchEnv) round(ctx context.Context, v variant, setup string, pid int, addr string) (sample, error) {
+func (e *benchEnv) round(ctx context.Context, vr *variantRun, setup string) (sample, error) {
+	v, pid, fl := vr.v, vr.pid, vr.floor
 	var smp sample
 	var ag *agent
 	switch setup {
 	case setupFloor:
-		if err := e.floor.attach(pid); err != nil {
+		if err := fl.attach(pid); err != nil {
 			return smp, err
 		}
-		defer e.floor.detach()
+		defer fl.detach()
 	case setupAgent:
 		t0 := time.Now()
 		var err error
-		ag, err = startAgent(ctx, e.agentPath, e.configPath, pid, filepath.Join(e.dir, "blindspot.log"), 30*time.Second)
+		ag, err = startAgent(ctx, e.agentPath, vr.config, pid, v.family, filepath.Join(e.dir, "blindspot.log"), 30*time.Second)
 		if err != nil {
 			return smp, err
 		}
@@ -368,8 +494,10 @@ func (e *benchEnv) round(ctx context.Context, v variant, setup string, pid int, 
 		if s.server, err = cpuTime(pid); err != nil {
 			return s, fmt.Errorf("server CPU: %w", err)
 		}
-		if s.client, err = cpuTime(os.Getpid()); err != nil {
-			return s, err
+		if vr.peer != 0 {
+			if s.client, err = cpuTime(vr.peer); err != nil {
+				return s, err
+			}
 		}
 		if s.cpu, err = readCPUStat(e.o.serverCPU); err != nil {
 			return s, err
@@ -383,7 +511,7 @@ func (e *benchEnv) round(ctx context.Context, v variant, setup string, pid int, 
 			}
 		}
 		if setup == setupFloor {
-			if s.hits, err = e.floor.hits(); err != nil {
+			if s.hits, err = fl.hits(); err != nil {
 				return s, err
 			}
 		}
@@ -391,23 +519,32 @@ func (e *benchEnv) round(ctx context.Context, v variant, setup string, pid int, 
 	}
 
 	bound := e.o.warmup + v.duration + 10*time.Second
-	l := startLoad(addr, v.conns, v.newConn, e.o.maxRequests, bound)
+	var l driver
+	if vr.ct != nil {
+		r, err := vr.ct.run(e.o.maxRequests, bound)
+		if err != nil {
+			return smp, fmt.Errorf("start the client target's loop: %w", err)
+		}
+		l = r
+	} else {
+		l = startLoad(vr.addr, v.conns, v.newConn, e.o.maxRequests, bound)
+	}
 	defer l.Stop()
-	if !sleepCtx(ctx, e.o.warmup, l.finished) {
+	if !sleepCtx(ctx, e.o.warmup, l.Finished()) {
 		return smp, firstNonNil(ctx.Err(), l.Err(), errors.New("load ended during warm-up (max-requests too low?)"))
 	}
 	s0, err := snap()
 	if err != nil {
 		return smp, err
 	}
-	s0.done = l.done.Load()
+	s0.done = l.Done()
 	s0.at = time.Now()
-	sleepCtx(ctx, v.duration, l.finished)
+	sleepCtx(ctx, v.duration, l.Finished())
 	s1, err := snap()
 	if err != nil {
 		return smp, err
 	}
-	s1.done = l.done.Load()
+	s1.done = l.Done()
 	s1.at = time.Now()
 	l.Stop()
 	if err := ctx.Err(); err != nil {
@@ -416,7 +553,7 @@ func (e *benchEnv) round(ctx context.Context, v variant, setup string, pid int, 
 
 	smp.Requests = s1.done - s0.done
 	smp.Seconds = s1.at.Sub(s0.at).Seconds()
-	smp.Errors = l.errs.Load()
+	smp.Errors = l.Errs()
 	if smp.Requests <= 0 {
 		return smp, firstNonNil(l.Err(), errors.New("no requests completed"))
 	}
@@ -447,8 +584,8 @@ func (e *benchEnv) round(ctx context.Context, v variant, setup string, pid int, 
 		smp.AgentNetPer1k = (float64((s1.agent - s0.agent).Microseconds()) - smp.AgentIdleCPU*1000*smp.Seconds) / n
 		// The agent counts a request at its end; give its reader time to
 		// drain, then read its count and its memory.
-		smp.Sent = l.done.Load()
-		smp.Counted, smp.Events, err = ag.waitCount(float64(smp.Sent), 3*time.Second)
+		smp.Sent = l.Done()
+		smp.Counted, smp.Events, err = ag.waitCount(v.metric, v.family, float64(smp.Sent), 3*time.Second)
 		if err != nil {
 			return smp, fmt.Errorf("read blindspot /metrics: %w", err)
 		}
@@ -471,6 +608,15 @@ func sleepCtx(ctx context.Context, d time.Duration, done <-chan struct{}) bool {
 	case <-done:
 		return false
 	}
+}
+
+// processGone says whether pid has exited (or is a zombie).
+func processGone(pid int) (bool, error) {
+	st, err := statusField(pid, "State")
+	if err != nil {
+		return true, err
+	}
+	return strings.HasPrefix(st, "Z") || strings.HasPrefix(st, "X"), nil
 }
 
 func sameSet(a, b []string) bool {

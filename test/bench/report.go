@@ -37,6 +37,9 @@ type summary struct {
 
 type variantSummary struct {
 	Name         string              `json:"name"`
+	Observed     string              `json:"observed"` // "server", "http client", "database/sql client"
+	Family       string              `json:"family"`
+	Sites        []string            `json:"sites"`
 	NewConn      bool                `json:"new_connection_per_request"`
 	Conns        int                 `json:"connections"`
 	Seconds      float64             `json:"seconds_per_round"`
@@ -68,7 +71,8 @@ func paired(a, b []sample, f func(a, b sample) float64) []float64 {
 }
 
 func summarize(r *variantResult) variantSummary {
-	vs := variantSummary{Name: r.name, NewConn: r.newConn, Conns: r.conns, Seconds: r.duration.Seconds(), Setups: map[string]*summary{}, CountsMatch: true}
+	vs := variantSummary{Name: r.name, Observed: observedName(r.variant), Family: r.family, Sites: r.floor.where,
+		NewConn: r.newConn, Conns: r.conns, Seconds: r.duration.Seconds(), Setups: map[string]*summary{}, CountsMatch: true}
 	base := r.samples[setupBaseline]
 	for _, name := range setups {
 		ss := r.samples[name]
@@ -88,7 +92,7 @@ func summarize(r *variantResult) variantSummary {
 		switch name {
 		case setupFloor:
 			sum.HitsPerReq = median(per(ss, func(s sample) float64 { return s.HitsPerReq }))
-			for i := range floorSites {
+			for i := range r.floor.sites {
 				sum.SiteHits = append(sum.SiteHits, median(per(ss, func(s sample) float64 {
 					if i < len(s.SiteHits) {
 						return s.SiteHits[i]
@@ -126,40 +130,63 @@ func summarize(r *variantResult) variantSummary {
 	return vs
 }
 
-func report(w io.Writer, o options, fl *floor, results []*variantResult, elapsed time.Duration) {
-	var all []variantSummary
-	short := make([]string, len(floorSites))
-	for i, s := range floorSites {
-		short[i] = s[strings.LastIndexAny(s, ".)")+1:]
+func observedName(v variant) string {
+	switch v.name {
+	case "httpclient":
+		return "http client"
+	case "sql":
+		return "database/sql client"
 	}
-	fmt.Fprintf(w, "\nblindspot overhead: net/http \"ok\" server pinned to CPU %d, loopback client on CPU %d, %s/%s, %d rounds (medians; ratios and differences are medians of same-round pairs)\n",
+	return "server"
+}
+
+func report(w io.Writer, o options, results []*variantResult, elapsed time.Duration) {
+	var all []variantSummary
+	fmt.Fprintf(w, "\nblindspot overhead: observed program pinned to CPU %d, the other end on CPU %d, %s/%s, %d rounds (medians; ratios and differences are medians of same-round pairs)\n",
 		o.serverCPU, o.clientCPU, runtime.GOOS, runtime.GOARCH, o.rounds)
-	fmt.Fprintf(w, "probe sites: %s\n", strings.Join(fl.where, ", "))
 	for _, r := range results {
 		vs := summarize(r)
 		all = append(all, vs)
+		// unit is what one operation is; cpuCol the observed program's CPU
+		// per operation; peerCol the other end's.
+		unit, units, cpuCol, peerCol := "req", "requests", "server CPU/req", "client/req"
 		mode := "keep-alive connections"
-		if r.newConn {
+		switch {
+		case r.newConn:
 			mode = "clients, new connection per request"
+		case r.name == "httpclient":
+			unit, cpuCol, peerCol = "req", "client CPU/req", "server/req"
+			mode = "net/http client goroutines, keep-alive GETs to a net/http \"ok\" server in another process"
+		case r.name == "sql":
+			unit, units, cpuCol, peerCol = "query", "queries", "CPU/query", "-"
+			mode = "goroutine(s) running db.QueryRow(\"SELECT 1\").Scan, modernc.org/sqlite in memory"
 		}
 		fmt.Fprintf(w, "\n== %s: %d %s, %v measured per round after %v warm-up ==\n", r.name, r.conns, mode, r.duration, o.warmup)
-		fmt.Fprintf(w, "%-10s %14s %14s %9s %9s %10s %12s %8s\n", "setup", "server CPU/req", "throughput", "CPU ×", "req/s ×", "hits/req", "client/req", "others")
+		fmt.Fprintf(w, "observed: %s (%s family); probe sites: %s\n", vs.Observed, vs.Family, strings.Join(r.floor.where, ", "))
+		fmt.Fprintf(w, "%-10s %14s %14s %9s %9s %10s %12s %8s\n", "setup", cpuCol, "throughput", "CPU ×", unit+"/s ×", "hits/"+unit, peerCol, "others")
 		for _, name := range setups {
 			s := vs.Setups[name]
 			hits := "-"
 			if name == setupFloor {
 				hits = fmt.Sprintf("%.2f", s.HitsPerReq)
 			}
-			fmt.Fprintf(w, "%-10s %11.2f µs %10.0f/s %8.2f× %8.2f× %10s %9.1f µs %7.0f%%\n", name, s.CPUPerReq, s.RPS, s.CPURatio, s.RPSRatio, hits, s.ClientCPU, 100*s.OtherOnServer)
+			peer := fmt.Sprintf("%9.1f µs", s.ClientCPU)
+			if peerCol == "-" {
+				peer = fmt.Sprintf("%12s", "-")
+			}
+			fmt.Fprintf(w, "%-10s %11.2f µs %10.0f/s %8.2f× %8.2f× %10s %s %7.0f%%\n", name, s.CPUPerReq, s.RPS, s.CPURatio, s.RPSRatio, hits, peer, 100*s.OtherOnServer)
 		}
 		f, a := vs.Setups[setupFloor], vs.Setups[setupAgent]
 		var sh []string
 		for i, h := range f.SiteHits {
-			sh = append(sh, fmt.Sprintf("%s %.2f", short[i], h))
+			if len(r.floor.offsets[i]) == 0 {
+				continue // absent from the binary: not probed
+			}
+			sh = append(sh, fmt.Sprintf("%s %.2f", r.floor.labels[i], h))
 		}
-		fmt.Fprintf(w, "floor hits per request by site: %s\n", strings.Join(sh, ", "))
-		fmt.Fprintf(w, "server CPU added per request: floor %+.2f µs, blindspot %+.2f µs, blindspot − floor %+.2f µs (blindspot's BPF work beyond the traps)\n",
-			vs.FloorMinusBl, vs.AgentMinusBl, vs.AgentMinusFl)
+		fmt.Fprintf(w, "floor hits per %s by site: %s\n", unit, strings.Join(sh, ", "))
+		fmt.Fprintf(w, "%s CPU added per %s: floor %+.2f µs, blindspot %+.2f µs, blindspot − floor %+.2f µs (blindspot's BPF work beyond the traps)\n",
+			vs.Observed, unit, vs.FloorMinusBl, vs.AgentMinusBl, vs.AgentMinusFl)
 		// The agent's CPU less its idle rate is its cost of the requests;
 		// when it is busy with other programs' starts (it inspects every
 		// new process on the host) the idle rate swamps that difference.
@@ -167,15 +194,15 @@ func report(w io.Writer, o options, fl *floor, results []*variantResult, elapsed
 		if a.AgentNetPer1k < 0 || a.AgentIdleCPU > 0.2*a.AgentCPUPer1k*a.RPS/1000 {
 			net = "n/a: idle use too large to subtract"
 		}
-		fmt.Fprintf(w, "agent: %.3f ms CPU per 1,000 requests (net of its idle use %s); idle use %.1f ms/s while the host started %.0f processes/s\n",
-			a.AgentCPUPer1k, net, a.AgentIdleCPU, a.HostForks)
+		fmt.Fprintf(w, "agent: %.3f ms CPU per 1,000 %s (net of its idle use %s); idle use %.1f ms/s while the host started %.0f processes/s\n",
+			a.AgentCPUPer1k, units, net, a.AgentIdleCPU, a.HostForks)
 		var rr []string
 		for _, s := range a.Rounds {
 			rr = append(rr, fmt.Sprintf("%.3f (idle %.0f ms/s, net %.3f)", s.AgentCPUPer1k, s.AgentIdleCPU, s.AgentNetPer1k))
 		}
-		fmt.Fprintf(w, "agent: CPU ms per 1,000 requests by round: %s\n", strings.Join(rr, ", "))
-		fmt.Fprintf(w, "agent: RSS %.1f MB (max %.1f MB), %.2f events/request, attached in %.1f s\n",
-			a.AgentRSS, a.AgentRSSMax, a.EventsPerReq, a.AttachSeconds)
+		fmt.Fprintf(w, "agent: CPU ms per 1,000 %s by round: %s\n", units, strings.Join(rr, ", "))
+		fmt.Fprintf(w, "agent: RSS %.1f MB (max %.1f MB), %.2f events/%s, attached in %.1f s\n",
+			a.AgentRSS, a.AgentRSSMax, a.EventsPerReq, unit, a.AttachSeconds)
 		var pr []string
 		for _, s := range a.Rounds {
 			pr = append(pr, fmt.Sprintf("%.0f/%d", s.Counted, s.Sent))
@@ -184,11 +211,11 @@ func report(w io.Writer, o options, fl *floor, results []*variantResult, elapsed
 		if !vs.CountsMatch {
 			verdict = "MISMATCH"
 		}
-		fmt.Fprintf(w, "agent count check: http_server_request_duration_seconds_count %.0f, requests sent %d: %s (per round %s)\n",
-			a.Counted, a.Sent, verdict, strings.Join(pr, ", "))
+		fmt.Fprintf(w, "agent count check: %s %.0f, %s made %d: %s (per round %s)\n",
+			r.metric, a.Counted, units, a.Sent, verdict, strings.Join(pr, ", "))
 		for _, name := range setups {
 			if o := vs.Setups[name].OtherOnServer; o > 0.10 {
-				fmt.Fprintf(w, "WARNING: other programs took %.0f%% of the server's CPU in %s rounds (median): throughput is unreliable, CPU per request less so\n", 100*o, name)
+				fmt.Fprintf(w, "WARNING: other programs took %.0f%% of the observed program's CPU in %s rounds (median): throughput is unreliable, CPU per %s less so\n", 100*o, name, unit)
 			}
 		}
 		var errs int64
@@ -206,7 +233,6 @@ func report(w io.Writer, o options, fl *floor, results []*variantResult, elapsed
 		"goarch":     runtime.GOARCH,
 		"rounds":     o.rounds,
 		"warmup_s":   o.warmup.Seconds(),
-		"sites":      fl.where,
 		"variants":   all,
 		"elapsed_s":  elapsed.Seconds(),
 		"server_cpu": o.serverCPU,
