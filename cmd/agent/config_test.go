@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -73,5 +74,25 @@ func TestConfigErrors(t *testing.T) {
 		if strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: error spans lines: %q", name, err)
 		}
+	}
+}
+
+// The configuration example in the README parses as it stands.
+func TestREADMEConfigExample(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "## Configuration")
+	if !ok {
+		t.Fatal("README has no Configuration section")
+	}
+	_, rest, ok = strings.Cut(rest, "```yaml\n")
+	if !ok {
+		t.Fatal("Configuration section has no yaml block")
+	}
+	example, _, _ := strings.Cut(rest, "```")
+	if _, err := ParseConfig([]byte(example)); err != nil {
+		t.Fatalf("README example: %v\n%s", err, example)
 	}
 }
