@@ -134,8 +134,9 @@ func startAgentWith(t *testing.T, extraYAML string, args []string, scheme string
 		if err != nil {
 			return false
 		}
+		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		return resp.StatusCode == 200
+		return resp.StatusCode == 200 && strings.TrimSpace(string(b)) == "ok"
 	})
 	select {
 	case <-a.done:

@@ -99,56 +99,11 @@ func agentConfig(extra string) string {
 // waits for /healthz and stops it (SIGTERM) when the test ends.
 func startAgent(t *testing.T, extra string) *agentProc {
 	t.Helper()
-	cfg := filepath.Join(t.TempDir(), "blindspot.yaml")
-	if err := os.WriteFile(cfg, []byte(agentConfig(extra)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	a := &agentProc{t: t, addr: freePort(t), stderr: &syncBuffer{}, done: make(chan struct{})}
-	args := []string{"--web.listen-address", a.addr, "--config", cfg}
+	var args []string
 	if lvl := os.Getenv("E2E_AGENT_LOG_LEVEL"); lvl != "" {
 		args = append(args, "--log.level", lvl) // e.g. debug, to diagnose failures
 	}
-	a.cmd = exec.Command(env.agent, args...)
-	a.cmd.Stdout = a.stderr
-	a.cmd.Stderr = a.stderr
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		a.err = a.cmd.Wait()
-		close(a.done)
-	}()
-	stopAtDeadline(a.cmd.Process, a.done)
-	t.Cleanup(func() {
-		a.stop(syscall.SIGTERM, 10*time.Second)
-		if t.Failed() {
-			t.Logf("agent output:\n%s", a.stderr.String())
-		}
-	})
-	ok := waitFor(15*time.Second, func() bool {
-		select {
-		case <-a.done:
-			return true
-		default:
-		}
-		resp, err := agentClient.Get("http://" + a.addr + "/healthz")
-		if err != nil {
-			return false
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode == 200 && strings.TrimSpace(string(b)) == "ok"
-	})
-	select {
-	case <-a.done:
-		t.Fatalf("agent exited at start-up: %v\n%s", a.err, a.stderr.String())
-	default:
-	}
-	if !ok {
-		t.Fatalf("agent /healthz not ok within 15s\n%s", a.stderr.String())
-	}
-	return a
+	return startAgentWith(t, extra, args, "http", agentClient, "", "")
 }
 
 // stopAtDeadline kills p when the package budget runs out before done.
