@@ -68,6 +68,13 @@ type Binary struct {
 	types    *typeData
 	typesErr error
 
+	relocOnce sync.Once
+	relocs    map[uint64]uint64 // PIE pointer locations → link-time values
+	relocErr  error
+
+	module    moduleData // runtime.firstmoduledata, when found
+	moduleErr error      // why it was not
+
 	cacheMu     sync.Mutex
 	dwarfStruct map[string]map[string]uint64 // DWARF struct lookups by type name
 }
@@ -211,11 +218,6 @@ func sectionData(s *elf.Section) ([]byte, error) {
 		return nil, fmt.Errorf("section %s too large", s.Name)
 	}
 	return s.Data()
-}
-
-// textSection returns the .text section, or nil.
-func (b *Binary) textSection() *elf.Section {
-	return b.ef.Section(".text")
 }
 
 func sortedUnique(names []string) []string {

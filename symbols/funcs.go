@@ -26,17 +26,14 @@ type Func struct {
 // read when present; addresses from .symtab win, ends come from the
 // pclntab so that stripped and unstripped builds report identical Funcs.
 func (b *Binary) loadFuncs() error {
-	var textStart uint64
-	if t := b.textSection(); t != nil {
-		textStart = t.Addr
-	}
+	var symText uint64 // runtime.text from .symtab
 	syms, symErr := b.ef.Symbols()
 	if symErr == nil {
 		b.HasSymtab = true
 		b.symtab = make(map[string]Func)
 		for _, s := range syms {
 			if s.Name == "runtime.text" && s.Value != 0 {
-				textStart = s.Value
+				symText = s.Value
 			}
 			if elf.ST_TYPE(s.Info) != elf.STT_FUNC || s.Value == 0 || s.Name == "" {
 				continue
@@ -59,16 +56,21 @@ func (b *Binary) loadFuncs() error {
 	var pclnErr error
 	if sec == nil {
 		pclnErr = errors.New("no .gopclntab section")
+		b.moduleErr = errNoModuleData
 	} else if data, err := sectionData(sec); err != nil {
 		pclnErr = err
-	} else if funcs, err := parsePclntab(data, textStart); err != nil {
-		pclnErr = err
+		b.moduleErr = errNoModuleData
 	} else {
-		nameABI0(funcs)
-		b.pcln = make(map[string]Func, len(funcs))
-		for _, f := range funcs {
-			if _, dup := b.pcln[f.Name]; !dup {
-				b.pcln[f.Name] = f.Func
+		b.module, b.moduleErr = b.findModuleData(sec.Addr, pclnFuncnameOffset(data))
+		if funcs, err := parsePclntab(data, b.textStart(symText)); err != nil {
+			pclnErr = err
+		} else {
+			nameABI0(funcs)
+			b.pcln = make(map[string]Func, len(funcs))
+			for _, f := range funcs {
+				if _, dup := b.pcln[f.Name]; !dup {
+					b.pcln[f.Name] = f.Func
+				}
 			}
 		}
 	}
@@ -107,6 +109,20 @@ func (b *Binary) loadFuncs() error {
 	}
 	b.names = sortedUnique(b.names)
 	return nil
+}
+
+// textStart returns the address function entries in the pclntab are
+// relative to (Go 1.20 and later store 0 in the header for it): runtime.text
+// from .symtab, else from the module descriptor. With external linking it
+// is not the start of .text, so no section address is taken for it.
+func (b *Binary) textStart(symText uint64) uint64 {
+	switch {
+	case symText != 0:
+		return symText
+	case b.moduleErr == nil:
+		return b.module.text
+	}
+	return 0 // only a Go 1.18/1.19 header, which holds it, will do
 }
 
 // nameABI0 names the ABI0 half of duplicated pclntab names. The pclntab

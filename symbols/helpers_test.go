@@ -22,6 +22,7 @@ type build struct {
 	goarch   string
 	pie      bool
 	stripped bool
+	extLink  bool // cgo, linked by the system linker as distributions do
 	minor    int // expected Go minor version
 }
 
@@ -36,7 +37,13 @@ var builds = []build{
 	{name: "go126-pie-s", pie: true, stripped: true, minor: 26},
 	{name: "go126-arm64", goarch: "arm64", minor: 26},
 	{name: "go126-arm64-s", goarch: "arm64", stripped: true, minor: 26},
+	{name: "go126-ext", extLink: true, minor: 26},
+	{name: "go126-ext-s", extLink: true, stripped: true, minor: 26},
+	{name: "go126-ext-pie", extLink: true, pie: true, minor: 26},
+	{name: "go126-ext-pie-s", extLink: true, pie: true, stripped: true, minor: 26},
 	{name: "go119", gobin: go119, minor: 19},
+	{name: "go119-ext", gobin: go119, extLink: true, minor: 19},
+	{name: "go119-ext-s", gobin: go119, extLink: true, stripped: true, minor: 19},
 	{name: "go119-s", gobin: go119, stripped: true, minor: 19},
 	{name: "go119-pie", gobin: go119, pie: true, minor: 19},
 	{name: "go119-pie-s", gobin: go119, pie: true, stripped: true, minor: 19},
@@ -153,10 +160,18 @@ func buildAll() {
 				if bd.pie {
 					args = append(args, "-buildmode=pie")
 				}
+				var ldflags []string
 				if bd.stripped {
-					args = append(args, "-ldflags=-s -w")
+					ldflags = append(ldflags, "-s", "-w")
 				}
 				var env []string
+				if bd.extLink {
+					ldflags = append(ldflags, "-linkmode=external")
+					env = append(env, "CGO_ENABLED=1")
+				}
+				if len(ldflags) > 0 {
+					args = append(args, "-ldflags="+strings.Join(ldflags, " "))
+				}
 				if bd.goarch != "" {
 					env = append(env, "GOARCH="+bd.goarch)
 				}

@@ -63,6 +63,23 @@ func (r pclnReader) cstring(off uint64) (string, error) {
 	return "", fmt.Errorf("read name at %#x: unterminated", off)
 }
 
+// pclnFuncnameOffset returns the header's funcnameOffset, 0 if unknown.
+func pclnFuncnameOffset(data []byte) uint64 {
+	if len(data) < 8 {
+		return 0
+	}
+	r := pclnReader{data: data, ptrSize: int(data[7])}
+	word := uint64(3) // nfunc, nfiles, textStart, funcnameOffset
+	if binary.LittleEndian.Uint32(data) == pclnMagic116 {
+		word = 2
+	}
+	v, err := r.word(8 + word*uint64(r.ptrSize))
+	if err != nil {
+		return 0
+	}
+	return v
+}
+
 // parsePclntab returns the function table of a .gopclntab section: names,
 // entries and ends (the next function's entry), sorted by entry.
 //
@@ -119,6 +136,9 @@ func parsePcln118(r pclnReader, hdr func(uint64) (uint64, error), textStart, fun
 	nfunc, hdrText, funcnameOff, pclnOff := h[0], h[2], h[3], h[7]
 	if hdrText != 0 {
 		textStart = hdrText
+	}
+	if textStart == 0 {
+		return nil, fmt.Errorf("header: no text start, and %w", errNoModuleData)
 	}
 	size := uint64(len(r.data))
 	if funcnameOff >= size || pclnOff >= size {

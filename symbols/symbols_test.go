@@ -116,6 +116,44 @@ func TestSymtabAgreesWithPclntab(t *testing.T) {
 	}
 }
 
+// TestModuleData checks the module descriptor found in every build against
+// the linker's symbols: with external linking neither runtime.text nor
+// runtime.types is the start of a section.
+func TestModuleData(t *testing.T) {
+	for _, bd := range builds {
+		t.Run(bd.name, func(t *testing.T) {
+			b := open(t, bd.name)
+			if b.moduleErr != nil {
+				t.Fatalf("module descriptor: %v", b.moduleErr)
+			}
+			if bd.stripped {
+				return
+			}
+			syms, err := b.ef.Symbols()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]uint64{}
+			for _, s := range syms {
+				switch s.Name {
+				case "runtime.text", "runtime.etext", "runtime.types", "runtime.etypes", "runtime.firstmoduledata":
+					want[s.Name] = s.Value
+				}
+			}
+			got := map[string]uint64{"runtime.text": b.module.text, "runtime.etext": b.module.etext,
+				"runtime.types": b.module.types, "runtime.etypes": b.module.etypes, "runtime.firstmoduledata": b.module.addr}
+			for name, v := range want {
+				if got[name] != v {
+					t.Errorf("%s: module descriptor says %#x, symtab %#x", name, got[name], v)
+				}
+			}
+			if len(want) != len(got) {
+				t.Errorf("symtab has only %v", want)
+			}
+		})
+	}
+}
+
 func TestStrippedMatchesPlain(t *testing.T) {
 	for _, bd := range builds {
 		if !bd.stripped {
@@ -459,21 +497,26 @@ func TestTableLookup(t *testing.T) {
 	}
 }
 
-func TestNameMatches(t *testing.T) {
+func TestTypeIdentityProves(t *testing.T) {
 	for _, tc := range []struct {
-		str, name    string
-		match, known bool
+		str, pkgPath, name string
+		want               bool
 	}{
-		{"http.response", "net/http.response", true, true},
-		{"http.Request", "net/http.response", false, true},
-		{"main.order", "main.order", true, true},
-		{"yaml.Node", "gopkg.in/yaml.v3.Node", true, true},
-		{"foo.T", "example.com/foo/v2.T", true, true},
-		{"", "net/http.response", false, false},
+		{"http.response", "net/http", "net/http.response", true},
+		{"http.Request", "net/http", "net/http.response", false},
+		{"http.response", "example.com/other/http", "net/http.response", false}, // same names, another package
+		{"http2.responseWriterState", "golang.org/x/net/http2", "net/http.http2responseWriterState", false},
+		{"http.http2responseWriterState", "net/http", "net/http.http2responseWriterState", true},
+		{"main.order", "main", "main.order", true},
+		{"yaml.Node", "gopkg.in/yaml.v3", "gopkg.in/yaml.v3.Node", true},
+		{"foo.T", "example.com/foo/v2", "example.com/foo/v2.T", true},
+		{"", "", "net/http.response", false},
+		{"http.response", "", "net/http.response", false}, // package path unknown: not proven
+		{"struct { a int }", "net/http", "net/http.response", false},
 	} {
-		m, k := nameMatches(tc.str, tc.name)
-		if m != tc.match || k != tc.known {
-			t.Errorf("nameMatches(%q, %q) = %v, %v", tc.str, tc.name, m, k)
+		id := typeIdentity{str: tc.str, pkgPath: tc.pkgPath}
+		if got := id.proves(tc.name); got != tc.want {
+			t.Errorf("%+v proves %q = %v", id, tc.name, got)
 		}
 	}
 }

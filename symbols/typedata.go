@@ -18,7 +18,8 @@ import (
 //	abi.Type       48 bytes: Size_ 0, TFlag 20, Kind_ 23, Str (nameOff) 40
 //	abi.StructType Type; PkgPath Name (8 bytes); Fields []StructField
 //	UncommonType   16 bytes, between StructType and the field array when
-//	               the struct has methods
+//	               the type is named or has methods; its first word is
+//	               the nameOff of the package path of a named type
 //	StructField    24 bytes: Name *byte, Typ *Type, Offset uintptr
 //
 // An encoded name is one flags byte (bit0 exported, bit1 has tag, bit2 has
@@ -29,9 +30,11 @@ const (
 	rtypeKind       = 23
 	rtypeStr        = 40
 	structFieldsHdr = rtypeSize + 8 // offset of the Fields slice header
+	structUncommon  = rtypeSize + 32
 	fieldSize       = 24
 	uncommonSize    = 16
 	kindStruct      = 25
+	tflagUncommon   = 1 << 0
 	tflagExtraStar  = 1 << 1
 	maxFields       = 4096
 )
@@ -69,17 +72,42 @@ func (b *Binary) loadTypeData() (*typeData, error) {
 }
 
 func (b *Binary) readTypeData() (*typeData, error) {
-	td := &typeData{relocs: make(map[uint64]uint64)}
-	var rodata, relro *elf.Section
+	// Names are offsets from runtime.types, which is not the start of any
+	// section when an external linker put C data first: take it from the
+	// symbol table or the module descriptor, and if both exist they must
+	// agree. Without it no type's name can be proven.
+	var symTypes uint64
+	if b.HasSymtab {
+		if syms, err := b.ef.Symbols(); err == nil {
+			for _, s := range syms {
+				if s.Name == "runtime.types" && s.Value != 0 {
+					symTypes = s.Value
+				}
+			}
+		}
+	}
+	td := &typeData{}
+	switch {
+	case symTypes != 0 && b.moduleErr == nil && symTypes != b.module.types:
+		return nil, fmt.Errorf("runtime.types is %#x in .symtab but %#x in the module descriptor", symTypes, b.module.types)
+	case symTypes != 0:
+		td.typesBase = symTypes
+	case b.moduleErr == nil:
+		td.typesBase = b.module.types
+	default:
+		return nil, fmt.Errorf("cannot resolve type names: %w", b.moduleErr)
+	}
+	relocs, err := b.relocations()
+	if err != nil {
+		return nil, err
+	}
+	td.relocs = relocs
 	for _, s := range b.ef.Sections {
 		if s.Type != elf.SHT_PROGBITS || s.Flags&elf.SHF_ALLOC == 0 || s.Flags&elf.SHF_EXECINSTR != 0 {
 			continue
 		}
 		switch {
-		case s.Name == ".rodata":
-			rodata = s
-		case s.Name == ".data.rel.ro":
-			relro = s
+		case s.Name == ".rodata", s.Name == ".data.rel.ro":
 		case strings.HasPrefix(s.Name, ".rodata"), strings.HasPrefix(s.Name, ".go.type"):
 		default:
 			continue
@@ -94,42 +122,6 @@ func (b *Binary) readTypeData() (*typeData, error) {
 		return nil, errors.New("no read-only data sections")
 	}
 	sort.Slice(td.regions, func(i, j int) bool { return td.regions[i].addr < td.regions[j].addr })
-	// Type descriptors start runtime.types: .data.rel.ro in PIE builds,
-	// else .rodata. The symbol, when present, settles it.
-	switch {
-	case relro != nil:
-		td.typesBase = relro.Addr
-	case rodata != nil:
-		td.typesBase = rodata.Addr
-	}
-	if b.HasSymtab {
-		if syms, err := b.ef.Symbols(); err == nil {
-			for _, s := range syms {
-				if s.Name == "runtime.types" && s.Value != 0 {
-					td.typesBase = s.Value
-				}
-			}
-		}
-	}
-	// In PIE builds every pointer in the data is also a RELATIVE dynamic
-	// relocation. Go's linker writes the value into the section as well,
-	// but other linkers may leave only the addend, so the addend wins.
-	for _, s := range b.ef.Sections {
-		if s.Type != elf.SHT_RELA {
-			continue
-		}
-		data, err := sectionData(s)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", s.Name, err)
-		}
-		for i := 0; i+24 <= len(data); i += 24 {
-			off := binary.LittleEndian.Uint64(data[i:])
-			typ := uint32(binary.LittleEndian.Uint64(data[i+8:]))
-			if typ == rX86_64Relative || typ == rAArch64Relative {
-				td.relocs[off] = binary.LittleEndian.Uint64(data[i+16:])
-			}
-		}
-	}
 	return td, nil
 }
 
@@ -223,7 +215,13 @@ func (td *typeData) entry(addr uint64) (fieldEntry, bool) {
 type fieldArray struct {
 	start   uint64
 	entries []fieldEntry
-	typName string // the struct's own type name, "" if not found
+	id      typeIdentity // the struct type's own, zero if not found
+}
+
+// typeIdentity is what a type descriptor says of its own name.
+type typeIdentity struct {
+	str     string // the type string, e.g. "http.response"
+	pkgPath string // the package path of a named type, e.g. "net/http"
 }
 
 // arrayAt recovers the field array holding the StructField at loc.
@@ -254,7 +252,7 @@ func (td *typeData) arrayAt(loc uint64) (fieldArray, bool) {
 	for cand := loc; cand >= start; cand -= fieldSize {
 		if hdr, n, ok := td.sliceHeader(cand); ok && cand+n*fieldSize <= end && loc < cand+n*fieldSize {
 			arr.start, arrEnd = cand, cand+n*fieldSize
-			arr.typName = td.structName(hdr - structFieldsHdr)
+			arr.id = td.structIdentity(hdr - structFieldsHdr)
 			break
 		}
 		if cand < fieldSize {
@@ -286,45 +284,49 @@ func (td *typeData) sliceHeader(start uint64) (hdr, n uint64, ok bool) {
 	return 0, 0, false
 }
 
-// structName returns the type string of the struct type at rtype, "" if it
-// does not look like one.
-func (td *typeData) structName(rtype uint64) string {
-	t := td.mem(rtype, rtypeSize)
-	if t == nil || t[rtypeKind]&0x1f != kindStruct {
-		return ""
+// structIdentity returns the type string and package path of the named
+// struct type at rtype, or a zero identity if it is not one.
+func (td *typeData) structIdentity(rtype uint64) typeIdentity {
+	t := td.mem(rtype, structUncommon+uncommonSize)
+	if t == nil || t[rtypeKind]&0x1f != kindStruct || t[rtypeTFlag]&tflagUncommon == 0 {
+		return typeIdentity{}
 	}
 	str := int64(int32(binary.LittleEndian.Uint32(t[rtypeStr:])))
 	name, ok := td.decodeName(td.typesBase+uint64(str), false)
 	if !ok {
-		return ""
+		return typeIdentity{}
 	}
 	if t[rtypeTFlag]&tflagExtraStar != 0 {
 		name = strings.TrimPrefix(name, "*")
 	}
-	return name
+	pkg := int64(int32(binary.LittleEndian.Uint32(t[structUncommon:])))
+	pkgPath, ok := td.decodeName(td.typesBase+uint64(pkg), false)
+	if !ok || pkg == 0 {
+		return typeIdentity{}
+	}
+	return typeIdentity{str: name, pkgPath: pkgPath}
 }
 
-// nameMatches reports whether a runtime type string such as
-// "http.response" names the Go type "net/http.response". The runtime uses
-// the package name, which is usually the last import path element.
-func nameMatches(typeString, typeName string) (match, known bool) {
-	if typeString == "" || !strings.Contains(typeString, ".") {
-		return false, false
-	}
+// proves reports whether id is the identity of the Go type typeName, e.g.
+// "net/http.response": the package path must be the same, and the type
+// string the package's name (an identifier) and the same type name.
+func (id typeIdentity) proves(typeName string) bool {
 	slash := strings.LastIndex(typeName, "/")
 	dot := strings.LastIndex(typeName[slash+1:], ".")
-	if dot < 0 {
-		return false, true
+	if dot < 0 || id.pkgPath == "" {
+		return false
 	}
 	pkgPath, short := typeName[:slash+1+dot], typeName[slash+1+dot+1:]
-	i := strings.LastIndex(typeString, ".")
-	pkgName, got := typeString[:i], typeString[i+1:]
-	if got != short {
-		return false, true
+	pkgName, got, ok := strings.Cut(id.str, ".")
+	if !ok || got != short || id.pkgPath != pkgPath || pkgName == "" {
+		return false
 	}
-	elem := pkgPath[strings.LastIndex(pkgPath, "/")+1:]
-	return pkgName == elem || strings.HasPrefix(elem, pkgName) ||
-		strings.HasPrefix(elem, "v") || strings.Contains(elem, "-") || strings.Contains(elem, "."), true
+	for i, r := range pkgName {
+		if !(r == '_' || unicode.IsLetter(r) || i > 0 && unicode.IsDigit(r)) {
+			return false
+		}
+	}
+	return true
 }
 
 // findNames returns the addresses of encoded names equal to field.
@@ -413,10 +415,10 @@ func (td *typeData) structFields(typeName string, fields []string) (map[string]u
 
 	type result struct {
 		offsets map[string]uint64
-		name    string
 		start   uint64
 	}
-	var verified, unverified []result
+	var proven []result
+	var others []string // identities of structs that hold the fields but are not typeName
 	done := make(map[uint64]bool)
 	for _, loc := range locs {
 		arr, ok := td.arrayAt(loc)
@@ -434,26 +436,28 @@ func (td *typeData) structFields(typeName string, fields []string) (map[string]u
 		if len(miss) > 0 {
 			continue
 		}
-		res := result{offsets: got, name: arr.typName, start: arr.start}
-		switch match, known := nameMatches(arr.typName, typeName); {
-		case match:
-			verified = append(verified, res)
-		case !known:
-			unverified = append(unverified, res)
+		if !arr.id.proves(typeName) {
+			// Same field names, another (or an unnamed) struct: never used.
+			if len(others) < 4 {
+				others = append(others, fmt.Sprintf("%q of %q", arr.id.str, arr.id.pkgPath))
+			}
+			continue
 		}
+		proven = append(proven, result{offsets: got, start: arr.start})
 	}
-	cands := verified
-	if len(cands) == 0 {
-		cands = unverified
+	if len(proven) == 0 {
+		err := missingError(typeName, append([]string(nil), fields...), "type data")
+		if len(others) > 0 {
+			return nil, fmt.Errorf("%w (structs with these fields are not %s: %s)", err, typeName, strings.Join(others, ", "))
+		}
+		return nil, err
 	}
-	if len(cands) == 0 {
-		return nil, missingError(typeName, append([]string(nil), fields...), "type data")
-	}
+	cands := proven
 	for _, c := range cands[1:] {
 		for f, off := range c.offsets {
 			if cands[0].offsets[f] != off {
-				return nil, fmt.Errorf("ambiguous: %d structs hold fields %s at different offsets; request more sibling fields",
-					len(cands), strings.Join(fields, ", "))
+				return nil, fmt.Errorf("ambiguous: %d structs named %s hold fields %s at different offsets",
+					len(cands), typeName, strings.Join(fields, ", "))
 			}
 		}
 	}
