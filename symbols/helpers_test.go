@@ -23,7 +23,7 @@ type build struct {
 	pie      bool
 	stripped bool
 	extLink  bool // cgo, linked by the system linker as distributions do
-	minor    int // expected Go minor version
+	minor    int  // expected Go minor version
 }
 
 func (b build) plain() string {
