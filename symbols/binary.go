@@ -21,6 +21,9 @@ var (
 	ErrFuncNotFound = errors.New("function not found")
 	// ErrFieldNotFound is returned when struct fields cannot be located.
 	ErrFieldNotFound = errors.New("struct field not found")
+	// ErrSourcesDisagree is returned when two sources of struct field
+	// offsets (DWARF, type data, table) give different answers.
+	ErrSourcesDisagree = errors.New("offset sources disagree")
 	// ErrUnsupportedArch is returned for executables that are neither
 	// amd64 nor arm64.
 	ErrUnsupportedArch = errors.New("unsupported architecture")

@@ -40,16 +40,23 @@ func (s Source) String() string {
 // "wroteHeader"). All requested fields must be found, else the error wraps
 // ErrFieldNotFound and names the missing ones.
 //
-// Sources are tried in order: DWARF, runtime type data, the generated
-// table. If DWARF describes the struct, it is authoritative: fields missing
-// there are reported missing rather than looked up elsewhere. Type data is
-// found by field names; if several distinct structs hold all requested
-// fields at different offsets the result is ambiguous and an error: add
-// sibling field names to the request to tell them apart.
+// Every source that can answer is asked: DWARF, the runtime type data (only
+// a descriptor whose type name and package path are proven to be typeName
+// counts) and the generated table (a row for the binary's own release, or,
+// for a release between two rows, both neighbours when they agree). Where
+// two answer, they must agree, else the error wraps ErrSourcesDisagree: an
+// offset is never guessed. The source reported is the first that answered,
+// in that order. If DWARF describes the struct but lacks a field, the field
+// is missing.
 func (b *Binary) StructFields(typeName string, fields ...string) (map[string]uint64, Source, error) {
 	if len(fields) == 0 {
 		return nil, 0, fmt.Errorf("struct %s: no fields requested", typeName)
 	}
+	type answer struct {
+		src Source
+		off map[string]uint64
+	}
+	var answers []answer
 	var errs []error
 	if b.HasDWARF {
 		all, err := b.dwarfStructFields(typeName)
@@ -59,27 +66,39 @@ func (b *Binary) StructFields(typeName string, fields ...string) (map[string]uin
 			if len(missing) > 0 {
 				return nil, SourceDWARF, missingError(typeName, missing, "dwarf")
 			}
-			return out, SourceDWARF, nil
+			answers = append(answers, answer{SourceDWARF, out})
 		case errors.Is(err, errNoStruct):
 		default:
 			errs = append(errs, fmt.Errorf("dwarf: %w", err))
 		}
 	}
-	out, err := b.typeDataStructFields(typeName, fields)
-	if err == nil {
-		return out, SourceTypeData, nil
+	if out, err := b.typeDataStructFields(typeName, fields); err == nil {
+		answers = append(answers, answer{SourceTypeData, out})
+	} else {
+		errs = append(errs, fmt.Errorf("type data: %w", err))
 	}
-	errs = append(errs, fmt.Errorf("type data: %w", err))
-	out, err = b.tableStructFields(typeName, fields)
-	if err == nil {
-		return out, SourceTable, nil
+	if out, err := b.tableStructFields(typeName, fields); err == nil {
+		answers = append(answers, answer{SourceTable, out})
+	} else {
+		errs = append(errs, fmt.Errorf("table: %w", err))
 	}
-	errs = append(errs, fmt.Errorf("table: %w", err))
-	msgs := make([]string, len(errs))
-	for i, e := range errs {
-		msgs[i] = e.Error()
+	if len(answers) == 0 {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Error()
+		}
+		return nil, 0, fmt.Errorf("struct %s: %w (%s)", typeName, ErrFieldNotFound, strings.Join(msgs, "; "))
 	}
-	return nil, 0, fmt.Errorf("struct %s: %w (%s)", typeName, ErrFieldNotFound, strings.Join(msgs, "; "))
+	first := answers[0]
+	for _, a := range answers[1:] {
+		for _, f := range fields {
+			if a.off[f] != first.off[f] {
+				return nil, 0, fmt.Errorf("struct %s: %w: field %s at %d in %s but %d in %s",
+					typeName, ErrSourcesDisagree, f, first.off[f], first.src, a.off[f], a.src)
+			}
+		}
+	}
+	return first.off, first.src, nil
 }
 
 var errNoStruct = errors.New("struct type not found")
@@ -191,33 +210,59 @@ func findDWARFStruct(d *dwarf.Data, typeName string) (fields map[string]uint64, 
 	}
 }
 
-// tableStructFields looks the fields up in the generated table, for the
-// binary's Go release or else the nearest lower one present.
+// tableStructFields looks the fields up in the generated table: in the row
+// of the binary's own Go release, or, for a release that has none but lies
+// between two rows, in both neighbours if they agree on every field. A
+// release newer than every row is not answered: its layout is unknown.
 func (b *Binary) tableStructFields(typeName string, fields []string) (map[string]uint64, error) {
 	major, minor, ok := b.Version()
 	if !ok {
 		return nil, fmt.Errorf("unknown go version %q", b.GoVersion)
 	}
-	var best *versionOffsets
+	var below, above *versionOffsets
 	for i := range offsetTable {
 		v := &offsetTable[i]
-		if v.Major != major || v.Minor > minor {
+		if v.Major != major {
 			continue
 		}
-		if best == nil || v.Minor > best.Minor {
-			best = v
+		if v.Minor == minor {
+			return tableRowFields(v, typeName, fields)
+		}
+		if v.Minor < minor && (below == nil || v.Minor > below.Minor) {
+			below = v
+		}
+		if v.Minor > minor && (above == nil || v.Minor < above.Minor) {
+			above = v
 		}
 	}
-	if best == nil {
+	if below == nil || above == nil {
 		return nil, fmt.Errorf("no table for go%d.%d", major, minor)
 	}
-	all, ok := best.Structs[typeName]
+	lo, err := tableRowFields(below, typeName, fields)
+	if err != nil {
+		return nil, fmt.Errorf("no table for go%d.%d, and go%d.%d: %w", major, minor, below.Major, below.Minor, err)
+	}
+	hi, err := tableRowFields(above, typeName, fields)
+	if err != nil {
+		return nil, fmt.Errorf("no table for go%d.%d, and go%d.%d: %w", major, minor, above.Major, above.Minor, err)
+	}
+	for _, f := range fields {
+		if lo[f] != hi[f] {
+			return nil, fmt.Errorf("no table for go%d.%d, and %s.%s moved between go%d.%d (%d) and go%d.%d (%d)",
+				major, minor, typeName, f, below.Major, below.Minor, lo[f], above.Major, above.Minor, hi[f])
+		}
+	}
+	return lo, nil
+}
+
+func tableRowFields(v *versionOffsets, typeName string, fields []string) (map[string]uint64, error) {
+	all, ok := v.Structs[typeName]
 	if !ok {
-		return nil, fmt.Errorf("struct %s not in table for go%d.%d", typeName, best.Major, best.Minor)
+		return nil, fmt.Errorf("struct %s not in table for go%d.%d", typeName, v.Major, v.Minor)
 	}
 	out, missing := pick(all, fields)
 	if len(missing) > 0 {
-		return nil, missingError(typeName, missing, fmt.Sprintf("table for go%d.%d", best.Major, best.Minor))
+		return nil, missingError(typeName, missing, fmt.Sprintf("table for go%d.%d", v.Major, v.Minor))
 	}
 	return out, nil
 }

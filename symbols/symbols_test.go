@@ -422,6 +422,23 @@ func TestStructFields(t *testing.T) {
 			if n < 5 {
 				t.Errorf("only %d structs checked", n)
 			}
+			// Decoys with net/http.response's field names are in the type
+			// data, and never answer for it.
+			td, err := s.loadTypeData()
+			if err != nil {
+				t.Fatal(err)
+			}
+			respFields := []string{"conn", "req", "status", "wroteHeader", "handlerDone"}
+			for _, decoyName := range []string{"example.com/target/decoy.Response", "example.com/target/decoy.response"} {
+				d, err := td.structFields(decoyName, respFields)
+				if err != nil {
+					t.Errorf("decoy %s not found: %v", decoyName, err)
+					continue
+				}
+				if real, _ := td.structFields("net/http.response", respFields); maps(real, d) {
+					t.Errorf("decoy %s has net/http.response's offsets %v: not a decoy", decoyName, d)
+				}
+			}
 			// The target's own struct, with an exported field and methods.
 			got, src, err := s.StructFields("main.order", "ID", "Item", "Amount", "paid")
 			want := map[string]uint64{"ID": 0, "Item": 8, "Amount": 24, "paid": 32}
@@ -463,32 +480,48 @@ func TestStructFieldsErrors(t *testing.T) {
 }
 
 func TestTableLookup(t *testing.T) {
+	saved := offsetTable
+	defer func() { offsetTable = saved }()
+	offsetTable = []versionOffsets{
+		{Major: 1, Minor: 19, Structs: map[string]map[string]uint64{
+			"net/url.URL":      {"Scheme": 0, "Host": 40},
+			"net/http.conn":    {"hijackedv": 144},
+			"net/http.Request": {"Method": 0},
+		}},
+		{Major: 1, Minor: 21, Structs: map[string]map[string]uint64{
+			"net/url.URL":   {"Scheme": 0, "Host": 40},
+			"net/http.conn": {"hijackedv": 136},
+		}},
+		{Major: 1, Minor: 26, Structs: map[string]map[string]uint64{
+			"net/url.URL": {"Scheme": 0, "Host": 40},
+		}},
+	}
 	for _, tc := range []struct {
-		version string
-		ok      bool
-		minor   int
+		version, typ string
+		fields       []string
+		want         string // "" = found
 	}{
-		{"go1.19.1", true, 19},
-		{"go1.25.3", true, 19}, // nearest lower release in the table
-		{"go1.26.0", true, 26},
-		{"go1.30.0", true, 0}, // newest present
-		{"go1.18.10", false, 0},
-		{"devel", false, 0},
+		{"go1.19.1", "net/url.URL", []string{"Scheme", "Host"}, ""},
+		{"go1.20.3", "net/url.URL", []string{"Scheme", "Host"}, ""}, // neighbours agree
+		{"go1.25.3", "net/url.URL", []string{"Scheme", "Host"}, ""},
+		{"go1.26.0", "net/url.URL", []string{"Scheme", "Host"}, ""},
+		{"go1.20.3", "net/http.conn", []string{"hijackedv"}, "moved between go1.19 (144) and go1.21 (136)"},
+		{"go1.20.3", "net/http.Request", []string{"Method"}, "not in table for go1.21"},
+		{"go1.30.0", "net/url.URL", []string{"Scheme"}, "no table for go1.30"}, // newer than every row
+		{"go1.18.10", "net/url.URL", []string{"Scheme"}, "no table for go1.18"},
+		{"go1.19.8", "net/http.Request", []string{"Method", "Pattern"}, "Pattern"},
+		{"devel", "net/url.URL", []string{"Scheme"}, "unknown go version"},
 	} {
 		b := &Binary{GoVersion: tc.version}
-		got, err := b.tableStructFields("net/url.URL", []string{"Scheme", "Host"})
-		if (err == nil) != tc.ok {
-			t.Errorf("%s: err = %v", tc.version, err)
-			continue
-		}
-		if err == nil && (got["Scheme"] != 0 || got["Host"] != 40) {
+		got, err := b.tableStructFields(tc.typ, tc.fields)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s %s: %v", tc.version, tc.typ, err)
+		case tc.want == "" && tc.typ == "net/url.URL" && (got["Scheme"] != 0 || got["Host"] != 40):
 			t.Errorf("%s: %v", tc.version, got)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s %s: err = %v, want %q", tc.version, tc.typ, err, tc.want)
 		}
-	}
-	b := &Binary{GoVersion: "go1.19.8"}
-	if _, err := b.tableStructFields("net/http.Request", []string{"Method", "Pattern"}); !errors.Is(err, ErrFieldNotFound) ||
-		!strings.Contains(err.Error(), "Pattern") {
-		t.Errorf("Pattern on 1.19: %v", err)
 	}
 	for _, s := range []Source{SourceDWARF, SourceTypeData, SourceTable, 0} {
 		if s.String() == "" {

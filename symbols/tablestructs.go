@@ -22,6 +22,12 @@ var TableStructs = []StructSpec{
 	{Type: "net/url.URL", Fields: []string{"Scheme", "Host", "Path"}},
 	{Type: "net/http.pattern", Fields: []string{"str"}},
 	{Type: "net/http.conn", Fields: []string{"hijackedv"}},
+	// HTTP/2 server (the bundled copy of golang.org/x/net/http2 up to Go
+	// 1.26; Go 1.27 moved it to net/http/internal/http2).
+	{Type: "net/http.http2responseWriter", Fields: []string{"rws"}},
+	{Type: "net/http.http2responseWriterState", Fields: []string{"status", "wroteHeader"}},
+	{Type: "net/http/internal/http2.responseWriter", Fields: []string{"rws"}},
+	{Type: "net/http/internal/http2.responseWriterState", Fields: []string{"status", "wroteHeader"}},
 	{Type: "runtime.g", Fields: []string{"goid", "atomicstatus", "startpc", "gopc", "stack", "m", "_panic"}},
 	{Type: "runtime.mstats", Fields: []string{"numgc", "pause_ns", "enablegc"}, Internal: true},
 	{Type: "runtime.gcControllerState", Fields: []string{"gcPercent", "gcPercentHeapGoal", "mappedReady"}, Internal: true},

@@ -1,14 +1,30 @@
-// Command gentable builds a small program with every Go toolchain it can
-// find, reads the field offsets of symbols.TableStructs from its DWARF and
-// writes them as the offset table of package symbols (offsets_table.go).
+// Command gentable builds a small program with every Go toolchain this
+// project tests against, reads the field offsets of symbols.TableStructs
+// from its DWARF and writes them as the offset table of package symbols
+// (offsets_table.go).
 //
-// Run it through go generate in the symbols directory:
+// Regenerate the table, as root (the toolchains are unpacked into
+// /var/cache/blindspot, or $BLINDSPOT_CACHE), from the repository root:
 //
 //	go generate ./symbols/
 //
-// Toolchains: /usr/local/go/bin/go, /usr/lib/go-1.19/bin/go and, when the
-// module proxy can supply it, GOTOOLCHAIN=go1.27.3 go. Missing ones are
-// skipped; only the releases built are written.
+// which runs "go run ./internal/gentable -out offsets_table.go" in
+// symbols/. The toolchains, one per row of the table:
+//
+//   - Go 1.19, 1.21, 1.22, 1.23, 1.24: Debian's builds, from
+//     test/toolchains/fetch.sh go 1.NN (bookworm's golang-1.19-go,
+//     bookworm-backports and trixie unpacked with a private apt
+//     configuration);
+//   - Go 1.26: the installed /usr/local/go/bin/go with GOTOOLCHAIN=local;
+//   - Go 1.27: the same go command with GOTOOLCHAIN=go1.27.3, which fetches
+//     that release through the module proxy.
+//
+// Every toolchain must build, and report the release it stands for;
+// otherwise nothing is written, so a machine missing a toolchain cannot
+// silently drop a row. -skip-missing writes the rows it could build.
+// Go 1.20 and 1.25 have no toolchain here: their rows are absent, and the
+// table answers for them only where both neighbouring rows agree (see
+// tableStructFields in package symbols).
 package main
 
 import (
@@ -27,15 +43,22 @@ import (
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
+// toolchain is one Go release the table has a row for.
 type toolchain struct {
-	gobin string
-	env   []string
+	minor int      // the Go 1.x release it must report
+	fetch bool     // gobin comes from test/toolchains/fetch.sh go 1.<minor>
+	gobin string   // else: this go command
+	env   []string // extra environment, e.g. GOTOOLCHAIN
 }
 
 var toolchains = []toolchain{
-	{gobin: "/usr/lib/go-1.19/bin/go"},
-	{gobin: "/usr/local/go/bin/go", env: []string{"GOTOOLCHAIN=local"}},
-	{gobin: "/usr/local/go/bin/go", env: []string{"GOTOOLCHAIN=go1.27.3"}},
+	{minor: 19, fetch: true},
+	{minor: 21, fetch: true},
+	{minor: 22, fetch: true},
+	{minor: 23, fetch: true},
+	{minor: 24, fetch: true},
+	{minor: 26, gobin: "/usr/local/go/bin/go", env: []string{"GOTOOLCHAIN=local"}},
+	{minor: 27, gobin: "/usr/local/go/bin/go", env: []string{"GOTOOLCHAIN=go1.27.3"}},
 }
 
 const program = `package main
@@ -57,6 +80,9 @@ func main() {
 	})
 	if len(os.Args) > 5 {
 		_ = http.ListenAndServe(os.Args[1], nil)
+		// HTTP/2 over TLS: its server types are linked in.
+		srv := &http.Server{Addr: os.Args[1]}
+		_ = srv.ListenAndServeTLS(os.Args[2], os.Args[3])
 		db, _ = sql.Open(os.Args[2], os.Args[3])
 		_ = db.Ping()
 		st, _ := db.Prepare(os.Args[4])
@@ -72,6 +98,7 @@ func main() {
 
 func main() {
 	out := flag.String("out", "offsets_table.go", "file to write")
+	skipMissing := flag.Bool("skip-missing", false, "write the rows of the toolchains that built instead of failing")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("gentable: ")
@@ -95,16 +122,26 @@ func main() {
 	byVersion := map[[2]int]entry{}
 	for i, tc := range toolchains {
 		exe := filepath.Join(dir, fmt.Sprintf("prog%d", i))
-		if err := build(tc, dir, exe); err != nil {
-			log.Printf("skip %s %v: %v", tc.gobin, tc.env, err)
-			continue
+		err := resolve(&tc)
+		if err == nil {
+			err = build(tc, dir, exe)
+		}
+		if err != nil {
+			if *skipMissing {
+				log.Printf("skip go1.%d: %v", tc.minor, err)
+				continue
+			}
+			log.Fatalf("go1.%d: %v (-skip-missing writes the other rows)", tc.minor, err)
 		}
 		e, err := read(exe)
 		if err != nil {
-			log.Fatalf("%s %v: %v", tc.gobin, tc.env, err)
+			log.Fatalf("go1.%d %s %v: %v", tc.minor, tc.gobin, tc.env, err)
+		}
+		if e.major != 1 || e.minor != tc.minor {
+			log.Fatalf("%s %v built go%d.%d, want go1.%d", tc.gobin, tc.env, e.major, e.minor, tc.minor)
 		}
 		byVersion[[2]int{e.major, e.minor}] = entry{e.major, e.minor, e.structs}
-		log.Printf("go%d.%d: %d structs", e.major, e.minor, len(e.structs))
+		log.Printf("go%d.%d (%s): %d structs", e.major, e.minor, tc.gobin, len(e.structs))
 	}
 	if len(byVersion) == 0 {
 		log.Fatal("no toolchain found")
@@ -153,6 +190,65 @@ func main() {
 	}
 }
 
+// resolve sets tc.gobin of a toolchain that fetch.sh provides.
+func resolve(tc *toolchain) error {
+	if !tc.fetch {
+		return nil
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	script := filepath.Join(root, "test", "toolchains", "fetch.sh")
+	cmd := exec.Command(script, "go", fmt.Sprintf("1.%d", tc.minor))
+	cmd.Stderr = os.Stderr
+	out, err := run(cmd, 20*time.Minute)
+	if err != nil {
+		return fmt.Errorf("%s: %w", script, err)
+	}
+	tc.gobin = strings.TrimSpace(string(out))
+	tc.env = []string{"GOTOOLCHAIN=local"}
+	return nil
+}
+
+// repoRoot walks up from the working directory to blindspot's go.mod.
+func repoRoot() (string, error) {
+	d, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
+		if err == nil && bytes.Contains(b, []byte("module github.com/blindspot-dev/blindspot\n")) {
+			return d, nil
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return "", fmt.Errorf("no blindspot go.mod above the working directory")
+		}
+		d = parent
+	}
+}
+
+// run runs cmd, killing it after limit, and returns its standard output.
+func run(cmd *exec.Cmd, limit time.Duration) ([]byte, error) {
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return stdout.Bytes(), err
+	case <-time.After(limit):
+		cmd.Process.Kill()
+		<-done
+		return nil, fmt.Errorf("timed out after %v", limit)
+	}
+}
+
 func build(tc toolchain, dir, exe string) error {
 	if _, err := os.Stat(tc.gobin); err != nil {
 		return err
@@ -160,23 +256,12 @@ func build(tc toolchain, dir, exe string) error {
 	cmd := exec.Command(tc.gobin, "build", "-o", exe, ".")
 	cmd.Dir = dir
 	cmd.Env = append(cleanEnv(), tc.env...)
-	done := make(chan error, 1)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		return err
+	if _, err := run(cmd, 5*time.Minute); err != nil {
+		return fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
-		}
-		return nil
-	case <-time.After(5 * time.Minute):
-		cmd.Process.Kill()
-		return fmt.Errorf("build timed out")
-	}
+	return nil
 }
 
 // cleanEnv drops variables that would tie a build to another toolchain.

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 	"strings"
+
+	"example.com/target/decoy"
 )
 
 type order struct {
@@ -66,4 +68,7 @@ func main() {
 		_ = http.ListenAndServe("127.0.0.1:0", mux)
 	}
 	fmt.Println("target", len(os.Args))
+	if len(os.Args) > 2 {
+		fmt.Println(decoy.Values()...)
+	}
 }
