@@ -82,7 +82,7 @@ func (b *Binary) GoWrappers() (map[uint64]string, error) {
 	if err != nil {
 		return out, err
 	}
-	gofunc, gofuncErr := b.goFuncBase()
+	gofunc, gofuncErr := b.goFuncBase(v)
 	for i := uint64(0); i < v.nfunc; i++ {
 		funcOff, err := v.u32(v.pclnOff + i*8 + 4)
 		if err != nil {
@@ -244,22 +244,39 @@ func valueAt(rs []pcRange, pc uint64) int32 {
 }
 
 // goFuncBase returns the address of go:func.*, which funcdata offsets are
-// relative to: from .symtab, else from the module descriptor.
-func (b *Binary) goFuncBase() (uint64, error) {
+// relative to (Go 1.20+ layouts only): from .symtab, else from the module
+// descriptor. Either way the inline trees of the first functions that have
+// one must decode at that base.
+func (b *Binary) goFuncBase(v *pclnView) (uint64, error) {
+	if !v.go120 {
+		return 0, errors.New("inline trees are read for Go 1.20 and later")
+	}
 	if syms, err := b.ef.Symbols(); err == nil {
 		for _, s := range syms {
-			if (s.Name == "go:func.*" || s.Name == "go.func.*") && s.Value != 0 {
+			if s.Name == "go:func.*" && s.Value != 0 {
+				if !b.inlineTreesDecode(v, s.Value) {
+					return 0, errors.New("inline trees do not decode at go:func.*")
+				}
 				return s.Value, nil
 			}
 		}
 	}
-	return b.moduleGoFunc()
+	return b.moduleGoFunc(v)
 }
 
-// moduleGoFunc reads go:func.* from the module descriptor: the word three
-// after types (types, etypes, rodata, gofunc), on every release from Go
-// 1.18 to 1.27.
-func (b *Binary) moduleGoFunc() (uint64, error) {
+// Where in the module descriptor go:func.* may be: it follows types (at
+// 296 since Go 1.20) by three words up to Go 1.26 (types, etypes, rodata,
+// gofunc) and by six in Go 1.27 (types, typedesclen, etypes, itaboffset,
+// itabsize, rodata, gofunc). Every word in this window that points into
+// non-executable data is tried, and the one at which inline trees decode
+// is taken.
+const (
+	mdGoFuncFirst = 296
+	mdGoFuncLast  = 400
+)
+
+// moduleGoFunc reads go:func.* from the module descriptor.
+func (b *Binary) moduleGoFunc(v *pclnView) (uint64, error) {
 	if b.moduleErr != nil {
 		return 0, b.moduleErr
 	}
@@ -267,29 +284,83 @@ func (b *Binary) moduleGoFunc() (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	word := func(addr uint64) (uint64, bool) {
-		if v, ok := relocs[addr]; ok {
-			return v, true
-		}
-		w, err := b.readAt(addr, 8)
-		if err != nil {
-			return 0, false
-		}
-		return binary.LittleEndian.Uint64(w), true
-	}
+	seen := map[uint64]bool{}
 	var found []uint64
-	for _, at := range []uint64{mdTypes119, mdTypes120} {
-		if t, ok := word(b.module.addr + at); !ok || t != b.module.types {
+	for off := uint64(mdGoFuncFirst); off <= mdGoFuncLast; off += 8 {
+		gf, ok := relocs[b.module.addr+off]
+		if !ok {
+			w, err := b.readAt(b.module.addr+off, 8)
+			if err != nil {
+				break
+			}
+			gf = binary.LittleEndian.Uint64(w)
+		}
+		if seen[gf] || !b.inSegment(gf, 0) || b.inSegment(gf, elf.PF_X) {
 			continue
 		}
-		if gf, ok := word(b.module.addr + at + 24); ok && b.inSegment(gf, 0) && !b.inSegment(gf, elf.PF_X) {
+		seen[gf] = true
+		if b.inlineTreesDecode(v, gf) {
 			found = append(found, gf)
 		}
 	}
 	if len(found) != 1 {
-		return 0, errors.New("go:func.* not found in the module descriptor")
+		return 0, fmt.Errorf("go:func.* not found in the module descriptor (%d candidates fit)", len(found))
 	}
 	return found[0], nil
+}
+
+// inlineTreesDecode reports whether, with go:func.* at base, the inline
+// trees of the first functions having one decode: zero padding, names that
+// are function names, parent pcs inside the function.
+func (b *Binary) inlineTreesDecode(v *pclnView, base uint64) bool {
+	const want = 8 // functions checked
+	checked := 0
+	for i := uint64(0); i+1 < v.nfunc && checked < want; i++ {
+		entryOff, err1 := v.u32(v.pclnOff + i*8)
+		next, err2 := v.u32(v.pclnOff + (i+1)*8)
+		funcOff, err3 := v.u32(v.pclnOff + i*8 + 4)
+		if err1 != nil || err2 != nil || err3 != nil || next <= entryOff {
+			return false
+		}
+		rec := v.pclnOff + uint64(funcOff)
+		size := uint64(next - entryOff)
+		treeOff, ok := v.funcdataOff(rec, funcdataInlTree)
+		if !ok {
+			continue
+		}
+		tab, err := v.pcdataTable(rec, pcdataInlTreeIndex)
+		if err != nil || tab == 0 {
+			continue
+		}
+		rs, err := v.pcTable(tab, size)
+		if err != nil {
+			return false
+		}
+		maxIdx := int32(-1)
+		for _, r := range rs {
+			maxIdx = max(maxIdx, r.val)
+		}
+		if maxIdx < 0 || maxIdx > 1<<16 {
+			continue
+		}
+		for idx := int32(0); idx <= maxIdx; idx++ {
+			e, err := b.readAt(base+treeOff+uint64(idx)*inlinedCall120, inlinedCall120)
+			if err != nil || e[1] != 0 || e[2] != 0 || e[3] != 0 {
+				return false
+			}
+			nameOff := int32(binary.LittleEndian.Uint32(e[4:]))
+			parentPc := int32(binary.LittleEndian.Uint32(e[8:]))
+			if nameOff < 0 || parentPc < 0 || uint64(parentPc) >= size {
+				return false
+			}
+			name, err := v.cstring(v.funcnameOff + uint64(nameOff))
+			if err != nil || !plausibleFuncName(name) {
+				return false
+			}
+		}
+		checked++
+	}
+	return checked > 0
 }
 
 // wrapperFunc is a candidate wrapper and where its _func record is.
@@ -689,6 +760,9 @@ func (b *Binary) calledCallee(w wrapperFunc, insts []inst, needArgp bool) (strin
 // the panic-argp fix-up, jumps back before limit (the offset of the call),
 // padding.
 func (b *Binary) wrapperTail(w wrapperFunc, tail []inst, s *wrapState, limit uint64) bool {
+	// The fix-up block is entered from the check's JNE, where R12 still
+	// holds g._panic (the argument set-up may use R12 after that).
+	s.panic = s.argp
 	for _, in := range tail {
 		switch {
 		case in.Op == x86asm.NOP || in.Op == x86asm.INT:
