@@ -75,6 +75,8 @@ type Binary struct {
 	relocs    map[uint64]uint64 // PIE pointer locations → link-time values
 	relocErr  error
 
+	pclnText  uint64          // what pclntab function entries are relative to
+	asm       map[uint64]bool // entries of assembly functions
 	module    moduleData // runtime.firstmoduledata, when found
 	moduleErr error      // why it was not
 

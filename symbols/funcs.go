@@ -62,12 +62,20 @@ func (b *Binary) loadFuncs() error {
 		b.moduleErr = errNoModuleData
 	} else {
 		b.module, b.moduleErr = b.findModuleData(sec.Addr, pclnFuncnameOffset(data))
-		if funcs, err := parsePclntab(data, b.textStart(symText)); err != nil {
+		b.pclnText = pclnHeaderText(data)
+		if b.pclnText == 0 {
+			b.pclnText = b.textStart(symText)
+		}
+		if funcs, err := parsePclntab(data, b.pclnText); err != nil {
 			pclnErr = err
 		} else {
 			nameABI0(funcs)
 			b.pcln = make(map[string]Func, len(funcs))
+			b.asm = make(map[uint64]bool)
 			for _, f := range funcs {
+				if f.asm {
+					b.asm[f.Entry] = true
+				}
 				if _, dup := b.pcln[f.Name]; !dup {
 					b.pcln[f.Name] = f.Func
 				}

@@ -80,6 +80,24 @@ func pclnFuncnameOffset(data []byte) uint64 {
 	return v
 }
 
+// pclnHeaderText returns the text start a Go 1.18 or 1.19 header holds, 0
+// for other releases.
+func pclnHeaderText(data []byte) uint64 {
+	if len(data) < 8 {
+		return 0
+	}
+	m := binary.LittleEndian.Uint32(data)
+	if m != pclnMagic118 && m != pclnMagic120 {
+		return 0
+	}
+	r := pclnReader{data: data, ptrSize: int(data[7])}
+	v, err := r.word(8 + 2*uint64(r.ptrSize))
+	if err != nil {
+		return 0
+	}
+	return v
+}
+
 // parsePclntab returns the function table of a .gopclntab section: names,
 // entries and ends (the next function's entry), sorted by entry.
 //
