@@ -315,11 +315,11 @@ func probeSites(bin *symbols.Binary, p Probe) (siteOffsets, error) {
 	}
 	offs := make(siteOffsets, 0, len(addrs))
 	for _, a := range addrs {
-		off, err := bin.FileOffset(a)
+		site, err := bin.CheckSite(a)
 		if err != nil {
 			return nil, fmt.Errorf("locate %s: %w", p.Function, err)
 		}
-		offs = append(offs, off)
+		offs = append(offs, site.Offset)
 	}
 	return offs, nil
 }
@@ -382,7 +382,7 @@ func (f *loadedFamily) attach(ex *link.Executable, pid int, bin *symbols.Binary,
 		if prog == nil {
 			return links, nil, fmt.Errorf("program %s missing from collection", p.Program)
 		}
-		ls, err := f.attachSites(ex, prog, pid, offs, 0)
+		ls, err := f.attachSites(ex, bin, prog, pid, offs, 0)
 		links = append(links, ls...)
 		if err != nil {
 			return links, nil, fmt.Errorf("attach uprobe to %s: %w", p.Function, err)
@@ -412,9 +412,12 @@ func closeLinks(links []link.Link) {
 // attachSites attaches prog at the given file offsets of one process, with
 // a BPF cookie: one uprobe_multi link where the kernel has them, else one
 // uprobe per site.
-func (f *loadedFamily) attachSites(ex *link.Executable, prog *ebpf.Program, pid int, offs []uint64, cookie uint64) ([]link.Link, error) {
+func (f *loadedFamily) attachSites(ex *link.Executable, bin *symbols.Binary, prog *ebpf.Program, pid int, offs []uint64, cookie uint64) ([]link.Link, error) {
 	if len(offs) == 0 {
 		return nil, nil
+	}
+	if err := verifySites(pid, bin, offs); err != nil {
+		return nil, err
 	}
 	if f.multi {
 		opts := &link.UprobeMultiOptions{Addresses: offs, PID: uint32(pid)}

@@ -312,7 +312,7 @@ func (u *userProbes) attachEntry(p *userProc, f *UserFunc) {
 	}
 	var links []link.Link
 	attach := func(prog *ebpf.Program, offs []uint64) error {
-		ls, err := u.lf.attachSites(ex, prog, p.pid, offs, uint64(s.id))
+		ls, err := u.lf.attachSites(ex, p.bin, prog, p.pid, offs, uint64(s.id))
 		links = append(links, ls...)
 		if err != nil {
 			return fmt.Errorf("attach uprobe to %s: %w", e.Function, err)
@@ -364,24 +364,24 @@ func (u *userProbes) spec(key string, f *UserFunc, bin *symbols.Binary) *userSpe
 	u.nextID++
 	s.id = u.nextID
 	entry := plan.Sites.Entry
-	off, err := bin.FileOffset(entry)
+	site, err := bin.CheckSite(entry)
 	if err != nil {
 		s.err = fmt.Errorf("locate %s: %w", f.Entry.Function, err)
 		return s
 	}
-	s.entry = []uint64{off}
+	s.entry = []uint64{site.Offset}
 	if plan.NeedsExit() {
 		if len(plan.Sites.Returns) == 0 {
 			s.err = fmt.Errorf("%s has no return instruction to probe (it never returns?)", f.Entry.Function)
 			return s
 		}
 		for _, a := range plan.Sites.Returns {
-			off, err := bin.FileOffset(a)
+			site, err := bin.CheckSite(a)
 			if err != nil {
 				s.err = fmt.Errorf("locate %s: %w", f.Entry.Function, err)
 				return s
 			}
-			s.exits = append(s.exits, off)
+			s.exits = append(s.exits, site.Offset)
 		}
 	}
 	spec, err := bpfSpec(s.id, plan)

@@ -194,6 +194,17 @@ func (b *Binary) FileOffset(addr uint64) (uint64, error) {
 	return 0, fmt.Errorf("address %#x is in no loaded segment", addr)
 }
 
+// OffsetAddr converts a file offset inside a loaded segment back to its
+// virtual address.
+func (b *Binary) OffsetAddr(off uint64) (uint64, error) {
+	for _, p := range b.loads {
+		if off >= p.Off && off-p.Off < p.Filesz {
+			return off - p.Off + p.Vaddr, nil
+		}
+	}
+	return 0, fmt.Errorf("file offset %#x is in no loaded segment", off)
+}
+
 // readAt reads n bytes at virtual address addr from the segment holding it.
 func (b *Binary) readAt(addr, n uint64) ([]byte, error) {
 	if n > maxSectionSize {

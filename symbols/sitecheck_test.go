@@ -58,7 +58,7 @@ func TestCheckSite(t *testing.T) {
 			// parser did before it read the module descriptor): sites of
 			// external builds must be refused, never probed.
 			if sec := b.ef.Section(".text"); sec != nil && sec.Addr != b.pclnText {
-				shifted := *b
+				shifted := &Binary{Arch: b.Arch, ef: b.ef, loads: b.loads, asm: b.asm, byName: b.byName}
 				delta := b.pclnText - sec.Addr
 				shifted.pclnText = sec.Addr
 				shifted.funcs = make([]Func, len(b.funcs))

@@ -70,28 +70,67 @@ func Gone(err error) bool {
 // at file offset 0, from /proc/PID/maps: with the ELF's first PT_LOAD
 // address it gives the load bias of a PIE program.
 func ExeMapStart(pid int) (uint64, error) {
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	maps, exe, err := exeMappings(pid)
 	if err != nil {
 		return 0, err
+	}
+	for _, m := range maps {
+		if m.off == 0 {
+			return m.start, nil
+		}
+	}
+	return 0, fmt.Errorf("no mapping of %s at offset 0", exe)
+}
+
+// ExeFileAddr returns where the byte at file offset off of pid's executable
+// is mapped in pid's address space, from /proc/PID/maps.
+func ExeFileAddr(pid int, off uint64) (uint64, error) {
+	maps, exe, err := exeMappings(pid)
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range maps {
+		if off >= m.off && off-m.off < m.end-m.start {
+			return m.start + off - m.off, nil
+		}
+	}
+	return 0, fmt.Errorf("file offset %#x of %s is not mapped", off, exe)
+}
+
+// mapping is one line of /proc/PID/maps.
+type mapping struct{ start, end, off uint64 }
+
+// exeMappings returns the mappings of pid's executable file.
+func exeMappings(pid int) ([]mapping, string, error) {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return nil, "", err
 	}
 	exe = strings.TrimSuffix(exe, " (deleted)")
 	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
 	if err != nil {
-		return 0, err
+		return nil, exe, err
 	}
 	defer f.Close()
+	var out []mapping
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		// start-end perms offset dev inode path
 		fs := strings.Fields(sc.Text())
-		if len(fs) < 6 || strings.TrimLeft(fs[2], "0") != "" || strings.TrimSuffix(strings.Join(fs[5:], " "), " (deleted)") != exe {
+		if len(fs) < 6 || strings.TrimSuffix(strings.Join(fs[5:], " "), " (deleted)") != exe {
 			continue
 		}
-		start, _, _ := strings.Cut(fs[0], "-")
-		return strconv.ParseUint(start, 16, 64)
+		lo, hi, _ := strings.Cut(fs[0], "-")
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		off, err3 := strconv.ParseUint(fs[2], 16, 64)
+		if err1 != nil || err2 != nil || err3 != nil || end <= start {
+			continue
+		}
+		out = append(out, mapping{start, end, off})
 	}
 	if err := sc.Err(); err != nil {
-		return 0, err
+		return nil, exe, err
 	}
-	return 0, fmt.Errorf("no mapping of %s at offset 0", exe)
+	return out, exe, nil
 }
