@@ -24,11 +24,21 @@
 // silently drop a row. -skip-missing writes the rows it could build.
 // Go 1.20 and 1.25 have no toolchain here: their rows are absent, and the
 // table answers for them only where both neighbouring rows agree (see
-// tableStructFields in package symbols).
+// tableStructFields in package symbols). Agreement of neighbours is not
+// proof: runtime.g's atomicstatus and goid sit at 144 and 152 in Go 1.19,
+// 1.21, 1.22 and 1.26 but at 152 and 160 in 1.23 and 1.24 (1.23 added
+// g.syscallbp; by 1.26 the embedded runtime.gobuf had shrunk by 8 bytes), so
+// before these rows existed 1.23 and 1.24 were answered wrong.
+//
+// The program is read with debug/dwarf directly, not through
+// symbols.StructFields, which cross-checks DWARF against this very table.
 package main
 
 import (
 	"bytes"
+	"debug/buildinfo"
+	"debug/dwarf"
+	"debug/elf"
 	"flag"
 	"fmt"
 	"go/format"
@@ -36,6 +46,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -282,28 +293,96 @@ type versionEntry struct {
 	structs      map[string]map[string]uint64
 }
 
+// read returns the Go release of exe and the offsets of the TableStructs
+// fields its DWARF describes. It reads DWARF itself: symbols.StructFields
+// cross-checks DWARF against the very table this command writes.
 func read(exe string) (versionEntry, error) {
-	b, err := symbols.Open(exe)
+	bi, err := buildinfo.ReadFile(exe)
 	if err != nil {
 		return versionEntry{}, err
 	}
-	defer b.Close()
-	major, minor, ok := b.Version()
-	if !ok {
-		return versionEntry{}, fmt.Errorf("unparsable go version %q", b.GoVersion)
+	var e versionEntry
+	if _, err := fmt.Sscanf(bi.GoVersion, "go%d.%d", &e.major, &e.minor); err != nil {
+		return versionEntry{}, fmt.Errorf("unparsable go version %q", bi.GoVersion)
 	}
-	e := versionEntry{major: major, minor: minor, structs: map[string]map[string]uint64{}}
+	f, err := elf.Open(exe)
+	if err != nil {
+		return versionEntry{}, err
+	}
+	defer f.Close()
+	d, err := f.DWARF()
+	if err != nil {
+		return versionEntry{}, fmt.Errorf("dwarf: %w", err)
+	}
+	all, err := dwarfStructs(d)
+	if err != nil {
+		return versionEntry{}, err
+	}
+	e.structs = map[string]map[string]uint64{}
 	for _, spec := range symbols.TableStructs {
 		for _, f := range spec.Fields {
-			offs, src, err := b.StructFields(spec.Type, f)
-			if err != nil || src != symbols.SourceDWARF {
+			off, ok := all[spec.Type][f]
+			if !ok {
 				continue // absent in this release
 			}
 			if e.structs[spec.Type] == nil {
 				e.structs[spec.Type] = map[string]uint64{}
 			}
-			e.structs[spec.Type][f] = offs[f]
+			e.structs[spec.Type][f] = off
 		}
 	}
 	return e, nil
+}
+
+// dwarfStructs returns the member offsets of every TableStructs type
+// defined in d. A type defined twice with different members is an error.
+func dwarfStructs(d *dwarf.Data) (map[string]map[string]uint64, error) {
+	want := map[string]bool{}
+	for _, spec := range symbols.TableStructs {
+		want[spec.Type] = true
+	}
+	out := map[string]map[string]uint64{}
+	r := d.Reader()
+	for {
+		e, err := r.Next()
+		if err != nil {
+			return nil, err
+		}
+		if e == nil {
+			return out, nil
+		}
+		if e.Tag == dwarf.TagCompileUnit {
+			continue
+		}
+		name, _ := e.Val(dwarf.AttrName).(string)
+		if e.Tag != dwarf.TagStructType || !want[name] || !e.Children {
+			if e.Children {
+				r.SkipChildren()
+			}
+			continue
+		}
+		fields := map[string]uint64{}
+		for {
+			m, err := r.Next()
+			if err != nil {
+				return nil, err
+			}
+			if m == nil || m.Tag == 0 {
+				break
+			}
+			if m.Tag == dwarf.TagMember {
+				fname, _ := m.Val(dwarf.AttrName).(string)
+				if off, ok := m.Val(dwarf.AttrDataMemberLoc).(int64); ok && fname != "" && off >= 0 {
+					fields[fname] = uint64(off)
+				}
+			}
+			if m.Children {
+				r.SkipChildren()
+			}
+		}
+		if prev, ok := out[name]; ok && !reflect.DeepEqual(prev, fields) {
+			return nil, fmt.Errorf("dwarf defines %s twice, differently: %v and %v", name, prev, fields)
+		}
+		out[name] = fields
+	}
 }
