@@ -1,0 +1,93 @@
+package probes
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/blindspot-dev/blindspot/symbols"
+)
+
+func TestSameInstruction(t *testing.T) {
+	push := []byte{0x55}
+	cmp := []byte{0x49, 0x3b, 0x66, 0x10}
+	for _, tc := range []struct {
+		arch      string
+		got, want []byte
+		ok        bool
+	}{
+		{"amd64", push, push, true},
+		{"amd64", []byte{0xcc}, push, true}, // a uprobe already there
+		{"amd64", []byte{0xcc, 0x3b, 0x66, 0x10}, cmp, true},
+		{"amd64", []byte{0xcc, 0x3b, 0x66, 0x11}, cmp, false},
+		{"amd64", []byte{0x48, 0x3b, 0x66, 0x10}, cmp, false},
+		{"amd64", []byte{0x56}, push, false},
+		{"arm64", []byte{0xa0, 0x00, 0x20, 0xd4}, []byte{0xfe, 0x0f, 0x1e, 0xf8}, true},
+		{"arm64", []byte{0xa1, 0x00, 0x20, 0xd4}, []byte{0xfe, 0x0f, 0x1e, 0xf8}, false},
+	} {
+		if got := sameInstruction(tc.arch, tc.got, tc.want); got != tc.ok {
+			t.Errorf("%s % x vs % x = %v", tc.arch, tc.got, tc.want, got)
+		}
+	}
+}
+
+// TestVerifySites reads real sites back through a running program's
+// mapping, and refuses an offset inside an instruction.
+func TestVerifySites(t *testing.T) {
+	requireBPF(t)
+	pid, exe, _ := startServer(t)
+	bin, err := symbols.Open(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bin.Close()
+	var offs []uint64
+	for _, p := range httpServerProbes {
+		o, err := probeSites(bin, p)
+		if err != nil {
+			t.Fatalf("%s: %v", p.Function, err)
+		}
+		offs = append(offs, o...)
+	}
+	if err := verifySites(pid, bin, offs); err != nil {
+		t.Fatalf("real sites refused: %v", err)
+	}
+	f, err := bin.LookupFunc("net/http.serverHandler.ServeHTTP")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := bin.FileOffset(f.Entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The entry's CMPQ SP, 16(R14) is four bytes long: +1 is inside it.
+	err = verifySites(pid, bin, []uint64{entry + 1})
+	if err == nil || !strings.Contains(err.Error(), "inside an instruction") {
+		t.Errorf("site inside an instruction: %v", err)
+	}
+	// Sites computed from another executable (this test binary, which
+	// links net/http too) do not hold the same bytes in the server.
+	other, err := symbols.Open(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	var o []uint64
+	for _, name := range []string{"net/http.(*Transport).roundTrip", "net/http.(*Client).do", "fmt.Fprintf", "strconv.Itoa"} {
+		fo, err1 := other.LookupFunc(name)
+		fs, err2 := bin.LookupFunc(name)
+		if err1 == nil && err2 == nil && fo.Entry != fs.Entry {
+			if o, err = probeSites(other, Probe{Function: name}); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if len(o) == 0 {
+		t.Fatal("no function at different addresses in both binaries")
+	}
+	err = verifySites(pid, other, o)
+	if err == nil || !strings.Contains(err.Error(), "refusing to probe") {
+		t.Errorf("another binary's site: %v", err)
+	}
+}
