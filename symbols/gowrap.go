@@ -319,8 +319,11 @@ func (b *Binary) inlineTreesDecode(v *pclnView, base uint64) bool {
 		entryOff, err1 := v.u32(v.pclnOff + i*8)
 		next, err2 := v.u32(v.pclnOff + (i+1)*8)
 		funcOff, err3 := v.u32(v.pclnOff + i*8 + 4)
-		if err1 != nil || err2 != nil || err3 != nil || next <= entryOff {
+		if err1 != nil || err2 != nil || err3 != nil {
 			return false
+		}
+		if next <= entryOff {
+			continue // empty: nothing inlined
 		}
 		rec := v.pclnOff + uint64(funcOff)
 		size := uint64(next - entryOff)
@@ -334,7 +337,7 @@ func (b *Binary) inlineTreesDecode(v *pclnView, base uint64) bool {
 		}
 		rs, err := v.pcTable(tab, size)
 		if err != nil {
-			return false
+			continue
 		}
 		maxIdx := int32(-1)
 		for _, r := range rs {
@@ -695,6 +698,16 @@ func copyHelper(name string) bool {
 	return name == "runtime.duffcopy" || name == "runtime.duffzero"
 }
 
+// raceHook reports the calls the race detector's instrumentation adds to
+// every function's prologue and epilogue (-race builds).
+func raceHook(name string) bool {
+	switch name {
+	case "runtime.racefuncenter", "runtime.racefuncenterfp", "runtime.racefuncexit":
+		return true
+	}
+	return false
+}
+
 // calledCallee checks the shape of a wrapper that calls its function: on
 // the path from the entry to the first RET only the prologue, argument
 // set-up, one direct call and the epilogue; after the RET only the
@@ -719,6 +732,12 @@ func (b *Binary) calledCallee(w wrapperFunc, insts []inst, needArgp bool) (strin
 		case in.Op == x86asm.NOP:
 		case callAt >= 0:
 			// After the call: only the epilogue.
+			if in.Op == x86asm.CALL {
+				if f, ok := b.callTarget(in, w.Entry); ok && raceHook(f.Name) {
+					continue
+				}
+				return "", false
+			}
 			if !frameOp(in.Inst) || in.Op == x86asm.SUB || in.Op == x86asm.PUSH {
 				return "", false
 			}
@@ -735,7 +754,7 @@ func (b *Binary) calledCallee(w wrapperFunc, insts []inst, needArgp bool) (strin
 			if !ok {
 				return "", false // indirect: the callee is not known here
 			}
-			if copyHelper(f.Name) {
+			if copyHelper(f.Name) || raceHook(f.Name) {
 				continue
 			}
 			if strings.HasPrefix(f.Name, "runtime.") {
@@ -806,7 +825,7 @@ func (b *Binary) inlinedCallee(w wrapperFunc, insts []inst) (string, bool) {
 		case s.argpCheck(in.Inst):
 		case in.Op == x86asm.CALL:
 			f, ok := b.callTarget(in, w.Entry)
-			if !ok || !isMorestack(f.Name) {
+			if !ok || !isMorestack(f.Name) && !raceHook(f.Name) {
 				return "", false
 			}
 		case b.argSetup(s, in, w.Entry):

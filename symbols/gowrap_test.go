@@ -220,7 +220,8 @@ func fetchGo(minor int) (string, error) {
 }
 
 // gowrapBuilds builds gowrapSrc with Go 1.19, 1.21–1.24, 1.26 and 1.27,
-// plain and stripped (and PIE for 1.19 and 1.26), two builds at a time.
+// plain, stripped, and stripped with the external linker (and PIE for 1.19
+// and 1.26, -race for 1.26), two builds at a time.
 // A toolchain that cannot be had is recorded as the build's error.
 func gowrapBuilds() {
 	gowrapOnce.Do(func() {
@@ -251,18 +252,23 @@ func gowrapBuilds() {
 		}
 		var jobs []gowrapBuild
 		for _, c := range tcs {
-			flavors := [][2]string{{"", ""}, {"-s", "-ldflags=-s -w"}}
+			// name suffix, build flags; "+cgo" builds with cgo.
+			flavors := [][]string{{""}, {"-s", "-ldflags=-s -w"}, {"-ext-s", "+cgo", "-ldflags=-s -w -linkmode=external"}}
 			if c.minor == 19 || c.minor == 26 {
-				flavors = append(flavors, [2]string{"-pie-s", "-buildmode=pie"})
+				flavors = append(flavors, []string{"-pie-s", "-buildmode=pie", "-ldflags=-s -w"})
+			}
+			if c.minor == 26 {
+				flavors = append(flavors, []string{"-race", "+cgo", "-race"})
 			}
 			for _, fl := range flavors {
-				bd := gowrapBuild{name: fmt.Sprintf("go1%d%s", c.minor, fl[0]), minor: c.minor, gobin: c.gobin, env: c.env,
-					stripped: strings.HasSuffix(fl[0], "-s")}
-				if fl[1] != "" {
-					bd.flags = append(bd.flags, fl[1])
-				}
-				if fl[0] == "-pie-s" {
-					bd.flags = append(bd.flags, "-ldflags=-s -w")
+				bd := gowrapBuild{name: fmt.Sprintf("go1%d%s", c.minor, fl[0]), minor: c.minor, gobin: c.gobin,
+					env: append([]string{}, c.env...), stripped: strings.HasSuffix(fl[0], "-s")}
+				for _, f := range fl[1:] {
+					if f == "+cgo" {
+						bd.env = append(bd.env, "CGO_ENABLED=1")
+						continue
+					}
+					bd.flags = append(bd.flags, f)
 				}
 				gowrapList = append(gowrapList, bd)
 				if c.err != nil {
@@ -365,7 +371,7 @@ func TestGoWrappers(t *testing.T) {
 	}
 	// Stripping changes nothing.
 	for _, bd := range gowrapList {
-		plain := strings.TrimSuffix(strings.TrimSuffix(bd.name, "-s"), "-pie")
+		plain := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(bd.name, "-s"), "-pie"), "-ext"), "-race")
 		if plain == bd.name || results[bd.name] == nil || results[plain] == nil {
 			continue
 		}
