@@ -67,8 +67,9 @@ type proc struct {
 	spans       []span
 	firstSeen   map[uint64]seen
 	gen         uint32
-	fns         map[uint64]fnInfo
-	labels      []string // the label values set at the last sample
+	fns         map[uint64]fnInfo // by run-time pc
+	names       *startNames       // shared by the programs running bin
+	labels      []string          // the label values set at the last sample
 	counts      map[string]*fnAgg
 
 	// GC and runtime settings
@@ -104,7 +105,7 @@ type fnAgg struct {
 }
 
 func newProc(pid int, bin *symbols.Binary, t aggregator.TargetID, opts Options) (*proc, error) {
-	p := &proc{pid: pid, t: t, bin: bin, opts: opts, mem: memReader{pid: pid},
+	p := &proc{pid: pid, t: t, bin: bin, opts: opts, mem: memReader{pid: pid}, names: &startNames{bin: bin},
 		firstSeen: map[uint64]seen{}, fns: map[uint64]fnInfo{}, counts: map[string]*fnAgg{}, logged: map[string]bool{}}
 	p.ps, _ = process.NewProcess(int32(pid))
 	p.globals, _ = bin.GlobalAddrs(append(append([]string{}, goroutineGlobals...), gcGlobals...)...)
@@ -464,10 +465,15 @@ func (p *proc) fnInfo(pc uint64) fnInfo {
 	if f, ok := p.bin.FuncForPC(pc - p.bias); ok {
 		fi.name = f.Name
 		// runtime.isSystemGoroutine: runtime functions but runtime.main
-		// do not count in runtime.NumGoroutine.
+		// do not count in runtime.NumGoroutine (by the start function's
+		// own name, wrapper or not).
 		fi.system = strings.HasPrefix(f.Name, "runtime.") && f.Name != "runtime.main"
-		if t, ok := p.bin.GoWrapTarget(f); ok {
-			fi.name = t.Name
+		// The wrapper of a go statement with arguments is named after
+		// the function the statement started.
+		if f.Entry == pc-p.bias {
+			if callee, ok := p.names.callee(f.Entry, p.opts.Logger); ok {
+				fi.name = callee
+			}
 		}
 	}
 	if len(p.fns) >= maxFnsCache {

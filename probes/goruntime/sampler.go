@@ -45,6 +45,7 @@ type Sampler struct {
 
 	mu     sync.Mutex
 	procs  map[int]*proc
+	names  map[*symbols.Binary]*startNames
 	stop   chan struct{}
 	done   chan struct{}
 	closed bool
@@ -69,7 +70,7 @@ func New(agg *aggregator.Aggregator, opts *Options) *Sampler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Sampler{opts: o, shard: agg.NewShard(), procs: map[int]*proc{}}
+	return &Sampler{opts: o, shard: agg.NewShard(), procs: map[int]*proc{}, names: map[*symbols.Binary]*startNames{}}
 }
 
 // Attach starts sampling the process pid running bin. It locates what it
@@ -85,6 +86,16 @@ func (s *Sampler) Attach(pid int, bin *symbols.Binary, t aggregator.TargetID) er
 	if s.closed {
 		return errors.New("sampler closed")
 	}
+	if old := s.procs[pid]; old != nil {
+		s.release(old)
+	}
+	n := s.names[bin]
+	if n == nil {
+		n = p.names
+		s.names[bin] = n
+	}
+	n.refs++
+	p.names = n
 	s.procs[pid] = p
 	if s.stop == nil {
 		s.stop, s.done = make(chan struct{}), make(chan struct{})
@@ -96,6 +107,9 @@ func (s *Sampler) Attach(pid int, bin *symbols.Binary, t aggregator.TargetID) er
 // Detach stops sampling pid. The last detach stops the goroutine.
 func (s *Sampler) Detach(pid int) {
 	s.mu.Lock()
+	if p := s.procs[pid]; p != nil {
+		s.release(p)
+	}
 	delete(s.procs, pid)
 	var done chan struct{}
 	if len(s.procs) == 0 && s.stop != nil {
@@ -114,6 +128,7 @@ func (s *Sampler) Close() {
 	s.mu.Lock()
 	s.closed = true
 	s.procs = map[int]*proc{}
+	s.names = map[*symbols.Binary]*startNames{}
 	stop, done := s.stop, s.done
 	s.stop, s.done = nil, nil
 	s.mu.Unlock()
@@ -121,6 +136,45 @@ func (s *Sampler) Close() {
 		close(stop)
 		<-done
 	}
+}
+
+// release drops p's reference to the start function names of its
+// binary (s.mu held).
+func (s *Sampler) release(p *proc) {
+	n := s.names[p.bin]
+	if n == nil || n != p.names {
+		return
+	}
+	if n.refs--; n.refs <= 0 {
+		delete(s.names, p.bin)
+	}
+}
+
+// startNames knows, for one binary, which functions are the wrappers go
+// statements with arguments compile to and which function each starts.
+// It is worked out once per binary (symbols.GoWrappers), at the first
+// goroutine whose start function must be named, and shared by every
+// program running that binary.
+type startNames struct {
+	bin      *symbols.Binary
+	refs     int // programs using it (Sampler.mu)
+	once     sync.Once
+	wrappers map[uint64]string // wrapper entry → callee name
+}
+
+// callee returns the function the wrapper at entry (link-time) starts.
+func (n *startNames) callee(entry uint64, log *slog.Logger) (string, bool) {
+	n.once.Do(func() {
+		start := time.Now()
+		var err error
+		n.wrappers, err = n.bin.GoWrappers()
+		if log == nil {
+			return
+		}
+		log.Debug("go statement wrappers", "exe", n.bin.Path, "wrappers", len(n.wrappers), "took", time.Since(start), "err", err)
+	})
+	c, ok := n.wrappers[entry]
+	return c, ok
 }
 
 func (s *Sampler) run(stop, done chan struct{}) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -130,6 +131,80 @@ func TestSampleSelf(t *testing.T) {
 		if f.values(m)[""] <= 0 {
 			t.Errorf("%s not set", m)
 		}
+	}
+}
+
+// argParkedForTest is started by go statements with arguments: the
+// goroutine starts in a wrapper (inlining argParkedForTest since Go 1.22).
+func argParkedForTest(c chan struct{}, wg *sync.WaitGroup) { wg.Done(); <-c }
+
+// spawnArgs starts n goroutines with go argParkedForTest(c, &wg) and n
+// real closures.
+func spawnArgs(n int) (stop func()) {
+	c := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2 * n)
+	for i := 0; i < n; i++ {
+		go argParkedForTest(c, &wg)
+		go func() {
+			wg.Done()
+			<-c
+		}()
+	}
+	wg.Wait()
+	return func() { close(c) }
+}
+
+const (
+	argParkedName     = "github.com/blindspot-dev/blindspot/probes/goruntime.argParkedForTest"
+	argClosureName    = "github.com/blindspot-dev/blindspot/probes/goruntime.spawnArgs.func1"
+	argClosureNameOld = "github.com/blindspot-dev/blindspot/probes/goruntime.spawnArgs.func2"
+)
+
+// TestStartFunctionNames: goroutines started by a go statement with
+// arguments are named after the function the statement names, not the
+// wrapper; real closures keep their names; the wrappers of a binary are
+// worked out once and shared by the programs running it.
+func TestStartFunctionNames(t *testing.T) {
+	f := newFixture(t)
+	stop := spawnArgs(30)
+	defer stop()
+	f.proc.sample(f.sh, time.Now())
+	if f.proc.gErr != nil {
+		t.Fatal(f.proc.gErr)
+	}
+	live := f.values("go_goroutine_live")
+	if live[argParkedName] != 30 || live[argClosureName]+live[argClosureNameOld] != 30 {
+		t.Errorf("live by function: %v", live)
+	}
+	for name := range live {
+		if strings.Contains(name, "gowrap") {
+			t.Errorf("wrapper name exported: %s", name)
+		}
+	}
+
+	agg := aggregator.New(Metrics(), aggregator.Options{})
+	s := New(agg, &Options{Interval: time.Hour})
+	defer s.Close()
+	bin := self(t)
+	for _, pid := range []int{os.Getpid(), os.Getpid() + 1_000_000} {
+		if err := s.Attach(pid, bin, agg.AddTarget(aggregator.Target{PID: pid, Service: "self"})); err != nil && pid == os.Getpid() {
+			t.Fatal(err)
+		}
+	}
+	s.mu.Lock()
+	shared := s.procs[os.Getpid()].names == s.procs[os.Getpid()+1_000_000].names && len(s.names) == 1
+	s.mu.Unlock()
+	if !shared {
+		t.Error("two programs of one binary do not share its start function names")
+	}
+	s.Detach(os.Getpid())
+	s.Detach(os.Getpid() + 1_000_000)
+	s.mu.Lock()
+	kept := len(s.names)
+	s.mu.Unlock()
+	if kept != 0 {
+		t.Errorf("names of a binary no program runs kept: %d", kept)
 	}
 }
 
