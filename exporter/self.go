@@ -19,7 +19,7 @@ type selfCollector struct {
 	state State
 	agg   *aggregator.Aggregator
 
-	buildInfo, targets, targetInfo, probeErrors, events, lost, overflow, unattributed *prometheus.Desc
+	buildInfo, targets, targetInfo, probeErrors, events, lost, invalid, overflow, unattributed *prometheus.Desc
 }
 
 func newSelfCollector(state State, agg *aggregator.Aggregator) *selfCollector {
@@ -32,13 +32,14 @@ func newSelfCollector(state State, agg *aggregator.Aggregator) *selfCollector {
 		probeErrors:  prometheus.NewDesc("blindspot_probe_errors_total", "Programs or probes that could not be instrumented, by probe family and reason.", []string{"probe", "reason"}, nil),
 		events:       prometheus.NewDesc("blindspot_events_total", "Events read from the ring buffers, by probe family.", []string{"probe"}, nil),
 		lost:         prometheus.NewDesc("blindspot_events_lost_total", "Events dropped because a ring buffer was full or unreadable, by probe family.", []string{"probe"}, nil),
+		invalid:      prometheus.NewDesc("blindspot_events_invalid_total", "Events not exported because a value read from the program was implausible, by probe family and reason (status, method, utf8, path, port, duration).", []string{"probe", "reason"}, nil),
 		overflow:     prometheus.NewDesc("blindspot_series_overflow_total", "Label sets folded into a metric's overflow series because it reached its series limit.", []string{"metric"}, nil),
 		unattributed: prometheus.NewDesc("blindspot_events_unattributed_total", "Events that named a process no longer instrumented (or malformed events).", []string{"reason"}, nil),
 	}
 }
 
 func (c *selfCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.buildInfo, c.targets, c.targetInfo, c.probeErrors, c.events, c.lost, c.overflow, c.unattributed} {
+	for _, d := range []*prometheus.Desc{c.buildInfo, c.targets, c.targetInfo, c.probeErrors, c.events, c.lost, c.invalid, c.overflow, c.unattributed} {
 		ch <- d
 	}
 }
@@ -70,6 +71,11 @@ func (c *selfCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for fam, n := range st.Lost {
 		ch <- prometheus.MustNewConstMetric(c.lost, prometheus.CounterValue, float64(n), fam)
+	}
+	for fam, by := range st.Invalid {
+		for reason, n := range by {
+			ch <- prometheus.MustNewConstMetric(c.invalid, prometheus.CounterValue, float64(n), fam, reason)
+		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.unattributed, prometheus.CounterValue, float64(st.Unattributed), "unknown_process")
 	ch <- prometheus.MustNewConstMetric(c.unattributed, prometheus.CounterValue, float64(st.Malformed), "malformed")

@@ -38,10 +38,10 @@ th{background:#f4f4f4}.err{color:#b00}td.n{text-align:right;font-variant-numeric
 {{range .Errors}}<tr><td>{{.Probe}}</td><td>{{.Reason}}</td><td class="n">{{.Count}}</td></tr>{{else}}<tr><td colspan="3">None.</td></tr>{{end}}
 </table>
 <h2>Events and drops</h2>
-<table id="events"><tr><th>Probe</th><th>Read</th><th>Lost (ring buffer full)</th></tr>
-{{range .Events}}<tr><td>{{.Name}}</td><td class="n">{{.Read}}</td><td class="n">{{.Lost}}</td></tr>{{end}}
-<tr><td>events naming no instrumented process</td><td></td><td class="n">{{.Unattributed}}</td></tr>
-<tr><td>malformed events</td><td></td><td class="n">{{.Malformed}}</td></tr>
+<table id="events"><tr><th>Probe</th><th>Read</th><th>Lost (ring buffer full)</th><th>Invalid (not exported)</th></tr>
+{{range .Events}}<tr><td>{{.Name}}</td><td class="n">{{.Read}}</td><td class="n">{{.Lost}}</td><td class="n{{if .Invalid}} err{{end}}">{{.Invalid}}{{range .InvalidBy}} <span>{{.Reason}}: {{.Count}}</span>{{end}}</td></tr>{{end}}
+<tr><td>events naming no instrumented process</td><td></td><td class="n">{{.Unattributed}}</td><td></td></tr>
+<tr><td>malformed events</td><td></td><td class="n">{{.Malformed}}</td><td></td></tr>
 </table>
 <h2>Series limits</h2>
 <table id="overflow"><tr><th>Metric</th><th>Limit</th><th>Label sets folded into the overflow series</th></tr>
@@ -51,8 +51,14 @@ th{background:#f4f4f4}.err{color:#b00}td.n{text-align:right;font-variant-numeric
 `))
 
 type eventRow struct {
-	Name       string
-	Read, Lost uint64
+	Name                string
+	Read, Lost, Invalid uint64
+	InvalidBy           []reasonCount // the reasons with a count
+}
+
+type reasonCount struct {
+	Reason string
+	Count  uint64
 }
 
 type errorRow struct {
@@ -74,7 +80,15 @@ func statusPage(state State, agg *aggregator.Aggregator) http.Handler {
 		st := state.ProbeStats()
 		var rows []eventRow
 		for name, n := range st.Events {
-			rows = append(rows, eventRow{Name: name, Read: n, Lost: st.Lost[name]})
+			row := eventRow{Name: name, Read: n, Lost: st.Lost[name]}
+			for reason, k := range st.Invalid[name] {
+				if k != 0 {
+					row.Invalid += k
+					row.InvalidBy = append(row.InvalidBy, reasonCount{reason, k})
+				}
+			}
+			sort.Slice(row.InvalidBy, func(i, j int) bool { return row.InvalidBy[i].Reason < row.InvalidBy[j].Reason })
+			rows = append(rows, row)
 		}
 		sort.Slice(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
 		var errs []errorRow

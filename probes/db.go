@@ -174,6 +174,7 @@ func dbFamily(opts Options, agg *aggregator.Aggregator) *family {
 		startMap:  "db_starts",
 		configure: dbOffsets,
 		decode:    st.decode,
+		invalid:   []string{"utf8", "duration"},
 		attached:  st.attached,
 		detached:  st.detached,
 	}
@@ -296,24 +297,39 @@ func (st *dbState) detached(pid int) {
 	}
 }
 
-func (st *dbState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) bool {
+// decode folds one db_event into a shard, after checking what was read
+// from the program: the timestamps and the statement's text.
+func (st *dbState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) verdict {
 	if len(raw) < int(unsafe.Sizeof(dbDbEvent{})) {
-		return false
+		return malformed
 	}
 	ev := (*dbDbEvent)(unsafe.Pointer(&raw[0]))
 	c := st.shards[sh]
 	if c == nil {
-		return false
+		return malformed
+	}
+	if ev.Op > dbOpWait {
+		return malformed
+	}
+	if !plausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
+		return invalidDuration
+	}
+	var q parsedQuery
+	if ev.Op == dbOpQuery {
+		var ok bool
+		if q, ok = c.parse(sh, cbytes(ev.Query[:], int(ev.QueryLen)), int(ev.QueryLen) >= len(ev.Query)); !ok {
+			return invalidUTF8
+		}
 	}
 	pid := ev.Hdr.Pid
 	pv := c.pool(st, sh, dbKey{pid, ev.Db}, t)
 	d := float64(ev.Hdr.EndNs-ev.Hdr.StartNs) / 1e9
 	if ev.Op == dbOpWait {
 		if pv == nil {
-			return true // not a *sql.DB we can name
+			return decoded // not a *sql.DB we can name
 		}
 		sh.Observe(dbConnWait, t, aggregator.Labels{pv.pool}, d)
-		return true
+		return decoded
 	}
 	var l aggregator.Labels
 	if pv != nil {
@@ -321,7 +337,6 @@ func (st *dbState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byt
 	}
 	switch ev.Op {
 	case dbOpQuery:
-		q := c.parse(sh, cbytes(ev.Query[:], int(ev.QueryLen)), int(ev.QueryLen) >= len(ev.Query))
 		l[1], l[2] = q.op, q.collection
 	case dbOpBegin:
 		l[1] = sh.InternString("BEGIN")
@@ -329,31 +344,36 @@ func (st *dbState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byt
 		l[1] = sh.InternString("COMMIT")
 	case dbOpRollback:
 		l[1] = sh.InternString("ROLLBACK")
-	default:
-		return false
 	}
 	if ev.Err.Type != 0 {
 		e := (*goError)(unsafe.Pointer(&ev.Err))
 		l[3] = sh.InternString(errorType(c.types, st.procs.lookup(pid), pid, e))
 	}
 	sh.Observe(dbOperationDuration, t, l, d)
-	return true
+	return decoded
 }
 
 // parse returns the operation and collection of a query text, cached by
-// text: the event path parses each distinct text once.
-func (c *dbShard) parse(sh *aggregator.Shard, q []byte, truncated bool) parsedQuery {
+// text: the event path parses each distinct text once. ok is false for a
+// text that is not valid UTF-8 or holds control characters other than
+// white space (what a misread string holds); only plausible texts are
+// cached.
+func (c *dbShard) parse(sh *aggregator.Shard, q []byte, truncated bool) (p parsedQuery, ok bool) {
 	if p, ok := c.queries[string(q)]; ok {
-		return p
+		return p, true
 	}
-	s := string(q)
+	text, ok := labelText(q, truncated, true)
+	if !ok {
+		return parsedQuery{}, false
+	}
+	s := string(text)
 	op, coll := parseSQL(s, truncated)
-	p := parsedQuery{op: sh.InternString(op), collection: sh.InternString(coll)}
+	p = parsedQuery{op: sh.InternString(op), collection: sh.InternString(coll)}
 	if len(c.queries) >= queryCacheLimit {
 		clear(c.queries)
 	}
-	c.queries[s] = p
-	return p
+	c.queries[string(q)] = p
+	return p, true
 }
 
 // pool returns the label values of a *sql.DB, registering it on first

@@ -20,7 +20,8 @@ func setChars(dst []int8, s string) uint8 {
 }
 
 // The decoders fold an event into a shard without allocating once its
-// labels have been seen: the reader's hot path.
+// labels have been seen, and refuse an implausible one without allocating
+// either: the reader's hot path.
 func TestDecodersDoNotAllocate(t *testing.T) {
 	agg := aggregator.New(Metrics(), aggregator.Options{})
 	tid := agg.AddTarget(aggregator.Target{PID: 42, Service: "svc"})
@@ -41,15 +42,26 @@ func TestDecodersDoNotAllocate(t *testing.T) {
 	cl.HostLen = setChars(cl.Host[:], "payments.internal:8443")
 	client := httpClientFamily(agg)
 
-	for name, decode := range map[string]func() bool{
-		"http_server": func() bool { return decodeHTTPServer(sh, tid, raw(&srv)) },
-		"http_client": func() bool { return client.decode(sh, tid, raw(&cl)) },
+	badSrv := srv
+	badSrv.Status = 257
+	badCl := cl
+	badCl.HostLen = setChars(badCl.Host[:], "payments.internal:0")
+
+	for _, c := range []struct {
+		name   string
+		decode func() verdict
+		want   verdict
+	}{
+		{"http_server", func() verdict { return decodeHTTPServer(sh, tid, raw(&srv)) }, decoded},
+		{"http_client", func() verdict { return client.decode(sh, tid, raw(&cl)) }, decoded},
+		{"http_server invalid", func() verdict { return decodeHTTPServer(sh, tid, raw(&badSrv)) }, invalidStatus},
+		{"http_client invalid", func() verdict { return client.decode(sh, tid, raw(&badCl)) }, invalidPort},
 	} {
-		if !decode() {
-			t.Fatalf("%s: event rejected", name)
+		if v := c.decode(); v != c.want {
+			t.Fatalf("%s: verdict %d, want %d", c.name, v, c.want)
 		}
-		if allocs := testing.AllocsPerRun(200, func() { decode() }); allocs != 0 {
-			t.Errorf("%s: %v allocations per event, want 0", name, allocs)
+		if allocs := testing.AllocsPerRun(200, func() { c.decode() }); allocs != 0 {
+			t.Errorf("%s: %v allocations per event, want 0", c.name, allocs)
 		}
 	}
 	var n uint64
@@ -66,8 +78,8 @@ func TestDecodersDoNotAllocate(t *testing.T) {
 			}
 		}
 	}
-	// Each decoder ran once, then 201 times in AllocsPerRun (a warm-up
-	// and 200 measured runs).
+	// Each valid event was decoded once, then 201 times in AllocsPerRun (a
+	// warm-up and 200 measured runs); the invalid ones never.
 	if want := uint64(2 * (1 + 201)); n != want {
 		t.Errorf("%d observations, want %d", n, want)
 	}

@@ -43,6 +43,11 @@ type Probe struct {
 	AfterCall bool
 }
 
+// decoder checks one event read from a ring and, when every value in it
+// is plausible, folds it into the reader's shard. It must not allocate once
+// the event's labels have been seen.
+type decoder func(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) verdict
+
 // family is one group of probes whose BPF programs share a collection.
 type family struct {
 	// name labels the family's self-metrics ("http_server").
@@ -59,8 +64,11 @@ type family struct {
 	startMap string
 	// configure reads what the BPF programs need to know about a binary.
 	configure func(b *symbols.Binary) (any, error)
-	// decode folds one event into a shard.
-	decode func(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) bool
+	// decode checks one event and folds it into a shard (see verdict).
+	decode decoder
+	// invalid lists the reason labels of blindspot_events_invalid_total
+	// the decoder can report (each is exported from the start, at 0).
+	invalid []string
 	// attached and detached, when set, follow the processes the family is
 	// attached to (for samplers that read program state on a timer).
 	attached func(pid int, bin *symbols.Binary, t aggregator.TargetID)

@@ -61,6 +61,7 @@ func httpClientFamily(agg *aggregator.Aggregator) *family {
 		startMap:  "http_client_starts",
 		configure: httpClientOffsets,
 		decode:    st.decode,
+		invalid:   []string{"status", "method", "utf8", "port", "duration"},
 		attached: func(pid int, bin *symbols.Binary, t aggregator.TargetID) {
 			st.procs.set(uint32(pid), newGoProc(pid, bin, t))
 		},
@@ -101,45 +102,83 @@ func errorOffsets(b *symbols.Binary) (opErr, sysErr uint64) {
 	return opErr, sysErr
 }
 
-func (st *httpClientState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) bool {
+// decode folds one http_client_event into a shard, after checking every
+// value read from the program (see decodeHTTPServer).
+func (st *httpClientState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) verdict {
 	if len(raw) < int(unsafe.Sizeof(httpClientHttpClientEvent{})) {
-		return false
+		return malformed
 	}
 	ev := (*httpClientHttpClientEvent)(unsafe.Pointer(&raw[0]))
 	c := st.shards[sh]
 	if c == nil {
-		return false
+		return malformed
+	}
+	if !plausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
+		return invalidDuration
 	}
 	var l aggregator.Labels
 	method := cbytes(ev.Method[:], int(ev.MethodLen))
 	switch {
 	case len(method) == 0:
 		l[0] = sh.InternString("GET") // net/http: "" means GET
+	case !plausibleMethod(method):
+		return invalidMethod
 	case knownMethods[string(method)]:
 		l[0] = sh.Intern(method)
 	default:
 		l[0] = sh.InternString("_OTHER")
 	}
-	if ev.Hdr.Flags&httpcFlagResponse != 0 {
-		l[1] = sh.Status(ev.Status)
+	hp, v := c.hostPort(sh, cbytes(ev.Scheme[:], int(ev.SchemeLen)), cbytes(ev.Host[:], int(ev.HostLen)), int(ev.HostLen) >= len(ev.Host))
+	if v != decoded {
+		return v
 	}
-	hp := c.hostPort(sh, cbytes(ev.Scheme[:], int(ev.SchemeLen)), cbytes(ev.Host[:], int(ev.HostLen)))
 	l[2], l[3] = hp.addr, hp.port
+	// The status last: the checks above tell more about how the program
+	// was read than what a server sent.
+	if ev.Hdr.Flags&httpcFlagResponse != 0 {
+		switch {
+		case plausibleStatus(ev.Status):
+			l[1] = sh.Status(ev.Status)
+		case ev.Status == 0 || ev.Status > 999:
+			// net/http's client reads exactly three digits over HTTP/1
+			// (a server answering "000" is broken beyond use), and an
+			// HTTP/2 server sending more is too; 0 is also what an
+			// unwritten field holds.
+			return invalidStatus
+		default:
+			return invalidPeerStatus // what the server sent (some send 999)
+		}
+	}
 	if ev.Err.Type != 0 {
 		e := (*goError)(unsafe.Pointer(&ev.Err))
 		l[4] = sh.InternString(errorType(c.types, st.procs.lookup(ev.Hdr.Pid), ev.Hdr.Pid, e))
 	}
 	sh.Observe(httpClientDuration, t, l, float64(ev.Hdr.EndNs-ev.Hdr.StartNs)/1e9)
-	return true
+	return decoded
 }
 
 // hostPort returns the server_address and server_port labels of a URL's
-// scheme and host, cached.
-func (c *httpClientShard) hostPort(sh *aggregator.Shard, scheme, host []byte) hostPort {
+// scheme and host (truncated: the host may have been cut by its buffer),
+// cached. Only plausible hosts are cached: a cached one needs no check.
+func (c *httpClientShard) hostPort(sh *aggregator.Shard, scheme, host []byte, truncated bool) (hostPort, verdict) {
 	var buf [80]byte
 	key := append(append(append(buf[:0], scheme...), 0), host...)
 	if hp, ok := c.hosts[string(key)]; ok {
-		return hp
+		return hp, decoded
+	}
+	scheme, ok := labelText(scheme, false, false)
+	if !ok {
+		return hostPort{}, invalidUTF8
+	}
+	if host, ok = labelText(host, truncated, false); !ok {
+		return hostPort{}, invalidUTF8
+	}
+	// The port as splitHostPort finds it, checked before anything is
+	// made of it: refusing allocates nothing.
+	if i := bytes.LastIndexByte(host, ':'); i >= 0 && bytes.IndexByte(host[i:], ']') < 0 {
+		if p := host[i+1:]; len(p) > 0 && !plausiblePort(p) {
+			return hostPort{}, invalidPort
+		}
 	}
 	addr, port := splitHostPort(string(scheme), string(host))
 	hp := hostPort{addr: sh.InternString(addr), port: sh.InternString(port)}
@@ -147,7 +186,7 @@ func (c *httpClientShard) hostPort(sh *aggregator.Shard, scheme, host []byte) ho
 		clear(c.hosts)
 	}
 	c.hosts[string(key)] = hp
-	return hp
+	return hp, decoded
 }
 
 // splitHostPort splits a URL's host ("example.com:8080", "[::1]:80",

@@ -52,6 +52,7 @@ func httpServerFamily() *family {
 		startMap:  "http_server_starts",
 		configure: httpServerOffsets,
 		decode:    decodeHTTPServer,
+		invalid:   []string{"status", "method", "utf8", "path", "duration"},
 	}
 }
 
@@ -119,28 +120,62 @@ var knownMethods = map[string]bool{
 	"CONNECT": true, "OPTIONS": true, "TRACE": true, "PATCH": true, "QUERY": true,
 }
 
-// decodeHTTPServer folds one http_server_event into a shard. It reports
-// false for a malformed event.
-func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) bool {
+// decodeHTTPServer folds one http_server_event into a shard. Every value
+// read from the program is checked first: an implausible one exports
+// nothing and is reported by its verdict.
+func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) verdict {
 	if len(raw) < int(unsafe.Sizeof(httpServerHttpServerEvent{})) {
-		return false
+		return malformed
 	}
 	ev := (*httpServerHttpServerEvent)(unsafe.Pointer(&raw[0]))
+	if !plausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
+		return invalidDuration
+	}
+	status := uint16(0)
+	if ev.Hdr.Flags&httpFlagStatus != 0 {
+		// Written by the handler, or the 200 net/http sends for a handler
+		// that wrote nothing (the BPF program supplies that one).
+		status = ev.Status
+		if !plausibleStatus(status) {
+			return invalidStatus
+		}
+	} else if ev.Hdr.Flags&httpFlagPanic != 0 {
+		status = 500 // what a recovering middleware would have sent
+	}
+	// A request always has a method. net/http answers 400 to an HTTP/1
+	// request whose method is not a token before any handler runs; over
+	// HTTP/2 it checks only that the method is a valid header value, so
+	// there a client can send one that is not a token.
 	method := cbytes(ev.Method[:], int(ev.MethodLen))
+	if len(method) == 0 {
+		return invalidMethod
+	}
+	if !plausibleMethod(method) {
+		if ev.Hdr.Flags&httpFlagHTTP2 != 0 {
+			return invalidPeerMethod
+		}
+		return invalidMethod
+	}
+	// The pattern comes from the program's own code; the path from the
+	// client (only checked where it becomes the route).
+	pattern, ok := labelText(cbytes(ev.Pattern[:], int(ev.PatternLen)), int(ev.PatternLen) >= len(ev.Pattern), false)
+	if !ok {
+		return invalidUTF8
+	}
+	var path []byte
+	if len(pattern) == 0 {
+		if path, ok = labelText(cbytes(ev.Path[:], int(ev.PathLen)), int(ev.PathLen) >= len(ev.Path), false); !ok {
+			return invalidPath
+		}
+	}
 	var l aggregator.Labels
 	if knownMethods[string(method)] {
 		l[0] = sh.Intern(method)
 	} else {
 		l[0] = sh.InternString("_OTHER")
 	}
-	status := uint16(0)
-	if ev.Hdr.Flags&httpFlagStatus != 0 {
-		status = ev.Status
-	} else if ev.Hdr.Flags&httpFlagPanic != 0 {
-		status = 500 // what a recovering middleware would have sent
-	}
 	l[1] = sh.Status(status)
-	l[2] = sh.Route(t, cbytes(ev.Path[:], int(ev.PathLen)), cbytes(ev.Pattern[:], int(ev.PatternLen)))
+	l[2] = sh.Route(t, path, pattern)
 	switch {
 	case ev.Hdr.Flags&httpFlagPanic != 0:
 		l[3] = sh.InternString("panic")
@@ -149,7 +184,7 @@ func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) b
 	}
 	d := float64(ev.Hdr.EndNs-ev.Hdr.StartNs) / 1e9
 	sh.Observe(httpServerDuration, t, l, d)
-	return true
+	return decoded
 }
 
 // cbytes views the first n bytes of a char array from a BPF event.

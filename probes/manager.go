@@ -32,7 +32,8 @@ type Options struct {
 	// uprobe_multi links (as kernels before 6.6 must).
 	SingleUprobes bool
 	// InFlightTTL is how long a call may stay in flight before its start
-	// is swept as stale (default 1 hour).
+	// is swept as stale (default 1 hour, at most 23 h 50 min: a duration of
+	// a day or more is refused as implausible).
 	InFlightTTL time.Duration
 	// DBPoolNames renames database/sql pools: a pool's default name
 	// ("postgresql-1": the driver's system and the pool's first-seen order
@@ -100,6 +101,7 @@ func New(agg *aggregator.Aggregator, opts *Options) (*Manager, error) {
 	if o.InFlightTTL <= 0 {
 		o.InFlightTTL = time.Hour
 	}
+	o.InFlightTTL = min(o.InFlightTTL, maxInFlightTTL)
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, fmt.Errorf("count cpus: %w", err)
@@ -519,6 +521,10 @@ func (m *Manager) sweep(ctx context.Context) {
 type Stats struct {
 	Events map[string]uint64
 	Lost   map[string]uint64
+	// Invalid events were refused for an implausible value: by family,
+	// then reason (status, method, utf8, path, port, duration; every
+	// reason a family can report is present).
+	Invalid map[string]map[string]uint64
 	// Unattributed events named a PID no longer (or not yet) attached.
 	Unattributed uint64
 	// Malformed events could not be decoded.
@@ -527,7 +533,7 @@ type Stats struct {
 
 // Stats reads the manager's counters.
 func (m *Manager) Stats() Stats {
-	s := Stats{Events: map[string]uint64{}, Lost: map[string]uint64{}}
+	s := Stats{Events: map[string]uint64{}, Lost: map[string]uint64{}, Invalid: map[string]map[string]uint64{}}
 	for _, f := range m.families {
 		if f.coll == nil {
 			continue // a sampler: no events
@@ -535,6 +541,7 @@ func (m *Manager) Stats() Stats {
 		kind := f.kind
 		s.Events[f.name] = m.readers.sum(func(c *readerCounts) uint64 { return c.events[kind].Load() })
 		s.Lost[f.name] = m.rings.lostEvents(f.kind)
+		s.Invalid[f.name] = m.readers.invalid(f.family)
 	}
 	s.Unattributed = m.readers.sum(func(c *readerCounts) uint64 { return c.unknown.Load() })
 	s.Malformed = m.readers.sum(func(c *readerCounts) uint64 { return c.malformed.Load() })

@@ -94,7 +94,7 @@ type readers struct {
 	agg      *aggregator.Aggregator
 	interval time.Duration
 	targets  *targetTable
-	decoders [maxKinds]func(*aggregator.Shard, aggregator.TargetID, []byte) bool
+	decoders [maxKinds]decoder
 
 	counts []*readerCounts // one per reader: no cache line shared between CPUs
 	wg     sync.WaitGroup
@@ -105,6 +105,7 @@ type readers struct {
 // their own.
 type readerCounts struct {
 	events    [maxKinds]atomic.Uint64
+	invalid   [maxKinds][numVerdicts]atomic.Uint64 // by kind and verdict
 	malformed atomic.Uint64
 	unknown   atomic.Uint64
 	_         [64]byte
@@ -171,8 +172,11 @@ func (r *readers) handle(sh *aggregator.Shard, c *readerCounts, raw []byte) {
 		c.unknown.Add(1)
 		return
 	}
-	if !r.decoders[kind](sh, t, raw) {
+	switch v := r.decoders[kind](sh, t, raw); {
+	case v == malformed:
 		c.malformed.Add(1)
+	case v.invalid():
+		c.invalid[kind][v].Add(1)
 	}
 }
 

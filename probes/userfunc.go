@@ -94,6 +94,7 @@ type userSpec struct {
 type userDecode struct {
 	metric   *aggregator.Metric
 	types    [userfunc.MaxLabels]userfunc.LabelType
+	maxLen   [userfunc.MaxLabels]int // of string labels: a value this long may have been cut
 	n        int
 	outcome  bool
 	duration bool
@@ -110,7 +111,8 @@ type userProc struct {
 }
 
 func (m *Manager) loadUserFuncs() error {
-	lf, err := m.load(&family{name: userFamilyName, kind: kindUserFunc, spec: loadUserFunc, configMap: "uf_specs"})
+	lf, err := m.load(&family{name: userFamilyName, kind: kindUserFunc, spec: loadUserFunc, configMap: "uf_specs",
+		invalid: []string{"utf8", "duration"}})
 	if err != nil {
 		return err
 	}
@@ -434,7 +436,7 @@ func (u *userProbes) publish() {
 		}
 		d := &userDecode{metric: f.Metric, n: len(s.plan.Labels), outcome: s.plan.Outcome != userfunc.OutcomeNone, duration: f.Entry.IsDuration()}
 		for i, l := range s.plan.Labels {
-			d.types[i] = l.Type
+			d.types[i], d.maxLen[i] = l.Type, l.MaxLen
 		}
 		next[s.id] = d
 	}
@@ -446,22 +448,32 @@ var (
 	outcomeError   = "error"
 )
 
-// decode folds one uf_event into a shard.
-func (u *userProbes) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) bool {
+// decode folds one uf_event into a shard. String labels must be valid
+// UTF-8 without control characters; integers and booleans are whatever
+// the program held.
+func (u *userProbes) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) verdict {
 	if len(raw) < int(unsafe.Sizeof(userFuncUfEvent{})) {
-		return false
+		return malformed
 	}
 	ev := (*userFuncUfEvent)(unsafe.Pointer(&raw[0]))
 	d := (*u.byID.Load())[ev.Id]
 	if d == nil {
-		return true // an entry removed by a reload
+		return decoded // an entry removed by a reload
+	}
+	if d.duration && !plausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
+		return invalidDuration
 	}
 	var l aggregator.Labels
 	var buf [24]byte
 	for i := 0; i < d.n; i++ {
 		switch d.types[i] {
 		case userfunc.LabelString:
-			l[i] = sh.Intern(cbytes(ev.V.Str[i][:], int(ev.V.Len[i])))
+			n := int(ev.V.Len[i])
+			s, ok := labelText(cbytes(ev.V.Str[i][:], n), n >= d.maxLen[i] || n >= len(ev.V.Str[i]), false)
+			if !ok {
+				return invalidUTF8
+			}
+			l[i] = sh.Intern(s)
 		case userfunc.LabelInt:
 			l[i] = sh.Intern(strconv.AppendInt(buf[:0], int64(ev.V.Num[i]), 10))
 		case userfunc.LabelUint:
@@ -483,5 +495,5 @@ func (u *userProbes) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []b
 	} else {
 		sh.Add(d.metric, t, l, 1)
 	}
-	return true
+	return decoded
 }

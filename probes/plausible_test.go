@@ -1,0 +1,337 @@
+package probes
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/probes/userfunc"
+)
+
+func TestPlausibleValues(t *testing.T) {
+	for code, want := range map[uint16]bool{
+		0: false, 99: false, 100: true, 101: true, 103: true, 104: false, 199: false,
+		200: true, 204: true, 226: true, 227: false, 256: false, 257: false, 299: false,
+		301: true, 308: true, 309: false, 399: false, 400: true, 418: true, 444: true, 499: true,
+		500: true, 503: true, 520: true, 599: true, 600: false, 999: false, 12240: false, 0x7fff: false, 0xffff: false,
+	} {
+		if got := plausibleStatus(code); got != want {
+			t.Errorf("plausibleStatus(%d) = %v, want %v", code, got, want)
+		}
+	}
+	for m, want := range map[string]bool{
+		"GET": true, "get": true, "PURGE": true, "M-SEARCH": true, "X_Custom~!": true, "BASELINE-CONTROL": true,
+		"G\x00T": false, "G T": false, "GÉT": false, "GET\r\n": false, "(GET)": false, "GET/": false,
+		"ABCDEFGHIJKLMNOPQ": false, // longer than the BPF programs copy
+	} {
+		if got := plausibleMethod([]byte(m)); got != want {
+			t.Errorf("plausibleMethod(%q) = %v, want %v", m, got, want)
+		}
+	}
+	for _, c := range []struct {
+		in                  string
+		truncated, sqlSpace bool
+		out                 string
+		ok                  bool
+	}{
+		{in: "/items/42", out: "/items/42", ok: true},
+		{in: "/café/ü", out: "/café/ü", ok: true},
+		{in: "", out: "", ok: true},
+		{in: "/a\xffb", ok: false},
+		{in: "/a\xffb", truncated: true, ok: false}, // not a cut rune: a bad one
+		{in: "/a\x00", ok: false},
+		{in: "/a\nb", ok: false},
+		{in: "/a\x7f", ok: false},
+		{in: "/caf\xc3", ok: false},                              // a cut rune in a text that was not cut
+		{in: "/caf\xc3", truncated: true, out: "/caf", ok: true}, // cut by the buffer: trimmed
+		{in: "/x\xe2\x82", truncated: true, out: "/x", ok: true},
+		{in: "SELECT 1\n\tFROM t\r\n", sqlSpace: true, out: "SELECT 1\n\tFROM t\r\n", ok: true},
+		{in: "SELECT 1\x00", sqlSpace: true, ok: false},
+		{in: "SELECT \x1b[0m", sqlSpace: true, ok: false},
+	} {
+		out, ok := labelText([]byte(c.in), c.truncated, c.sqlSpace)
+		if ok != c.ok || ok && string(out) != c.out {
+			t.Errorf("labelText(%q, %v, %v) = %q, %v; want %q, %v", c.in, c.truncated, c.sqlSpace, out, ok, c.out, c.ok)
+		}
+	}
+	for p, want := range map[string]bool{
+		"1": true, "80": true, "8443": true, "65535": true,
+		"0": false, "65536": false, "99999": false, "123456": false, "": false, "8o": false, "-1": false, "+80": false,
+	} {
+		if got := plausiblePort([]byte(p)); got != want {
+			t.Errorf("plausiblePort(%q) = %v, want %v", p, got, want)
+		}
+	}
+	if !plausibleDuration(5, 5) || !plausibleDuration(1, uint64(23*time.Hour)) ||
+		plausibleDuration(2, 1) || plausibleDuration(1, 1+uint64(24*time.Hour)) {
+		t.Error("plausibleDuration: want end >= start and less than a day")
+	}
+}
+
+// decoderRig holds every decoder and the aggregator they fold into.
+type decoderRig struct {
+	agg                *aggregator.Aggregator
+	sh                 *aggregator.Shard
+	tid                aggregator.TargetID
+	client, db         *family
+	user               *userProbes
+	ufCount, ufSeconds *aggregator.Metric
+}
+
+const (
+	ufCountID   = 7 // a counter with one string label
+	ufSecondsID = 8 // a histogram with one string label
+)
+
+func newDecoderRig(t *testing.T) *decoderRig {
+	t.Helper()
+	r := &decoderRig{
+		ufCount:   &aggregator.Metric{Name: "orders_total", Help: "Orders.", Unit: "{call}", Kind: aggregator.Counter, Labels: []string{"order_type"}},
+		ufSeconds: &aggregator.Metric{Name: "charge_duration_seconds", Help: "Charges.", Unit: "s", Kind: aggregator.Histogram, Labels: []string{"gateway"}, Buckets: aggregator.DurationBuckets},
+	}
+	r.agg = aggregator.New(append(Metrics(), r.ufCount, r.ufSeconds), aggregator.Options{Shards: 1})
+	r.tid = r.agg.AddTarget(aggregator.Target{PID: 42, Service: "svc"})
+	r.sh = r.agg.Shard(0)
+	r.client = httpClientFamily(r.agg)
+	r.db = dbFamily(Options{}, r.agg)
+	r.user = &userProbes{}
+	specs := map[uint32]*userDecode{
+		ufCountID:   {metric: r.ufCount, n: 1, types: [userfunc.MaxLabels]userfunc.LabelType{userfunc.LabelString}, maxLen: [userfunc.MaxLabels]int{64}},
+		ufSecondsID: {metric: r.ufSeconds, n: 1, types: [userfunc.MaxLabels]userfunc.LabelType{userfunc.LabelString}, maxLen: [userfunc.MaxLabels]int{16}, duration: true},
+	}
+	r.user.byID.Store(&specs)
+	return r
+}
+
+func (r *decoderRig) decoders() [maxKinds]decoder {
+	var d [maxKinds]decoder
+	d[kindHTTPServer] = decodeHTTPServer
+	d[kindHTTPClient] = r.client.decode
+	d[kindDB] = r.db.decode
+	d[kindUserFunc] = r.user.decode
+	return d
+}
+
+// observed counts what reached the aggregator, by metric.
+func (r *decoderRig) observed() map[string]uint64 {
+	out := map[string]uint64{}
+	for _, p := range r.agg.Snapshot() {
+		out[p.Metric.Name] += p.Count // a counter's count is its value here
+	}
+	return out
+}
+
+// Event builders: a plausible event of each kind, changed by f.
+
+func serverEvent(f func(*httpServerHttpServerEvent)) []byte {
+	var ev httpServerHttpServerEvent
+	ev.Hdr.Kind, ev.Hdr.Flags, ev.Hdr.Pid, ev.Hdr.StartNs, ev.Hdr.EndNs = kindHTTPServer, httpFlagStatus, 42, 1000000, 3000000
+	ev.Status = 200
+	ev.MethodLen = setChars(ev.Method[:], "GET")
+	ev.PathLen = uint16(setChars(ev.Path[:], "/items/42"))
+	if f != nil {
+		f(&ev)
+	}
+	return raw(&ev)
+}
+
+func clientEvent(f func(*httpClientHttpClientEvent)) []byte {
+	var ev httpClientHttpClientEvent
+	ev.Hdr.Kind, ev.Hdr.Flags, ev.Hdr.Pid, ev.Hdr.StartNs, ev.Hdr.EndNs = kindHTTPClient, httpcFlagResponse, 42, 1000000, 3000000
+	ev.Status = 200
+	ev.MethodLen = setChars(ev.Method[:], "GET")
+	ev.SchemeLen = setChars(ev.Scheme[:], "http")
+	ev.HostLen = setChars(ev.Host[:], "payments.internal:8443")
+	if f != nil {
+		f(&ev)
+	}
+	return raw(&ev)
+}
+
+func dbEvent(f func(*dbDbEvent)) []byte {
+	var ev dbDbEvent
+	ev.Hdr.Kind, ev.Hdr.Pid, ev.Hdr.StartNs, ev.Hdr.EndNs = kindDB, 42, 1000000, 3000000
+	ev.Op = dbOpQuery
+	ev.QueryLen = uint16(setChars(ev.Query[:], "SELECT id FROM items WHERE id = $1"))
+	if f != nil {
+		f(&ev)
+	}
+	return raw(&ev)
+}
+
+func userEvent(id uint32, label string, f func(*userFuncUfEvent)) []byte {
+	var ev userFuncUfEvent
+	ev.Hdr.Kind, ev.Hdr.Pid, ev.Hdr.StartNs, ev.Hdr.EndNs = kindUserFunc, 42, 1000000, 3000000
+	ev.Id = id
+	ev.V.Len[0] = setChars(ev.V.Str[0][:], label)
+	if f != nil {
+		f(&ev)
+	}
+	return raw(&ev)
+}
+
+// Crafted events with an implausible value, as a misread program yields
+// them, are refused by their decoder under the right reason, and nothing
+// of them reaches the shard.
+func TestDecodersRefuseImplausibleEvents(t *testing.T) {
+	r := newDecoderRig(t)
+	dec := r.decoders()
+	longBadPath := "/" + strings.Repeat("a", 60) + "\xff" + strings.Repeat("b", 239) // 300 bytes
+	cases := []struct {
+		name   string
+		raw    []byte
+		want   verdict
+		reason string
+	}{
+		// HTTP server.
+		{"server status 257", serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 257 }), invalidStatus, "status"},
+		{"server status 12240", serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 12240 }), invalidStatus, "status"},
+		{"server status 0x7fff", serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 0x7fff }), invalidStatus, "status"},
+		{"server status 0 written", serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 0 }), invalidStatus, "status"},
+		{"server status 999", serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 999 }), invalidStatus, "status"},
+		{"server method NUL", serverEvent(func(e *httpServerHttpServerEvent) { e.MethodLen = setChars(e.Method[:], "G\x00T") }), invalidMethod, "method"},
+		{"server method empty", serverEvent(func(e *httpServerHttpServerEvent) { e.MethodLen = 0 }), invalidMethod, "method"},
+		{"server method space", serverEvent(func(e *httpServerHttpServerEvent) { e.MethodLen = setChars(e.Method[:], "G T") }), invalidMethod, "method"},
+		{"server HTTP/2 method space", serverEvent(func(e *httpServerHttpServerEvent) {
+			e.Hdr.Flags |= httpFlagHTTP2
+			e.MethodLen = setChars(e.Method[:], "G T")
+		}), invalidPeerMethod, "method"},
+		{"server 300-byte path, invalid UTF-8", serverEvent(func(e *httpServerHttpServerEvent) {
+			setChars(e.Path[:], longBadPath)
+			e.PathLen = uint16(len(longBadPath))
+		}), invalidPath, "path"},
+		{"server path with newline", serverEvent(func(e *httpServerHttpServerEvent) { e.PathLen = uint16(setChars(e.Path[:], "/a\nb")) }), invalidPath, "path"},
+		{"server pattern invalid UTF-8", serverEvent(func(e *httpServerHttpServerEvent) {
+			e.PatternLen = uint16(setChars(e.Pattern[:], "GET /\xc3\x28"))
+		}), invalidUTF8, "utf8"},
+		{"server end before start", serverEvent(func(e *httpServerHttpServerEvent) { e.Hdr.StartNs, e.Hdr.EndNs = 3000000, 1000000 }), invalidDuration, "duration"},
+		{"server a day long", serverEvent(func(e *httpServerHttpServerEvent) { e.Hdr.EndNs = e.Hdr.StartNs + uint64(25*time.Hour) }), invalidDuration, "duration"},
+		// HTTP client.
+		{"client status 257", clientEvent(func(e *httpClientHttpClientEvent) { e.Status = 257 }), invalidPeerStatus, "status"},
+		{"client status 999", clientEvent(func(e *httpClientHttpClientEvent) { e.Status = 999 }), invalidPeerStatus, "status"},
+		{"client status 12240", clientEvent(func(e *httpClientHttpClientEvent) { e.Status = 12240 }), invalidStatus, "status"},
+		{"client status 0x7fff", clientEvent(func(e *httpClientHttpClientEvent) { e.Status = 0x7fff }), invalidStatus, "status"},
+		{"client status 0 with a response", clientEvent(func(e *httpClientHttpClientEvent) { e.Status = 0 }), invalidStatus, "status"},
+		{"client method NUL", clientEvent(func(e *httpClientHttpClientEvent) { e.MethodLen = setChars(e.Method[:], "G\x00T") }), invalidMethod, "method"},
+		{"client host invalid UTF-8", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = setChars(e.Host[:], "pay\xffments:80") }), invalidUTF8, "utf8"},
+		{"client host with control", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = setChars(e.Host[:], "pay\x01ments") }), invalidUTF8, "utf8"},
+		{"client scheme garbage", clientEvent(func(e *httpClientHttpClientEvent) { e.SchemeLen = setChars(e.Scheme[:], "h\xfe") }), invalidUTF8, "utf8"},
+		{"client port 0", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = setChars(e.Host[:], "payments.internal:0") }), invalidPort, "port"},
+		{"client port 65536", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = setChars(e.Host[:], "payments.internal:65536") }), invalidPort, "port"},
+		{"client port not a number", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = setChars(e.Host[:], "[::1]:http") }), invalidPort, "port"},
+		{"client end before start", clientEvent(func(e *httpClientHttpClientEvent) { e.Hdr.StartNs, e.Hdr.EndNs = 3000000, 1000000 }), invalidDuration, "duration"},
+		// database/sql.
+		{"db query invalid UTF-8", dbEvent(func(e *dbDbEvent) { e.QueryLen = uint16(setChars(e.Query[:], "SELECT \xff FROM items")) }), invalidUTF8, "utf8"},
+		{"db query NUL", dbEvent(func(e *dbDbEvent) { e.QueryLen = uint16(setChars(e.Query[:], "SELECT 1\x00\x00")) }), invalidUTF8, "utf8"},
+		{"db end before start", dbEvent(func(e *dbDbEvent) { e.Hdr.StartNs, e.Hdr.EndNs = 3000000, 1000000 }), invalidDuration, "duration"},
+		{"db wait end before start", dbEvent(func(e *dbDbEvent) { e.Op, e.Hdr.StartNs, e.Hdr.EndNs = dbOpWait, 3000000, 1000000 }), invalidDuration, "duration"},
+		// Business functions.
+		{"business label invalid UTF-8", userEvent(ufCountID, "re\xc3\x28tail", nil), invalidUTF8, "utf8"},
+		{"business label NUL", userEvent(ufCountID, "retail\x00", nil), invalidUTF8, "utf8"},
+		{"business end before start", userEvent(ufSecondsID, "stripe", func(e *userFuncUfEvent) { e.Hdr.StartNs, e.Hdr.EndNs = 3000000, 1000000 }), invalidDuration, "duration"},
+	}
+	for _, c := range cases {
+		kind := uint16(c.raw[0]) | uint16(c.raw[1])<<8
+		v := dec[kind](r.sh, r.tid, c.raw)
+		if v != c.want {
+			t.Errorf("%s: verdict %d, want %d", c.name, v, c.want)
+			continue
+		}
+		if got := invalidReasons[v]; got != c.reason {
+			t.Errorf("%s: reason %q, want %q", c.name, got, c.reason)
+		}
+	}
+	if got := r.observed(); len(got) != 0 {
+		t.Errorf("implausible events reached the aggregator: %v", got)
+	}
+}
+
+// What a correctly read program sends is still decoded: unknown methods
+// that are tokens, text cut by its buffer in the middle of a rune, SQL
+// laid out on several lines, a business label of a counter.
+func TestDecodersAcceptPlausibleEdges(t *testing.T) {
+	r := newDecoderRig(t)
+	dec := r.decoders()
+	cut := strings.Repeat("é", 64) // 128 bytes: the path buffer, full
+	for _, c := range []struct {
+		name string
+		raw  []byte
+	}{
+		{"server lower-case method", serverEvent(func(e *httpServerHttpServerEvent) { e.MethodLen = setChars(e.Method[:], "get") })},
+		{"server status 0 on a hijacked connection", serverEvent(func(e *httpServerHttpServerEvent) { e.Hdr.Flags, e.Status = httpFlagHijacked, 0 })},
+		{"server panic before a status", serverEvent(func(e *httpServerHttpServerEvent) { e.Hdr.Flags, e.Status = httpFlagPanic, 0 })},
+		{"server path cut in a rune", serverEvent(func(e *httpServerHttpServerEvent) {
+			setChars(e.Path[:], "/"+cut)
+			e.PathLen = 400
+		})},
+		{"server bad path behind a pattern", serverEvent(func(e *httpServerHttpServerEvent) {
+			e.PathLen = uint16(setChars(e.Path[:], "/\xff"))
+			e.PatternLen = uint16(setChars(e.Pattern[:], "GET /{x}"))
+		})},
+		{"client no response", clientEvent(func(e *httpClientHttpClientEvent) { e.Hdr.Flags, e.Status = 0, 0 })},
+		{"client empty method", clientEvent(func(e *httpClientHttpClientEvent) { e.MethodLen = 0 })},
+		{"client host without port", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = setChars(e.Host[:], "example.com") })},
+		{"db multi-line query", dbEvent(func(e *dbDbEvent) { e.QueryLen = uint16(setChars(e.Query[:], "SELECT id\n\tFROM items\r\n")) })},
+		{"db begin", dbEvent(func(e *dbDbEvent) { e.Op, e.QueryLen = dbOpBegin, 0 })},
+		{"business counter", userEvent(ufCountID, "retail", nil)},
+		{"business histogram cut in a rune", userEvent(ufSecondsID, "abcdefghijklmnoé", func(e *userFuncUfEvent) { e.V.Len[0] = 16 })},
+	} {
+		kind := uint16(c.raw[0]) | uint16(c.raw[1])<<8
+		if v := dec[kind](r.sh, r.tid, c.raw); v != decoded {
+			t.Errorf("%s: verdict %d, want decoded", c.name, v)
+		}
+	}
+	got := r.observed()
+	want := map[string]uint64{"http_server_request_duration_seconds": 5, "http_client_request_duration_seconds": 3,
+		"db_client_operation_duration_seconds": 2, "orders_total": 1, "charge_duration_seconds": 1}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("%s: %d observations, want %d (all: %v)", k, got[k], n, got)
+		}
+	}
+	for _, p := range r.agg.Snapshot() {
+		for _, l := range p.Labels {
+			if _, ok := labelText([]byte(l), false, false); !ok {
+				t.Errorf("%s: label %q is not valid UTF-8", p.Metric.Name, l)
+			}
+		}
+	}
+}
+
+// newTestReaders returns readers over the rig's decoders with one reader's
+// counts, attributing pids to the rig's target.
+func newTestReaders(r *decoderRig, pids ...uint32) (*readers, *readerCounts) {
+	rd := &readers{agg: r.agg, targets: &targetTable{}, decoders: r.decoders()}
+	for _, pid := range pids {
+		rd.targets.set(pid, r.tid, true)
+	}
+	c := &readerCounts{}
+	rd.counts = []*readerCounts{c}
+	return rd, c
+}
+
+// The reader's whole path — attribution, decoding, counting, the window of
+// an open (process, family) — allocates nothing per event, valid or not,
+// once the window is open.
+func TestReaderPathDoesNotAllocate(t *testing.T) {
+	r := newDecoderRig(t)
+	rd, c := newTestReaders(r, 42)
+	good := serverEvent(nil)
+	bad := serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 12240 })
+	badPath := serverEvent(func(e *httpServerHttpServerEvent) { e.PathLen = uint16(setChars(e.Path[:], "/\xff")) })
+	badClient := clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = setChars(e.Host[:], "h:0") })
+	for _, ev := range [][]byte{good, bad, badPath, badClient} {
+		rd.handle(r.sh, c, ev) // opens the windows, interns the labels
+	}
+	for name, ev := range map[string][]byte{"valid": good, "invalid status": bad, "invalid path": badPath, "invalid port": badClient} {
+		if allocs := testing.AllocsPerRun(200, func() { rd.handle(r.sh, c, ev) }); allocs != 0 {
+			t.Errorf("%s event: %v allocations, want 0", name, allocs)
+		}
+	}
+	// Without an open window, a valid event does not even look one up.
+	rd2, c2 := newTestReaders(r, 42)
+	if allocs := testing.AllocsPerRun(200, func() { rd2.handle(r.sh, c2, good) }); allocs != 0 {
+		t.Errorf("valid event without windows: %v allocations, want 0", allocs)
+	}
+}
