@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -57,6 +58,12 @@ type Manager struct {
 	user     *userProbes // business functions from the configuration
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+
+	attMu sync.Mutex
+	atts  map[int]*Attachment // by PID: what the invalid-event policy may detach
+
+	policy     invalidPolicy // used by the police goroutine only
+	onDetached atomic.Pointer[func(Detached)]
 }
 
 type loadedFamily struct {
@@ -110,7 +117,7 @@ func New(agg *aggregator.Aggregator, opts *Options) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{opts: o, rings: rs}
+	m := &Manager{opts: o, rings: rs, atts: map[int]*Attachment{}}
 	m.readers = &readers{rs: rs, agg: agg, interval: o.DrainInterval, targets: &m.targets}
 	for _, f := range families(o, agg) {
 		lf, err := m.load(f)
@@ -133,8 +140,9 @@ func New(agg *aggregator.Aggregator, opts *Options) (*Manager, error) {
 		m.Close()
 		return nil, err
 	}
-	m.wg.Add(1)
+	m.wg.Add(2)
 	go m.sweep(ctx)
+	go m.police(ctx)
 	return m, nil
 }
 
@@ -202,10 +210,32 @@ type ProbeStatus struct {
 
 // Attachment is the probes of one process. Detach releases them.
 type Attachment struct {
-	PID    int
+	PID int
+	// Probes is how each family fared when attached (the manager does not
+	// change it once Attach has returned); Status adds what happened since.
 	Probes []ProbeStatus
-	links  []link.Link
-	fams   []*loadedFamily
+
+	mu     sync.Mutex
+	fams   []attachedFamily // attached now
+	status []ProbeStatus
+}
+
+// attachedFamily is one family attached to one process, and its links.
+type attachedFamily struct {
+	f     *loadedFamily
+	links []link.Link
+}
+
+// Status returns how each family fares in the process now: as in Probes,
+// except for a family detached since by the invalid-event policy, whose
+// Error says why.
+func (a *Attachment) Status() []ProbeStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.status == nil {
+		return append([]ProbeStatus(nil), a.Probes...) // not made by Attach
+	}
+	return append([]ProbeStatus(nil), a.status...)
 }
 
 // ErrNoFamily says that no probe family applies to a program (it links none
@@ -254,8 +284,7 @@ func (m *Manager) Attach(pid int, exe string, bin *symbols.Binary, t aggregator.
 			continue
 		}
 		st.Sites = sites
-		a.links = append(a.links, links...)
-		a.fams = append(a.fams, f)
+		a.fams = append(a.fams, attachedFamily{f: f, links: links})
 		a.Probes = append(a.Probes, st)
 		if f.attached != nil {
 			f.attached(pid, bin, t)
@@ -265,7 +294,19 @@ func (m *Manager) Attach(pid int, exe string, bin *symbols.Binary, t aggregator.
 		m.targets.set(uint32(pid), 0, false)
 		return a, ErrNoFamily
 	}
+	m.track(a)
 	return a, nil
+}
+
+// track makes an attachment's families detachable by the invalid-event
+// policy.
+func (m *Manager) track(a *Attachment) {
+	a.mu.Lock()
+	a.status = append([]ProbeStatus(nil), a.Probes...)
+	a.mu.Unlock()
+	m.attMu.Lock()
+	m.atts[a.PID] = a
+	m.attMu.Unlock()
 }
 
 // configFor computes, once per binary, what the family's BPF programs need
@@ -449,19 +490,25 @@ func (f *loadedFamily) attachSites(ex *link.Executable, bin *symbols.Binary, pro
 // Detach removes a process's probes and everything kept about it in BPF
 // maps.
 func (m *Manager) Detach(a *Attachment) {
-	closeLinks(a.links)
-	a.links = nil
+	m.attMu.Lock()
+	if m.atts[a.PID] == a {
+		delete(m.atts, a.PID)
+	}
+	m.attMu.Unlock()
+	a.mu.Lock()
+	fams := a.fams
+	a.fams = nil
+	a.mu.Unlock()
+	var links []link.Link
+	for _, af := range fams {
+		links = append(links, af.links...)
+	}
+	closeLinks(links)
 	if m.user != nil {
 		m.user.detach(a.PID)
 	}
-	for _, f := range a.fams {
-		if f.detached != nil {
-			f.detached(a.PID)
-		}
-		if f.config != nil {
-			f.config.Delete(uint32(a.PID))
-		}
-		f.dropStarts(func(tgid uint32, _ uint64) bool { return tgid == uint32(a.PID) })
+	for _, af := range fams {
+		af.f.forget(a.PID)
 	}
 	pid := uint32(a.PID)
 	// Events already in the rings still name this PID: let the readers
@@ -469,6 +516,24 @@ func (m *Manager) Detach(a *Attachment) {
 	time.AfterFunc(4*m.opts.DrainInterval+100*time.Millisecond, func() {
 		m.targets.set(pid, 0, false)
 	})
+}
+
+// release detaches one family from one process (whose other families
+// stay attached).
+func (m *Manager) release(pid int, af attachedFamily) {
+	closeLinks(af.links)
+	af.f.forget(pid)
+}
+
+// forget drops what the family keeps about a process it no longer probes.
+func (f *loadedFamily) forget(pid int) {
+	if f.detached != nil {
+		f.detached(pid)
+	}
+	if f.config != nil {
+		f.config.Delete(uint32(pid))
+	}
+	f.dropStarts(func(tgid uint32, _ uint64) bool { return tgid == uint32(pid) })
 }
 
 // dropStarts deletes the calls in flight that match.

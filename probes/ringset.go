@@ -108,7 +108,13 @@ type readerCounts struct {
 	invalid   [maxKinds][numVerdicts]atomic.Uint64 // by kind and verdict
 	malformed atomic.Uint64
 	unknown   atomic.Uint64
-	_         [64]byte
+	// watch counts the events of each (process, family) whose window of
+	// the invalid-event policy is open (invalid.go): read on every event
+	// while one is, replaced whole under watchMu (by this reader when an
+	// invalid event opens a window, by the policy when it closes one).
+	watch   atomic.Pointer[watchMap]
+	watchMu sync.Mutex
+	_       [64]byte
 }
 
 func (r *readers) sum(f func(*readerCounts) uint64) uint64 {
@@ -172,11 +178,23 @@ func (r *readers) handle(sh *aggregator.Shard, c *readerCounts, raw []byte) {
 		c.unknown.Add(1)
 		return
 	}
-	switch v := r.decoders[kind](sh, t, raw); {
+	v := r.decoders[kind](sh, t, raw)
+	switch {
 	case v == malformed:
 		c.malformed.Add(1)
+		return
 	case v.invalid():
 		c.invalid[kind][v].Add(1)
+		if v.evidence() {
+			c.noteInvalid(watchKeyOf(kind, pid, raw), v)
+			return
+		}
+	}
+	// Plausibly read: weighed against the invalid ones of an open window.
+	if w := c.watch.Load(); w != nil && len(*w) != 0 {
+		if wc := (*w)[watchKeyOf(kind, pid, raw)]; wc != nil {
+			wc.valid.Add(1)
+		}
 	}
 }
 

@@ -1,0 +1,359 @@
+package probes
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf/link"
+
+	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/probes/userfunc"
+)
+
+// The reader counts invalid events per family and reason, and in the
+// window of their (process, family) only when they are evidence.
+func TestReaderCountsInvalidEvents(t *testing.T) {
+	r := newDecoderRig(t)
+	rd, c := newTestReaders(r, 42)
+	for i := 0; i < 3; i++ {
+		rd.handle(r.sh, c, serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 257 }))
+	}
+	rd.handle(r.sh, c, serverEvent(func(e *httpServerHttpServerEvent) { e.PathLen = uint16(setChars(e.Path[:], "/\xff")) }))
+	rd.handle(r.sh, c, serverEvent(nil))
+	rd.handle(r.sh, c, clientEvent(func(e *httpClientHttpClientEvent) { e.Status = 999 }))
+	rd.handle(r.sh, c, userEvent(ufCountID, "\xff", nil))
+	rd.handle(r.sh, c, serverEvent(func(e *httpServerHttpServerEvent) { e.Hdr.Pid = 99 })) // not attached
+
+	if n := c.invalid[kindHTTPServer][invalidStatus].Load(); n != 3 {
+		t.Errorf("http_server status: %d, want 3", n)
+	}
+	if n := c.invalid[kindHTTPServer][invalidPath].Load(); n != 1 {
+		t.Errorf("http_server path: %d, want 1", n)
+	}
+	if n := c.invalid[kindHTTPClient][invalidPeerStatus].Load(); n != 1 {
+		t.Errorf("http_client status: %d, want 1", n)
+	}
+	if n := c.unknown.Load(); n != 1 {
+		t.Errorf("unattributed: %d, want 1", n)
+	}
+	got := rd.invalid(&family{kind: kindHTTPServer, invalid: []string{"status", "method", "utf8", "path", "duration"}})
+	if want := map[string]uint64{"status": 3, "method": 0, "utf8": 0, "path": 1, "duration": 0}; !equalCounts(got, want) {
+		t.Errorf("http_server invalid by reason %v, want %v", got, want)
+	}
+	w := rd.windows()
+	srv := w[watchKey{pid: 42, kind: kindHTTPServer}]
+	// The refused path was plausibly read otherwise: it weighs as valid.
+	if srv.bad() != 3 || srv.valid != 2 {
+		t.Errorf("http_server window: %d invalid, %d valid; want 3, 2", srv.bad(), srv.valid)
+	}
+	if _, ok := w[watchKey{pid: 42, kind: kindHTTPClient}]; ok {
+		t.Error("a client status a server may send opened a window")
+	}
+	if uf := w[watchKey{pid: 42, kind: kindUserFunc, sub: ufCountID}]; uf.invalid[invalidUTF8] != 1 {
+		t.Errorf("business window: %+v, want one utf8", uf)
+	}
+	if len(w) != 2 {
+		t.Errorf("%d windows open, want 2: %v", len(w), w)
+	}
+}
+
+func equalCounts(a, b map[string]uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if bv, ok := b[k]; !ok || bv != v {
+			return false
+		}
+	}
+	return true
+}
+
+// The policy: at least policyMinInvalid invalid events that are more than
+// half of the window's events detach; a trickle is counted, never detached;
+// a window closes after policyMaxEvents events or policyMaxAge.
+func TestInvalidPolicy(t *testing.T) {
+	k := watchKey{pid: 42, kind: kindHTTPServer}
+	win := func(valid uint64, by map[verdict]uint64) windowCounts {
+		w := windowCounts{valid: valid}
+		for v, n := range by {
+			w.invalid[v] = n
+		}
+		return w
+	}
+	t0 := time.Unix(1000, 0)
+	for _, c := range []struct {
+		name   string
+		w      windowCounts
+		at     time.Duration // since the window opened
+		detach string        // "" for none
+		closed bool
+	}{
+		{"37 of 40", win(3, map[verdict]uint64{invalidStatus: 37}), 0,
+			"detached: 37 of 40 events invalid (status) — offsets for this binary are likely wrong", true},
+		{"reasons by count", win(0, map[verdict]uint64{invalidMethod: 5, invalidStatus: 20}), 0,
+			"detached: 25 of 25 events invalid (status, method) — offsets for this binary are likely wrong", true},
+		{"19 of 19: too few yet", win(0, map[verdict]uint64{invalidStatus: 19}), 0, "", false},
+		{"exactly half", win(30, map[verdict]uint64{invalidUTF8: 30}), 0, "", false},
+		{"just over half", win(29, map[verdict]uint64{invalidUTF8: 30}), 0,
+			"detached: 30 of 59 events invalid (utf8) — offsets for this binary are likely wrong", true},
+		{"a trickle", win(990, map[verdict]uint64{invalidDuration: 10}), 0, "", true}, // 1000 events: closed
+		{"a slow trickle", win(100, map[verdict]uint64{invalidStatus: 3}), policyMaxAge, "", true},
+		{"open", win(100, map[verdict]uint64{invalidStatus: 3}), policyMaxAge - time.Second, "", false},
+	} {
+		var p invalidPolicy
+		p.evaluate(t0, map[watchKey]windowCounts{k: {}}) // opens the window at t0
+		detach, closed := p.evaluate(t0.Add(c.at), map[watchKey]windowCounts{k: c.w})
+		if detach[k] != c.detach {
+			t.Errorf("%s: detach %q, want %q", c.name, detach[k], c.detach)
+		}
+		if (len(closed) == 1 && closed[0] == k) != c.closed {
+			t.Errorf("%s: closed %v, want %v", c.name, closed, c.closed)
+		}
+		if _, open := p.opened[k]; open == c.closed {
+			t.Errorf("%s: window still open %v, want %v", c.name, open, !c.closed)
+		}
+	}
+	// Windows are per (process, family): one family's verdict leaves the
+	// others alone; a window closed elsewhere is forgotten.
+	var p invalidPolicy
+	other := watchKey{pid: 43, kind: kindHTTPServer}
+	client := watchKey{pid: 42, kind: kindHTTPClient}
+	detach, _ := p.evaluate(t0, map[watchKey]windowCounts{
+		k:      win(0, map[verdict]uint64{invalidStatus: 40}),
+		other:  win(400, map[verdict]uint64{invalidStatus: 40}),
+		client: win(10, nil),
+	})
+	if len(detach) != 1 || detach[k] == "" {
+		t.Errorf("detach %v, want only %v", detach, k)
+	}
+	p.evaluate(t0.Add(time.Second), map[watchKey]windowCounts{client: win(10, nil)})
+	if _, ok := p.opened[other]; ok || len(p.opened) != 1 {
+		t.Errorf("windows %v, want only %v", p.opened, client)
+	}
+}
+
+// fakeLink counts its closes.
+type fakeLink struct {
+	link.Link
+	closed *atomic.Int32
+}
+
+func (l fakeLink) Close() error {
+	l.closed.Add(1)
+	return nil
+}
+
+// The policy → manager path without a kernel: a family whose events keep
+// failing the checks in one process is detached from that process only —
+// its links closed, its status the reason, the OnDetached function told —
+// while the same family in another process, with a trickle of invalid
+// events, and the process's other families stay attached.
+func TestInvalidEventsDetachOneFamilyFromOneProcess(t *testing.T) {
+	r := newDecoderRig(t)
+	m := &Manager{atts: map[int]*Attachment{}}
+	rd, c := newTestReaders(r)
+	rd.targets = &m.targets
+	m.readers = rd
+	srvFam := &loadedFamily{family: httpServerFamily()}
+	clFam := &loadedFamily{family: &family{name: "http_client", kind: kindHTTPClient, decode: r.client.decode}}
+
+	type procLinks struct{ srv, cl atomic.Int32 }
+	links := map[int]*procLinks{}
+	atts := map[int]*Attachment{}
+	for _, pid := range []int{42, 43} {
+		m.targets.set(uint32(pid), r.tid, true)
+		pl := &procLinks{}
+		links[pid] = pl
+		a := &Attachment{PID: pid, Probes: []ProbeStatus{
+			{Family: "http_server", Sites: []string{"net/http.serverHandler.ServeHTTP"}},
+			{Family: "http_client", Sites: []string{"net/http.(*Transport).roundTrip"}},
+		}}
+		a.fams = []attachedFamily{
+			{f: srvFam, links: []link.Link{fakeLink{closed: &pl.srv}, fakeLink{closed: &pl.srv}}},
+			{f: clFam, links: []link.Link{fakeLink{closed: &pl.cl}}},
+		}
+		m.track(a)
+		atts[pid] = a
+	}
+	var told []Detached
+	m.OnDetached(func(d Detached) { told = append(told, d) })
+
+	// pid 42: 37 of its 40 server events misread; its client is fine.
+	// pid 43: the same family, 5 invalid among 200.
+	for i := 0; i < 40; i++ {
+		pid := uint32(42)
+		rd.handle(r.sh, c, serverEvent(func(e *httpServerHttpServerEvent) {
+			e.Hdr.Pid = pid
+			if i < 37 {
+				e.Status = 257
+			}
+		}))
+		rd.handle(r.sh, c, clientEvent(nil))
+	}
+	for i := 0; i < 200; i++ {
+		rd.handle(r.sh, c, serverEvent(func(e *httpServerHttpServerEvent) {
+			e.Hdr.Pid = 43
+			if i%40 == 0 {
+				e.Status = 12240
+			}
+		}))
+	}
+	now := time.Unix(5000, 0)
+	m.checkInvalid(now)
+
+	const reason = "detached: 37 of 40 events invalid (status) — offsets for this binary are likely wrong"
+	if len(told) != 1 || told[0].PID != 42 || told[0].Attachment != atts[42] ||
+		told[0].Status.Family != "http_server" || told[0].Status.Error != reason || told[0].Status.Sites != nil {
+		t.Fatalf("told %+v, want http_server of pid 42 detached: %q", told, reason)
+	}
+	if n := links[42].srv.Load(); n != 2 {
+		t.Errorf("pid 42 server links closed %d times, want 2", n)
+	}
+	if links[42].cl.Load() != 0 || links[43].srv.Load() != 0 || links[43].cl.Load() != 0 {
+		t.Error("links of other families or processes closed")
+	}
+	st := atts[42].Status()
+	if st[0].Error != reason || len(st[0].Sites) != 0 || st[1].Error != "" || len(st[1].Sites) != 1 {
+		t.Errorf("pid 42 status %+v", st)
+	}
+	if st := atts[43].Status(); st[0].Error != "" {
+		t.Errorf("pid 43 status %+v, want attached", st)
+	}
+	if atts[42].Probes[0].Error != "" {
+		t.Error("Attachment.Probes changed after Attach")
+	}
+
+	// Events still in the rings fail again: a new window condemns the
+	// family again, but it is detached once.
+	for i := 0; i < 30; i++ {
+		rd.handle(r.sh, c, serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 257 }))
+	}
+	m.checkInvalid(now.Add(time.Second))
+	if len(told) != 1 || links[42].srv.Load() != 2 {
+		t.Errorf("detached again: told %d times, closed %d links", len(told), links[42].srv.Load())
+	}
+	// pid 43's trickle window closes with its age; nothing else is open.
+	m.checkInvalid(now.Add(policyMaxAge + time.Minute))
+	if w := rd.windows(); len(w) != 0 {
+		t.Errorf("windows still open: %v", w)
+	}
+	if len(told) != 1 {
+		t.Errorf("told %d times, want once", len(told))
+	}
+
+	// Detaching the process closes what is left, once.
+	m.Detach(atts[42])
+	if links[42].srv.Load() != 2 || links[42].cl.Load() != 1 {
+		t.Errorf("after Detach: server links closed %d times (want 2), client %d (want 1)", links[42].srv.Load(), links[42].cl.Load())
+	}
+	if _, ok := m.atts[42]; ok {
+		t.Error("a detached process is still tracked")
+	}
+}
+
+// A configured business function whose string labels keep failing the
+// check in a process is detached from it, its status the reason.
+func TestInvalidEventsDetachBusinessFunction(t *testing.T) {
+	r := newDecoderRig(t)
+	m := &Manager{atts: map[int]*Attachment{}}
+	rd, c := newTestReaders(r)
+	rd.targets = &m.targets
+	m.readers = rd
+	m.targets.set(42, r.tid, true)
+	var closed atomic.Int32
+	f := &UserFunc{Entry: &userfunc.Entry{Function: "main.placeOrder", Metric: "orders_total"}, Metric: r.ufCount}
+	const key = "orders-key"
+	m.user = r.user
+	m.user.funcs = map[string]*UserFunc{key: f}
+	m.user.specs = map[specKey]*userSpec{{key, nil}: {id: ufCountID}}
+	m.user.procs = map[int]*userProc{42: {pid: 42,
+		links:    map[string][]link.Link{key: {fakeLink{closed: &closed}}},
+		statuses: map[string]ProbeStatus{key: {Family: "userfunc:orders_total", Sites: []string{"main.placeOrder"}}},
+	}}
+	var told []Detached
+	m.OnDetached(func(d Detached) { told = append(told, d) })
+	for i := 0; i < 25; i++ {
+		rd.handle(r.sh, c, userEvent(ufCountID, "\xfe\xff", nil))
+	}
+	m.checkInvalid(time.Unix(5000, 0))
+	const reason = "detached: 25 of 25 events invalid (utf8) — offsets for this binary are likely wrong"
+	if len(told) != 1 || told[0].PID != 42 || told[0].Attachment != nil ||
+		told[0].Status.Family != "userfunc:orders_total" || told[0].Status.Error != reason {
+		t.Fatalf("told %+v", told)
+	}
+	if closed.Load() != 1 {
+		t.Errorf("links closed %d times, want 1", closed.Load())
+	}
+	if st := m.UserStatus(42); len(st) != 1 || st[0].Error != reason {
+		t.Errorf("UserStatus = %+v", st)
+	}
+}
+
+// The policy reads and closes windows while the readers count into them:
+// no lock shared between readers, nothing lost or raced (run with -race).
+func TestPolicyBesideReaders(t *testing.T) {
+	agg := aggregator.New(Metrics(), aggregator.Options{Shards: 2})
+	tid := agg.AddTarget(aggregator.Target{PID: 42, Service: "svc"})
+	m := &Manager{atts: map[int]*Attachment{}}
+	m.readers = &readers{agg: agg, targets: &m.targets}
+	m.readers.decoders[kindHTTPServer] = decodeHTTPServer
+	m.readers.counts = []*readerCounts{{}, {}}
+	srvFam := &loadedFamily{family: httpServerFamily()}
+	var closed atomic.Int32
+	for _, pid := range []int{42, 43} {
+		m.targets.set(uint32(pid), tid, true)
+		a := &Attachment{PID: pid, Probes: []ProbeStatus{{Family: "http_server"}}}
+		a.fams = []attachedFamily{{f: srvFam, links: []link.Link{fakeLink{closed: &closed}}}}
+		m.track(a)
+	}
+	var told atomic.Int32
+	m.OnDetached(func(Detached) { told.Add(1) })
+	good := serverEvent(nil)
+	bad42 := serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 257 })
+	bad43 := serverEvent(func(e *httpServerHttpServerEvent) { e.Hdr.Pid, e.Status = 43, 257 })
+	good43 := serverEvent(func(e *httpServerHttpServerEvent) { e.Hdr.Pid = 43 })
+	done := make(chan struct{})
+	for i, c := range m.readers.counts {
+		go func(sh *aggregator.Shard, c *readerCounts) {
+			defer func() { done <- struct{}{} }()
+			for j := 0; j < 3000; j++ {
+				m.readers.handle(sh, c, bad42) // pid 42: all misread
+				if j%50 == 0 {                 // pid 43: 2% misread
+					m.readers.handle(sh, c, bad43)
+				} else {
+					m.readers.handle(sh, c, good43)
+				}
+				m.readers.handle(sh, c, good)
+				m.readers.handle(sh, c, bad42)
+			}
+		}(agg.Shard(i), c)
+	}
+	now := time.Unix(5000, 0)
+	for running := 2; running > 0; {
+		select {
+		case <-done:
+			running--
+		default:
+			now = now.Add(policyInterval)
+			m.checkInvalid(now)
+			time.Sleep(time.Millisecond)
+		}
+	}
+	m.checkInvalid(now.Add(policyInterval))
+	if told.Load() != 1 || closed.Load() != 1 {
+		t.Errorf("told %d, closed %d links; want pid 42 detached once", told.Load(), closed.Load())
+	}
+	st := m.atts[43].Status()
+	if st[0].Error != "" {
+		t.Errorf("pid 43 detached: %+v", st)
+	}
+	var invalid uint64
+	for _, c := range m.readers.counts {
+		invalid += c.invalid[kindHTTPServer][invalidStatus].Load()
+	}
+	if want := uint64(2 * (2*3000 + 60)); invalid != want {
+		t.Errorf("%d invalid events counted, want %d", invalid, want)
+	}
+}
