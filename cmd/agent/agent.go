@@ -51,7 +51,7 @@ type target struct {
 }
 
 func newAgent(cfg *Config, log *slog.Logger, agg *aggregator.Aggregator, pm *probes.Manager) *agent {
-	return &agent{
+	a := &agent{
 		cfg:      cfg,
 		log:      log,
 		agg:      agg,
@@ -61,6 +61,10 @@ func newAgent(cfg *Config, log *slog.Logger, agg *aggregator.Aggregator, pm *pro
 		skipped:  map[int]exporter.Skipped{},
 		errCount: map[exporter.ErrorKey]uint64{},
 	}
+	if pm != nil {
+		pm.OnDetached(a.familyDetached)
+	}
+	return a
 }
 
 // run follows the host's processes until ctx ends, then detaches
@@ -154,13 +158,16 @@ func (a *agent) started(p discover.Process) {
 	}
 	release = false
 	user := a.attachUser(p, svc, bin, id)
+	a.mu.Lock()
+	// A family the invalid-event policy detached since Attach returned
+	// (familyDetached found no target then) shows in Status.
+	att.Probes = att.Status()
 	t := &target{proc: p, bin: bin, id: id, att: att, status: exporter.Target{
 		PID: p.PID, ServiceName: svc, Exe: p.Exe, GoVersion: bin.GoVersion, Attached: time.Now(), Probes: append(append([]probes.ProbeStatus(nil), att.Probes...), user...),
 	}}
 	if t.status.Probes == nil {
 		t.status.Probes = []probes.ProbeStatus{}
 	}
-	a.mu.Lock()
 	a.targets[p.PID] = t
 	delete(a.skipped, p.PID)
 	a.mu.Unlock()
@@ -216,6 +223,46 @@ func (a *agent) skip(p discover.Process, reason, msg string) {
 	a.mu.Lock()
 	a.skipped[p.PID] = exporter.Skipped{PID: p.PID, Exe: p.Exe, Reason: msg}
 	a.mu.Unlock()
+}
+
+// familyDetached records a family the invalid-event policy detached from
+// a process: its status (in /targets and on the status page) says why, and
+// blindspot_probe_errors_total{probe,reason="invalid_events"} counts it.
+func (a *agent) familyDetached(d probes.Detached) {
+	probe := d.Status.Family
+	if strings.HasPrefix(probe, "userfunc:") {
+		probe = "userfunc" // as its attach errors are counted
+	}
+	a.countError(probe, "invalid_events")
+	a.log.Warn("probe family detached: its events were implausible", "pid", d.PID, "probe", d.Status.Family, "reason", d.Status.Error)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t := a.targets[d.PID]
+	if t == nil || d.Attachment != nil && t.att != d.Attachment {
+		return // not registered yet (started reads Status) or gone
+	}
+	if d.Attachment != nil {
+		// The statuses a configuration reload rebuilds /targets from.
+		t.att.Probes = withStatus(t.att.Probes, d.Status)
+	}
+	t.status.Probes = withStatus(t.status.Probes, d.Status)
+}
+
+// withStatus returns a copy of ps with the status of st's family replaced
+// by st (or added).
+func withStatus(ps []probes.ProbeStatus, st probes.ProbeStatus) []probes.ProbeStatus {
+	out := make([]probes.ProbeStatus, 0, len(ps)+1)
+	found := false
+	for _, p := range ps {
+		if p.Family == st.Family {
+			p, found = st, true
+		}
+		out = append(out, p)
+	}
+	if !found {
+		out = append(out, st)
+	}
+	return out
 }
 
 func (a *agent) countError(probe, reason string) {

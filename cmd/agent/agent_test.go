@@ -1,0 +1,60 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/exporter"
+	"github.com/blindspot-dev/blindspot/probes"
+)
+
+// A family the invalid-event policy detached shows its reason in the
+// target's status (what /targets and the status page render), a business
+// function's too, and each detach is counted under invalid_events; a
+// report about an attachment the agent no longer holds (the PID reused)
+// changes nothing.
+func TestFamilyDetachedShownInTargets(t *testing.T) {
+	agg := aggregator.New(probes.Metrics(), aggregator.Options{})
+	a := newAgent(&Config{}, slog.New(slog.NewTextHandler(io.Discard, nil)), agg, nil)
+	att := &probes.Attachment{PID: 42, Probes: []probes.ProbeStatus{
+		{Family: "http_server", Sites: []string{"net/http.serverHandler.ServeHTTP"}},
+		{Family: "http_client", Sites: []string{"net/http.(*Transport).roundTrip"}},
+	}}
+	user := probes.ProbeStatus{Family: "userfunc:orders_total", Sites: []string{"main.placeOrder"}}
+	a.targets[42] = &target{att: att, status: exporter.Target{PID: 42, ServiceName: "shop",
+		Probes: append(append([]probes.ProbeStatus(nil), att.Probes...), user)}}
+
+	const reason = "detached: 37 of 40 events invalid (status) — offsets for this binary are likely wrong"
+	a.familyDetached(probes.Detached{PID: 42, Attachment: att, Status: probes.ProbeStatus{Family: "http_server", Error: reason}})
+	a.familyDetached(probes.Detached{PID: 42, Status: probes.ProbeStatus{Family: "userfunc:orders_total", Error: "detached: 25 of 25 events invalid (utf8) — offsets for this binary are likely wrong"}})
+	a.familyDetached(probes.Detached{PID: 42, Attachment: &probes.Attachment{PID: 42}, Status: probes.ProbeStatus{Family: "http_client", Error: "stale"}})
+
+	ts := a.Targets()
+	if len(ts) != 1 || len(ts[0].Probes) != 3 {
+		t.Fatalf("targets %+v", ts)
+	}
+	got := map[string]probes.ProbeStatus{}
+	for _, p := range ts[0].Probes {
+		got[p.Family] = p
+	}
+	if p := got["http_server"]; p.Error != reason || len(p.Sites) != 0 {
+		t.Errorf("http_server: %+v, want detached: %q", p, reason)
+	}
+	if p := got["http_client"]; p.Error != "" || len(p.Sites) != 1 {
+		t.Errorf("http_client: %+v, want attached", p)
+	}
+	if p := got["userfunc:orders_total"]; p.Error == "" {
+		t.Errorf("business function: %+v, want detached", p)
+	}
+	// What a configuration reload rebuilds the statuses from.
+	if att.Probes[0].Error != reason {
+		t.Errorf("attachment statuses %+v", att.Probes)
+	}
+	errs := a.ProbeErrors()
+	if errs[exporter.ErrorKey{Probe: "http_server", Reason: "invalid_events"}] != 1 ||
+		errs[exporter.ErrorKey{Probe: "userfunc", Reason: "invalid_events"}] != 1 {
+		t.Errorf("probe errors %v", errs)
+	}
+}
