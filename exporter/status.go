@@ -26,7 +26,7 @@ th{background:#f4f4f4}.err{color:#b00}td.n{text-align:right;font-variant-numeric
 <h2>Instrumented programs ({{len .Targets}})</h2>
 <table id="targets"><tr><th>PID</th><th>Service</th><th>Executable</th><th>Go</th><th>Probes</th></tr>
 {{range .Targets}}<tr class="target" data-pid="{{.PID}}"><td>{{.PID}}</td><td>{{.ServiceName}}</td><td>{{.Exe}}</td><td>{{.GoVersion}}</td><td>
-{{range .Probes}}<div>{{.Family}}{{if .Error}} <span class="err">error: {{.Error}}</span>{{else}}: {{len .Sites}} functions{{end}}</div>{{else}}none{{end}}</td></tr>
+{{range .Probes}}<div>{{.Family}}{{if .Error}} <span class="err">error: {{.Error}}</span>{{else}}: {{len .Sites}} functions{{end}}{{range .Left}}<div class="err">left out: {{.}}</div>{{end}}</div>{{else}}none{{end}}</td></tr>
 {{else}}<tr><td colspan="5">No Go program instrumented yet.</td></tr>
 {{end}}</table>
 <h2>Skipped programs ({{len .Skipped}})</h2>

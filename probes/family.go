@@ -64,6 +64,10 @@ type family struct {
 	startMap string
 	// configure reads what the BPF programs need to know about a binary.
 	configure func(b *symbols.Binary) (any, error)
+	// leaveOut, when set, names optional probes that must not be placed in
+	// a binary (function → reason), e.g. because the offsets their programs
+	// read are not proven there.
+	leaveOut func(b *symbols.Binary) map[string]string
 	// decode checks one event and folds it into a shard (see verdict).
 	decode decoder
 	// invalid lists the reason labels of blindspot_events_invalid_total

@@ -51,6 +51,7 @@ func httpServerFamily() *family {
 		configMap: "http_server_config",
 		startMap:  "http_server_starts",
 		configure: httpServerOffsets,
+		leaveOut:  httpServerLeaveOut,
 		decode:    decodeHTTPServer,
 		invalid:   []string{"status", "method", "utf8", "path", "duration"},
 	}
@@ -106,13 +107,39 @@ func httpServerOffsets(b *symbols.Binary) (any, error) {
 		return nil, err
 	}
 	o.G_panic = g["_panic"]
-	// HTTP/2 is optional: a program built without it simply has no such types.
-	if w, _, err := b.StructFields("net/http.http2responseWriter", "rws"); err == nil {
-		if s, _, err := b.StructFields("net/http.http2responseWriterState", "status", "wroteHeader"); err == nil {
-			o.H2Rws, o.H2Status, o.H2WroteHeader = w["rws"], s["status"], s["wroteHeader"]
-		}
+	// HTTP/2 is optional: a program built without it has no such types,
+	// and where they are not proven its probes are left out.
+	if h2, err := http2Offsets(b); err == nil {
+		o.H2Rws, o.H2Status, o.H2WroteHeader = h2[0], h2[1], h2[2]
 	}
 	return &o, nil
+}
+
+// http2Offsets returns the offsets of http2responseWriter.rws,
+// http2responseWriterState.status and .wroteHeader.
+func http2Offsets(b *symbols.Binary) ([3]uint64, error) {
+	w, _, err := b.StructFields("net/http.http2responseWriter", "rws")
+	if err != nil {
+		return [3]uint64{}, err
+	}
+	s, _, err := b.StructFields("net/http.http2responseWriterState", "status", "wroteHeader")
+	if err != nil {
+		return [3]uint64{}, err
+	}
+	return [3]uint64{w["rws"], s["status"], s["wroteHeader"]}, nil
+}
+
+// httpServerLeaveOut leaves the HTTP/2 probes out of a program whose HTTP/2
+// struct offsets are not proven: its programs would read garbage.
+func httpServerLeaveOut(b *symbols.Binary) map[string]string {
+	if _, err := http2Offsets(b); err != nil {
+		why := "HTTP/2 requests not measured: " + err.Error()
+		return map[string]string{
+			"net/http.(*http2responseWriter).handlerDone":   why,
+			"net/http.(*http2serverConn).runHandler.func1": why,
+		}
+	}
+	return nil
 }
 
 var knownMethods = map[string]bool{

@@ -81,6 +81,7 @@ type configResult struct {
 	value   any
 	offsets map[string]siteOffsets
 	err     error
+	left    []string // optional probes left out, with the reason
 }
 
 // siteOffsets are the file offsets at which one probe attaches.
@@ -206,6 +207,9 @@ type ProbeStatus struct {
 	Sites []string `json:"sites,omitempty"`
 	// Error says why the family could not be attached; empty when it was.
 	Error string `json:"error,omitempty"`
+	// Left lists optional probes left out of this program and why (for
+	// example HTTP/2 when its struct offsets are not proven).
+	Left []string `json:"left_out,omitempty"`
 }
 
 // Attachment is the probes of one process. Detach releases them.
@@ -284,6 +288,7 @@ func (m *Manager) Attach(pid int, exe string, bin *symbols.Binary, t aggregator.
 			continue
 		}
 		st.Sites = sites
+		st.Left = cfg.left
 		a.fams = append(a.fams, attachedFamily{f: f, links: links})
 		a.Probes = append(a.Probes, st)
 		if f.attached != nil {
@@ -321,8 +326,16 @@ func (f *loadedFamily) configFor(bin *symbols.Binary) configResult {
 	if f.configure != nil {
 		r.value, r.err = f.configure(bin)
 	}
+	var leave map[string]string
+	if r.err == nil && f.leaveOut != nil {
+		leave = f.leaveOut(bin)
+	}
 	if r.err == nil {
 		for _, p := range f.probes {
+			if why, ok := leave[p.Function]; ok && p.Optional {
+				r.left = append(r.left, p.Function+": "+why)
+				continue
+			}
 			offs, err := probeSites(bin, p)
 			if err != nil {
 				if p.Optional && errors.Is(err, symbols.ErrFuncNotFound) {

@@ -91,3 +91,37 @@ func TestVerifySites(t *testing.T) {
 		t.Errorf("another binary's site: %v", err)
 	}
 }
+
+// TestLeaveOut checks that optional probes a family leaves out of a binary
+// get no sites and are reported with the reason.
+func TestLeaveOut(t *testing.T) {
+	requireBPF(t)
+	_, exe, _ := startServer(t)
+	bin, err := symbols.Open(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bin.Close()
+	const h2 = "net/http.(*http2responseWriter).handlerDone"
+	f := &loadedFamily{
+		family: &family{probes: httpServerProbes, leaveOut: func(*symbols.Binary) map[string]string {
+			return map[string]string{h2: "HTTP/2 requests not measured: test", "net/http.serverHandler.ServeHTTP": "not optional"}
+		}},
+		configs: map[*symbols.Binary]configResult{},
+	}
+	cfg := f.configFor(bin)
+	if cfg.err != nil {
+		t.Fatal(cfg.err)
+	}
+	for key := range cfg.offsets {
+		if strings.HasSuffix(key, h2) {
+			t.Errorf("%s placed although left out", h2)
+		}
+	}
+	if len(cfg.left) != 1 || !strings.HasPrefix(cfg.left[0], h2+": HTTP/2 requests not measured") {
+		t.Errorf("left out: %q", cfg.left)
+	}
+	if len(cfg.offsets) != len(httpServerProbes)-1 {
+		t.Errorf("%d probes placed, want %d (a required probe is never left out)", len(cfg.offsets), len(httpServerProbes)-1)
+	}
+}
