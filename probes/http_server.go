@@ -135,7 +135,7 @@ func httpServerLeaveOut(b *symbols.Binary) map[string]string {
 	if _, err := http2Offsets(b); err != nil {
 		why := "HTTP/2 requests not measured: " + err.Error()
 		return map[string]string{
-			"net/http.(*http2responseWriter).handlerDone":   why,
+			"net/http.(*http2responseWriter).handlerDone":  why,
 			"net/http.(*http2serverConn).runHandler.func1": why,
 		}
 	}
