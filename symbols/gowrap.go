@@ -9,15 +9,17 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"golang.org/x/arch/arm64/arm64asm"
 	"golang.org/x/arch/x86/x86asm"
 )
 
 // A go statement whose function takes arguments, `go f(x)`, does not start
 // the goroutine at f: the compiler generates a function without
-// parameters that loads x from its closure context (DX on amd64) and calls
-// f, and the goroutine's start pc (runtime.g.startpc) is that wrapper's.
-// How the wrapper looks depends on the release (amd64, checked on binaries
-// built by each toolchain, TestGoWrappers):
+// parameters that loads x from its closure context (DX on amd64, X26 on
+// arm64) and calls f, and the goroutine's start pc (runtime.g.startpc) is
+// that wrapper's. How the wrapper looks depends on the release (amd64;
+// arm64 alike, with LDR X16, [X28, #32]; CBNZ X16 for the check; checked
+// on binaries built by each toolchain, TestGoWrappers):
 //
 //   - Go 1.19–1.21: named like a closure, "main.main.func3" (inside a
 //     closure "main.main.func1.2"), marked as a wrapper, so its prologue
@@ -68,14 +70,14 @@ const inlinedCall120 = 16
 // name of the function the statement started: for `go leakyWorker(i)`,
 // "main.leakyWorker", whether the wrapper calls it or holds it inlined.
 // Functions that are not certainly such wrappers are not in the map (amd64
-// only; other architectures yield an empty map). The error says why the
-// function table could not be read at all.
+// and arm64). The error says why the function table could not be read at
+// all.
 //
 // It reads the whole function table and disassembles every candidate:
 // call it once per binary and keep the result.
 func (b *Binary) GoWrappers() (map[uint64]string, error) {
 	out := map[uint64]string{}
-	if b.Arch != "amd64" {
+	if b.Arch != "amd64" && b.Arch != "arm64" {
 		return out, nil
 	}
 	v, err := b.pclnView()
@@ -375,12 +377,30 @@ type wrapperFunc struct {
 	gofuncOK bool
 }
 
-// inst is one decoded instruction at offset off from the entry, with its
-// inline tree index (-1: the function's own code).
-type inst struct {
-	x86asm.Inst
-	off uint64
-	inl int32
+// kind is what one instruction does, as far as telling a wrapper goes.
+type kind uint8
+
+const (
+	kOther    kind = iota // anything else: not a wrapper's
+	kNop                  // no-op, padding
+	kFrame                // stack bound check, frame set-up and tear-down
+	kArgpLoad             // the panic-argp check's load of g._panic
+	kArgp                 // the rest of the panic-argp check and fix-up
+	kArgs                 // argument set-up: loads the wrapper may do, constants, moves, stores into the frame
+	kCall                 // direct call (callee)
+	kCallInd              // indirect call
+	kRet                  // return
+	kCond                 // conditional branch (target)
+	kJump                 // unconditional branch (target)
+)
+
+// step is one classified instruction.
+type step struct {
+	off, end uint64 // offsets from the entry
+	inl      int32  // inline tree index (-1: the function's own code)
+	kind     kind
+	target   int64  // branches: offset from the entry
+	callee   string // direct calls
 }
 
 // goWrapCallee decides whether w is a go statement's wrapper and names
@@ -393,301 +413,40 @@ func (b *Binary) goWrapCallee(w wrapperFunc) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	size := uint64(len(code))
 	inlOff, err := w.v.pcdataTable(w.rec, pcdataInlTreeIndex)
 	if err != nil {
 		return "", false
 	}
-	inl, err := w.v.pcTable(inlOff, size)
+	inl, err := w.v.pcTable(inlOff, uint64(len(code)))
 	if err != nil {
 		return "", false
 	}
-	var insts []inst
-	for pc := uint64(0); pc < size; {
-		x, err := x86asm.Decode(code[pc:], 64)
-		if err != nil || x.Len == 0 {
-			// Only the padding after the last instruction fails to
-			// decode; anything else is not a wrapper.
-			if allPadding(code[pc:]) {
-				break
-			}
-			return "", false
-		}
-		insts = append(insts, inst{Inst: x, off: pc, inl: valueAt(inl, pc)})
-		pc += uint64(x.Len)
+	var steps []step
+	switch b.Arch {
+	case "amd64":
+		steps = b.stepsAMD64(code, w.Entry)
+	case "arm64":
+		steps = b.stepsARM64(code, w.Entry)
+	}
+	if steps == nil {
+		return "", false
+	}
+	inlined := false
+	for i := range steps {
+		steps[i].inl = valueAt(inl, steps[i].off)
+		inlined = inlined || steps[i].inl >= 0
 	}
 	last := w.Name[strings.LastIndexByte(w.Name, '.')+1:]
 	gowrap := strings.HasPrefix(last, "gowrap")
-	inlined := false
-	for _, in := range insts {
-		if in.inl >= 0 {
-			inlined = true
-			break
-		}
-	}
 	switch {
 	case !inlined:
 		// funcN names are closures unless the prologue proves the
 		// compiler marked the function as a wrapper.
-		return b.calledCallee(w, insts, !gowrap)
+		return calledCallee(steps, uint64(len(code)), !gowrap)
 	case gowrap && w.v.go120 && w.gofuncOK:
-		return b.inlinedCallee(w, insts)
+		return b.inlinedCallee(w, steps)
 	}
 	return "", false
-}
-
-// allPadding reports whether b is the INT3 padding after a function.
-func allPadding(b []byte) bool {
-	for _, c := range b {
-		if c != 0xcc && c != 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// Register families (RAX = 0 … R15 = 15) of the registers that matter.
-const (
-	famDX  = 2
-	famSP  = 4
-	famBP  = 5
-	famR12 = 12
-	famR13 = 13
-	famR14 = 14
-)
-
-// family returns the general-purpose register r belongs to, or -1.
-func family(r x86asm.Reg) int {
-	switch {
-	case r >= x86asm.RAX && r <= x86asm.R15:
-		return int(r - x86asm.RAX)
-	case r >= x86asm.EAX && r <= x86asm.R15L:
-		return int(r - x86asm.EAX)
-	case r >= x86asm.AX && r <= x86asm.R15W:
-		return int(r - x86asm.AX)
-	case r >= x86asm.AL && r <= x86asm.BL:
-		return int(r - x86asm.AL)
-	case r >= x86asm.AH && r <= x86asm.BH:
-		return int(r - x86asm.AH)
-	case r >= x86asm.SPB && r <= x86asm.R15B:
-		return int(r-x86asm.SPB) + famSP
-	}
-	return -1
-}
-
-func regFamily(a x86asm.Arg) int {
-	if r, ok := a.(x86asm.Reg); ok {
-		return family(r)
-	}
-	return -1
-}
-
-func isXMM(a x86asm.Arg) bool {
-	r, ok := a.(x86asm.Reg)
-	return ok && r >= x86asm.X0 && r <= x86asm.X15
-}
-
-// wrapState follows what the registers hold while a wrapper's own code is
-// checked.
-type wrapState struct {
-	ctx   [16]bool // holds the closure context pointer
-	panic bool     // R12 holds g._panic (the panic-argp check)
-	argp  bool     // the panic-argp check was seen
-}
-
-func newWrapState() *wrapState {
-	s := &wrapState{}
-	s.ctx[famDX] = true
-	return s
-}
-
-// write records that the register argument a is overwritten.
-func (s *wrapState) write(a x86asm.Arg) {
-	if f := regFamily(a); f >= 0 {
-		s.ctx[f] = false
-		if f == famR12 {
-			s.panic = false
-		}
-	}
-}
-
-// frameOp reports whether in sets up or tears down the frame or checks the
-// stack: PUSHQ/POPQ BP, MOVQ SP, BP, SUBQ/ADDQ $n, SP, MOVQ BP, n(SP),
-// LEAQ n(SP), BP, MOVQ n(SP), BP, CMPQ SP|R12, 0x10(R14), LEAQ -n(SP), R12.
-func frameOp(in x86asm.Inst) bool {
-	a0, a1 := in.Args[0], in.Args[1]
-	switch in.Op {
-	case x86asm.PUSH, x86asm.POP:
-		return regFamily(a0) == famBP
-	case x86asm.SUB, x86asm.ADD:
-		_, imm := a1.(x86asm.Imm)
-		return regFamily(a0) == famSP && imm
-	case x86asm.MOV:
-		switch {
-		case regFamily(a0) == famBP && regFamily(a1) == famSP:
-			return true
-		case regFamily(a0) == famBP && memBase(a1) == famSP:
-			return true
-		case memBase(a0) == famSP && regFamily(a1) == famBP:
-			return true
-		}
-	case x86asm.LEA:
-		return (regFamily(a0) == famBP || regFamily(a0) == famR12) && memBase(a1) == famSP
-	case x86asm.CMP:
-		return (regFamily(a0) == famSP || regFamily(a0) == famR12) && memBase(a1) == famR14
-	}
-	return false
-}
-
-// memBase returns the base register family of a memory operand without
-// index, famRIP for RIP-relative ones, or -1.
-func memBase(a x86asm.Arg) int {
-	m, ok := a.(x86asm.Mem)
-	if !ok || m.Index != 0 || m.Segment != 0 {
-		return -1
-	}
-	if m.Base == x86asm.RIP {
-		return famRIP
-	}
-	return family(m.Base)
-}
-
-const famRIP = 16
-
-// branchTarget returns the offset (from the entry) a direct branch at in
-// goes to.
-func branchTarget(in inst) (int64, bool) {
-	rel, ok := in.Args[0].(x86asm.Rel)
-	if !ok {
-		return 0, false
-	}
-	return int64(in.off) + int64(in.Len) + int64(rel), true
-}
-
-// loads reports whether in loads a register from memory the wrapper may
-// read, or moves a register, immediate or constant: the argument set-up of
-// a wrapper. Memory it may read: the closure context (through a register
-// still holding it), its own frame (SP or BP based), and read-only data
-// (RIP-relative into a segment that is not writable: constants).
-func (b *Binary) argSetup(s *wrapState, in inst, entry uint64) bool {
-	a0, a1 := in.Args[0], in.Args[1]
-	switch in.Op {
-	case x86asm.MOV, x86asm.MOVZX, x86asm.MOVSX, x86asm.MOVSXD,
-		x86asm.MOVSD_XMM, x86asm.MOVSS, x86asm.MOVUPS, x86asm.MOVAPS,
-		x86asm.MOVQ, x86asm.MOVD, x86asm.MOVDQU:
-	case x86asm.LEA:
-		// Addresses of constants, functions, dictionaries, globals, or
-		// of the frame's own slots.
-		if regFamily(a0) < 0 {
-			return false
-		}
-		if base := memBase(a1); base == famRIP || base == famSP || base == famBP {
-			s.write(a0)
-			return true
-		}
-		return false
-	case x86asm.XOR, x86asm.XORPS, x86asm.PXOR:
-		// Zeroing a register: XORL AX, AX; XORPS X15, X15.
-		r0, ok0 := a0.(x86asm.Reg)
-		r1, ok1 := a1.(x86asm.Reg)
-		if ok0 && ok1 && r0 == r1 {
-			s.write(a0)
-			return true
-		}
-		return false
-	default:
-		return false
-	}
-	// Stores: only into the frame (spills, arguments passed on the stack).
-	if _, ok := a0.(x86asm.Mem); ok {
-		if base := memBase(a0); base != famSP && base != famBP {
-			return false
-		}
-		switch a1.(type) {
-		case x86asm.Reg, x86asm.Imm:
-			return true
-		}
-		return false
-	}
-	if regFamily(a0) < 0 && !isXMM(a0) {
-		return false
-	}
-	switch src := a1.(type) {
-	case x86asm.Imm:
-		s.write(a0)
-		return true
-	case x86asm.Reg:
-		copyCtx := family(src) >= 0 && s.ctx[family(src)]
-		s.write(a0)
-		if f := regFamily(a0); f >= 0 && copyCtx && in.Op == x86asm.MOV && in.DataSize == 64 {
-			s.ctx[f] = true
-		}
-		return true
-	case x86asm.Mem:
-		base := memBase(src)
-		ok := false
-		switch {
-		case base == famSP || base == famBP:
-			ok = true
-		case base == famRIP:
-			ok = b.readOnly(uint64(int64(entry+in.off+uint64(in.Len)) + src.Disp))
-		case base >= 0 && base < 16:
-			ok = s.ctx[base]
-		}
-		if ok {
-			s.write(a0)
-		}
-		return ok
-	}
-	return false
-}
-
-// readOnly reports whether addr lies in a loaded segment that is neither
-// writable nor executable.
-func (b *Binary) readOnly(addr uint64) bool {
-	for _, p := range b.loads {
-		if addr >= p.Vaddr && addr-p.Vaddr < p.Memsz {
-			return p.Flags&(elf.PF_W|elf.PF_X) == 0
-		}
-	}
-	return false
-}
-
-// argpCheck reports whether in is part of the panic-argp check of a
-// function the compiler marked as a wrapper: MOVQ 0x20(R14), R12 (the g's
-// _panic); TESTQ R12, R12; and after the RET LEAQ n(SP), R13; CMPQ 0(R12),
-// R13; MOVQ SP, 0(R12).
-func (s *wrapState) argpCheck(in x86asm.Inst) bool {
-	a0, a1 := in.Args[0], in.Args[1]
-	switch in.Op {
-	case x86asm.MOV:
-		if regFamily(a0) == famR12 && memBase(a1) == famR14 {
-			s.panic, s.argp = true, true
-			return true
-		}
-		return s.panic && memBase(a0) == famR12 && regFamily(a1) == famSP
-	case x86asm.TEST:
-		return s.panic && regFamily(a0) == famR12 && regFamily(a1) == famR12
-	case x86asm.LEA:
-		return regFamily(a0) == famR13 && memBase(a1) == famSP
-	case x86asm.CMP:
-		return s.panic && memBase(a0) == famR12 && regFamily(a1) == famR13
-	}
-	return false
-}
-
-// callee returns the function a direct CALL at in goes to.
-func (b *Binary) callTarget(in inst, entry uint64) (Func, bool) {
-	t, ok := branchTarget(in)
-	if !ok {
-		return Func{}, false
-	}
-	addr := uint64(int64(entry) + t)
-	f, ok := b.FuncForPC(addr)
-	if !ok || f.Entry != addr {
-		return Func{}, false
-	}
-	return f, true
 }
 
 func isMorestack(name string) bool { return strings.HasPrefix(name, "runtime.morestack") }
@@ -709,14 +468,15 @@ func raceHook(name string) bool {
 }
 
 // calledCallee checks the shape of a wrapper that calls its function: on
-// the path from the entry to the first RET only the prologue, argument
-// set-up, one direct call and the epilogue; after the RET only the
-// morestack call, the panic-argp fix-up and jumps back. needArgp demands
-// the panic-argp check (closure-like names).
-func (b *Binary) calledCallee(w wrapperFunc, insts []inst, needArgp bool) (string, bool) {
+// the path from the entry to the first return only the prologue (with the
+// panic-argp check if needArgp), argument set-up, one direct call and the
+// epilogue, with conditional branches only forward past the return; after
+// the return only the morestack call, the panic-argp fix-up and branches
+// back before the call.
+func calledCallee(steps []step, size uint64, needArgp bool) (string, bool) {
 	ret := -1
-	for i, in := range insts {
-		if in.Op == x86asm.RET {
+	for i, st := range steps {
+		if st.kind == kRet {
 			ret = i
 			break
 		}
@@ -724,111 +484,81 @@ func (b *Binary) calledCallee(w wrapperFunc, insts []inst, needArgp bool) (strin
 	if ret < 0 {
 		return "", false
 	}
-	retEnd := insts[ret].off + uint64(insts[ret].Len)
-	s := newWrapState()
-	callee, callAt := "", -1
-	for i, in := range insts[:ret] {
-		switch {
-		case in.Op == x86asm.NOP:
-		case callAt >= 0:
+	retEnd := steps[ret].end
+	callee, callAt, argp := "", -1, false
+	for i, st := range steps[:ret] {
+		if callAt >= 0 {
 			// After the call: only the epilogue.
-			if in.Op == x86asm.CALL {
-				if f, ok := b.callTarget(in, w.Entry); ok && raceHook(f.Name) {
-					continue
-				}
+			switch {
+			case st.kind == kNop || st.kind == kFrame:
+			case st.kind == kCall && raceHook(st.callee):
+			default:
 				return "", false
 			}
-			if !frameOp(in.Inst) || in.Op == x86asm.SUB || in.Op == x86asm.PUSH {
+			continue
+		}
+		switch st.kind {
+		case kNop, kFrame, kArgs, kArgp:
+		case kArgpLoad:
+			argp = true
+		case kCond:
+			if st.target < int64(retEnd) || st.target >= int64(size) {
 				return "", false
 			}
-		case frameOp(in.Inst):
-			s.write(in.Args[0])
-		case isJcc(in.Op):
-			// Forward, out of the straight path: morestack, argp fix-up.
-			if t, ok := branchTarget(in); !ok || t < int64(retEnd) || t >= int64(w.End-w.Entry) {
+		case kCall:
+			switch {
+			case copyHelper(st.callee) || raceHook(st.callee):
+			case strings.HasPrefix(st.callee, "runtime."):
 				return "", false
+			default:
+				callee, callAt = st.callee, i
 			}
-		case s.argpCheck(in.Inst):
-		case in.Op == x86asm.CALL:
-			f, ok := b.callTarget(in, w.Entry)
-			if !ok {
-				return "", false // indirect: the callee is not known here
-			}
-			if copyHelper(f.Name) || raceHook(f.Name) {
-				continue
-			}
-			if strings.HasPrefix(f.Name, "runtime.") {
-				return "", false
-			}
-			callee, callAt = f.Name, i
-		case b.argSetup(s, in, w.Entry):
 		default:
 			return "", false
 		}
 	}
-	if callAt < 0 || (needArgp && !s.argp) {
+	if callAt < 0 || needArgp && !argp {
 		return "", false
 	}
-	if !b.wrapperTail(w, insts[ret+1:], s, insts[callAt].off) {
-		return "", false
+	for _, st := range steps[ret+1:] {
+		switch st.kind {
+		case kNop, kFrame, kArgs, kArgp:
+		case kCall:
+			if !isMorestack(st.callee) {
+				return "", false
+			}
+		case kJump, kCond:
+			if st.target < 0 || uint64(st.target) > steps[callAt].off {
+				return "", false
+			}
+		default:
+			return "", false
+		}
 	}
 	return callee, true
 }
 
-// wrapperTail checks the code after a wrapper's RET: the morestack call,
-// the panic-argp fix-up, jumps back before limit (the offset of the call),
-// padding.
-func (b *Binary) wrapperTail(w wrapperFunc, tail []inst, s *wrapState, limit uint64) bool {
-	// The fix-up block is entered from the check's JNE, where R12 still
-	// holds g._panic (the argument set-up may use R12 after that).
-	s.panic = s.argp
-	for _, in := range tail {
-		switch {
-		case in.Op == x86asm.NOP || in.Op == x86asm.INT:
-		case in.Op == x86asm.CALL:
-			f, ok := b.callTarget(in, w.Entry)
-			if !ok || !isMorestack(f.Name) {
-				return false
-			}
-		case in.Op == x86asm.JMP || isJcc(in.Op):
-			if t, ok := branchTarget(in); !ok || t < 0 || uint64(t) > limit {
-				return false
-			}
-		case s.argpCheck(in.Inst):
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // inlinedCallee checks the shape of a gowrap wrapper that holds its
 // function inlined: its own instructions (inline index -1) are only the
-// prologue, epilogue, argument loads and the morestack call, and every
+// prologue, epilogue, argument set-up and the morestack call, and every
 // inlined instruction descends from one and the same top-level inlined
 // call, whose function is the callee.
-func (b *Binary) inlinedCallee(w wrapperFunc, insts []inst) (string, bool) {
-	s := newWrapState()
+func (b *Binary) inlinedCallee(w wrapperFunc, steps []step) (string, bool) {
 	size := w.End - w.Entry
-	for _, in := range insts {
-		if in.inl >= 0 {
+	for _, st := range steps {
+		if st.inl >= 0 {
 			continue
 		}
-		switch {
-		case in.Op == x86asm.NOP || in.Op == x86asm.INT || in.Op == x86asm.RET:
-		case frameOp(in.Inst):
-			s.write(in.Args[0])
-		case in.Op == x86asm.JMP || isJcc(in.Op):
-			if t, ok := branchTarget(in); !ok || t < 0 || uint64(t) >= size {
+		switch st.kind {
+		case kNop, kFrame, kArgs, kArgp, kArgpLoad, kRet:
+		case kJump, kCond:
+			if st.target < 0 || uint64(st.target) >= size {
 				return "", false
 			}
-		case s.argpCheck(in.Inst):
-		case in.Op == x86asm.CALL:
-			f, ok := b.callTarget(in, w.Entry)
-			if !ok || !isMorestack(f.Name) && !raceHook(f.Name) {
+		case kCall:
+			if !isMorestack(st.callee) && !raceHook(st.callee) {
 				return "", false
 			}
-		case b.argSetup(s, in, w.Entry):
 		default:
 			return "", false
 		}
@@ -839,16 +569,16 @@ func (b *Binary) inlinedCallee(w wrapperFunc, insts []inst) (string, bool) {
 	}
 	tree := w.gofunc + treeOff
 	at := func(pc uint64) int32 {
-		for _, in := range insts {
-			if in.off == pc {
-				return in.inl
+		for _, st := range steps {
+			if st.off == pc {
+				return st.inl
 			}
 		}
 		return -2 // not an instruction boundary
 	}
 	root := int32(-1)
-	for _, in := range insts {
-		idx := in.inl
+	for _, st := range steps {
+		idx := st.inl
 		if idx < 0 {
 			continue
 		}
@@ -899,4 +629,661 @@ func plausibleFuncName(s string) bool {
 		}
 	}
 	return true
+}
+
+// callee names the function a direct call from base+off to target (an
+// offset from base) enters, if target is a function's entry.
+func (b *Binary) calleeAt(base uint64, target int64) (string, bool) {
+	addr := uint64(int64(base) + target)
+	f, ok := b.FuncForPC(addr)
+	if !ok || f.Entry != addr {
+		return "", false
+	}
+	return f.Name, true
+}
+
+// readOnly reports whether addr lies in a loaded segment that is neither
+// writable nor executable.
+func (b *Binary) readOnly(addr uint64) bool {
+	for _, p := range b.loads {
+		if addr >= p.Vaddr && addr-p.Vaddr < p.Memsz {
+			return p.Flags&(elf.PF_W|elf.PF_X) == 0
+		}
+	}
+	return false
+}
+
+// allZero reports whether b holds only the given padding byte or zeros.
+func allZero(b []byte, pad byte) bool {
+	for _, c := range b {
+		if c != pad && c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// amd64: the closure context is in DX, g in R14.
+
+// Register families (RAX = 0 … R15 = 15) of the registers that matter.
+const (
+	famDX  = 2
+	famSP  = 4
+	famBP  = 5
+	famR12 = 12
+	famR13 = 13
+	famR14 = 14
+	famRIP = 16
+)
+
+// family returns the general-purpose register r belongs to, or -1.
+func family(r x86asm.Reg) int {
+	switch {
+	case r >= x86asm.RAX && r <= x86asm.R15:
+		return int(r - x86asm.RAX)
+	case r >= x86asm.EAX && r <= x86asm.R15L:
+		return int(r - x86asm.EAX)
+	case r >= x86asm.AX && r <= x86asm.R15W:
+		return int(r - x86asm.AX)
+	case r >= x86asm.AL && r <= x86asm.BL:
+		return int(r - x86asm.AL)
+	case r >= x86asm.AH && r <= x86asm.BH:
+		return int(r - x86asm.AH)
+	case r >= x86asm.SPB && r <= x86asm.R15B:
+		return int(r-x86asm.SPB) + famSP
+	}
+	return -1
+}
+
+func regFamily(a x86asm.Arg) int {
+	if r, ok := a.(x86asm.Reg); ok {
+		return family(r)
+	}
+	return -1
+}
+
+func isXMM(a x86asm.Arg) bool {
+	r, ok := a.(x86asm.Reg)
+	return ok && r >= x86asm.X0 && r <= x86asm.X15
+}
+
+// memBase returns the base register family of a memory operand without
+// index, famRIP for RIP-relative ones, or -1.
+func memBase(a x86asm.Arg) int {
+	m, ok := a.(x86asm.Mem)
+	if !ok || m.Index != 0 || m.Segment != 0 {
+		return -1
+	}
+	if m.Base == x86asm.RIP {
+		return famRIP
+	}
+	return family(m.Base)
+}
+
+// amd64State follows what the registers hold, linearly.
+type amd64State struct {
+	ctx   [16]bool // holds the closure context pointer
+	panic bool     // R12 holds g._panic
+	argp  bool     // the panic-argp check's load was seen
+}
+
+// write records that the register argument a is overwritten.
+func (s *amd64State) write(a x86asm.Arg) {
+	if f := regFamily(a); f >= 0 {
+		s.ctx[f] = false
+		if f == famR12 {
+			s.panic = false
+		}
+	}
+}
+
+// stepsAMD64 classifies the instructions of a function at base; nil if
+// some bytes before the padding do not decode.
+func (b *Binary) stepsAMD64(code []byte, base uint64) []step {
+	s := &amd64State{}
+	s.ctx[famDX] = true
+	var steps []step
+	afterRet := false
+	for pc := uint64(0); pc < uint64(len(code)); {
+		in, err := x86asm.Decode(code[pc:], 64)
+		if err != nil || in.Len == 0 {
+			if allZero(code[pc:], 0xcc) {
+				break
+			}
+			return nil
+		}
+		st := step{off: pc, end: pc + uint64(in.Len)}
+		if afterRet {
+			// The fix-up block is entered from the check's JNE, where
+			// R12 still holds g._panic (argument set-up may reuse R12).
+			s.panic = s.argp
+		}
+		st.kind, st.target, st.callee = b.classifyAMD64(s, in, base, pc)
+		afterRet = afterRet || st.kind == kRet
+		steps = append(steps, st)
+		pc = st.end
+	}
+	return steps
+}
+
+func (b *Binary) classifyAMD64(s *amd64State, in x86asm.Inst, base, pc uint64) (kind, int64, string) {
+	a0, a1 := in.Args[0], in.Args[1]
+	next := int64(pc) + int64(in.Len)
+	switch in.Op {
+	case x86asm.NOP, x86asm.INT:
+		return kNop, 0, ""
+	case x86asm.RET:
+		return kRet, 0, ""
+	case x86asm.CALL:
+		rel, ok := a0.(x86asm.Rel)
+		if !ok {
+			return kCallInd, 0, ""
+		}
+		if name, ok := b.calleeAt(base, next+int64(rel)); ok {
+			return kCall, 0, name
+		}
+		return kOther, 0, ""
+	case x86asm.JMP:
+		if rel, ok := a0.(x86asm.Rel); ok {
+			return kJump, next + int64(rel), ""
+		}
+		return kOther, 0, ""
+	case x86asm.JA, x86asm.JAE, x86asm.JB, x86asm.JBE, x86asm.JE, x86asm.JNE,
+		x86asm.JG, x86asm.JGE, x86asm.JL, x86asm.JLE, x86asm.JNO, x86asm.JNP,
+		x86asm.JNS, x86asm.JO, x86asm.JP, x86asm.JS:
+		if rel, ok := a0.(x86asm.Rel); ok {
+			return kCond, next + int64(rel), ""
+		}
+		return kOther, 0, ""
+	}
+	// The panic-argp check: MOVQ 0x20(R14), R12; TESTQ R12, R12; and after
+	// the RET LEAQ n(SP), R13; CMPQ 0(R12), R13; MOVQ SP, 0(R12).
+	switch {
+	case in.Op == x86asm.MOV && regFamily(a0) == famR12 && memBase(a1) == famR14:
+		s.panic, s.argp = true, true
+		return kArgpLoad, 0, ""
+	case in.Op == x86asm.TEST && s.panic && regFamily(a0) == famR12 && regFamily(a1) == famR12,
+		in.Op == x86asm.CMP && s.panic && memBase(a0) == famR12 && regFamily(a1) == famR13,
+		in.Op == x86asm.MOV && s.panic && memBase(a0) == famR12 && regFamily(a1) == famSP:
+		return kArgp, 0, ""
+	case in.Op == x86asm.LEA && regFamily(a0) == famR13 && memBase(a1) == famSP:
+		return kArgp, 0, ""
+	}
+	// The stack bound check and the frame: CMPQ SP|R12, 0x10(R14); LEAQ
+	// -n(SP), R12; PUSHQ/POPQ BP; MOVQ SP, BP; SUBQ/ADDQ $n, SP; MOVQ BP,
+	// n(SP); LEAQ n(SP), BP; MOVQ n(SP), BP.
+	switch in.Op {
+	case x86asm.CMP:
+		if (regFamily(a0) == famSP || regFamily(a0) == famR12) && memBase(a1) == famR14 {
+			return kFrame, 0, ""
+		}
+		return kOther, 0, ""
+	case x86asm.PUSH, x86asm.POP:
+		if regFamily(a0) == famBP {
+			return kFrame, 0, ""
+		}
+		return kOther, 0, ""
+	case x86asm.SUB, x86asm.ADD:
+		if _, imm := a1.(x86asm.Imm); imm && regFamily(a0) == famSP {
+			return kFrame, 0, ""
+		}
+		return kOther, 0, ""
+	case x86asm.MOV:
+		if regFamily(a0) == famBP && (regFamily(a1) == famSP || memBase(a1) == famSP) ||
+			memBase(a0) == famSP && regFamily(a1) == famBP {
+			s.write(a0)
+			return kFrame, 0, ""
+		}
+	case x86asm.LEA:
+		if (regFamily(a0) == famBP || regFamily(a0) == famR12) && memBase(a1) == famSP {
+			s.write(a0)
+			return kFrame, 0, ""
+		}
+	}
+	if b.argSetupAMD64(s, in, base, pc) {
+		return kArgs, 0, ""
+	}
+	return kOther, 0, ""
+}
+
+// argSetupAMD64 reports whether in loads a register from memory the
+// wrapper may read, or moves a register, immediate or constant, or stores
+// into the frame. Memory it may read: the closure context (through a
+// register still holding it), its own frame (SP or BP based), and
+// read-only data (RIP-relative into a segment neither writable nor
+// executable: constants).
+func (b *Binary) argSetupAMD64(s *amd64State, in x86asm.Inst, base, pc uint64) bool {
+	a0, a1 := in.Args[0], in.Args[1]
+	switch in.Op {
+	case x86asm.MOV, x86asm.MOVZX, x86asm.MOVSX, x86asm.MOVSXD,
+		x86asm.MOVSD_XMM, x86asm.MOVSS, x86asm.MOVUPS, x86asm.MOVAPS,
+		x86asm.MOVQ, x86asm.MOVD, x86asm.MOVDQU:
+	case x86asm.LEA:
+		// Addresses of constants, functions, dictionaries, globals, or
+		// of the frame's own slots.
+		if regFamily(a0) < 0 {
+			return false
+		}
+		if mb := memBase(a1); mb == famRIP || mb == famSP || mb == famBP {
+			s.write(a0)
+			return true
+		}
+		return false
+	case x86asm.XOR, x86asm.XORPS, x86asm.PXOR:
+		// Zeroing a register: XORL AX, AX; XORPS X15, X15.
+		r0, ok0 := a0.(x86asm.Reg)
+		r1, ok1 := a1.(x86asm.Reg)
+		if ok0 && ok1 && r0 == r1 {
+			s.write(a0)
+			return true
+		}
+		return false
+	default:
+		return false
+	}
+	// Stores: only into the frame (spills, arguments passed on the stack).
+	if _, ok := a0.(x86asm.Mem); ok {
+		if mb := memBase(a0); mb != famSP && mb != famBP {
+			return false
+		}
+		switch a1.(type) {
+		case x86asm.Reg, x86asm.Imm:
+			return true
+		}
+		return false
+	}
+	if regFamily(a0) < 0 && !isXMM(a0) {
+		return false
+	}
+	switch src := a1.(type) {
+	case x86asm.Imm:
+		s.write(a0)
+		return true
+	case x86asm.Reg:
+		copyCtx := family(src) >= 0 && s.ctx[family(src)]
+		s.write(a0)
+		if f := regFamily(a0); f >= 0 && copyCtx && in.Op == x86asm.MOV && in.DataSize == 64 {
+			s.ctx[f] = true
+		}
+		return true
+	case x86asm.Mem:
+		mb := memBase(src)
+		ok := false
+		switch {
+		case mb == famSP || mb == famBP:
+			ok = true
+		case mb == famRIP:
+			ok = b.readOnly(uint64(int64(base+pc) + int64(in.Len) + src.Disp))
+		case mb >= 0 && mb < 16:
+			ok = s.ctx[mb]
+		}
+		if ok {
+			s.write(a0)
+		}
+		return ok
+	}
+	return false
+}
+
+// arm64: the closure context is in X26, g in X28; X27 is the linker's
+// temporary (ADRP X27, page; LDR Xt, [X27, #off]).
+
+// arm64State follows what the registers hold, linearly.
+type arm64State struct {
+	ctx   [32]bool   // holds the closure context pointer
+	page  [32]uint64 // holds an ADRP page address (0: none)
+	panic int        // the register holding g._panic, or -1
+	argp  bool       // the panic-argp check's load was seen
+}
+
+// xreg returns the number of a general-purpose register (X or W view;
+// SP and ZR as 31), or -1.
+func xreg(a arm64asm.Arg) int {
+	var r arm64asm.Reg
+	switch v := a.(type) {
+	case arm64asm.Reg:
+		r = v
+	case arm64asm.RegSP:
+		r = arm64asm.Reg(v)
+	default:
+		return -1
+	}
+	switch {
+	case r >= arm64asm.W0 && r <= arm64asm.WZR:
+		return int(r - arm64asm.W0)
+	case r >= arm64asm.X0 && r <= arm64asm.XZR:
+		return int(r - arm64asm.X0)
+	case r == arm64asm.SP || r == arm64asm.WSP:
+		return 31
+	}
+	return -1
+}
+
+// isSP reports whether a is the stack pointer.
+func isSP(a arm64asm.Arg) bool {
+	r, ok := a.(arm64asm.RegSP)
+	return ok && (arm64asm.Reg(r) == arm64asm.SP || arm64asm.Reg(r) == arm64asm.WSP)
+}
+
+// isFP reports whether a is a floating-point or vector register.
+func isFP(a arm64asm.Arg) bool {
+	r, ok := a.(arm64asm.Reg)
+	return ok && r >= arm64asm.B0 && r <= arm64asm.V31
+}
+
+var memImmRe = regexp.MustCompile(`^\[([A-Z0-9]+)(?:,#(-?\d+))?\]$`)
+
+// memOffset returns the base register and offset of a memory operand with
+// an immediate offset (no pre- or post-index).
+func memOffset(a arm64asm.Arg) (base int, sp bool, off int64, ok bool) {
+	m, isMem := a.(arm64asm.MemImmediate)
+	if !isMem || m.Mode != arm64asm.AddrOffset {
+		return 0, false, 0, false
+	}
+	sub := memImmRe.FindStringSubmatch(m.String())
+	if sub == nil {
+		return 0, false, 0, false
+	}
+	if sub[2] != "" {
+		if _, err := fmt.Sscan(sub[2], &off); err != nil {
+			return 0, false, 0, false
+		}
+	}
+	return xreg(m.Base), isSP(m.Base), off, true
+}
+
+// memBaseARM64 returns the base register of any memory operand with an
+// immediate (31 = SP), or -1.
+func memBaseARM64(a arm64asm.Arg) int {
+	if m, ok := a.(arm64asm.MemImmediate); ok {
+		return xreg(m.Base)
+	}
+	return -1
+}
+
+func (s *arm64State) write(r int) {
+	if r >= 0 && r < 32 {
+		s.ctx[r], s.page[r] = false, 0
+		if s.panic == r {
+			s.panic = -1
+		}
+	}
+}
+
+// stepsARM64 classifies the instructions of a function at base; nil if
+// some words before the padding do not decode.
+func (b *Binary) stepsARM64(code []byte, base uint64) []step {
+	s := &arm64State{panic: -1}
+	s.ctx[26] = true
+	var steps []step
+	afterRet := false
+	panicReg := -1
+	for pc := uint64(0); pc+4 <= uint64(len(code)); pc += 4 {
+		in, err := arm64asm.Decode(code[pc:])
+		if err != nil {
+			if allZero(code[pc:], 0) {
+				break
+			}
+			return nil
+		}
+		if afterRet && s.argp {
+			s.panic = panicReg // entered from the check's CBNZ
+		}
+		st := step{off: pc, end: pc + 4}
+		st.kind, st.target, st.callee = b.classifyARM64(s, in, base, pc, afterRet)
+		if st.kind == kArgpLoad {
+			panicReg = s.panic
+		}
+		afterRet = afterRet || st.kind == kRet
+		steps = append(steps, st)
+	}
+	return steps
+}
+
+func (b *Binary) classifyARM64(s *arm64State, in arm64asm.Inst, base, pc uint64, afterRet bool) (kind, int64, string) {
+	a := in.Args
+	switch in.Op {
+	case arm64asm.NOP, arm64asm.HINT:
+		return kNop, 0, ""
+	case arm64asm.RET:
+		return kRet, 0, ""
+	case arm64asm.BL:
+		if rel, ok := a[0].(arm64asm.PCRel); ok {
+			if name, ok := b.calleeAt(base, int64(pc)+int64(rel)); ok {
+				s.write(30)
+				return kCall, 0, name
+			}
+		}
+		return kOther, 0, ""
+	case arm64asm.BLR:
+		return kCallInd, 0, ""
+	case arm64asm.B:
+		if rel, ok := a[0].(arm64asm.PCRel); ok {
+			return kJump, int64(pc) + int64(rel), ""
+		}
+		if _, ok := a[0].(arm64asm.Cond); ok {
+			if rel, ok := a[1].(arm64asm.PCRel); ok {
+				return kCond, int64(pc) + int64(rel), ""
+			}
+		}
+		return kOther, 0, ""
+	case arm64asm.CBZ, arm64asm.CBNZ:
+		if rel, ok := a[1].(arm64asm.PCRel); ok {
+			return kCond, int64(pc) + int64(rel), ""
+		}
+		return kOther, 0, ""
+	case arm64asm.CMP:
+		// The stack bound check (CMP SP|X17, X16) and, after the return,
+		// the fix-up's CMP X20, X17.
+		r0, r1 := xreg(a[0]), -1
+		if e, ok := a[1].(arm64asm.RegExtshiftAmount); ok {
+			r1 = regOfExt(e)
+		}
+		switch {
+		case (isSP(a[0]) || r0 == 17) && r1 == 16:
+			return kFrame, 0, ""
+		case afterRet && r0 >= 0 && r1 >= 0:
+			return kArgp, 0, ""
+		}
+		return kOther, 0, ""
+	case arm64asm.LDR, arm64asm.LDUR, arm64asm.LDRB, arm64asm.LDRH, arm64asm.LDRSB,
+		arm64asm.LDRSH, arm64asm.LDRSW, arm64asm.LDURB, arm64asm.LDURH, arm64asm.LDURSB,
+		arm64asm.LDURSH, arm64asm.LDURSW:
+		return b.loadARM64(s, in, pc, base, afterRet), 0, ""
+	case arm64asm.LDP:
+		// Epilogue LDP X29, X30, [SP, #-8], or a pair from the context
+		// or the frame.
+		mb := memBaseARM64(a[2])
+		r0, r1 := xreg(a[0]), xreg(a[1])
+		switch {
+		case mb == 31 && r0 == 29 && r1 == 30:
+			s.write(29)
+			s.write(30)
+			return kFrame, 0, ""
+		case mb == 31 || mb >= 0 && s.ctx[mb]:
+			if _, _, _, ok := memOffset(a[2]); !ok {
+				return kOther, 0, ""
+			}
+			s.write(r0)
+			s.write(r1)
+			return kArgs, 0, ""
+		}
+		return kOther, 0, ""
+	case arm64asm.STR, arm64asm.STUR, arm64asm.STRB, arm64asm.STRH, arm64asm.STURB, arm64asm.STURH:
+		mb := memBaseARM64(a[1])
+		r := xreg(a[0])
+		switch {
+		case mb == 31 && (r == 29 || r == 30):
+			return kFrame, 0, "" // STR X30, [SP, #-n]!; STUR X29, [SP, #-8]
+		case mb == 31:
+			if _, _, _, ok := memOffset(a[1]); ok {
+				return kArgs, 0, ""
+			}
+		case afterRet && mb >= 0 && mb == s.panic:
+			return kArgp, 0, "" // g._panic.argp = the wrapper's caller's argp
+		}
+		return kOther, 0, ""
+	case arm64asm.STP:
+		mb := memBaseARM64(a[2])
+		switch {
+		case mb == 31 && xreg(a[0]) == 29 && xreg(a[1]) == 30:
+			return kFrame, 0, ""
+		case mb == 31:
+			if _, _, _, ok := memOffset(a[2]); ok {
+				return kArgs, 0, ""
+			}
+		}
+		return kOther, 0, ""
+	case arm64asm.SUB, arm64asm.ADD:
+		// SUB X29, SP, #8; SUB/ADD SP, SP, #n; SUB X17, SP, #n (stack
+		// check); ADD Xd, SP, #n (a frame slot's address); ADD Xd, Xp,
+		// #off after ADRP Xp (a constant's address).
+		d, n := xreg(a[0]), xreg(a[1])
+		if _, imm := a[2].(arm64asm.ImmShift); !imm {
+			return kOther, 0, ""
+		}
+		switch {
+		case n == 31 && (d == 31 || d == 29 || d == 17 && in.Op == arm64asm.SUB):
+			s.write(d)
+			return kFrame, 0, ""
+		case n == 31 && in.Op == arm64asm.ADD:
+			s.write(d)
+			if afterRet {
+				return kArgp, 0, ""
+			}
+			return kArgs, 0, ""
+		case in.Op == arm64asm.ADD && n >= 0 && n < 31 && s.page[n] != 0:
+			s.write(d)
+			return kArgs, 0, ""
+		}
+		return kOther, 0, ""
+	case arm64asm.ADRP:
+		if rel, ok := a[1].(arm64asm.PCRel); ok {
+			d := xreg(a[0])
+			s.write(d)
+			if d >= 0 && d < 31 {
+				s.page[d] = uint64(int64((base+pc)&^0xfff) + int64(rel))
+			}
+			return kArgs, 0, ""
+		}
+		return kOther, 0, ""
+	case arm64asm.MOV, arm64asm.MOVZ, arm64asm.MOVN, arm64asm.MOVK, arm64asm.ORR, arm64asm.FMOV:
+		return b.moveARM64(s, in), 0, ""
+	}
+	return kOther, 0, ""
+}
+
+// regOfExt returns the register of a shifted-register operand without
+// shift, or -1.
+func regOfExt(e arm64asm.RegExtshiftAmount) int {
+	str := e.String()
+	if strings.Contains(str, ",") {
+		return -1
+	}
+	for r := arm64asm.W0; r <= arm64asm.XZR; r++ {
+		if r.String() == str {
+			return xreg(r)
+		}
+	}
+	return -1
+}
+
+// loadARM64 classifies a single-register load.
+func (b *Binary) loadARM64(s *arm64State, in arm64asm.Inst, pc, base uint64, afterRet bool) kind {
+	d := xreg(in.Args[0])
+	if d < 0 && !isFP(in.Args[0]) {
+		return kOther
+	}
+	mb := memBaseARM64(in.Args[1])
+	m, _ := in.Args[1].(arm64asm.MemImmediate)
+	switch {
+	case mb == 31 && (d == 29 || d == 30):
+		s.write(d) // LDUR X29, [SP, #-8]; LDR X30, [SP], #n
+		return kFrame
+	case mb == 28:
+		// From g: the stack bound (LDR X16, [X28, #16]) or g._panic
+		// (LDR X16, [X28, #32]).
+		_, _, off, ok := memOffset(in.Args[1])
+		s.write(d)
+		switch {
+		case ok && off == 16:
+			return kFrame
+		case ok && off == 32 && !afterRet:
+			s.panic, s.argp = d, true
+			return kArgpLoad
+		}
+		return kOther
+	case afterRet && mb >= 0 && mb == s.panic && m.Mode == arm64asm.AddrOffset:
+		s.write(d)
+		return kArgp // LDR X17, [X16]: g._panic.argp
+	}
+	base0, sp, off, ok := memOffset(in.Args[1])
+	if !ok {
+		return kOther
+	}
+	var allowed bool
+	switch {
+	case sp:
+		allowed = true
+	case base0 >= 0 && base0 < 31 && s.ctx[base0]:
+		allowed = true
+	case base0 >= 0 && base0 < 31 && s.page[base0] != 0:
+		allowed = b.readOnly(uint64(int64(s.page[base0]) + off))
+	}
+	if !allowed {
+		return kOther
+	}
+	s.write(d)
+	return kArgs
+}
+
+// moveARM64 classifies register moves and constants: MOV Xd, Xs|#imm,
+// MOVZ/MOVN/MOVK, ORR Xd, XZR, #imm, FMOV Dd, #imm|Xs|XZR.
+func (b *Binary) moveARM64(s *arm64State, in arm64asm.Inst) kind {
+	a := in.Args
+	d := xreg(a[0])
+	if d < 0 && !isFP(a[0]) {
+		return kOther
+	}
+	var src arm64asm.Arg = a[1]
+	if in.Op == arm64asm.ORR {
+		// Only ORR Xd, XZR, #imm (a constant).
+		if xreg(a[1]) != 31 {
+			return kOther
+		}
+		switch a[2].(type) {
+		case arm64asm.Imm64, arm64asm.Imm:
+		default:
+			return kOther
+		}
+		s.write(d)
+		return kArgs
+	}
+	copyCtx := false
+	switch v := src.(type) {
+	case arm64asm.Reg:
+		if r := xreg(v); r >= 0 && r < 31 {
+			copyCtx = s.ctx[r]
+		} else if !isFP(v) && xreg(v) != 31 {
+			return kOther
+		}
+	case arm64asm.RegSP:
+		if isSP(v) {
+			return kOther
+		}
+		if r := xreg(v); r >= 0 && r < 31 {
+			copyCtx = s.ctx[r]
+		}
+	case arm64asm.Imm, arm64asm.Imm64, arm64asm.ImmShift, arm64asm.Imm_fp:
+	default:
+		return kOther
+	}
+	if d >= 0 && d < 31 && s.page[d] != 0 && in.Op == arm64asm.MOVK {
+		return kOther
+	}
+	s.write(d)
+	if copyCtx && d >= 0 && d < 31 {
+		s.ctx[d] = true
+	}
+	return kArgs
 }

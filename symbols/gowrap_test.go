@@ -221,7 +221,8 @@ func fetchGo(minor int) (string, error) {
 
 // gowrapBuilds builds gowrapSrc with Go 1.19, 1.21–1.24, 1.26 and 1.27,
 // plain, stripped, and stripped with the external linker (and PIE for 1.19
-// and 1.26, -race for 1.26), two builds at a time.
+// and 1.26, -race for 1.26, arm64 for 1.19, 1.22, 1.26 and 1.27), two
+// builds at a time.
 // A toolchain that cannot be had is recorded as the build's error.
 func gowrapBuilds() {
 	gowrapOnce.Do(func() {
@@ -260,12 +261,22 @@ func gowrapBuilds() {
 			if c.minor == 26 {
 				flavors = append(flavors, []string{"-race", "+cgo", "-race"})
 			}
+			switch c.minor {
+			case 19, 26:
+				flavors = append(flavors, []string{"-arm64", "+arm64"}, []string{"-arm64-s", "+arm64", "-ldflags=-s -w"})
+			case 22, 27:
+				flavors = append(flavors, []string{"-arm64", "+arm64"})
+			}
 			for _, fl := range flavors {
 				bd := gowrapBuild{name: fmt.Sprintf("go1%d%s", c.minor, fl[0]), minor: c.minor, gobin: c.gobin,
 					env: append([]string{}, c.env...), stripped: strings.HasSuffix(fl[0], "-s")}
 				for _, f := range fl[1:] {
-					if f == "+cgo" {
+					switch f {
+					case "+cgo":
 						bd.env = append(bd.env, "CGO_ENABLED=1")
+						continue
+					case "+arm64":
+						bd.env = append(bd.env, "GOARCH=arm64")
 						continue
 					}
 					bd.flags = append(bd.flags, f)
@@ -334,6 +345,9 @@ func TestGoWrappers(t *testing.T) {
 			b := openGowrap(t, bd.name)
 			if _, minor, _ := b.Version(); minor != bd.minor {
 				t.Fatalf("built by %s, want Go 1.%d", b.GoVersion, bd.minor)
+			}
+			if arm := strings.Contains(bd.name, "arm64"); arm != (b.Arch == "arm64") {
+				t.Fatalf("%s is %s", bd.name, b.Arch)
 			}
 			ws, err := b.GoWrappers()
 			if err != nil {
