@@ -85,6 +85,7 @@ func (b *Binary) GoWrappers() (map[uint64]string, error) {
 		return out, err
 	}
 	gofunc, gofuncErr := b.goFuncBase(v)
+	var textStart uint64 // what entry offsets are relative to, from the first candidate
 	for i := uint64(0); i < v.nfunc; i++ {
 		funcOff, err := v.u32(v.pclnOff + i*8 + 4)
 		if err != nil {
@@ -104,6 +105,17 @@ func (b *Binary) GoWrappers() (map[uint64]string, error) {
 			continue
 		}
 		f := b.funcs[idx]
+		// The record must be the function's: every candidate's entry,
+		// less its entry offset, gives the same text start.
+		entryOff, err := v.u32(rec)
+		if err != nil || uint64(entryOff) > f.Entry {
+			continue
+		}
+		if textStart == 0 {
+			textStart = f.Entry - uint64(entryOff)
+		} else if f.Entry-uint64(entryOff) != textStart {
+			continue
+		}
 		w := wrapperFunc{Func: f, rec: rec, v: v, gofunc: gofunc, gofuncOK: gofuncErr == nil}
 		if callee, ok := b.goWrapCallee(w); ok {
 			out[f.Entry] = callee

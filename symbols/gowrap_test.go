@@ -521,3 +521,40 @@ func TestGoFuncBase(t *testing.T) {
 		})
 	}
 }
+
+// FuzzWrapperCode feeds arbitrary code to the classifiers and shape checks
+// and arbitrary bytes to the pc-value table decoder: they must not panic.
+func FuzzWrapperCode(f *testing.F) {
+	b, err := Open(tinyTarget(f))
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer b.Close()
+	main, err := b.LookupFunc("main.main")
+	if err != nil {
+		f.Fatal(err)
+	}
+	code, err := b.readAt(main.Entry, min(main.End-main.Entry, 256))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(code, false)
+	f.Add([]byte{0x10, 0x0b, 0x40, 0xf9, 0xff, 0x63, 0x30, 0xeb, 0xc0, 0x03, 0x5f, 0xd6}, true)
+	f.Fuzz(func(t *testing.T, code []byte, arm bool) {
+		if len(code) > maxWrapperSize {
+			return
+		}
+		var steps []step
+		if arm {
+			steps = b.stepsARM64(code, main.Entry)
+		} else {
+			steps = b.stepsAMD64(code, main.Entry)
+		}
+		calledCallee(steps, uint64(len(code)), true)
+		calledCallee(steps, uint64(len(code)), false)
+		v := &pclnView{pclnReader: pclnReader{data: code, ptrSize: 8}, quantum: 1}
+		if rs, err := v.pcTable(1, uint64(len(code))); err == nil {
+			valueAt(rs, uint64(len(code))/2)
+		}
+	})
+}
