@@ -22,7 +22,8 @@ type build struct {
 	goarch   string
 	pie      bool
 	stripped bool
-	extLink  bool // cgo, linked by the system linker as distributions do
+	extLink  bool     // cgo, linked by the system linker as distributions do
+	env      []string // e.g. GOTOOLCHAIN=go1.27.3
 	minor    int  // expected Go minor version
 }
 
@@ -47,6 +48,33 @@ var builds = []build{
 	{name: "go119-s", gobin: go119, stripped: true, minor: 19},
 	{name: "go119-pie", gobin: go119, pie: true, minor: 19},
 	{name: "go119-pie-s", gobin: go119, pie: true, stripped: true, minor: 19},
+}
+
+// Every other release: with .symtab and DWARF, and cgo linked externally
+// with and without them.
+func init() {
+	for _, minor := range []int{21, 22, 23, 24, 27} {
+		var env []string
+		if minor == 27 {
+			env = []string{"GOTOOLCHAIN=go1.27.3"}
+		}
+		n := fmt.Sprintf("go1%d", minor)
+		builds = append(builds,
+			build{name: n, minor: minor, env: env},
+			build{name: n + "-ext", extLink: true, minor: minor, env: env},
+			build{name: n + "-ext-s", extLink: true, stripped: true, minor: minor, env: env})
+	}
+}
+
+// gobinFor returns the go command of a build's release.
+func gobinFor(bd build) (string, error) {
+	switch {
+	case bd.gobin != "":
+		return bd.gobin, nil
+	case bd.minor == 26 || bd.minor == 27:
+		return goBin(), nil
+	}
+	return fetchGo(bd.minor)
 }
 
 var (
@@ -136,21 +164,26 @@ func buildAll() {
 		panic(err)
 	}
 
-	// One goroutine per toolchain: the two share no build cache entries.
+	// One goroutine per release: they share no build cache entries; two
+	// at a time, the host has two CPUs.
+	sem := make(chan struct{}, 2)
 	var wg sync.WaitGroup
-	for _, gobin := range []string{"", go119} {
+	byMinor := map[int][]build{}
+	for _, bd := range builds {
+		byMinor[bd.minor] = append(byMinor[bd.minor], bd)
+	}
+	for _, bds := range byMinor {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for _, bd := range builds {
-				if bd.gobin != gobin {
-					continue
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			for _, bd := range bds {
+				g, err := gobinFor(bd)
+				if err == nil {
+					_, err = os.Stat(g)
 				}
-				g := bd.gobin
-				if g == "" {
-					g = goBin()
-				}
-				if _, err := os.Stat(g); err != nil {
+				if err != nil {
 					buildMu.Lock()
 					buildErrs[bd.name] = err
 					buildMu.Unlock()
@@ -164,7 +197,7 @@ func buildAll() {
 				if bd.stripped {
 					ldflags = append(ldflags, "-s", "-w")
 				}
-				var env []string
+				env := append([]string(nil), bd.env...)
 				if bd.extLink {
 					ldflags = append(ldflags, "-linkmode=external")
 					env = append(env, "CGO_ENABLED=1")
@@ -175,7 +208,7 @@ func buildAll() {
 				if bd.goarch != "" {
 					env = append(env, "GOARCH="+bd.goarch)
 				}
-				_, err := runGo(g, src, env, append(args, ".")...)
+				_, err = runGo(g, src, env, append(args, ".")...)
 				buildMu.Lock()
 				buildErrs[bd.name] = err
 				buildMu.Unlock()

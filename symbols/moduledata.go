@@ -19,23 +19,34 @@ type moduleData struct {
 	types, etypes uint64 // runtime.types, runtime.etypes
 }
 
-// moduledata field offsets on 64-bit targets, identical for Go 1.18 through
-// 1.27 up to etypes except for the coverage counters Go 1.20 added:
+// moduledata field offsets on 64-bit targets, identical for Go 1.18
+// through 1.27 up to types except for the coverage counters Go 1.20 added:
 //
 //	pcHeader 0; funcnametab, cutab, filetab, pctab, pclntable, ftab
 //	(slices) 8..151; findfunctab 152; minpc 160; maxpc 168; text 176;
 //	etext 184; noptrdata..enoptrbss 192..255; [covctrs, ecovctrs
-//	256..271 since 1.20]; end, gcdata, gcbss; types; etypes.
+//	256..271 since 1.20]; end, gcdata, gcbss; types; [typedesclen since
+//	1.27]; etypes.
 const (
 	mdFuncnametab = 8
 	mdMinPC       = 160
 	mdMaxPC       = 168
 	mdText        = 176
 	mdEtext       = 184
-	mdTypes119    = 280
-	mdTypes120    = 296
-	mdSize        = mdTypes120 + 16
+	mdSize        = 320
 )
+
+// mdTypesLayout returns where types and etypes are, and typedesclen (0 if
+// the release has none), for a Go minor version.
+func mdTypesLayout(minor int) (types, typedesclen, etypes uint64) {
+	switch {
+	case minor < 20:
+		return 280, 0, 288
+	case minor < 27:
+		return 296, 0, 304
+	}
+	return 296, 304, 312
+}
 
 // errNoModuleData is returned when the descriptor cannot be found.
 var errNoModuleData = errors.New("runtime.firstmoduledata not found")
@@ -118,10 +129,13 @@ func (b *Binary) findModuleData(pclnAddr, funcnameOff uint64) (moduleData, error
 	return moduleData{}, fmt.Errorf("%d candidates for runtime.firstmoduledata", len(found))
 }
 
-// decodeModuleData reads and checks the fields of a descriptor candidate.
-// The position of types depends on the release; the layout whose values
-// are consistent is taken, and if both or neither are, none is.
+// decodeModuleData reads and checks the fields of a descriptor candidate,
+// at the positions the binary's release puts them.
 func (b *Binary) decodeModuleData(addr uint64, word func(uint64) (uint64, bool), off uint64) (moduleData, bool) {
+	major, minor, ok := b.Version()
+	if !ok || major != 1 {
+		return moduleData{}, false
+	}
 	md := moduleData{addr: addr}
 	var ok1, ok2, ok3, ok4 bool
 	var minpc, maxpc uint64
@@ -135,28 +149,21 @@ func (b *Binary) decodeModuleData(addr uint64, word func(uint64) (uint64, bool),
 	if !(md.text <= minpc && minpc < maxpc && maxpc <= md.etext) || !b.inSegment(md.text, elf.PF_X) {
 		return moduleData{}, false
 	}
-	var layouts []moduleData
-	for _, at := range []uint64{mdTypes119, mdTypes120} {
-		types, ok1 := word(off + at)
-		etypes, ok2 := word(off + at + 8)
-		if ok1 && ok2 && types < etypes && etypes-types < maxSectionSize &&
-			b.inSegment(types, 0) && b.inSegment(etypes-1, 0) && !b.inSegment(types, elf.PF_X) {
-			c := md
-			c.types, c.etypes = types, etypes
-			layouts = append(layouts, c)
-		}
-	}
-	if len(layouts) != 1 {
-		if major, minor, vok := b.Version(); vok && len(layouts) == 2 {
-			// Both fit: the release decides.
-			if major == 1 && minor < 20 {
-				return layouts[0], true
-			}
-			return layouts[1], true
-		}
+	at, lenAt, endAt := mdTypesLayout(minor)
+	md.types, ok1 = word(off + at)
+	md.etypes, ok2 = word(off + endAt)
+	if !ok1 || !ok2 || md.types >= md.etypes || md.etypes-md.types > maxSectionSize ||
+		!b.inSegment(md.types, 0) || !b.inSegment(md.etypes-1, 0) || b.inSegment(md.types, elf.PF_X) {
 		return moduleData{}, false
 	}
-	return layouts[0], true
+	if lenAt != 0 {
+		// The type descriptors proper end before the itabs that follow
+		// them up to etypes.
+		if n, ok := word(off + lenAt); !ok || n == 0 || n > md.etypes-md.types {
+			return moduleData{}, false
+		}
+	}
+	return md, true
 }
 
 // inSegment reports whether addr lies in the file-backed part of a loaded
