@@ -77,8 +77,8 @@ type Binary struct {
 
 	pclnText  uint64          // what pclntab function entries are relative to
 	asm       map[uint64]bool // entries of assembly functions
-	module    moduleData // runtime.firstmoduledata, when found
-	moduleErr error      // why it was not
+	module    moduleData      // runtime.firstmoduledata, when found
+	moduleErr error           // why it was not
 
 	cacheMu     sync.Mutex
 	dwarfStruct map[string]map[string]uint64 // DWARF struct lookups by type name

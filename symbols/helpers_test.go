@@ -24,7 +24,7 @@ type build struct {
 	stripped bool
 	extLink  bool     // cgo, linked by the system linker as distributions do
 	env      []string // e.g. GOTOOLCHAIN=go1.27.3
-	minor    int  // expected Go minor version
+	minor    int      // expected Go minor version
 }
 
 func (b build) plain() string {
