@@ -135,6 +135,31 @@ struct goroutine_key {
 	u64 g;
 };
 
+// STATUS_INVALID stands for a status word that does not fit an HTTP
+// status: the decoder refuses it rather than export its low 16 bits.
+#define STATUS_INVALID 0xffff
+
+// read_status reads an int status (net/http's response.status,
+// Response.StatusCode) as a u16, or STATUS_INVALID when the word read there
+// is not a three-digit number: a wrong offset must not pass as 200.
+static __always_inline u16 read_status(u64 addr)
+{
+	u64 v = 0;
+	if (bpf_probe_read_user(&v, sizeof(v), (void *)addr) != 0)
+		return STATUS_INVALID;
+	return v > 999 ? STATUS_INVALID : (u16)v;
+}
+
+// go_string_len returns the length of the Go string whose header sits at
+// addr, 0 if it cannot be read.
+static __always_inline u64 go_string_len(u64 addr)
+{
+	s64 len = 0;
+	if (bpf_probe_read_user(&len, sizeof(len), (void *)(addr + 8)) != 0 || len < 0)
+		return 0;
+	return (u64)len;
+}
+
 // read_go_string copies at most max bytes of the Go string whose header
 // (pointer, length) sits at addr; it returns the number of bytes copied.
 static __always_inline u32 read_go_string(char *dst, u32 max, u64 addr)

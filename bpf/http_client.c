@@ -15,7 +15,7 @@
 
 #define HTTPC_METHOD_MAX 16
 #define HTTPC_SCHEME_MAX 8
-#define HTTPC_HOST_MAX 64
+#define HTTPC_HOST_MAX 264 // a DNS name (253) and ":65535"
 
 #define HTTPC_FLAG_RESPONSE 1
 
@@ -40,8 +40,8 @@ struct http_client_event {
 	u16 status;
 	u8 method_len;
 	u8 scheme_len;
-	u8 host_len;
-	u8 _pad[3];
+	u16 host_len;   // the host's full length: more than HTTPC_HOST_MAX means cut
+	u8 _pad[2];
 	char method[HTTPC_METHOD_MAX];
 	char scheme[HTTPC_SCHEME_MAX];
 	char host[HTTPC_HOST_MAX];
@@ -98,7 +98,7 @@ int uprobe_http_client_finish(struct go_regs *ctx)
 	u64 resp = GO_ARG1(ctx);
 	e->status = 0;
 	if (resp) {
-		e->status = read_u64(resp + off->resp_status);
+		e->status = read_status(resp + off->resp_status);
 		e->hdr.flags |= HTTPC_FLAG_RESPONSE;
 	}
 	capture_go_error(&e->err, GO_ARG2(ctx), GO_ARG3(ctx), off->op_err_err, off->syscall_err_err);
@@ -108,7 +108,10 @@ int uprobe_http_client_finish(struct go_regs *ctx)
 	u64 url = read_u64(s.req + off->req_url);
 	if (url) {
 		e->scheme_len = read_go_string(e->scheme, HTTPC_SCHEME_MAX, url + off->url_scheme);
+		u64 full = go_string_len(url + off->url_host);
 		e->host_len = read_go_string(e->host, HTTPC_HOST_MAX, url + off->url_host);
+		if (full > e->host_len)
+			e->host_len = full > 0xffff ? 0xffff : (u16)full;
 	}
 	submit(ring, e);
 	return 0;

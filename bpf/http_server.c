@@ -149,7 +149,7 @@ int uprobe_http_server_finish(struct go_regs *ctx)
 	u8 wrote = 0;
 	bpf_probe_read_user(&wrote, 1, (void *)(w + off->resp_wrote_header));
 	if (wrote)
-		status = read_u64(w + off->resp_status);
+		status = read_status(w + off->resp_status);
 	emit(&k, &s, off, status, HTTP_FLAG_STATUS);
 	return 0;
 }
@@ -176,7 +176,7 @@ int uprobe_http_server_abort(struct go_regs *ctx)
 	bpf_probe_read_user(&wrote, 1, (void *)(w + off->resp_wrote_header));
 	u16 status = 0, flags = hijacked ? HTTP_FLAG_HIJACKED : HTTP_FLAG_PANIC;
 	if (wrote) {
-		status = read_u64(w + off->resp_status);
+		status = read_status(w + off->resp_status);
 		flags |= HTTP_FLAG_STATUS;
 	}
 	emit(&k, &s, off, status, flags);
@@ -205,7 +205,7 @@ static __always_inline int finish_http2(struct go_regs *ctx, u16 flags)
 	if (rws) {
 		bpf_probe_read_user(&wrote, 1, (void *)(rws + off->h2_wrote_header));
 		if (wrote)
-			status = read_u64(rws + off->h2_status);
+			status = read_status(rws + off->h2_status);
 	}
 	if (wrote) {
 		flags |= HTTP_FLAG_STATUS;

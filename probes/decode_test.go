@@ -39,13 +39,13 @@ func TestDecodersDoNotAllocate(t *testing.T) {
 	cl.Status = 503
 	cl.MethodLen = setChars(cl.Method[:], "POST")
 	cl.SchemeLen = setChars(cl.Scheme[:], "http")
-	cl.HostLen = setChars(cl.Host[:], "payments.internal:8443")
+	cl.HostLen = uint16(setChars(cl.Host[:], "payments.internal:8443"))
 	client := httpClientFamily(agg)
 
 	badSrv := srv
 	badSrv.Status = 257
 	badCl := cl
-	badCl.HostLen = setChars(badCl.Host[:], "payments.internal:0")
+	badCl.HostLen = uint16(setChars(badCl.Host[:], "payments.internal:0"))
 
 	for _, c := range []struct {
 		name   string

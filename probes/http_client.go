@@ -61,7 +61,7 @@ func httpClientFamily(agg *aggregator.Aggregator) *family {
 		startMap:  "http_client_starts",
 		configure: httpClientOffsets,
 		decode:    st.decode,
-		invalid:   []string{"status", "method", "utf8", "port", "duration"},
+		invalid:   []string{"status", "method", "utf8", "port", "duration", "host"},
 		attached: func(pid int, bin *symbols.Binary, t aggregator.TargetID) {
 			st.procs.set(uint32(pid), newGoProc(pid, bin, t))
 		},
@@ -128,7 +128,10 @@ func (st *httpClientState) decode(sh *aggregator.Shard, t aggregator.TargetID, r
 	default:
 		l[0] = sh.InternString("_OTHER")
 	}
-	hp, v := c.hostPort(sh, cbytes(ev.Scheme[:], int(ev.SchemeLen)), cbytes(ev.Host[:], int(ev.HostLen)), int(ev.HostLen) >= len(ev.Host))
+	if int(ev.HostLen) > len(ev.Host) {
+		return invalidHost // cut: its port would be wrong
+	}
+	hp, v := c.hostPort(sh, cbytes(ev.Scheme[:], int(ev.SchemeLen)), cbytes(ev.Host[:], int(ev.HostLen)), false)
 	if v != decoded {
 		return v
 	}
@@ -161,7 +164,7 @@ func (st *httpClientState) decode(sh *aggregator.Shard, t aggregator.TargetID, r
 // scheme and host (truncated: the host may have been cut by its buffer),
 // cached. Only plausible hosts are cached: a cached one needs no check.
 func (c *httpClientShard) hostPort(sh *aggregator.Shard, scheme, host []byte, truncated bool) (hostPort, verdict) {
-	var buf [80]byte
+	var buf [len(httpClientHttpClientEvent{}.Scheme) + 1 + len(httpClientHttpClientEvent{}.Host)]byte
 	key := append(append(append(buf[:0], scheme...), 0), host...)
 	if hp, ok := c.hosts[string(key)]; ok {
 		return hp, decoded

@@ -43,11 +43,11 @@ type httpClientHttpClientEvent struct {
 	Status    uint16
 	MethodLen uint8
 	SchemeLen uint8
-	HostLen   uint8
-	Pad       [3]uint8
+	HostLen   uint16
+	Pad       [2]uint8
 	Method    [16]int8
 	Scheme    [8]int8
-	Host      [64]int8
+	Host      [264]int8
 }
 
 type httpClientHttpClientOffsets struct {

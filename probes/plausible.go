@@ -23,6 +23,7 @@ const (
 	invalidPath       // a request path used as the route not valid UTF-8 or with control characters
 	invalidPort       // server port not 1–65535
 	invalidDuration   // end before start, or a day or longer
+	invalidHost       // HTTP client URL host longer than a DNS name and port
 	numVerdicts
 )
 
@@ -36,6 +37,7 @@ var invalidReasons = [numVerdicts]string{
 	invalidPath:       "path",
 	invalidPort:       "port",
 	invalidDuration:   "duration",
+	invalidHost:       "host",
 }
 
 // invalid reports whether v is one of the implausible verdicts.
@@ -52,7 +54,7 @@ func (v verdict) invalid() bool { return v >= invalidStatus && v < numVerdicts }
 // read one in the policy.
 func (v verdict) evidence() bool {
 	switch v {
-	case invalidPeerStatus, invalidPeerMethod, invalidPath:
+	case invalidPeerStatus, invalidPeerMethod, invalidPath, invalidHost:
 		return false
 	}
 	return v.invalid()

@@ -142,7 +142,7 @@ func clientEvent(f func(*httpClientHttpClientEvent)) []byte {
 	ev.Status = 200
 	ev.MethodLen = setChars(ev.Method[:], "GET")
 	ev.SchemeLen = setChars(ev.Scheme[:], "http")
-	ev.HostLen = setChars(ev.Host[:], "payments.internal:8443")
+	ev.HostLen = uint16(setChars(ev.Host[:], "payments.internal:8443"))
 	if f != nil {
 		f(&ev)
 	}
@@ -214,12 +214,16 @@ func TestDecodersRefuseImplausibleEvents(t *testing.T) {
 		{"client status 0x7fff", clientEvent(func(e *httpClientHttpClientEvent) { e.Status = 0x7fff }), invalidStatus, "status"},
 		{"client status 0 with a response", clientEvent(func(e *httpClientHttpClientEvent) { e.Status = 0 }), invalidStatus, "status"},
 		{"client method NUL", clientEvent(func(e *httpClientHttpClientEvent) { e.MethodLen = setChars(e.Method[:], "G\x00T") }), invalidMethod, "method"},
-		{"client host invalid UTF-8", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = setChars(e.Host[:], "pay\xffments:80") }), invalidUTF8, "utf8"},
-		{"client host with control", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = setChars(e.Host[:], "pay\x01ments") }), invalidUTF8, "utf8"},
+		{"client host invalid UTF-8", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "pay\xffments:80")) }), invalidUTF8, "utf8"},
+		{"client host with control", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "pay\x01ments")) }), invalidUTF8, "utf8"},
 		{"client scheme garbage", clientEvent(func(e *httpClientHttpClientEvent) { e.SchemeLen = setChars(e.Scheme[:], "h\xfe") }), invalidUTF8, "utf8"},
-		{"client port 0", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = setChars(e.Host[:], "payments.internal:0") }), invalidPort, "port"},
-		{"client port 65536", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = setChars(e.Host[:], "payments.internal:65536") }), invalidPort, "port"},
-		{"client port not a number", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = setChars(e.Host[:], "[::1]:http") }), invalidPort, "port"},
+		{"client host cut by the probe", clientEvent(func(e *httpClientHttpClientEvent) {
+			e.HostLen = uint16(setChars(e.Host[:], strings.Repeat("a", len(e.Host))))
+			e.HostLen = uint16(len(e.Host) + 6) // the Go string was longer than the buffer
+		}), invalidHost, "host"},
+		{"client port 0", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "payments.internal:0")) }), invalidPort, "port"},
+		{"client port 65536", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "payments.internal:65536")) }), invalidPort, "port"},
+		{"client port not a number", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "[::1]:http")) }), invalidPort, "port"},
 		{"client end before start", clientEvent(func(e *httpClientHttpClientEvent) { e.Hdr.StartNs, e.Hdr.EndNs = 3000000, 1000000 }), invalidDuration, "duration"},
 		// database/sql.
 		{"db query invalid UTF-8", dbEvent(func(e *dbDbEvent) { e.QueryLen = uint16(setChars(e.Query[:], "SELECT \xff FROM items")) }), invalidUTF8, "utf8"},
@@ -271,7 +275,7 @@ func TestDecodersAcceptPlausibleEdges(t *testing.T) {
 		})},
 		{"client no response", clientEvent(func(e *httpClientHttpClientEvent) { e.Hdr.Flags, e.Status = 0, 0 })},
 		{"client empty method", clientEvent(func(e *httpClientHttpClientEvent) { e.MethodLen = 0 })},
-		{"client host without port", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = setChars(e.Host[:], "example.com") })},
+		{"client host without port", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "example.com")) })},
 		{"db multi-line query", dbEvent(func(e *dbDbEvent) { e.QueryLen = uint16(setChars(e.Query[:], "SELECT id\n\tFROM items\r\n")) })},
 		{"db begin", dbEvent(func(e *dbDbEvent) { e.Op, e.QueryLen = dbOpBegin, 0 })},
 		{"business counter", userEvent(ufCountID, "retail", nil)},
@@ -320,7 +324,7 @@ func TestReaderPathDoesNotAllocate(t *testing.T) {
 	good := serverEvent(nil)
 	bad := serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 12240 })
 	badPath := serverEvent(func(e *httpServerHttpServerEvent) { e.PathLen = uint16(setChars(e.Path[:], "/\xff")) })
-	badClient := clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = setChars(e.Host[:], "h:0") })
+	badClient := clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "h:0")) })
 	for _, ev := range [][]byte{good, bad, badPath, badClient} {
 		rd.handle(r.sh, c, ev) // opens the windows, interns the labels
 	}
