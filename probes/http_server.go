@@ -37,8 +37,12 @@ var httpServerProbes = []Probe{
 	{Function: "net/http.serverHandler.ServeHTTP", Program: "uprobe_http_server_start", Idempotent: true},
 	{Function: "net/http.(*response).finishRequest", Program: "uprobe_http_server_finish", Idempotent: true},
 	{Function: "net/http.(*conn).serve.func1", Program: "uprobe_http_server_abort", Idempotent: true},
-	{Function: "net/http.(*http2responseWriter).handlerDone", Program: "uprobe_http2_server_finish", Optional: true, Idempotent: true},
-	{Function: "net/http.(*http2serverConn).runHandler.func1", Program: "uprobe_http2_server_abort", Optional: true, Idempotent: true},
+	// HTTP/2: net/http's bundled copy of x/net/http2 up to Go 1.26, the
+	// package net/http/internal/http2 since Go 1.27. A binary has one.
+	{Function: h2Bundled.handlerDone, Program: "uprobe_http2_server_finish", Optional: true, Idempotent: true},
+	{Function: h2Bundled.runHandler, Program: "uprobe_http2_server_abort", Optional: true, Idempotent: true},
+	{Function: h2Internal.handlerDone, Program: "uprobe_http2_server_finish", Optional: true, Idempotent: true},
+	{Function: h2Internal.runHandler, Program: "uprobe_http2_server_abort", Optional: true, Idempotent: true},
 }
 
 func httpServerFamily() *family {
@@ -115,14 +119,41 @@ func httpServerOffsets(b *symbols.Binary) (any, error) {
 	return &o, nil
 }
 
-// http2Offsets returns the offsets of http2responseWriter.rws,
-// http2responseWriterState.status and .wroteHeader.
+// http2Server names the functions and types of one copy of net/http's
+// HTTP/2 server.
+type http2Server struct {
+	handlerDone, runHandler string // probed functions
+	writer, writerState     string // struct types
+}
+
+var (
+	h2Bundled = http2Server{
+		handlerDone: "net/http.(*http2responseWriter).handlerDone",
+		runHandler:  "net/http.(*http2serverConn).runHandler.func1",
+		writer:      "net/http.http2responseWriter",
+		writerState: "net/http.http2responseWriterState",
+	}
+	h2Internal = http2Server{
+		handlerDone: "net/http/internal/http2.(*responseWriter).handlerDone",
+		runHandler:  "net/http/internal/http2.(*serverConn).runHandler.func1",
+		writer:      "net/http/internal/http2.responseWriter",
+		writerState: "net/http/internal/http2.responseWriterState",
+	}
+)
+
+// http2Offsets returns the offsets of the HTTP/2 response writer's rws,
+// and of the state's status and wroteHeader, for the copy of the HTTP/2
+// server the binary links.
 func http2Offsets(b *symbols.Binary) ([3]uint64, error) {
-	w, _, err := b.StructFields("net/http.http2responseWriter", "rws")
+	h2 := h2Bundled
+	if _, err := b.LookupFunc(h2Internal.handlerDone); err == nil {
+		h2 = h2Internal
+	}
+	w, _, err := b.StructFields(h2.writer, "rws")
 	if err != nil {
 		return [3]uint64{}, err
 	}
-	s, _, err := b.StructFields("net/http.http2responseWriterState", "status", "wroteHeader")
+	s, _, err := b.StructFields(h2.writerState, "status", "wroteHeader")
 	if err != nil {
 		return [3]uint64{}, err
 	}
@@ -135,8 +166,8 @@ func httpServerLeaveOut(b *symbols.Binary) map[string]string {
 	if _, err := http2Offsets(b); err != nil {
 		why := "HTTP/2 requests not measured: " + err.Error()
 		return map[string]string{
-			"net/http.(*http2responseWriter).handlerDone":  why,
-			"net/http.(*http2serverConn).runHandler.func1": why,
+			h2Bundled.handlerDone: why, h2Bundled.runHandler: why,
+			h2Internal.handlerDone: why, h2Internal.runHandler: why,
 		}
 	}
 	return nil

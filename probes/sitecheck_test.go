@@ -1,6 +1,7 @@
 package probes
 
 import (
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -44,7 +45,7 @@ func TestVerifySites(t *testing.T) {
 	var offs []uint64
 	for _, p := range httpServerProbes {
 		o, err := probeSites(bin, p)
-		if err != nil {
+		if err != nil && !(p.Optional && errors.Is(err, symbols.ErrFuncNotFound)) {
 			t.Fatalf("%s: %v", p.Function, err)
 		}
 		offs = append(offs, o...)
@@ -121,7 +122,9 @@ func TestLeaveOut(t *testing.T) {
 	if len(cfg.left) != 1 || !strings.HasPrefix(cfg.left[0], h2+": HTTP/2 requests not measured") {
 		t.Errorf("left out: %q", cfg.left)
 	}
-	if len(cfg.offsets) != len(httpServerProbes)-1 {
-		t.Errorf("%d probes placed, want %d (a required probe is never left out)", len(cfg.offsets), len(httpServerProbes)-1)
+	// One copy of the HTTP/2 server is linked: two optional probes find
+	// no function, one more is left out.
+	if len(cfg.offsets) != len(httpServerProbes)-3 {
+		t.Errorf("%d probes placed, want %d (a required probe is never left out)", len(cfg.offsets), len(httpServerProbes)-3)
 	}
 }

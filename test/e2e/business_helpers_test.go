@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,12 +8,13 @@ import (
 	"testing"
 )
 
-// bizBuilds are the business target's builds: Go 1.26 and 1.19, each with
-// DWARF and stripped.
+// bizBuilds are the business target's builds: every release stripped, and
+// Go 1.26 and 1.19 with DWARF too.
 var bizBuilds struct {
 	once     sync.Once
 	err      error
 	variants []variant
+	skipped  []string
 	shop     string // the example shop service (Go 1.26)
 }
 
@@ -23,32 +23,12 @@ var bizBuilds struct {
 func businessVariants(t *testing.T) []variant {
 	t.Helper()
 	bizBuilds.once.Do(func() {
-		src := filepath.Join(env.repoRoot, "test", "targets", "business")
-		toolchains := []string{goCommand()}
-		if env.skip119 == "" {
-			toolchains = append(toolchains, go119)
-		}
-		for _, tc := range toolchains {
-			ver, err := runGo(env.ctx, tc, src, "env", "GOVERSION")
-			if err != nil {
-				bizBuilds.err = err
-				return
-			}
-			var minor int
-			fmt.Sscanf(ver, "go1.%d", &minor)
-			for _, flavor := range []string{"plain", "stripped"} {
-				v := variant{name: fmt.Sprintf("go1%d-%s", minor, flavor), toolchain: tc, goVersion: ver, minor: minor, flavor: flavor}
-				v.exe = filepath.Join(env.dir, "biz-"+v.name)
-				args := []string{"build", "-o", v.exe}
-				if flavor == "stripped" {
-					args = append(args, "-ldflags=-s -w")
-				}
-				if _, err := runGo(env.ctx, tc, src, append(args, ".")...); err != nil {
-					bizBuilds.err = err
-					return
-				}
-				bizBuilds.variants = append(bizBuilds.variants, v)
-			}
+		// Go 1.26 with DWARF first: single-variant tests take vs[0].
+		want := []matrixBuild{{"business", "plain", 26}, {"business", "plain", 19}}
+		want = append(want, perRelease("business", "stripped")...)
+		bizBuilds.variants, bizBuilds.skipped, bizBuilds.err = buildMatrix(env.ctx, want)
+		if bizBuilds.err != nil {
+			return
 		}
 		shop := filepath.Join(env.dir, "shop")
 		if _, err := runGo(env.ctx, goCommand(), filepath.Join(env.repoRoot, "test", "targets", "shop"), "build", "-o", shop, "."); err != nil {
@@ -60,9 +40,7 @@ func businessVariants(t *testing.T) []variant {
 	if bizBuilds.err != nil {
 		t.Fatalf("build business targets: %v", bizBuilds.err)
 	}
-	if env.skip119 != "" && isCI() {
-		t.Fatal(env.skip119)
-	}
+	requireMatrix(t, bizBuilds.skipped)
 	return bizBuilds.variants
 }
 

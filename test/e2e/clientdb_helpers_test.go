@@ -27,81 +27,48 @@ var clientBuilds struct {
 	once     sync.Once
 	err      error
 	http, db []clientVariant
+	skipped  []string
 }
 
-// buildClientTargets builds test/targets/httpclient and dbclient with Go
-// 1.26 and Go 1.19, plain and stripped (httpclient also PIE), once per test
-// binary.
+// buildClientTargets builds test/targets/httpclient and dbclient on every
+// release (cached): httpclient stripped and cgo-linked externally, dbclient
+// stripped; on Go 1.26 and 1.19 also plain (both) and PIE (httpclient).
 func buildClientTargets(t *testing.T) ([]clientVariant, []clientVariant) {
 	t.Helper()
 	clientBuilds.once.Do(func() {
-		toolchains := []string{goCommand()}
-		if env.skip119 == "" {
-			toolchains = append(toolchains, go119)
-		}
-		type job struct {
-			tc, src string
-			args    []string
-		}
-		var jobs []job
-		for _, tc := range toolchains {
-			ver, err := runGo(env.ctx, tc, env.repoRoot, "env", "GOVERSION")
-			if err != nil {
-				clientBuilds.err = err
-				return
+		var want []matrixBuild
+		for _, m := range releases {
+			fl := []string{"stripped", "extlink"}
+			if m == 19 || m == 26 {
+				fl = append(fl, "plain", "pie")
 			}
-			var minor int
-			fmt.Sscanf(ver, "go1.%d", &minor)
-			for _, flavor := range []string{"plain", "stripped", "pie"} {
-				name := fmt.Sprintf("go1%d-%s", minor, flavor)
-				for _, prog := range []string{"httpclient", "dbclient"} {
-					if flavor == "pie" && prog == "dbclient" {
-						continue // PIE recompiles SQLite: too slow for the budget
-					}
-					exe := filepath.Join(env.dir, "cl-"+prog+"-"+name)
-					args := []string{"build", "-o", exe}
-					switch flavor {
-					case "stripped":
-						args = append(args, "-ldflags=-s -w")
-					case "pie":
-						args = append(args, "-buildmode=pie")
-					}
-					args = append(args, ".")
-					jobs = append(jobs, job{tc, filepath.Join(env.repoRoot, "test", "targets", prog), args})
-					v := clientVariant{name: name, exe: exe}
-					if prog == "httpclient" {
-						clientBuilds.http = append(clientBuilds.http, v)
-					} else {
-						clientBuilds.db = append(clientBuilds.db, v)
-					}
-				}
+			for _, f := range fl {
+				want = append(want, matrixBuild{"httpclient", f, m})
+			}
+			want = append(want, matrixBuild{"dbclient", "stripped", m})
+			if m == 19 || m == 26 {
+				want = append(want, matrixBuild{"dbclient", "plain", m})
 			}
 		}
-		// Two at a time: the host has two CPUs; the build cache does the rest.
-		sem := make(chan struct{}, 2)
-		errs := make(chan error, len(jobs))
-		var wg sync.WaitGroup
-		for _, j := range jobs {
-			wg.Add(1)
-			go func(j job) {
-				defer wg.Done()
-				sem <- struct{}{}
-				defer func() { <-sem }()
-				_, err := runGo(env.ctx, j.tc, j.src, j.args...)
-				errs <- err
-			}(j)
+		vs, skipped, err := buildMatrix(env.ctx, want)
+		if err != nil {
+			clientBuilds.err = err
+			return
 		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			if err != nil && clientBuilds.err == nil {
-				clientBuilds.err = err
+		clientBuilds.skipped = skipped
+		for _, v := range vs {
+			cv := clientVariant{name: v.name, exe: v.exe}
+			if strings.Contains(filepath.Base(v.exe), "httpclient-") {
+				clientBuilds.http = append(clientBuilds.http, cv)
+			} else {
+				clientBuilds.db = append(clientBuilds.db, cv)
 			}
 		}
 	})
 	if clientBuilds.err != nil {
 		t.Fatal(clientBuilds.err)
 	}
+	requireMatrix(t, clientBuilds.skipped)
 	return clientBuilds.http, clientBuilds.db
 }
 

@@ -11,7 +11,7 @@ import (
 // TestHTTP2ExactCounts drives the same known mix as TestExactCounts over
 // HTTP/2 (TLS, net/http's bundled server) through every variant, and checks
 // that every request is counted once under the right labels: the HTTP/2
-// server ends requests in (*http2responseWriter).handlerDone and a stream's
+// server ends requests in (*http2responseWriter).handlerDone (Go 1.27: net/http/internal/http2.(*responseWriter).handlerDone) and a stream's
 // deferred recover instead of finishRequest.
 func TestHTTP2ExactCounts(t *testing.T) {
 	requireBPF(t)

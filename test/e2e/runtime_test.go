@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"math"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,71 +10,27 @@ import (
 	"time"
 )
 
-// The runtime metrics end to end: test/targets/goroutines built with Go
-// 1.26 and 1.19, plain, stripped and PIE, sampled by one real agent.
+// The runtime metrics end to end: test/targets/goroutines built on every
+// release in every flavour, sampled by one real agent.
 
 var (
 	rtBuildOnce sync.Once
 	rtBuildErr  error
 	rtVariants  []variant
+	rtSkipped   []string
 )
 
-// runtimeTargets builds the goroutines target once per toolchain and flavour.
+// runtimeTargets builds the goroutines target on every release in every
+// flavour (cached).
 func runtimeTargets(t *testing.T) []variant {
 	t.Helper()
 	rtBuildOnce.Do(func() {
-		src := filepath.Join(env.repoRoot, "test", "targets", "goroutines")
-		type job struct {
-			v    variant
-			args []string
-		}
-		var jobs []job
-		for _, tc := range []string{goCommand(), go119} {
-			minor := 26
-			if tc == go119 {
-				minor = 19
-			}
-			for _, flavor := range []string{"plain", "stripped", "pie"} {
-				if minor == 19 && flavor == "pie" {
-					continue // PIE is covered by Go 1.26; keep the build count down
-				}
-				v := variant{name: fmt.Sprintf("go1%d-%s", minor, flavor), toolchain: tc, minor: minor, flavor: flavor}
-				v.exe = filepath.Join(env.dir, "rt-"+v.name)
-				args := []string{"build", "-o", v.exe}
-				switch flavor {
-				case "stripped":
-					args = append(args, "-ldflags=-s -w")
-				case "pie":
-					args = append(args, "-buildmode=pie", "-ldflags=-s -w")
-				}
-				jobs = append(jobs, job{v, append(args, ".")})
-			}
-		}
-		errs := make(chan error, len(jobs))
-		sem := make(chan struct{}, 2)
-		var wg sync.WaitGroup
-		for _, j := range jobs {
-			rtVariants = append(rtVariants, j.v)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				sem <- struct{}{}
-				defer func() { <-sem }()
-				_, err := runGo(env.ctx, j.v.toolchain, src, j.args...)
-				errs <- err
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			if err != nil && rtBuildErr == nil {
-				rtBuildErr = err
-			}
-		}
+		rtVariants, rtSkipped, rtBuildErr = buildMatrix(env.ctx, fullMatrix("goroutines"))
 	})
 	if rtBuildErr != nil {
 		t.Fatal(rtBuildErr)
 	}
+	requireMatrix(t, rtSkipped)
 	return rtVariants
 }
 
