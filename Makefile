@@ -31,18 +31,25 @@ run: build
 demo: build
 	$(SUDO) $(BIN) --web.listen-address $(LISTEN) --demo=on
 
-# Debian packages the tests need: Go 1.19 to build old targets.
+# Debian packages the tests need (Go 1.19 to build old targets), and the
+# other Go releases of the test matrix.
 TEST_PACKAGES := golang-1.19-go postgresql prometheus chromium
+TEST_GO_RELEASES := 1.19 1.21 1.22 1.23 1.24
+TEST_GO_NEXT := go1.27.3
 test-deps: deps
 	@missing=""; for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then $(APT) update -qq && $(APT) install -y -qq $$missing; fi
+	@# Every Go release the tests build targets with (cached under
+	@# /var/cache/blindspot; Go 1.27 through the module proxy).
+	@for v in $(TEST_GO_RELEASES); do $(SUDO) bash test/toolchains/fetch.sh go $$v >/dev/null || exit 1; done
+	GOTOOLCHAIN=$(TEST_GO_NEXT) $(GO) version
 
 vet:
 	$(GO) vet ./...
 	GOARCH=arm64 $(GO) build -o /dev/null ./cmd/agent
 
 test: test-deps vet
-	$(SUDO) env "PATH=$$PATH" CI="$${CI:-}" $(GO) test -count=1 -timeout 40m ./...
+	$(SUDO) env "PATH=$$PATH" CI="$${CI:-}" $(GO) test -count=1 -timeout 80m ./...
 
 bench: build
 	$(SUDO) env "PATH=$$PATH" $(GO) run ./test/bench

@@ -15,7 +15,7 @@ import (
 // packageBudget bounds the whole package: every build and process runs
 // under a context that ends then, and a watchdog kills the test binary
 // shortly after.
-const packageBudget = 25 * time.Minute
+const packageBudget = 60 * time.Minute
 
 // go119 is the oldest toolchain the agent supports.
 const go119 = "/usr/lib/go-1.19/bin/go"
