@@ -190,37 +190,3 @@ func (b *Binary) FuncForPC(pc uint64) (Func, bool) {
 	}
 	return b.funcs[i], true
 }
-
-// GoWrapTarget returns, for the wrapper a go statement with arguments
-// compiles to (Go 1.21+: "main.serve.gowrap1"), the function it calls:
-// the first direct call to a function outside the runtime. ok is false
-// for any other function.
-func (b *Binary) GoWrapTarget(f Func) (Func, bool) {
-	if !strings.Contains(f.Name, ".gowrap") || b.Arch != "amd64" || f.End <= f.Entry || f.End-f.Entry > 1<<16 {
-		return Func{}, false
-	}
-	code, err := b.readAt(f.Entry, f.End-f.Entry)
-	if err != nil {
-		return Func{}, false
-	}
-	for pc := 0; pc < len(code); {
-		inst, err := x86asm.Decode(code[pc:], 64)
-		if err != nil || inst.Len == 0 {
-			pc++
-			continue
-		}
-		pc += inst.Len
-		if inst.Op != x86asm.CALL {
-			continue
-		}
-		rel, ok := inst.Args[0].(x86asm.Rel)
-		if !ok {
-			continue
-		}
-		target := uint64(int64(f.Entry) + int64(pc) + int64(rel))
-		if t, ok := b.FuncForPC(target); ok && t.Entry == target && !strings.HasPrefix(t.Name, "runtime.") {
-			return t, true
-		}
-	}
-	return Func{}, false
-}

@@ -34,7 +34,7 @@ type Site struct {
 // instruction start of that disassembly, and addr must be one too. An entry
 // computed from a wrong text base fails here.
 func (b *Binary) CheckSite(addr uint64) (Site, error) {
-	f, ok := b.funcAt(addr)
+	f, ok := b.FuncForPC(addr)
 	if !ok {
 		return Site{}, fmt.Errorf("site %#x: %w: in no function", addr, ErrBadSite)
 	}
@@ -116,15 +116,6 @@ func instStarts(arch string, code []byte) []instStart {
 		}
 	}
 	return out
-}
-
-// funcAt returns the function holding addr.
-func (b *Binary) funcAt(addr uint64) (Func, bool) {
-	i := sort.Search(len(b.funcs), func(i int) bool { return b.funcs[i].Entry > addr }) - 1
-	if i < 0 || addr >= b.funcs[i].End {
-		return Func{}, false
-	}
-	return b.funcs[i], true
 }
 
 // pcBoundaries returns the offsets from f.Entry at which f's pcsp, pcfile

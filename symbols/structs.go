@@ -187,26 +187,31 @@ func findDWARFStruct(d *dwarf.Data, typeName string) (fields map[string]uint64, 
 		if !e.Children {
 			continue // a declaration
 		}
-		fields := make(map[string]uint64)
-		for {
-			m, err := r.Next()
-			if err != nil {
-				return nil, err
-			}
-			if m == nil || m.Tag == 0 {
-				break
-			}
-			if m.Tag == dwarf.TagMember {
-				name, _ := m.Val(dwarf.AttrName).(string)
-				if off, ok := m.Val(dwarf.AttrDataMemberLoc).(int64); ok && name != "" && off >= 0 {
-					fields[name] = uint64(off)
-				}
-			}
-			if m.Children {
-				r.SkipChildren()
+		return DWARFMembers(r)
+	}
+}
+
+// DWARFMembers reads the members of the struct type whose entry r has just
+// returned, up to the end of its children: name → byte offset.
+func DWARFMembers(r *dwarf.Reader) (map[string]uint64, error) {
+	fields := make(map[string]uint64)
+	for {
+		m, err := r.Next()
+		if err != nil {
+			return nil, err
+		}
+		if m == nil || m.Tag == 0 {
+			return fields, nil
+		}
+		if m.Tag == dwarf.TagMember {
+			name, _ := m.Val(dwarf.AttrName).(string)
+			if off, ok := m.Val(dwarf.AttrDataMemberLoc).(int64); ok && name != "" && off >= 0 {
+				fields[name] = uint64(off)
 			}
 		}
-		return fields, nil
+		if m.Children {
+			r.SkipChildren()
+		}
 	}
 }
 

@@ -361,24 +361,9 @@ func dwarfStructs(d *dwarf.Data) (map[string]map[string]uint64, error) {
 			}
 			continue
 		}
-		fields := map[string]uint64{}
-		for {
-			m, err := r.Next()
-			if err != nil {
-				return nil, err
-			}
-			if m == nil || m.Tag == 0 {
-				break
-			}
-			if m.Tag == dwarf.TagMember {
-				fname, _ := m.Val(dwarf.AttrName).(string)
-				if off, ok := m.Val(dwarf.AttrDataMemberLoc).(int64); ok && fname != "" && off >= 0 {
-					fields[fname] = uint64(off)
-				}
-			}
-			if m.Children {
-				r.SkipChildren()
-			}
+		fields, err := symbols.DWARFMembers(r)
+		if err != nil {
+			return nil, err
 		}
 		if prev, ok := out[name]; ok && !reflect.DeepEqual(prev, fields) {
 			return nil, fmt.Errorf("dwarf defines %s twice, differently: %v and %v", name, prev, fields)
