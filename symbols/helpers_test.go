@@ -66,6 +66,16 @@ func init() {
 	}
 }
 
+// hasBuild reports whether builds has one of that name.
+func hasBuild(name string) bool {
+	for _, bd := range builds {
+		if bd.name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // gobinFor returns the go command of a build's release.
 func gobinFor(bd build) (string, error) {
 	switch {
