@@ -312,15 +312,6 @@ func (o *OTLP) Stats() (exports, failures uint64) {
 	return o.exports.Load(), o.failures.Load()
 }
 
-// Collect builds the ResourceMetrics of every program, as Export would send
-// them, without remembering them for delta temporality.
-func (o *OTLP) Collect() []metricdata.ResourceMetrics {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	b, _ := o.collect()
-	return b
-}
-
 var scope = instrumentation.Scope{Name: "github.com/blindspot-dev/blindspot"}
 
 // collect builds one ResourceMetrics per program and, for each, a function

@@ -129,15 +129,6 @@ func (s *Server) closeListeners() {
 	}
 }
 
-// Addrs returns the bound addresses.
-func (s *Server) Addrs() []net.Addr {
-	var out []net.Addr
-	for _, l := range s.listeners {
-		out = append(out, l.Addr())
-	}
-	return out
-}
-
 // Serve serves until Shutdown.
 func (s *Server) Serve() error {
 	cfg := s.opts.WebConfigFile

@@ -132,9 +132,6 @@ type Location struct {
 	Offset int64
 }
 
-// OnStack reports whether the scalar is in the stack argument area.
-func (l Location) OnStack() bool { return l.Reg < 0 && l.Float < 0 }
-
 // Assignment is where one parameter or result lives: one Location per
 // scalar of its value, in memory order.
 type Assignment struct {

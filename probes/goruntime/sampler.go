@@ -8,7 +8,6 @@ package goruntime
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
@@ -243,10 +242,3 @@ func (s *Sampler) Stats(pid int) (Stats, bool) {
 
 // errNotStarted says the program's runtime has not initialised yet.
 var errNotStarted = errors.New("runtime not started yet")
-
-func wrapPart(part string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("%s: %w", part, err)
-}
