@@ -17,17 +17,29 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
-	"github.com/blindspot-dev/blindspot/probes"
 )
 
 // Target is one instrumented program, as /targets shows it.
 type Target struct {
-	PID         int                  `json:"pid"`
-	ServiceName string               `json:"service_name"`
-	Exe         string               `json:"exe"`
-	GoVersion   string               `json:"go_version"`
-	Attached    time.Time            `json:"attached_at"`
-	Probes      []probes.ProbeStatus `json:"probes"`
+	PID         int           `json:"pid"`
+	ServiceName string        `json:"service_name"`
+	Exe         string        `json:"exe"`
+	GoVersion   string        `json:"go_version"`
+	Attached    time.Time     `json:"attached_at"`
+	Probes      []ProbeStatus `json:"probes"`
+}
+
+// ProbeStatus is how one probe family (or business function) fared in one
+// program.
+type ProbeStatus struct {
+	Family string `json:"family"`
+	// Functions probed, and where ("net/http.serverHandler.ServeHTTP+0xa").
+	Sites []string `json:"sites,omitempty"`
+	// Error says why the family could not be attached, or why it was
+	// detached; empty when it is attached.
+	Error string `json:"error,omitempty"`
+	// Left lists optional probes left out of this program and why.
+	Left []string `json:"left_out,omitempty"`
 }
 
 // Skipped is a Go program that could not be instrumented, and why.
@@ -37,6 +49,21 @@ type Skipped struct {
 	Reason string `json:"reason"`
 }
 
+// ProbeStats are the counters of the events read from the probes.
+type ProbeStats struct {
+	// Events read, by probe family.
+	Events map[string]uint64
+	// Lost events (a ring buffer was full or unreadable), by probe family.
+	Lost map[string]uint64
+	// Invalid events were refused for an implausible value: by family,
+	// then reason (every reason a family can report is present).
+	Invalid map[string]map[string]uint64
+	// Unattributed events named a PID no longer (or not yet) instrumented.
+	Unattributed uint64
+	// Malformed events could not be decoded.
+	Malformed uint64
+}
+
 // ErrorKey labels blindspot_probe_errors_total.
 type ErrorKey struct{ Probe, Reason string }
 
@@ -44,7 +71,7 @@ type ErrorKey struct{ Probe, Reason string }
 type State interface {
 	Targets() []Target
 	Skipped() []Skipped
-	ProbeStats() probes.Stats
+	ProbeStats() ProbeStats
 	ProbeErrors() map[ErrorKey]uint64
 }
 

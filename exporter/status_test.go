@@ -8,30 +8,29 @@ import (
 	"testing"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
-	"github.com/blindspot-dev/blindspot/probes"
 )
 
 // fixedState is a State that answers what it holds.
 type fixedState struct {
 	targets []Target
-	stats   probes.Stats
+	stats   ProbeStats
 	errors  map[ErrorKey]uint64
 }
 
 func (s fixedState) Targets() []Target                { return s.targets }
 func (s fixedState) Skipped() []Skipped               { return nil }
-func (s fixedState) ProbeStats() probes.Stats         { return s.stats }
+func (s fixedState) ProbeStats() ProbeStats           { return s.stats }
 func (s fixedState) ProbeErrors() map[ErrorKey]uint64 { return s.errors }
 
 const detachedReason = "detached: 37 of 40 events invalid (status) — offsets for this binary are likely wrong"
 
 func detachedState() fixedState {
 	return fixedState{
-		targets: []Target{{PID: 42, ServiceName: "shop", Exe: "/usr/bin/shop", GoVersion: "go1.19.8", Probes: []probes.ProbeStatus{
+		targets: []Target{{PID: 42, ServiceName: "shop", Exe: "/usr/bin/shop", GoVersion: "go1.19.8", Probes: []ProbeStatus{
 			{Family: "http_server", Error: detachedReason},
 			{Family: "http_client", Sites: []string{"net/http.(*Transport).roundTrip"}},
 		}}},
-		stats: probes.Stats{
+		stats: ProbeStats{
 			Events: map[string]uint64{"http_server": 40, "http_client": 9},
 			Lost:   map[string]uint64{"http_server": 0, "http_client": 0},
 			Invalid: map[string]map[string]uint64{

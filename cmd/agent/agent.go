@@ -43,11 +43,16 @@ type agent struct {
 }
 
 type target struct {
-	proc   discover.Process
-	bin    *symbols.Binary
-	id     aggregator.TargetID
-	att    *probes.Attachment
+	proc discover.Process
+	bin  *symbols.Binary
+	id   aggregator.TargetID
+	att  *probes.Attachment
+	// status is what /targets shows, but for Probes: Targets fills them
+	// in from statuses.
 	status exporter.Target
+	// statuses are how each family (att.Probes, updated when the
+	// invalid-event policy detaches one) and each business function fared.
+	statuses []probes.ProbeStatus
 }
 
 func newAgent(cfg *Config, log *slog.Logger, agg *aggregator.Aggregator, pm *probes.Manager) *agent {
@@ -163,11 +168,8 @@ func (a *agent) started(p discover.Process) {
 	// (familyDetached found no target then) shows in Status.
 	att.Probes = att.Status()
 	t := &target{proc: p, bin: bin, id: id, att: att, status: exporter.Target{
-		PID: p.PID, ServiceName: svc, Exe: p.Exe, GoVersion: bin.GoVersion, Attached: time.Now(), Probes: append(append([]probes.ProbeStatus(nil), att.Probes...), user...),
-	}}
-	if t.status.Probes == nil {
-		t.status.Probes = []probes.ProbeStatus{}
-	}
+		PID: p.PID, ServiceName: svc, Exe: p.Exe, GoVersion: bin.GoVersion, Attached: time.Now(),
+	}, statuses: append(append([]probes.ProbeStatus(nil), att.Probes...), user...)}
 	a.targets[p.PID] = t
 	delete(a.skipped, p.PID)
 	a.mu.Unlock()
@@ -245,7 +247,7 @@ func (a *agent) familyDetached(d probes.Detached) {
 		// The statuses a configuration reload rebuilds /targets from.
 		t.att.Probes = withStatus(t.att.Probes, d.Status)
 	}
-	t.status.Probes = withStatus(t.status.Probes, d.Status)
+	t.statuses = withStatus(t.statuses, d.Status)
 }
 
 // withStatus returns a copy of ps with the status of st's family replaced
@@ -303,7 +305,12 @@ func (a *agent) Targets() []exporter.Target {
 	defer a.mu.Unlock()
 	out := make([]exporter.Target, 0, len(a.targets))
 	for _, t := range a.targets {
-		out = append(out, t.status)
+		st := t.status
+		st.Probes = make([]exporter.ProbeStatus, len(t.statuses))
+		for i, s := range t.statuses {
+			st.Probes[i] = exporter.ProbeStatus(s) // the same fields
+		}
+		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
 	return out
@@ -322,7 +329,9 @@ func (a *agent) Skipped() []exporter.Skipped {
 }
 
 // ProbeStats implements exporter.State.
-func (a *agent) ProbeStats() probes.Stats { return a.probes.Stats() }
+func (a *agent) ProbeStats() exporter.ProbeStats {
+	return exporter.ProbeStats(a.probes.Stats()) // the same fields
+}
 
 // ProbeErrors implements exporter.State.
 func (a *agent) ProbeErrors() map[exporter.ErrorKey]uint64 {

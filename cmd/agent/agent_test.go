@@ -23,8 +23,8 @@ func TestFamilyDetachedShownInTargets(t *testing.T) {
 		{Family: "http_client", Sites: []string{"net/http.(*Transport).roundTrip"}},
 	}}
 	user := probes.ProbeStatus{Family: "userfunc:orders_total", Sites: []string{"main.placeOrder"}}
-	a.targets[42] = &target{att: att, status: exporter.Target{PID: 42, ServiceName: "shop",
-		Probes: append(append([]probes.ProbeStatus(nil), att.Probes...), user)}}
+	a.targets[42] = &target{att: att, status: exporter.Target{PID: 42, ServiceName: "shop"},
+		statuses: append(append([]probes.ProbeStatus(nil), att.Probes...), user)}
 
 	const reason = "detached: 37 of 40 events invalid (status) — offsets for this binary are likely wrong"
 	a.familyDetached(probes.Detached{PID: 42, Attachment: att, Status: probes.ProbeStatus{Family: "http_server", Error: reason}})
@@ -35,7 +35,7 @@ func TestFamilyDetachedShownInTargets(t *testing.T) {
 	if len(ts) != 1 || len(ts[0].Probes) != 3 {
 		t.Fatalf("targets %+v", ts)
 	}
-	got := map[string]probes.ProbeStatus{}
+	got := map[string]exporter.ProbeStatus{}
 	for _, p := range ts[0].Probes {
 		got[p.Family] = p
 	}

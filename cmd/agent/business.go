@@ -223,12 +223,12 @@ func (a *agent) refreshUserStatuses() {
 		st := a.probes.UserStatus(t.proc.PID)
 		a.mu.Lock()
 		var old []probes.ProbeStatus
-		for _, s := range t.status.Probes {
+		for _, s := range t.statuses {
 			if strings.HasPrefix(s.Family, "userfunc:") {
 				old = append(old, s)
 			}
 		}
-		t.status.Probes = append(append([]probes.ProbeStatus{}, t.att.Probes...), st...)
+		t.statuses = append(append([]probes.ProbeStatus{}, t.att.Probes...), st...)
 		a.mu.Unlock()
 		a.userErrors(t.proc.PID, t.proc.Exe, st, old)
 	}
