@@ -199,6 +199,10 @@ func (a *Aggregator) Shard(i int) *Shard { return a.shards[i] }
 // Shards returns how many shards there are.
 func (a *Aggregator) Shards() int { return len(a.shards) }
 
+// Grace returns how long an exited process's series stay: Options.Grace,
+// or its default.
+func (a *Aggregator) Grace() time.Duration { return a.opts.Grace }
+
 // Metrics returns the registered metrics (those added by AddMetric
 // included, those removed by RemoveMetric not).
 func (a *Aggregator) Metrics() []*Metric {
@@ -323,7 +327,8 @@ func (a *Aggregator) TargetExited(id TargetID, at time.Time) {
 }
 
 // Expire drops the series of processes that exited more than the grace
-// period before now. The counters and histograms of a dropped process are
+// period before now. The agent calls it on its own clock; reading (Snapshot,
+// Targets, Retired) never expires anything. The counters and histograms of a dropped process are
 // kept, folded per service, while other processes of its service live (see
 // Retired).
 func (a *Aggregator) Expire(now time.Time) {

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -32,16 +31,17 @@ const overflowLabel = "otel_metric_overflow"
 // leaves its final values behind in the aggregator's retired totals
 // (Aggregator.Retired), which are added here until the service's last
 // process expires too. Gauges describe the present: an exited process's
-// gauges count only while no process of its service runs.
+// gauges count only while no process of its service runs. A scrape changes
+// nothing: the agent expires exited processes on its own clock
+// (Aggregator.Expire).
 type programCollector struct {
 	agg   *aggregator.Aggregator
 	mu    sync.Mutex // guards descs: metrics may be added after start
 	descs map[*aggregator.Metric]*prometheus.Desc
-	now   func() time.Time
 }
 
 func newProgramCollector(agg *aggregator.Aggregator) *programCollector {
-	c := &programCollector{agg: agg, descs: map[*aggregator.Metric]*prometheus.Desc{}, now: time.Now}
+	c := &programCollector{agg: agg, descs: map[*aggregator.Metric]*prometheus.Desc{}}
 	for _, m := range agg.Metrics() {
 		c.desc(m)
 	}
@@ -132,7 +132,6 @@ func (c *programCollector) Collect(ch chan<- prometheus.Metric) {
 // merge sums the series of the processes of each service, and their
 // retired totals.
 func (c *programCollector) merge() []*mergedSeries {
-	c.agg.Expire(c.now()) // so that nothing is shown past its grace period
 	targets := map[aggregator.TargetID]aggregator.Target{}
 	running := map[string]bool{} // services with a running process
 	for _, t := range c.agg.Targets() {

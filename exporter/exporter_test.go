@@ -50,14 +50,14 @@ func promTotals(t *testing.T, reg *prometheus.Registry, svc string) map[string]f
 }
 
 // TestReplicaExpiryKeepsCountersMonotonic: two replicas of a service; one
-// exits and expires; the service's counters must not go backwards, and go
-// away with the last replica.
+// exits and expires (on the agent's expiry tick, Aggregator.Expire); the
+// service's counters must not go backwards, and go away with the last
+// replica.
 func TestReplicaExpiryKeepsCountersMonotonic(t *testing.T) {
 	h, c := testMetrics()
 	agg := aggregator.New([]*aggregator.Metric{h, c}, aggregator.Options{Grace: time.Minute})
 	col := newProgramCollector(agg)
 	now := time.Unix(1000, 0)
-	col.now = func() time.Time { return now }
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(col)
 	sh := agg.Shard(0)
@@ -83,16 +83,63 @@ func TestReplicaExpiryKeepsCountersMonotonic(t *testing.T) {
 	agg.TargetExited(a, now)
 	check("a in grace", 50, 12)
 	now = now.Add(2 * time.Minute)
+	agg.Expire(now)            // the agent's expiry tick
 	check("a expired", 50, 12) // folded into the service's totals
 	sh.Observe(h, b, l, 0.02)
 	check("b goes on", 51, 12)
 	agg.TargetExited(b, now)
 	now = now.Add(2 * time.Minute)
+	agg.Expire(now)
 	check("all expired", 0, 0)
 	// A restart starts fresh.
 	r := agg.AddTarget(aggregator.Target{PID: 3, Service: "svc", Start: now})
 	sh.Observe(h, r, l, 0.02)
 	check("restarted", 1, 0)
+}
+
+// TestReadingDoesNotExpire: a process past its grace period stays in
+// /metrics and in OTLP exports, however often they read, until the agent's
+// expiry tick (Aggregator.Expire) drops it: reading changes no state.
+func TestReadingDoesNotExpire(t *testing.T) {
+	h, _ := testMetrics()
+	agg := aggregator.New([]*aggregator.Metric{h}, aggregator.Options{Grace: time.Minute})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(newProgramCollector(agg))
+	f := &fakeExporter{}
+	o := newOTLPWith(agg, f, OTLPOptions{Temporality: TemporalityCumulative, Histogram: HistogramExplicit, Timeout: time.Second})
+	sh := agg.Shard(0)
+	start := time.Now().Add(-time.Hour)
+	id := agg.AddTarget(aggregator.Target{PID: 7, Service: "gone", Start: start})
+	l := aggregator.Labels{sh.InternString("GET"), sh.Status(200), sh.InternString("/x")}
+	for i := 0; i < 3; i++ {
+		sh.Observe(h, id, l, 0.01)
+	}
+	agg.TargetExited(id, start) // an hour ago: long past the grace period
+	for i := 0; i < 3; i++ {
+		if got := promTotals(t, reg, "gone")[h.Name]; got != 3 {
+			t.Fatalf("scrape %d: %v requests, want 3 (a scrape expired the process)", i, got)
+		}
+		if err := o.Export(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if len(f.got) != i+1 {
+			t.Fatalf("export %d: %d resources sent in all, want %d (an export expired the process)", i, len(f.got), i+1)
+		}
+	}
+	if len(agg.Targets()) != 1 {
+		t.Fatalf("targets %+v, want the exited process kept until the expiry tick", agg.Targets())
+	}
+
+	agg.Expire(time.Now()) // the agent's expiry tick
+	if got := promTotals(t, reg, "gone")[h.Name]; got != 0 {
+		t.Errorf("after the expiry tick: %v requests, want the service gone", got)
+	}
+	if err := o.Export(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.got) != 3 {
+		t.Errorf("after the expiry tick: %d resources sent in all, want still 3", len(f.got))
+	}
 }
 
 type fakeExporter struct{ got []metricdata.ResourceMetrics }

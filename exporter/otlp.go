@@ -178,6 +178,8 @@ type metricExporter interface {
 // OTLP pushes the aggregator's series to an OpenTelemetry collector, each
 // observed program as its own Resource. It reads the same aggregation as
 // /metrics, but never sums processes: the Resource says which one it is.
+// An export changes nothing in the aggregator: the agent expires exited
+// processes on its own clock (Aggregator.Expire).
 type OTLP struct {
 	agg  *aggregator.Aggregator
 	exp  metricExporter
@@ -318,7 +320,6 @@ var scope = instrumentation.Scope{Name: "github.com/blindspot-dev/blindspot"}
 // that records its points as exported (for deltas). Called with mu held.
 func (o *OTLP) collect() ([]metricdata.ResourceMetrics, []func()) {
 	now := o.now()
-	o.agg.Expire(now)
 	targets := o.agg.Targets()
 	byTarget := map[aggregator.TargetID][]aggregator.Point{}
 	for _, p := range o.agg.Snapshot() {

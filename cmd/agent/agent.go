@@ -86,8 +86,12 @@ func (a *agent) run(ctx context.Context) {
 	}
 	events := make(chan []discover.Event, 16)
 	go a.watcher.Run(ctx, events)
-	expire := time.NewTicker(10 * time.Second)
+	// Series expire on this clock only: reading /metrics or exporting
+	// OTLP changes nothing.
+	expire := time.NewTicker(expiryInterval(a.agg.Grace()))
 	defer expire.Stop()
+	closeBins := time.NewTicker(10 * time.Second)
+	defer closeBins.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -104,9 +108,17 @@ func (a *agent) run(ctx context.Context) {
 			}
 		case now := <-expire.C:
 			a.agg.Expire(now)
+		case now := <-closeBins.C:
 			a.bins.Expire(now)
 		}
 	}
+}
+
+// expiryInterval is how often the agent drops the series of processes past
+// their grace period: a tenth of it, at most 5s (and at least 100ms), so
+// that no series outlives its grace period by much.
+func expiryInterval(grace time.Duration) time.Duration {
+	return min(max(grace/10, 100*time.Millisecond), 5*time.Second)
 }
 
 func (a *agent) started(p discover.Process) {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
 	"github.com/blindspot-dev/blindspot/exporter"
@@ -56,5 +57,24 @@ func TestFamilyDetachedShownInTargets(t *testing.T) {
 	if errs[exporter.ErrorKey{Probe: "http_server", Reason: "invalid_events"}] != 1 ||
 		errs[exporter.ErrorKey{Probe: "userfunc", Reason: "invalid_events"}] != 1 {
 		t.Errorf("probe errors %v", errs)
+	}
+}
+
+// Series expire on the agent's clock, often enough that none outlives its
+// grace period by more than a tenth of it (or 5s): the end-to-end tests run
+// with a 3s grace and expect the series gone soon after it.
+func TestExpiryInterval(t *testing.T) {
+	for _, c := range []struct{ grace, want time.Duration }{
+		{3 * time.Second, 300 * time.Millisecond},
+		{time.Minute, 5 * time.Second},
+		{5 * time.Minute, 5 * time.Second}, // the default grace
+		{10 * time.Millisecond, 100 * time.Millisecond},
+	} {
+		if got := expiryInterval(c.grace); got != c.want {
+			t.Errorf("expiryInterval(%v) = %v, want %v", c.grace, got, c.want)
+		}
+	}
+	if g := aggregator.New(nil, aggregator.Options{}).Grace(); expiryInterval(g) != 5*time.Second {
+		t.Errorf("default grace %v: interval %v, want 5s", g, expiryInterval(g))
 	}
 }
