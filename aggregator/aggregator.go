@@ -327,10 +327,10 @@ func (a *Aggregator) TargetExited(id TargetID, at time.Time) {
 }
 
 // Expire drops the series of processes that exited more than the grace
-// period before now. The agent calls it on its own clock; reading (Snapshot,
-// Targets, Retired) never expires anything. The counters and histograms of a dropped process are
+// period before now. The counters and histograms of a dropped process are
 // kept, folded per service, while other processes of its service live (see
-// Retired).
+// Retired). The agent calls Expire on its own clock; reading (Snapshot,
+// Targets, Retired) never expires anything.
 func (a *Aggregator) Expire(now time.Time) {
 	a.mu.Lock()
 	var gone []TargetID
