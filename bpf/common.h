@@ -47,7 +47,7 @@ struct go_regs {
 #endif
 
 // Probe family identifiers: the first field of every event and the index of
-// the lost-event counters. Kept in step with probes/family.go.
+// the lost-event counters. Compared with Go by probes/contract_test.go.
 enum family {
 	FAMILY_HTTP_SERVER = 1,
 	FAMILY_HTTP_CLIENT = 2,

@@ -22,7 +22,7 @@
 
 #define DB_QUERY_MAX 256
 
-// Operations, kept in step with probes/db.go.
+// Operations, compared with probes/db.go by probes/contract_test.go.
 #define DB_OP_QUERY 0 // the verb comes from the query text
 #define DB_OP_BEGIN 1
 #define DB_OP_COMMIT 2

@@ -19,14 +19,14 @@
 #define HTTP_PATH_MAX 128
 #define HTTP_PATTERN_MAX 128
 
-// Event flags, kept in step with probes/http_server.go.
+// Event flags, compared with probes/http_server.go by probes/contract_test.go.
 #define HTTP_FLAG_PANIC 1       // handler panicked or called runtime.Goexit
 #define HTTP_FLAG_HIJACKED 2    // handler hijacked the connection
 #define HTTP_FLAG_STATUS 4      // status is known (written by the handler or implied 200)
 #define HTTP_FLAG_HTTP2 8
 
 // Where the fields live in this process's binary: read from its DWARF or
-// runtime type data by the agent (symbols.StructFields).
+// runtime type data by the agent ((*symbols.Binary).StructFields).
 struct http_server_offsets {
 	u64 resp_status;       // net/http.response.status
 	u64 resp_wrote_header; // net/http.response.wroteHeader
@@ -129,7 +129,7 @@ static __always_inline void emit(struct goroutine_key *k, struct http_start *s,
 	submit(ring, e);
 }
 
-// finish_http1 ends the request whose handler returned normally.
+// uprobe_http_server_finish ends the request whose handler returned normally.
 SEC("uprobe/http_server_finish")
 int uprobe_http_server_finish(struct go_regs *ctx)
 {
@@ -154,8 +154,8 @@ int uprobe_http_server_finish(struct go_regs *ctx)
 	return 0;
 }
 
-// abort_http1 runs in the connection goroutine's deferred recover; a start
-// still recorded for this goroutine means the handler did not return.
+// uprobe_http_server_abort runs in the HTTP/1 connection's deferred recover:
+// a start still recorded for the goroutine means its handler did not return.
 SEC("uprobe/http_server_abort")
 int uprobe_http_server_abort(struct go_regs *ctx)
 {

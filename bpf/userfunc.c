@@ -28,7 +28,7 @@ typedef __s32 s32;
 #define UF_MAX_HOPS 4
 #define UF_STR_MAX 64
 
-// Label types and outcome kinds, kept in step with probes/userfunc.
+// Label types and outcomes, compared with Go by probes/contract_test.go.
 #define UF_STRING 1
 #define UF_INT 2
 #define UF_UINT 3

@@ -12,7 +12,8 @@ import (
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
-// Operations of db_event, kept in step with bpf/db.c.
+// Operations of db_event: DB_OP_* of bpf/db.c (compared with it by
+// TestSharedConstantsMatchC).
 const (
 	dbOpQuery    = 0
 	dbOpBegin    = 1
@@ -346,7 +347,7 @@ func (st *dbState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byt
 		l[1] = sh.InternString("ROLLBACK")
 	}
 	if ev.Err.Type != 0 {
-		e := (*goError)(unsafe.Pointer(&ev.Err))
+		e := (*goError)(&ev.Err)
 		l[3] = sh.InternString(errorType(c.types, st.procs.lookup(pid), pid, e))
 	}
 	sh.Observe(dbOperationDuration, t, l, d)

@@ -8,7 +8,8 @@ import (
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
-// Event kinds written by the BPF programs, kept in step with bpf/common.h.
+// Event kinds written by the BPF programs: enum family of bpf/common.h
+// (compared with it by TestSharedConstantsMatchC).
 const (
 	kindHTTPServer = 1
 	kindHTTPClient = 2

@@ -8,7 +8,8 @@ import (
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
-// Flags of http_client_event, kept in step with bpf/http_client.c.
+// Flags of http_client_event: HTTPC_FLAG_* of bpf/http_client.c (compared
+// with it by TestSharedConstantsMatchC).
 const httpcFlagResponse = 1
 
 var httpClientDuration = &aggregator.Metric{
@@ -153,7 +154,7 @@ func (st *httpClientState) decode(sh *aggregator.Shard, t aggregator.TargetID, r
 		}
 	}
 	if ev.Err.Type != 0 {
-		e := (*goError)(unsafe.Pointer(&ev.Err))
+		e := (*goError)(&ev.Err)
 		l[4] = sh.InternString(errorType(c.types, st.procs.lookup(ev.Hdr.Pid), ev.Hdr.Pid, e))
 	}
 	sh.Observe(httpClientDuration, t, l, float64(ev.Hdr.EndNs-ev.Hdr.StartNs)/1e9)

@@ -2,6 +2,7 @@ package probes
 
 import (
 	"bytes"
+	"structs"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -104,15 +105,18 @@ func (tn typeNames) name(p *goProc, pid uint32, rtype uint64) string {
 	return s
 }
 
-// goError mirrors struct go_error of bpf/go_error.h; both generated event
-// types embed it with this layout.
+// goError is struct go_error of bpf/go_error.h: the type bpf2go generates
+// for the Err field of the HTTP client's and the database's events, which
+// the decoders convert to it (a conversion that compiles only while the
+// types are the same; contract_test.go compares it with the objects' BTF).
 type goError struct {
+	_          structs.HostLayout
 	Type       uint64
 	InnerType  uint64
 	Inner2Type uint64
 	Errno      uint64
 	MsgLen     uint8
-	_          [7]uint8
+	Pad        [7]uint8
 	Msg        [40]int8
 }
 

@@ -8,7 +8,8 @@ import (
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
-// Flags of http_server_event, kept in step with bpf/http_server.c.
+// Flags of http_server_event: HTTP_FLAG_* of bpf/http_server.c (compared
+// with it by TestSharedConstantsMatchC).
 const (
 	httpFlagPanic    = 1
 	httpFlagHijacked = 2

@@ -2,9 +2,11 @@ package probes
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
+	"structs"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -549,25 +551,34 @@ func (f *loadedFamily) forget(pid int) {
 	f.dropStarts(func(tgid uint32, _ uint64) bool { return tgid == uint32(pid) })
 }
 
-// dropStarts deletes the calls in flight that match.
+// goroutineKey is struct goroutine_key of bpf/common.h, the key of every
+// family's map of calls in flight: the type bpf2go generates for each
+// family's start map key (contract_test.go converts every one of them to
+// it and compares it with each object's BTF).
+type goroutineKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	G    uint64
+}
+
+// dropStarts deletes the calls in flight that match. Every start map's
+// value begins with the call's start time, a u64 (checked against the
+// objects' BTF by contract_test.go).
 func (f *loadedFamily) dropStarts(match func(tgid uint32, startNs uint64) bool) {
 	if f.starts == nil {
 		return
 	}
 	var (
-		key  [16]byte
+		key  goroutineKey
 		val  []byte
-		dead [][16]byte
+		dead []goroutineKey
 	)
 	val = make([]byte, f.starts.ValueSize())
 	it := f.starts.Iterate()
 	for it.Next(&key, &val) {
-		tgid := uint32(key[0]) | uint32(key[1])<<8 | uint32(key[2])<<16 | uint32(key[3])<<24
-		var start uint64
-		for i := 7; i >= 0; i-- {
-			start = start<<8 | uint64(val[i])
-		}
-		if match(tgid, start) {
+		start := binary.LittleEndian.Uint64(val)
+		if match(key.Tgid, start) {
 			dead = append(dead, key)
 		}
 	}

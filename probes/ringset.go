@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"structs"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
@@ -161,13 +163,27 @@ func (r *readers) run(ctx context.Context, rd *ringbuf.Reader, sh *aggregator.Sh
 	}
 }
 
+// eventHeader is struct event_header of bpf/common.h, the first field of
+// every event: the type bpf2go generates for the Hdr field of each family's
+// event (contract_test.go converts every one of them to it, which compiles
+// only while they are the same type, and compares it with each object's
+// BTF).
+type eventHeader struct {
+	_       structs.HostLayout
+	Kind    uint16
+	Flags   uint16
+	Pid     uint32
+	StartNs uint64
+	EndNs   uint64
+}
+
 func (r *readers) handle(sh *aggregator.Shard, c *readerCounts, raw []byte) {
-	if len(raw) < 24 {
+	if len(raw) < int(unsafe.Sizeof(eventHeader{})) {
 		c.malformed.Add(1)
 		return
 	}
-	kind := uint16(raw[0]) | uint16(raw[1])<<8
-	pid := uint32(raw[4]) | uint32(raw[5])<<8 | uint32(raw[6])<<16 | uint32(raw[7])<<24
+	h := (*eventHeader)(unsafe.Pointer(&raw[0]))
+	kind, pid := h.Kind, h.Pid
 	if int(kind) >= maxKinds || r.decoders[kind] == nil {
 		c.malformed.Add(1)
 		return

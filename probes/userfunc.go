@@ -448,6 +448,13 @@ var (
 	outcomeError   = "error"
 )
 
+// Outcomes of uf_event: UF_SUCCESS and UF_FAILURE of bpf/userfunc.c
+// (compared with it by contract_test.go).
+const (
+	ufSuccess = 1
+	ufFailure = 2
+)
+
 // decode folds one uf_event into a shard. String labels must be valid
 // UTF-8 without control characters; integers and booleans are whatever
 // the program held.
@@ -484,9 +491,9 @@ func (u *userProbes) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []b
 	}
 	if d.outcome {
 		switch ev.Outcome {
-		case 1:
+		case ufSuccess:
 			l[d.n] = sh.InternString(outcomeSuccess)
-		case 2:
+		case ufFailure:
 			l[d.n] = sh.InternString(outcomeError)
 		}
 	}

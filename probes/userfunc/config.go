@@ -23,7 +23,9 @@ const (
 	KindCount    = "count"    // a counter of calls
 )
 
-// Limits of what one entry may ask for (kept in step with bpf/userfunc.c).
+// Limits of what one entry may ask for: UF_MAX_LABELS, UF_MAX_HOPS and
+// UF_STR_MAX of bpf/userfunc.c (compared with it and with the objects by
+// probes.TestSharedConstantsMatchC).
 const (
 	// MaxLabels is the most parameter labels per entry (the outcome label
 	// comes on top).

@@ -9,8 +9,9 @@ import (
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
-// LabelType is how a label's value is read and rendered (kept in step
-// with bpf/userfunc.c).
+// LabelType is how a label's value is read and rendered: UF_STRING, UF_INT,
+// UF_UINT and UF_BOOL of bpf/userfunc.c (compared with it by
+// probes.TestSharedConstantsMatchC).
 type LabelType uint8
 
 // Label types.
@@ -24,7 +25,8 @@ const (
 // OutcomeKind says what the outcome label is read from.
 type OutcomeKind uint8
 
-// Outcome kinds (kept in step with bpf/userfunc.c).
+// Outcome kinds: 0 and UF_OUTCOME_* of bpf/userfunc.c (compared with it by
+// probes.TestSharedConstantsMatchC).
 const (
 	OutcomeNone  OutcomeKind = 0
 	OutcomeError OutcomeKind = 1 // an error result: its type word is 0 for nil
