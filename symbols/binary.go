@@ -80,6 +80,10 @@ type Binary struct {
 	module    moduleData      // runtime.firstmoduledata, when found
 	moduleErr error           // why it was not
 
+	mstatsOnce sync.Once
+	mstatsCode map[string]uint64 // runtime.mstats fields read from the runtime's code
+	mstatsErr  error
+
 	cacheMu     sync.Mutex
 	dwarfStruct map[string]map[string]uint64 // DWARF struct lookups by type name
 }

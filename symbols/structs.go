@@ -20,6 +20,9 @@ const (
 	// SourceTable means the offsets came from the table generated per Go
 	// release (offsets_table.go).
 	SourceTable
+	// SourceCode means the offsets were read from the machine code of the
+	// runtime functions that use the fields (runtimecode.go).
+	SourceCode
 )
 
 // String returns "dwarf", "type data" or "table".
@@ -31,6 +34,8 @@ func (s Source) String() string {
 		return "type data"
 	case SourceTable:
 		return "table"
+	case SourceCode:
+		return "runtime code"
 	}
 	return fmt.Sprintf("Source(%d)", int(s))
 }
@@ -81,6 +86,13 @@ func (b *Binary) StructFields(typeName string, fields ...string) (map[string]uin
 		answers = append(answers, answer{SourceTable, out})
 	} else {
 		errs = append(errs, fmt.Errorf("table: %w", err))
+	}
+	if typeName == "runtime.mstats" {
+		if out, err := b.codeStructFields(typeName, fields); err == nil {
+			answers = append(answers, answer{SourceCode, out})
+		} else {
+			errs = append(errs, fmt.Errorf("runtime code: %w", err))
+		}
 	}
 	if len(answers) == 0 {
 		msgs := make([]string, len(errs))
