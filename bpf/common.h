@@ -55,6 +55,8 @@ enum family {
 	FAMILY_USER_FUNC = 6,
 	FAMILY_MAX = 16,
 };
+// A pointer to the enum, so that every object's BTF carries the values.
+const enum family *unused_family __attribute__((unused));
 
 // Every event starts with this header; the reader dispatches on kind.
 struct event_header {

@@ -23,11 +23,15 @@
 #define DB_QUERY_MAX 256
 
 // Operations, compared with probes/db.go by probes/contract_test.go.
-#define DB_OP_QUERY 0 // the verb comes from the query text
-#define DB_OP_BEGIN 1
-#define DB_OP_COMMIT 2
-#define DB_OP_ROLLBACK 3
-#define DB_OP_WAIT 4 // a wait for a connection, not an operation
+// An enum, and a pointer to it, so that the object's BTF carries the values.
+enum db_op {
+	DB_OP_QUERY = 0, // the verb comes from the query text
+	DB_OP_BEGIN = 1,
+	DB_OP_COMMIT = 2,
+	DB_OP_ROLLBACK = 3,
+	DB_OP_WAIT = 4, // a wait for a connection, not an operation
+};
+const enum db_op *unused_db_op __attribute__((unused));
 
 // Where the error result sits in each function's results.
 #define ERR_IN_AX 0

@@ -17,7 +17,12 @@
 #define HTTPC_SCHEME_MAX 8
 #define HTTPC_HOST_MAX 264 // a DNS name (253) and ":65535"
 
-#define HTTPC_FLAG_RESPONSE 1
+// Event flags, compared with probes/http_client.go by probes/contract_test.go.
+// An enum, and a pointer to it, so that the object's BTF carries the values.
+enum http_client_flag {
+	HTTPC_FLAG_RESPONSE = 1,
+};
+const enum http_client_flag *unused_http_client_flag __attribute__((unused));
 
 struct http_client_offsets {
 	u64 req_method;     // net/http.Request.Method

@@ -20,10 +20,14 @@
 #define HTTP_PATTERN_MAX 128
 
 // Event flags, compared with probes/http_server.go by probes/contract_test.go.
-#define HTTP_FLAG_PANIC 1       // handler panicked or called runtime.Goexit
-#define HTTP_FLAG_HIJACKED 2    // handler hijacked the connection
-#define HTTP_FLAG_STATUS 4      // status is known (written by the handler or implied 200)
-#define HTTP_FLAG_HTTP2 8
+// An enum, and a pointer to it, so that the object's BTF carries the values.
+enum http_server_flag {
+	HTTP_FLAG_PANIC = 1,    // handler panicked or called runtime.Goexit
+	HTTP_FLAG_HIJACKED = 2, // handler hijacked the connection
+	HTTP_FLAG_STATUS = 4,   // status is known (written by the handler or implied 200)
+	HTTP_FLAG_HTTP2 = 8,
+};
+const enum http_server_flag *unused_http_server_flag __attribute__((unused));
 
 // Where the fields live in this process's binary: read from its DWARF or
 // runtime type data by the agent ((*symbols.Binary).StructFields).

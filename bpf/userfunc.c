@@ -29,17 +29,29 @@ typedef __s32 s32;
 #define UF_STR_MAX 64
 
 // Label types and outcomes, compared with Go by probes/contract_test.go.
-#define UF_STRING 1
-#define UF_INT 2
-#define UF_UINT 3
-#define UF_BOOL 4
+// Enums, each with a pointer to it, so that the object's BTF carries the
+// values.
+enum uf_label_type {
+	UF_STRING = 1,
+	UF_INT = 2,
+	UF_UINT = 3,
+	UF_BOOL = 4,
+};
+const enum uf_label_type *unused_uf_label_type __attribute__((unused));
 
-#define UF_OUTCOME_ERROR 1
-#define UF_OUTCOME_BOOL 2
+// How a spec's outcome is read (uf_spec.outcome).
+enum uf_outcome_kind {
+	UF_OUTCOME_ERROR = 1,
+	UF_OUTCOME_BOOL = 2,
+};
+const enum uf_outcome_kind *unused_uf_outcome_kind __attribute__((unused));
 
-// Event outcome values.
-#define UF_SUCCESS 1
-#define UF_FAILURE 2
+// Event outcome values (uf_event.outcome).
+enum uf_outcome {
+	UF_SUCCESS = 1,
+	UF_FAILURE = 2,
+};
+const enum uf_outcome *unused_uf_outcome __attribute__((unused));
 
 struct uf_loc {
 	s32 reg;   // integer register index, or -1: on the stack

@@ -27,9 +27,11 @@ import (
 //     same, and compared with the BTF of every object;
 //   - every family's programs, maps and globals the Go side names exist in
 //     its object with the types Go reads and writes (TestFamiliesMatchTheirObjects);
-//   - constants (event kinds, flags, operations, label types, limits) are
-//     compared with the C sources' #defines and enums, and with the
-//     objects' BTF where it carries them (TestSharedConstantsMatchC);
+//   - constants (event kinds, flags, operations, label types, outcomes)
+//     are C enums, each made visible in BTF by an unused pointer to it, and
+//     compared with the C sources and every object's BTF; the userfunc
+//     limits are #defines, compared with the sources and with the array
+//     lengths in BTF (TestSharedConstantsMatchC);
 //   - the committed objects are what the sources compile to
 //     (TestCommittedObjectsMatchSources, objects_test.go).
 
@@ -351,10 +353,12 @@ var sharedConstants = []sharedConstant{
 }
 
 // TestSharedConstantsMatchC compares the Go side's constants with the C
-// sources (#define or enum), and with the committed objects where their
-// BTF carries the constant (an enum the object uses). A #define is not in
-// BTF: for those, TestCommittedObjectsMatchSources cannot tell a stale
-// object from a fresh one, and the source is all there is to compare with.
+// sources (#define or enum), and with the committed objects' BTF. Every
+// enumerator must be in the BTF of every object compiled from its source
+// (the sources declare an unused pointer to each enum so that clang emits
+// it), which also makes TestCommittedObjectsMatchSources compare its value
+// with the source. A #define is not in BTF: the only ones left are the
+// userfunc limits, which are also array lengths and compared as such.
 func TestSharedConstantsMatchC(t *testing.T) {
 	root := moduleRoot(t)
 	units := map[string]*cUnit{}
@@ -382,7 +386,13 @@ func TestSharedConstantsMatchC(t *testing.T) {
 			t.Errorf("%s (%s, in %s) is %d, the Go side uses %d", c.name, where, c.source, v, c.value)
 		}
 		for _, spec := range objects[c.source] {
-			if bv, ok := btfEnumerator(spec, c.name); ok && bv != c.value {
+			bv, ok := btfEnumerator(spec, c.name)
+			switch {
+			case !ok && strings.HasPrefix(where, "enum "):
+				// An enum only code uses is not in BTF: the source
+				// declares a pointer to it (const enum x *unused_x).
+				t.Errorf("%s (%s) is not in the BTF of the object compiled from %s: declare an unused pointer to the enum", c.name, where, c.source)
+			case ok && bv != c.value:
 				t.Errorf("%s is %d in the object compiled from %s, the Go side uses %d", c.name, bv, c.source, c.value)
 			}
 		}

@@ -90,6 +90,8 @@ const (
 	dbProgUprobeDbWaitEnd   = "uprobe_db_wait_end"
 	dbProgUprobeDbWaitStart = "uprobe_db_wait_start"
 	dbVarUnusedDbEvent      = "unused_db_event"
+	dbVarUnusedDbOp         = "unused_db_op"
+	dbVarUnusedFamily       = "unused_family"
 	dbVarWakeBytes          = "wake_bytes"
 )
 
@@ -163,6 +165,8 @@ type dbMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type dbVariableSpecs struct {
 	UnusedDbEvent *ebpf.VariableSpec `ebpf:"unused_db_event"`
+	UnusedDbOp    *ebpf.VariableSpec `ebpf:"unused_db_op"`
+	UnusedFamily  *ebpf.VariableSpec `ebpf:"unused_family"`
 	WakeBytes     *ebpf.VariableSpec `ebpf:"wake_bytes"`
 }
 
@@ -208,6 +212,8 @@ func (m *dbMaps) Close() error {
 // It can be passed to loadDbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dbVariables struct {
 	UnusedDbEvent *ebpf.Variable `ebpf:"unused_db_event"`
+	UnusedDbOp    *ebpf.Variable `ebpf:"unused_db_op"`
+	UnusedFamily  *ebpf.Variable `ebpf:"unused_family"`
 	WakeBytes     *ebpf.Variable `ebpf:"wake_bytes"`
 }
 

@@ -77,7 +77,9 @@ const (
 	httpClientMapRings                   = "rings"
 	httpClientProgUprobeHttpClientFinish = "uprobe_http_client_finish"
 	httpClientProgUprobeHttpClientStart  = "uprobe_http_client_start"
+	httpClientVarUnusedFamily            = "unused_family"
 	httpClientVarUnusedHttpClientEvent   = "unused_http_client_event"
+	httpClientVarUnusedHttpClientFlag    = "unused_http_client_flag"
 	httpClientVarWakeBytes               = "wake_bytes"
 )
 
@@ -141,7 +143,9 @@ type httpClientMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type httpClientVariableSpecs struct {
+	UnusedFamily          *ebpf.VariableSpec `ebpf:"unused_family"`
 	UnusedHttpClientEvent *ebpf.VariableSpec `ebpf:"unused_http_client_event"`
+	UnusedHttpClientFlag  *ebpf.VariableSpec `ebpf:"unused_http_client_flag"`
 	WakeBytes             *ebpf.VariableSpec `ebpf:"wake_bytes"`
 }
 
@@ -184,7 +188,9 @@ func (m *httpClientMaps) Close() error {
 //
 // It can be passed to loadHttpClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type httpClientVariables struct {
+	UnusedFamily          *ebpf.Variable `ebpf:"unused_family"`
 	UnusedHttpClientEvent *ebpf.Variable `ebpf:"unused_http_client_event"`
+	UnusedHttpClientFlag  *ebpf.Variable `ebpf:"unused_http_client_flag"`
 	WakeBytes             *ebpf.Variable `ebpf:"wake_bytes"`
 }
 

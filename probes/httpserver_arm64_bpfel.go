@@ -79,7 +79,9 @@ const (
 	httpServerProgUprobeHttpServerAbort   = "uprobe_http_server_abort"
 	httpServerProgUprobeHttpServerFinish  = "uprobe_http_server_finish"
 	httpServerProgUprobeHttpServerStart   = "uprobe_http_server_start"
+	httpServerVarUnusedFamily             = "unused_family"
 	httpServerVarUnusedHttpServerEvent    = "unused_http_server_event"
+	httpServerVarUnusedHttpServerFlag     = "unused_http_server_flag"
 	httpServerVarWakeBytes                = "wake_bytes"
 )
 
@@ -146,7 +148,9 @@ type httpServerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type httpServerVariableSpecs struct {
+	UnusedFamily          *ebpf.VariableSpec `ebpf:"unused_family"`
 	UnusedHttpServerEvent *ebpf.VariableSpec `ebpf:"unused_http_server_event"`
+	UnusedHttpServerFlag  *ebpf.VariableSpec `ebpf:"unused_http_server_flag"`
 	WakeBytes             *ebpf.VariableSpec `ebpf:"wake_bytes"`
 }
 
@@ -189,7 +193,9 @@ func (m *httpServerMaps) Close() error {
 //
 // It can be passed to loadHttpServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type httpServerVariables struct {
+	UnusedFamily          *ebpf.Variable `ebpf:"unused_family"`
 	UnusedHttpServerEvent *ebpf.Variable `ebpf:"unused_http_server_event"`
+	UnusedHttpServerFlag  *ebpf.Variable `ebpf:"unused_http_server_flag"`
 	WakeBytes             *ebpf.Variable `ebpf:"wake_bytes"`
 }
 

@@ -32,10 +32,13 @@ import (
 //     programs (name and section) and the globals (names and constant
 //     initial values) must be the ones the sources declare.
 //
-// What it cannot see: the value of a #define that is only used in code
-// (a flag, an operation code), since BTF does not carry macros and no line
-// changes when it does. Such constants are compared with Go by
-// TestSharedConstantsMatchC, and are visible here once they are enums.
+// What it cannot see: the value of a #define that is only used in code,
+// since BTF does not carry macros and no line changes when it does. The
+// constants C shares with Go (event kinds, flags, operations, label types,
+// outcomes) are therefore enums, each with an unused pointer to it so that
+// its values are in BTF and compared here; TestSharedConstantsMatchC
+// requires that, and compares the few shared #defines left (the userfunc
+// limits) with the sources and with the array lengths they size.
 func TestCommittedObjectsMatchSources(t *testing.T) {
 	root := moduleRoot(t)
 	gens, err := findBPF2GoLines(root)

@@ -87,18 +87,22 @@ type userFuncUfStart struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	userFuncMapLost           = "lost"
-	userFuncMapRings          = "rings"
-	userFuncMapUfScratch      = "uf_scratch"
-	userFuncMapUfSpecs        = "uf_specs"
-	userFuncMapUfStarts       = "uf_starts"
-	userFuncProgUprobeUfCount = "uprobe_uf_count"
-	userFuncProgUprobeUfEmpty = "uprobe_uf_empty"
-	userFuncProgUprobeUfEnter = "uprobe_uf_enter"
-	userFuncProgUprobeUfExit  = "uprobe_uf_exit"
-	userFuncVarUnusedUfEvent  = "unused_uf_event"
-	userFuncVarUnusedUfSpec   = "unused_uf_spec"
-	userFuncVarWakeBytes      = "wake_bytes"
+	userFuncMapLost                = "lost"
+	userFuncMapRings               = "rings"
+	userFuncMapUfScratch           = "uf_scratch"
+	userFuncMapUfSpecs             = "uf_specs"
+	userFuncMapUfStarts            = "uf_starts"
+	userFuncProgUprobeUfCount      = "uprobe_uf_count"
+	userFuncProgUprobeUfEmpty      = "uprobe_uf_empty"
+	userFuncProgUprobeUfEnter      = "uprobe_uf_enter"
+	userFuncProgUprobeUfExit       = "uprobe_uf_exit"
+	userFuncVarUnusedFamily        = "unused_family"
+	userFuncVarUnusedUfEvent       = "unused_uf_event"
+	userFuncVarUnusedUfLabelType   = "unused_uf_label_type"
+	userFuncVarUnusedUfOutcome     = "unused_uf_outcome"
+	userFuncVarUnusedUfOutcomeKind = "unused_uf_outcome_kind"
+	userFuncVarUnusedUfSpec        = "unused_uf_spec"
+	userFuncVarWakeBytes           = "wake_bytes"
 )
 
 // loadUserFunc returns the embedded CollectionSpec for userFunc.
@@ -164,9 +168,13 @@ type userFuncMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type userFuncVariableSpecs struct {
-	UnusedUfEvent *ebpf.VariableSpec `ebpf:"unused_uf_event"`
-	UnusedUfSpec  *ebpf.VariableSpec `ebpf:"unused_uf_spec"`
-	WakeBytes     *ebpf.VariableSpec `ebpf:"wake_bytes"`
+	UnusedFamily        *ebpf.VariableSpec `ebpf:"unused_family"`
+	UnusedUfEvent       *ebpf.VariableSpec `ebpf:"unused_uf_event"`
+	UnusedUfLabelType   *ebpf.VariableSpec `ebpf:"unused_uf_label_type"`
+	UnusedUfOutcome     *ebpf.VariableSpec `ebpf:"unused_uf_outcome"`
+	UnusedUfOutcomeKind *ebpf.VariableSpec `ebpf:"unused_uf_outcome_kind"`
+	UnusedUfSpec        *ebpf.VariableSpec `ebpf:"unused_uf_spec"`
+	WakeBytes           *ebpf.VariableSpec `ebpf:"wake_bytes"`
 }
 
 // userFuncObjects contains all objects after they have been loaded into the kernel.
@@ -210,9 +218,13 @@ func (m *userFuncMaps) Close() error {
 //
 // It can be passed to loadUserFuncObjects or ebpf.CollectionSpec.LoadAndAssign.
 type userFuncVariables struct {
-	UnusedUfEvent *ebpf.Variable `ebpf:"unused_uf_event"`
-	UnusedUfSpec  *ebpf.Variable `ebpf:"unused_uf_spec"`
-	WakeBytes     *ebpf.Variable `ebpf:"wake_bytes"`
+	UnusedFamily        *ebpf.Variable `ebpf:"unused_family"`
+	UnusedUfEvent       *ebpf.Variable `ebpf:"unused_uf_event"`
+	UnusedUfLabelType   *ebpf.Variable `ebpf:"unused_uf_label_type"`
+	UnusedUfOutcome     *ebpf.Variable `ebpf:"unused_uf_outcome"`
+	UnusedUfOutcomeKind *ebpf.Variable `ebpf:"unused_uf_outcome_kind"`
+	UnusedUfSpec        *ebpf.Variable `ebpf:"unused_uf_spec"`
+	WakeBytes           *ebpf.Variable `ebpf:"wake_bytes"`
 }
 
 // userFuncPrograms contains all programs after they have been loaded into the kernel.
