@@ -24,6 +24,10 @@ const (
 // breakpoint inside another instruction and change what the program runs.
 // Any mismatch refuses all of offs.
 func verifySites(pid int, bin *symbols.Binary, offs []uint64) error {
+	exe, err := procmem.ReadExeMap(pid)
+	if err != nil {
+		return fmt.Errorf("check sites: %w", err)
+	}
 	for _, off := range offs {
 		addr, err := bin.OffsetAddr(off)
 		if err != nil {
@@ -36,7 +40,7 @@ func verifySites(pid int, bin *symbols.Binary, offs []uint64) error {
 		if site.Offset != off {
 			return fmt.Errorf("check site %#x: file offset %#x, expected %#x", addr, off, site.Offset)
 		}
-		at, err := procmem.ExeFileAddr(pid, off)
+		at, err := exe.Addr(off)
 		if err != nil {
 			return fmt.Errorf("check site %#x: %w", addr, err)
 		}

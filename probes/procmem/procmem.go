@@ -82,19 +82,31 @@ func ExeMapStart(pid int) (uint64, error) {
 	return 0, fmt.Errorf("no mapping of %s at offset 0", exe)
 }
 
-// ExeFileAddr returns where the byte at file offset off of pid's executable
-// is mapped in pid's address space, from /proc/PID/maps.
-func ExeFileAddr(pid int, off uint64) (uint64, error) {
+// ExeMap is where a process maps its executable, read once from
+// /proc/PID/maps.
+type ExeMap struct {
+	exe  string
+	maps []mapping
+}
+
+// ReadExeMap reads the mappings of pid's executable.
+func ReadExeMap(pid int) (*ExeMap, error) {
 	maps, exe, err := exeMappings(pid)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	for _, m := range maps {
+	return &ExeMap{exe: exe, maps: maps}, nil
+}
+
+// Addr returns where the byte at file offset off of the executable is
+// mapped.
+func (e *ExeMap) Addr(off uint64) (uint64, error) {
+	for _, m := range e.maps {
 		if off >= m.off && off-m.off < m.end-m.start {
 			return m.start + off - m.off, nil
 		}
 	}
-	return 0, fmt.Errorf("file offset %#x of %s is not mapped", off, exe)
+	return 0, fmt.Errorf("file offset %#x of %s is not mapped", off, e.exe)
 }
 
 // mapping is one line of /proc/PID/maps.
