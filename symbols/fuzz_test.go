@@ -153,9 +153,14 @@ func FuzzNewBinary(f *testing.F) {
 			}
 			b.Sites(fn)
 			b.FileOffset(fn.Entry)
+			b.CheckSite(fn.Entry)
 			break
 		}
 		b.LookupFunc("main.mian")
 		b.StructFields("runtime.g", "goid")
+		b.StructFields("runtime.mstats", "numgc")
+		if f, err := b.LookupFunc("main.main"); err == nil {
+			b.CheckSite(f.Entry)
+		}
 	})
 }

@@ -193,7 +193,7 @@ func (b *Binary) pcBoundaries(f Func) ([]uint64, error) {
 			continue
 		}
 		// A table is at most a few bytes per instruction.
-		size := min(sec.Size-min(sec.Size, pctabOff+tab), 8*(f.End-f.Entry)+16)
+		size := min(sec.Size-min(sec.Size, pctabOff+tab), 8*(f.End-f.Entry)+16, 1<<20)
 		data, err := read(pctabOff+tab, int(size))
 		if err != nil {
 			return nil, err
