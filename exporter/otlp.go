@@ -371,11 +371,7 @@ func Resource(t aggregator.Target) *resource.Resource {
 
 func (o *OTLP) resourceMetrics(t aggregator.Target, points []aggregator.Point, now time.Time) (metricdata.ResourceMetrics, func()) {
 	byMetric := map[*aggregator.Metric][]aggregator.Point{}
-	var order []*aggregator.Metric
 	for _, p := range points {
-		if byMetric[p.Metric] == nil {
-			order = append(order, p.Metric)
-		}
 		byMetric[p.Metric] = append(byMetric[p.Metric], p)
 	}
 	next := map[prevKey]*prevPoint{}
@@ -392,67 +388,13 @@ func (o *OTLP) resourceMetrics(t aggregator.Target, points []aggregator.Point, n
 		out := metricdata.Metrics{Name: name, Description: m.Help, Unit: m.Unit}
 		delta := o.opts.Temporality == TemporalityDelta ||
 			(o.opts.Temporality == TemporalityLowMemory && m.Kind == aggregator.Histogram)
-		temporality := metricdata.CumulativeTemporality
-		if delta {
-			temporality = metricdata.DeltaTemporality
-		}
 		switch m.Kind {
 		case aggregator.Gauge:
-			g := metricdata.Gauge[float64]{}
-			for _, p := range ps {
-				g.DataPoints = append(g.DataPoints, metricdata.DataPoint[float64]{Attributes: otelAttributes(&p), Time: now, Value: p.Sum})
-			}
-			out.Data = g
+			out.Data = gaugeData(ps, now)
 		case aggregator.Counter:
-			s := metricdata.Sum[int64]{Temporality: temporality, IsMonotonic: true}
-			for _, p := range ps {
-				attrs := otelAttributes(&p)
-				k := prevKey{t.ID, m, attrs.Equivalent()}
-				start, count := t.Start, p.Count
-				if prev := o.prev[k]; delta && prev != nil {
-					start, count = prev.at, p.Count-prev.count
-				}
-				next[k] = &prevPoint{count: p.Count, at: now}
-				s.DataPoints = append(s.DataPoints, metricdata.DataPoint[int64]{Attributes: attrs, StartTime: start, Time: now, Value: int64(count)})
-			}
-			out.Data = s
+			out.Data = o.counterData(t, m, ps, now, delta, next)
 		case aggregator.Histogram:
-			exponential := o.opts.Histogram == HistogramExponential
-			var hist metricdata.Histogram[float64]
-			var ehist metricdata.ExponentialHistogram[float64]
-			hist.Temporality, ehist.Temporality = temporality, temporality
-			for _, p := range ps {
-				attrs := otelAttributes(&p)
-				k := prevKey{t.ID, m, attrs.Equivalent()}
-				cur := &prevPoint{count: p.Count, sum: p.Sum, buckets: p.Buckets, exp: p.Exp, at: now}
-				next[k] = cur
-				d := *cur
-				d.at = t.Start
-				if prev := o.prev[k]; delta && prev != nil {
-					d = subtract(cur, prev)
-				}
-				if exponential {
-					e := d.exp
-					if e == nil {
-						e = &aggregator.ExpBuckets{}
-					}
-					ehist.DataPoints = append(ehist.DataPoints, metricdata.ExponentialHistogramDataPoint[float64]{
-						Attributes: attrs, StartTime: d.at, Time: now, Count: d.count, Sum: d.sum,
-						Scale: e.Scale, ZeroCount: e.Zero,
-						PositiveBucket: metricdata.ExponentialBucket{Offset: e.Offset, Counts: e.Counts},
-					})
-				} else {
-					hist.DataPoints = append(hist.DataPoints, metricdata.HistogramDataPoint[float64]{
-						Attributes: attrs, StartTime: d.at, Time: now, Count: d.count, Sum: d.sum,
-						Bounds: m.Buckets, BucketCounts: d.buckets,
-					})
-				}
-			}
-			if exponential {
-				out.Data = ehist
-			} else {
-				out.Data = hist
-			}
+			out.Data = o.histogramData(t, m, ps, now, delta, next)
 		}
 		sm.Metrics = append(sm.Metrics, out)
 	}
@@ -462,6 +404,79 @@ func (o *OTLP) resourceMetrics(t aggregator.Target, points []aggregator.Point, n
 			o.prev[k] = v
 		}
 	}
+}
+
+func temporalityOf(delta bool) metricdata.Temporality {
+	if delta {
+		return metricdata.DeltaTemporality
+	}
+	return metricdata.CumulativeTemporality
+}
+
+func gaugeData(ps []aggregator.Point, now time.Time) metricdata.Gauge[float64] {
+	g := metricdata.Gauge[float64]{}
+	for _, p := range ps {
+		g.DataPoints = append(g.DataPoints, metricdata.DataPoint[float64]{Attributes: otelAttributes(&p), Time: now, Value: p.Sum})
+	}
+	return g
+}
+
+// counterData converts a counter's points; with delta temporality each
+// point is the change since the previous export of its series. next
+// collects the values this export leaves as the previous ones.
+func (o *OTLP) counterData(t aggregator.Target, m *aggregator.Metric, ps []aggregator.Point, now time.Time, delta bool, next map[prevKey]*prevPoint) metricdata.Sum[int64] {
+	s := metricdata.Sum[int64]{Temporality: temporalityOf(delta), IsMonotonic: true}
+	for _, p := range ps {
+		attrs := otelAttributes(&p)
+		k := prevKey{t.ID, m, attrs.Equivalent()}
+		start, count := t.Start, p.Count
+		if prev := o.prev[k]; delta && prev != nil {
+			start, count = prev.at, p.Count-prev.count
+		}
+		next[k] = &prevPoint{count: p.Count, at: now}
+		s.DataPoints = append(s.DataPoints, metricdata.DataPoint[int64]{Attributes: attrs, StartTime: start, Time: now, Value: int64(count)})
+	}
+	return s
+}
+
+// histogramData converts a histogram's points, with explicit or
+// exponential buckets as configured; delta as for counterData.
+func (o *OTLP) histogramData(t aggregator.Target, m *aggregator.Metric, ps []aggregator.Point, now time.Time, delta bool, next map[prevKey]*prevPoint) metricdata.Aggregation {
+	exponential := o.opts.Histogram == HistogramExponential
+	var hist metricdata.Histogram[float64]
+	var ehist metricdata.ExponentialHistogram[float64]
+	hist.Temporality, ehist.Temporality = temporalityOf(delta), temporalityOf(delta)
+	for _, p := range ps {
+		attrs := otelAttributes(&p)
+		k := prevKey{t.ID, m, attrs.Equivalent()}
+		cur := &prevPoint{count: p.Count, sum: p.Sum, buckets: p.Buckets, exp: p.Exp, at: now}
+		next[k] = cur
+		d := *cur
+		d.at = t.Start
+		if prev := o.prev[k]; delta && prev != nil {
+			d = subtract(cur, prev)
+		}
+		if exponential {
+			e := d.exp
+			if e == nil {
+				e = &aggregator.ExpBuckets{}
+			}
+			ehist.DataPoints = append(ehist.DataPoints, metricdata.ExponentialHistogramDataPoint[float64]{
+				Attributes: attrs, StartTime: d.at, Time: now, Count: d.count, Sum: d.sum,
+				Scale: e.Scale, ZeroCount: e.Zero,
+				PositiveBucket: metricdata.ExponentialBucket{Offset: e.Offset, Counts: e.Counts},
+			})
+		} else {
+			hist.DataPoints = append(hist.DataPoints, metricdata.HistogramDataPoint[float64]{
+				Attributes: attrs, StartTime: d.at, Time: now, Count: d.count, Sum: d.sum,
+				Bounds: m.Buckets, BucketCounts: d.buckets,
+			})
+		}
+	}
+	if exponential {
+		return ehist
+	}
+	return hist
 }
 
 // subtract returns cur - prev of a cumulative histogram series, starting
