@@ -236,6 +236,25 @@ func le64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
 func le32(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
 
 func (p *proc) sampleGoroutines(sh *aggregator.Shard, now time.Time) error {
+	if err := p.readGPointers(); err != nil {
+		return err
+	}
+	p.gen++
+	for _, a := range p.counts {
+		a.count, a.oldest = 0, 0
+	}
+	total, err := p.countGoroutines(now.UnixNano())
+	if err != nil {
+		return err
+	}
+	p.forgetStale()
+	sh.Set(GoroutineCount, p.t, aggregator.Labels{}, float64(total))
+	p.setTop(sh, now.UnixNano())
+	return nil
+}
+
+// readGPointers reads runtime.allgs into p.gptrs, sorted by address.
+func (p *proc) readGPointers() error {
 	var hdr [16]byte
 	lenAddr, ptrAddr := p.globals["runtime.allglen"]+p.bias, p.globals["runtime.allgptr"]+p.bias
 	// allglen first, then allgptr: the runtime stores them in the other
@@ -274,11 +293,12 @@ func (p *proc) sampleGoroutines(sh *aggregator.Shard, now time.Time) error {
 	// gs sit side by side in the heap: read them in address order, many
 	// per range, so that a sample costs few system calls.
 	slices.Sort(p.gptrs)
-	p.gen++
-	for _, a := range p.counts {
-		a.count, a.oldest = 0, 0
-	}
-	nowNs := now.UnixNano()
+	return nil
+}
+
+// countGoroutines reads the window of every g in p.gptrs, in batches of
+// merged ranges, and counts the live ones by start function.
+func (p *proc) countGoroutines(nowNs int64) (int, error) {
 	total := 0
 	lo, win := p.gWinLo, p.gWinLen
 	for i := 0; i < len(p.gptrs); {
@@ -305,7 +325,7 @@ func (p *proc) sampleGoroutines(sh *aggregator.Shard, now time.Time) error {
 		p.recBuf = grow(p.recBuf, size)
 		failed, err := p.mem.read(p.spans, p.recBuf)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if failed > 0 {
 			// A range crossed unmapped memory: read these gs one by one.
@@ -315,7 +335,7 @@ func (p *proc) sampleGoroutines(sh *aggregator.Shard, now time.Time) error {
 			}
 			p.recBuf = grow(p.recBuf, len(p.spans)*int(win))
 			if _, err := p.mem.read(p.spans, p.recBuf); err != nil {
-				return err
+				return 0, err
 			}
 		}
 		k, off := 0, 0
@@ -328,6 +348,12 @@ func (p *proc) sampleGoroutines(sh *aggregator.Shard, now time.Time) error {
 			total += p.countG(p.recBuf[off+int(ws-p.spans[k].addr):], nowNs)
 		}
 	}
+	return total, nil
+}
+
+// forgetStale drops first-seen times of goroutines gone since the last
+// sample, and, when many start functions were seen, the ones with none.
+func (p *proc) forgetStale() {
 	for id, s := range p.firstSeen {
 		if s.gen != p.gen {
 			delete(p.firstSeen, id)
@@ -340,9 +366,6 @@ func (p *proc) sampleGoroutines(sh *aggregator.Shard, now time.Time) error {
 			}
 		}
 	}
-	sh.Set(GoroutineCount, p.t, aggregator.Labels{}, float64(total))
-	p.setTop(sh, nowNs)
-	return nil
 }
 
 // countG counts one g from its fields (rec starts at its window).
