@@ -35,8 +35,9 @@ type Config struct {
 	DiscoveryInterval time.Duration `yaml:"discovery_interval"`
 	// Grace is how long an exited program's series stay (default 5m).
 	Grace time.Duration `yaml:"grace"`
-	// Functions are business functions to measure (see internal/lifecycle/business.go): each
-	// entry is checked on its own, and a bad one is reported and skipped.
+	// Functions are business functions to measure (see
+	// internal/lifecycle/business.go): each entry is checked on its own,
+	// and a bad one is reported and skipped.
 	Functions []userfunc.Entry `yaml:"functions"`
 	// OTLP pushes the metrics to an OpenTelemetry collector. Fields left
 	// out come from the standard OTEL_EXPORTER_OTLP_* variables.
