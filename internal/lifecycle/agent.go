@@ -120,6 +120,8 @@ type Agent struct {
 	errCount map[exporter.ErrorKey]uint64
 }
 
+var _ exporter.State = (*Agent)(nil)
+
 type target struct {
 	proc discover.Process
 	bin  *symbols.Binary

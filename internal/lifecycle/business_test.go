@@ -231,12 +231,23 @@ func TestBusinessReloadOnFileChange(t *testing.T) {
 		b.Watch(ctx, 10*time.Millisecond, make(chan os.Signal))
 		close(done)
 	}()
-	time.Sleep(50 * time.Millisecond) // Watch takes the file's stamp first
+	eventually(t, "Watch to take the file's stamp", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.stamp != (fileStamp{})
+	})
+	time.Sleep(50 * time.Millisecond)
 	if n := src.Loads(); n != 0 {
 		t.Fatalf("%d reloads of an unchanged file", n)
 	}
 	src.set(nil, countEntry("orders_total", "main.placeOrder"))
-	if err := os.WriteFile(file, []byte("functions:\n  - {metric: orders_total, kind: count, function: main.placeOrder}\n"), 0o644); err != nil {
+	// Replaced whole, as editors and ConfigMap updates do: a file
+	// rewritten in place may be seen half-written, and reloaded twice.
+	tmp := file + ".new"
+	if err := os.WriteFile(tmp, []byte("functions:\n  - {metric: orders_total, kind: count, function: main.placeOrder}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, file); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the reload", func() bool { return slices.Equal(metricNames(r.pm.Funcs()), []string{"orders_total"}) })
