@@ -14,20 +14,16 @@ import (
 
 	"github.com/blindspot-dev/blindspot/aggregator"
 	"github.com/blindspot-dev/blindspot/exporter"
+	"github.com/blindspot-dev/blindspot/internal/lifecycle"
 	"github.com/blindspot-dev/blindspot/probes/userfunc"
 )
 
 // Config is the agent's configuration file (--config). Every field is
 // optional: with no file, every Go program on the host is instrumented.
 type Config struct {
-	// Include, when not empty, limits instrumentation to programs matching
-	// at least one rule.
-	Include []Match `yaml:"include"`
-	// Exclude removes programs matching any rule (checked after Include).
-	Exclude []Match `yaml:"exclude"`
-	// Services name programs: the first rule whose Exe matches wins over
-	// OTEL_SERVICE_NAME and the executable's base name.
-	Services []ServiceRule `yaml:"services"`
+	// Selection (include:, exclude:, services:) picks and names the
+	// programs to instrument.
+	lifecycle.Selection `yaml:",inline"`
 	// HTTP tunes the HTTP metrics.
 	HTTP HTTPConfig `yaml:"http"`
 	// DB tunes the database/sql metrics.
@@ -39,8 +35,9 @@ type Config struct {
 	DiscoveryInterval time.Duration `yaml:"discovery_interval"`
 	// Grace is how long an exited program's series stay (default 5m).
 	Grace time.Duration `yaml:"grace"`
-	// Functions are business functions to measure (see business.go): each
-	// entry is checked on its own, and a bad one is reported and skipped.
+	// Functions are business functions to measure (see
+	// internal/lifecycle/business.go): each entry is checked on its own,
+	// and a bad one is reported and skipped.
 	Functions []userfunc.Entry `yaml:"functions"`
 	// OTLP pushes the metrics to an OpenTelemetry collector. Fields left
 	// out come from the standard OTEL_EXPORTER_OTLP_* variables.
@@ -88,20 +85,6 @@ func (o *OTLPConfig) Options() exporter.OTLPOptions {
 		Interval: o.Interval, Timeout: o.Timeout,
 		Temporality: o.Temporality, Histogram: o.HistogramAggregation,
 	}
-}
-
-// Match selects programs by executable path glob and/or service name glob
-// (path.Match syntax); a rule with both needs both to match.
-type Match struct {
-	Exe     string `yaml:"exe"`
-	Service string `yaml:"service"`
-}
-
-// ServiceRule names the programs whose executable matches Exe.
-type ServiceRule struct {
-	Exe       string `yaml:"exe"`
-	Name      string `yaml:"name"`
-	Namespace string `yaml:"namespace"`
 }
 
 // DBConfig tunes the database/sql metrics.
@@ -155,7 +138,7 @@ func ParseConfig(b []byte) (*Config, error) {
 }
 
 func (c *Config) check() error {
-	for i, m := range append(append([]Match{}, c.Include...), c.Exclude...) {
+	for i, m := range append(append([]lifecycle.Match{}, c.Include...), c.Exclude...) {
 		if m.Exe == "" && m.Service == "" {
 			return fmt.Errorf("include/exclude rule %d: give exe, service or both", i+1)
 		}
@@ -188,50 +171,4 @@ func (c *Config) check() error {
 		return errors.New("durations must not be negative")
 	}
 	return nil
-}
-
-func (m Match) matches(exe, service string) bool {
-	if m.Exe != "" {
-		if ok, _ := path.Match(m.Exe, exe); !ok {
-			return false
-		}
-	}
-	if m.Service != "" {
-		if ok, _ := path.Match(m.Service, service); !ok {
-			return false
-		}
-	}
-	return true
-}
-
-// Wanted reports whether a program is to be instrumented.
-func (c *Config) Wanted(exe, service string) bool {
-	if len(c.Include) > 0 {
-		in := false
-		for _, m := range c.Include {
-			if m.matches(exe, service) {
-				in = true
-				break
-			}
-		}
-		if !in {
-			return false
-		}
-	}
-	for _, m := range c.Exclude {
-		if m.matches(exe, service) {
-			return false
-		}
-	}
-	return true
-}
-
-// ServiceFor returns the configured name of a program, if any.
-func (c *Config) ServiceFor(exe string) (ServiceRule, bool) {
-	for _, s := range c.Services {
-		if ok, _ := path.Match(s.Exe, exe); ok {
-			return s, true
-		}
-	}
-	return ServiceRule{}, false
 }

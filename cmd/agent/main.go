@@ -19,7 +19,10 @@ import (
 
 	"github.com/blindspot-dev/blindspot/aggregator"
 	"github.com/blindspot-dev/blindspot/exporter"
+	"github.com/blindspot-dev/blindspot/internal/lifecycle"
 	"github.com/blindspot-dev/blindspot/probes"
+	"github.com/blindspot-dev/blindspot/probes/discover"
+	"github.com/blindspot-dev/blindspot/probes/userfunc"
 )
 
 type listFlag []string
@@ -103,10 +106,15 @@ func run(args []string) error {
 		return explainLoadError(err)
 	}
 	defer pm.Close()
-	a := newAgent(cfg, log, agg, pm)
-	biz := newBusiness(*configFile, log, agg, pm)
-	biz.countError, biz.onChange = a.countError, a.refreshUserStatuses
-	biz.apply(cfg.Functions)
+	a := lifecycle.New(agg, pm, &lifecycle.Options{Selection: cfg.Selection, Logger: log})
+	biz := lifecycle.NewBusiness(a, *configFile, func() ([]userfunc.Entry, error) {
+		cfg, err := LoadConfig(*configFile)
+		if err != nil {
+			return nil, err
+		}
+		return cfg.Functions, nil
+	})
+	biz.Apply(cfg.Functions)
 	srv, err := exporter.New(agg, a, exporter.Options{ListenAddresses: listen, WebConfigFile: *webConfig, Logger: log})
 	if err != nil {
 		return err
@@ -114,7 +122,10 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	go biz.watch(ctx, time.Second) // reload functions: on SIGHUP or a file change
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go biz.Watch(ctx, time.Second, hup) // reload functions: on SIGHUP or a file change
 	switch *demo {
 	case "on":
 	case "auto":
@@ -140,7 +151,7 @@ func run(args []string) error {
 	log.Info("blindspot started", "version", exporter.Version, "listen", listen.String())
 	done := make(chan struct{})
 	go func() {
-		a.run(ctx)
+		a.Run(ctx, newWatcher(cfg, log))
 		close(done)
 	}()
 	select {
@@ -160,6 +171,20 @@ func run(args []string) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// newWatcher starts discovery: a /proc scan every discovery_interval
+// (default 1s), and exec notifications where the kernel allows.
+func newWatcher(cfg *Config, log *slog.Logger) *discover.Watcher {
+	interval := cfg.DiscoveryInterval
+	if interval == 0 {
+		interval = time.Second
+	}
+	w := discover.NewWatcher(interval)
+	if w.TracepointErr != nil {
+		log.Warn("exec notifications unavailable; discovering by scanning /proc only", "err", w.TracepointErr, "interval", interval)
+	}
+	return w
 }
 
 // startOTLP starts the OTLP push when the environment (OTEL_METRICS_EXPORTER,

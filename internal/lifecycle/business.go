@@ -1,11 +1,9 @@
-package main
+package lifecycle
 
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,21 +16,17 @@ import (
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
-// business keeps the configured business functions (the functions:
+// Business keeps the configured business functions (the functions:
 // section) in force: it checks each entry, registers its metric and hands
-// the set to the probe manager; it reloads the section on SIGHUP and when
+// the set to the probe manager; it reloads the section on a signal and when
 // the file changes. A bad entry is reported (log and
 // blindspot_probe_errors_total{probe="userfunc",reason="invalid_config"})
 // and skipped; the others and the agent go on.
-type business struct {
+type Business struct {
 	file string
-	log  *slog.Logger
-	agg  *aggregator.Aggregator
-	pm   *probes.Manager
-	// onChange runs after a reload changed the set (to refresh /targets).
-	onChange func()
-	// countError counts a probe error (agent.countError).
-	countError func(probe, reason string)
+	// load rereads the file's functions: section.
+	load func() ([]userfunc.Entry, error)
+	a    *Agent
 
 	mu      sync.Mutex
 	cur     map[string]*probes.UserFunc // by Entry.Key()
@@ -61,17 +55,20 @@ func stampOf(file string) fileStamp {
 	return st
 }
 
-func newBusiness(file string, log *slog.Logger, agg *aggregator.Aggregator, pm *probes.Manager) *business {
-	b := &business{file: file, log: log, agg: agg, pm: pm, cur: map[string]*probes.UserFunc{}, builtin: map[string]bool{}}
-	for _, m := range agg.Metrics() {
+// NewBusiness returns the business functions of a's processes, read
+// from file (empty: none) by load, which returns its functions: section.
+// Nothing is in force until Apply.
+func NewBusiness(a *Agent, file string, load func() ([]userfunc.Entry, error)) *Business {
+	b := &Business{file: file, load: load, a: a, cur: map[string]*probes.UserFunc{}, builtin: map[string]bool{}}
+	for _, m := range a.agg.Metrics() {
 		b.builtin[m.Name] = true
 	}
 	return b
 }
 
-// apply checks entries and puts the valid ones in force. Unchanged entries
+// Apply checks entries and puts the valid ones in force. Unchanged entries
 // keep their metric (and so their series); removed ones lose theirs.
-func (b *business) apply(entries []userfunc.Entry) {
+func (b *Business) Apply(entries []userfunc.Entry) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	next := map[string]*probes.UserFunc{}
@@ -103,55 +100,47 @@ func (b *business) apply(entries []userfunc.Entry) {
 	}
 	for k, f := range next {
 		if _, ok := b.cur[k]; !ok {
-			b.agg.AddMetric(f.Metric)
+			b.a.agg.AddMetric(f.Metric)
 		}
 	}
-	b.pm.SetUserFuncs(list)
+	b.a.probes.SetUserFuncs(list)
 	for k, f := range b.cur {
 		if _, ok := next[k]; !ok {
-			b.agg.RemoveMetric(f.Metric)
+			b.a.agg.RemoveMetric(f.Metric)
 		}
 	}
 	b.cur = next
 	b.errors = errs
 	for _, e := range errs {
-		b.log.Error("business function skipped", "err", e)
-		if b.countError != nil {
-			b.countError("userfunc", "invalid_config")
-		}
+		b.a.log.Error("business function skipped", "err", e)
+		b.a.countError("userfunc", "invalid_config")
 	}
 	if len(list) > 0 || len(errs) > 0 {
-		b.log.Info("business functions", "active", len(list), "invalid", len(errs))
+		b.a.log.Info("business functions", "active", len(list), "invalid", len(errs))
 	}
 }
 
 // reload rereads the file and applies its functions: section. A file that
 // no longer parses keeps the previous set in force.
-func (b *business) reload(why string) {
+func (b *Business) reload(why string) {
 	b.mu.Lock()
 	b.stamp = stampOf(b.file)
 	b.mu.Unlock()
-	cfg, err := LoadConfig(b.file)
+	entries, err := b.load()
 	if err != nil {
-		b.log.Error("configuration not reloaded; the previous business functions stay in force", "why", why, "err", err)
-		if b.countError != nil {
-			b.countError("userfunc", "invalid_config")
-		}
+		b.a.log.Error("configuration not reloaded; the previous business functions stay in force", "why", why, "err", err)
+		b.a.countError("userfunc", "invalid_config")
 		return
 	}
-	b.log.Info("reloading business functions", "why", why, "file", b.file)
-	b.apply(cfg.Functions)
-	if b.onChange != nil {
-		b.onChange()
-	}
+	b.a.log.Info("reloading business functions", "why", why, "file", b.file)
+	b.Apply(entries)
+	b.a.refreshUserStatuses()
 }
 
-// watch reloads on SIGHUP and when the file's modification time, size or
-// inode changes (checked every interval), until ctx ends.
-func (b *business) watch(ctx context.Context, interval time.Duration) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// Watch reloads when hup receives (SIGHUP) and when the file's
+// modification time, size or inode changes (checked every interval), until
+// ctx ends. Without a file it only waits for ctx.
+func (b *Business) Watch(ctx context.Context, interval time.Duration, hup <-chan os.Signal) {
 	if b.file == "" {
 		<-ctx.Done()
 		return
@@ -180,7 +169,7 @@ func (b *business) watch(ctx context.Context, interval time.Duration) {
 }
 
 // Errors returns the configuration problems of the last load.
-func (b *business) Errors() []string {
+func (b *Business) Errors() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]string(nil), b.errors...)
@@ -188,7 +177,7 @@ func (b *business) Errors() []string {
 
 // attachUser attaches the business functions that select a newly
 // instrumented process and counts and logs their errors.
-func (a *agent) attachUser(p discover.Process, svc string, bin *symbols.Binary, id aggregator.TargetID) []probes.ProbeStatus {
+func (a *Agent) attachUser(p discover.Process, svc string, bin *symbols.Binary, id aggregator.TargetID) []probes.ProbeStatus {
 	st := a.probes.AttachUser(p.PID, p.ExePath, p.Exe, svc, bin, id)
 	a.userErrors(p.PID, p.Exe, st, nil)
 	return st
@@ -196,7 +185,7 @@ func (a *agent) attachUser(p discover.Process, svc string, bin *symbols.Binary, 
 
 // userErrors logs and counts the business probe errors in st that were not
 // already in old.
-func (a *agent) userErrors(pid int, exe string, st, old []probes.ProbeStatus) {
+func (a *Agent) userErrors(pid int, exe string, st, old []probes.ProbeStatus) {
 	seen := map[string]bool{}
 	for _, s := range old {
 		seen[s.Family+"\x00"+s.Error] = true
@@ -212,7 +201,7 @@ func (a *agent) userErrors(pid int, exe string, st, old []probes.ProbeStatus) {
 
 // refreshUserStatuses rebuilds every target's business probe statuses
 // after a reload.
-func (a *agent) refreshUserStatuses() {
+func (a *Agent) refreshUserStatuses() {
 	a.mu.Lock()
 	ts := make([]*target, 0, len(a.targets))
 	for _, t := range a.targets {

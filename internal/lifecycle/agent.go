@@ -1,4 +1,16 @@
-package main
+// Package lifecycle follows the Go programs on a host from discovery to
+// expiry: it takes discovery events in (a process started or exited),
+// picks the programs to observe (include/exclude rules), reads their
+// binaries, attaches the probe families and the business functions that
+// apply, names the service, detaches when a process exits, and expires the
+// series of exited processes on its own clock. It also keeps the
+// configured business functions in force across reloads (Business), and
+// tells the exporter what it is doing (Agent implements exporter.State).
+//
+// The probe manager, the discovery watcher and the binary cache are
+// reached through small interfaces (Prober, Discovery, Binaries), so that
+// tests drive the lifecycle without BPF.
+package lifecycle
 
 import (
 	"context"
@@ -25,22 +37,90 @@ const (
 	maxGoMinor = 27
 )
 
-// agent connects discovery, probes and the aggregator, and tells the
+// Prober attaches probes to processes and detaches them: *probes.Manager.
+type Prober interface {
+	// Attach attaches every family that applies to the process pid.
+	Attach(pid int, exe string, bin *symbols.Binary, t aggregator.TargetID) (*probes.Attachment, error)
+	// Detach releases the probes of one Attach.
+	Detach(a *probes.Attachment)
+	// AttachUser attaches the business functions that select the process.
+	AttachUser(pid int, exePath, exe, service string, bin *symbols.Binary, t aggregator.TargetID) []probes.ProbeStatus
+	// UserStatus returns how the business functions fare in the process.
+	UserStatus(pid int) []probes.ProbeStatus
+	// SetUserFuncs puts a set of business functions in force.
+	SetUserFuncs(funcs []*probes.UserFunc)
+	// OnDetached sets the function told of every family the invalid-event
+	// policy detaches.
+	OnDetached(fn func(probes.Detached))
+	// Forget drops what was derived from a binary closed for good.
+	Forget(bin *symbols.Binary)
+	// Stats returns the probes' self-metrics.
+	Stats() probes.Stats
+}
+
+var _ Prober = (*probes.Manager)(nil)
+
+// Discovery reports processes starting and exiting: *discover.Watcher.
+type Discovery interface {
+	// Run sends batches of events to out until ctx ends.
+	Run(ctx context.Context, out chan<- []discover.Event)
+	// Close releases what the watcher holds.
+	Close()
+}
+
+var _ Discovery = (*discover.Watcher)(nil)
+
+// Binaries keeps the parsed executables of the observed processes:
+// *discover.Binaries.
+type Binaries interface {
+	// Acquire returns the parsed executable of p; the error wraps
+	// symbols.ErrNotGo for programs that are not Go. Each successful
+	// Acquire is paired with a Release.
+	Acquire(p discover.Process) (*symbols.Binary, error)
+	// Release drops one reference.
+	Release(key discover.FileKey) bool
+	// Expire closes the released binaries whose time is up.
+	Expire(now time.Time)
+}
+
+var _ Binaries = (*discover.Binaries)(nil)
+
+// Options configure an Agent. A nil *Options is the zero Options.
+type Options struct {
+	// Selection picks and names the programs to observe; the zero
+	// Selection observes every Go program.
+	Selection Selection
+	// Logger receives the agent's log; nil discards it.
+	Logger *slog.Logger
+	// Binaries reads executables; nil means discover.NewBinaries, which
+	// tells the Prober of every binary it closes (Forget).
+	Binaries Binaries
+	// Alive reports whether a process still runs; nil means
+	// discover.Alive.
+	Alive func(discover.Process) bool
+	// Environ reads variables from a process's environment; nil means
+	// discover.Environ.
+	Environ func(pid int, names ...string) map[string]string
+}
+
+// Agent connects discovery, probes and the aggregator, and tells the
 // exporter what it is doing.
-type agent struct {
-	cfg      *Config
-	log      *slog.Logger
-	agg      *aggregator.Aggregator
-	probes   *probes.Manager
-	bins     *discover.Binaries
-	watcher  *discover.Watcher
-	skipSelf func(discover.Process) bool
+type Agent struct {
+	sel     Selection
+	log     *slog.Logger
+	agg     *aggregator.Aggregator
+	probes  Prober
+	bins    Binaries
+	alive   func(discover.Process) bool
+	environ func(pid int, names ...string) map[string]string
 
 	mu       sync.Mutex
 	targets  map[int]*target
 	skipped  map[int]exporter.Skipped
 	errCount map[exporter.ErrorKey]uint64
 }
+
+var _ exporter.State = (*Agent)(nil)
 
 type target struct {
 	proc discover.Process
@@ -55,37 +135,46 @@ type target struct {
 	statuses []probes.ProbeStatus
 }
 
-func newAgent(cfg *Config, log *slog.Logger, agg *aggregator.Aggregator, pm *probes.Manager) *agent {
-	a := &agent{
-		cfg:      cfg,
-		log:      log,
+// New returns an Agent that registers the processes it observes in agg
+// and attaches probes to them through p.
+func New(agg *aggregator.Aggregator, p Prober, opts *Options) *Agent {
+	if opts == nil {
+		opts = &Options{}
+	}
+	a := &Agent{
+		sel:      opts.Selection,
+		log:      opts.Logger,
 		agg:      agg,
-		probes:   pm,
-		bins:     discover.NewBinaries(pm.Forget),
+		probes:   p,
+		bins:     opts.Binaries,
+		alive:    opts.Alive,
+		environ:  opts.Environ,
 		targets:  map[int]*target{},
 		skipped:  map[int]exporter.Skipped{},
 		errCount: map[exporter.ErrorKey]uint64{},
 	}
-	if pm != nil {
-		pm.OnDetached(a.familyDetached)
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
 	}
+	if a.bins == nil {
+		a.bins = discover.NewBinaries(p.Forget)
+	}
+	if a.alive == nil {
+		a.alive = discover.Alive
+	}
+	if a.environ == nil {
+		a.environ = discover.Environ
+	}
+	p.OnDetached(a.familyDetached)
 	return a
 }
 
-// run follows the host's processes until ctx ends, then detaches
-// everything.
-func (a *agent) run(ctx context.Context) {
-	interval := a.cfg.DiscoveryInterval
-	if interval == 0 {
-		interval = time.Second
-	}
-	a.watcher = discover.NewWatcher(interval)
-	defer a.watcher.Close()
-	if a.watcher.TracepointErr != nil {
-		a.log.Warn("exec notifications unavailable; discovering by scanning /proc only", "err", a.watcher.TracepointErr, "interval", interval)
-	}
+// Run follows the processes d reports until ctx ends, then detaches
+// everything and closes d.
+func (a *Agent) Run(ctx context.Context, d Discovery) {
+	defer d.Close()
 	events := make(chan []discover.Event, 16)
-	go a.watcher.Run(ctx, events)
+	go d.Run(ctx, events)
 	// Series expire on this clock only: reading /metrics or exporting
 	// OTLP changes nothing.
 	expire := time.NewTicker(expiryInterval(a.agg.Grace()))
@@ -121,14 +210,11 @@ func expiryInterval(grace time.Duration) time.Duration {
 	return min(max(grace/10, 100*time.Millisecond), 5*time.Second)
 }
 
-func (a *agent) started(p discover.Process) {
-	if a.skipSelf != nil && a.skipSelf(p) {
-		return
-	}
+func (a *Agent) started(p discover.Process) {
 	// The filter comes first: reading a binary is the dearest step, and a
 	// busy host starts many programs nobody asked to observe.
 	svc, ns := a.serviceName(p)
-	if !a.cfg.Wanted(p.Exe, svc) {
+	if !a.sel.Wanted(p.Exe, svc) {
 		return
 	}
 	bin, err := a.bins.Acquire(p)
@@ -164,7 +250,7 @@ func (a *agent) started(p discover.Process) {
 		if ps.Error == "" {
 			continue
 		}
-		if !discover.Alive(p) {
+		if !a.alive(p) {
 			// It exited while we attached: nothing failed.
 			a.probes.Detach(att)
 			a.agg.TargetExited(id, time.Now())
@@ -188,7 +274,7 @@ func (a *agent) started(p discover.Process) {
 	a.log.Info("instrumented", "pid", p.PID, "service", svc, "exe", p.Exe, "go", bin.GoVersion, "probes", len(att.Probes))
 }
 
-func (a *agent) exited(p discover.Process) {
+func (a *Agent) exited(p discover.Process) {
 	a.mu.Lock()
 	t := a.targets[p.PID]
 	if t != nil && t.proc.StartTicks == p.StartTicks {
@@ -205,13 +291,13 @@ func (a *agent) exited(p discover.Process) {
 	a.log.Info("released", "pid", p.PID, "exe", p.Exe)
 }
 
-func (a *agent) release(t *target) {
+func (a *Agent) release(t *target) {
 	a.probes.Detach(t.att)
 	a.agg.TargetExited(t.id, time.Now())
 	a.bins.Release(t.proc.File)
 }
 
-func (a *agent) detachAll() {
+func (a *Agent) detachAll() {
 	a.mu.Lock()
 	ts := make([]*target, 0, len(a.targets))
 	for pid, t := range a.targets {
@@ -231,7 +317,7 @@ func (a *agent) detachAll() {
 	wg.Wait()
 }
 
-func (a *agent) skip(p discover.Process, reason, msg string) {
+func (a *Agent) skip(p discover.Process, reason, msg string) {
 	a.log.Warn("not instrumented", "pid", p.PID, "exe", p.Exe, "reason", msg)
 	a.countError("process", reason)
 	a.mu.Lock()
@@ -242,7 +328,7 @@ func (a *agent) skip(p discover.Process, reason, msg string) {
 // familyDetached records a family the invalid-event policy detached from
 // a process: its status (in /targets and on the status page) says why, and
 // blindspot_probe_errors_total{probe,reason="invalid_events"} counts it.
-func (a *agent) familyDetached(d probes.Detached) {
+func (a *Agent) familyDetached(d probes.Detached) {
 	probe := d.Status.Family
 	if strings.HasPrefix(probe, "userfunc:") {
 		probe = "userfunc" // as its attach errors are counted
@@ -279,7 +365,7 @@ func withStatus(ps []probes.ProbeStatus, st probes.ProbeStatus) []probes.ProbeSt
 	return out
 }
 
-func (a *agent) countError(probe, reason string) {
+func (a *Agent) countError(probe, reason string) {
 	a.mu.Lock()
 	a.errCount[exporter.ErrorKey{Probe: probe, Reason: reason}]++
 	a.mu.Unlock()
@@ -288,11 +374,11 @@ func (a *agent) countError(probe, reason string) {
 // serviceName picks a program's service: a configured rule, else
 // OTEL_SERVICE_NAME or service.name in OTEL_RESOURCE_ATTRIBUTES, else the
 // executable's base name.
-func (a *agent) serviceName(p discover.Process) (name, namespace string) {
-	if r, ok := a.cfg.ServiceFor(p.Exe); ok {
+func (a *Agent) serviceName(p discover.Process) (name, namespace string) {
+	if r, ok := a.sel.ServiceFor(p.Exe); ok {
 		return r.Name, r.Namespace
 	}
-	env := discover.Environ(p.PID, "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES")
+	env := a.environ(p.PID, "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES")
 	for _, kv := range strings.Split(env["OTEL_RESOURCE_ATTRIBUTES"], ",") {
 		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
 		switch k {
@@ -312,7 +398,7 @@ func (a *agent) serviceName(p discover.Process) (name, namespace string) {
 }
 
 // Targets implements exporter.State.
-func (a *agent) Targets() []exporter.Target {
+func (a *Agent) Targets() []exporter.Target {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := make([]exporter.Target, 0, len(a.targets))
@@ -329,7 +415,7 @@ func (a *agent) Targets() []exporter.Target {
 }
 
 // Skipped implements exporter.State.
-func (a *agent) Skipped() []exporter.Skipped {
+func (a *Agent) Skipped() []exporter.Skipped {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := make([]exporter.Skipped, 0, len(a.skipped))
@@ -341,12 +427,12 @@ func (a *agent) Skipped() []exporter.Skipped {
 }
 
 // ProbeStats implements exporter.State.
-func (a *agent) ProbeStats() exporter.ProbeStats {
+func (a *Agent) ProbeStats() exporter.ProbeStats {
 	return exporter.ProbeStats(a.probes.Stats()) // the same fields
 }
 
 // ProbeErrors implements exporter.State.
-func (a *agent) ProbeErrors() map[exporter.ErrorKey]uint64 {
+func (a *Agent) ProbeErrors() map[exporter.ErrorKey]uint64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := make(map[exporter.ErrorKey]uint64, len(a.errCount))
