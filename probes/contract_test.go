@@ -78,33 +78,33 @@ type bpfFamily struct {
 }
 
 func bpfFamilies() []bpfFamily {
-	programs := func(f *family) []string {
+	programs := func(f *Family) []string {
 		var out []string
-		for _, p := range f.probes {
+		for _, p := range f.Probes {
 			out = append(out, p.Program)
 		}
 		return out
 	}
-	srv, cl, db := httpServerFamily(), httpClientFamily(nil), dbFamily(Options{}, nil)
+	srv, cl, db := HTTPServerFamily(), HTTPClientFamily(nil), DBFamily(nil, nil)
 	return []bpfFamily{
 		{
-			name: srv.name, stem: "httpserver", load: srv.spec,
+			name: srv.Name, stem: "httpserver", load: srv.Spec,
 			event: "http_server_event", goEvent: httpServerHttpServerEvent{},
-			configMap: srv.configMap, config: httpServerHttpServerOffsets{},
-			startMap: srv.startMap, programs: programs(srv),
+			configMap: srv.ConfigMap, config: httpServerHttpServerOffsets{},
+			startMap: srv.StartMap, programs: programs(srv),
 		},
 		{
-			name: cl.name, stem: "httpclient", load: cl.spec,
+			name: cl.Name, stem: "httpclient", load: cl.Spec,
 			event: "http_client_event", goEvent: httpClientHttpClientEvent{},
-			configMap: cl.configMap, config: httpClientHttpClientOffsets{},
-			startMap: cl.startMap, programs: programs(cl),
+			configMap: cl.ConfigMap, config: httpClientHttpClientOffsets{},
+			startMap: cl.StartMap, programs: programs(cl),
 			types: map[string]any{"go_error": goError{}},
 		},
 		{
-			name: db.name, stem: "db", load: db.spec,
+			name: db.Name, stem: "db", load: db.Spec,
 			event: "db_event", goEvent: dbDbEvent{},
-			configMap: db.configMap, config: dbDbOffsets{},
-			startMap: db.startMap, programs: programs(db),
+			configMap: db.ConfigMap, config: dbDbOffsets{},
+			startMap: db.StartMap, programs: programs(db),
 			types: map[string]any{"go_error": goError{}},
 		},
 		{

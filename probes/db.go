@@ -153,9 +153,13 @@ type dbPoolValues struct {
 	system, pool aggregator.Value
 }
 
-func dbFamily(opts Options, agg *aggregator.Aggregator) *family {
+// DBFamily is the database/sql family: operations timed, pools sampled.
+// poolNames renames pools: a pool's default name ("postgresql-1": the
+// driver's system and the pool's first-seen order in its process) → the
+// name to export.
+func DBFamily(agg *aggregator.Aggregator, poolNames map[string]string) *Family {
 	st := &dbState{
-		names:   opts.DBPoolNames,
+		names:   poolNames,
 		agg:     agg,
 		pools:   map[dbKey]*dbPool{},
 		perProc: map[uint32]map[string]int{},
@@ -165,19 +169,19 @@ func dbFamily(opts Options, agg *aggregator.Aggregator) *family {
 			return &dbShard{types: typeNames{}, queries: map[string]parsedQuery{}, pools: map[dbKey]*dbPoolValues{}}
 		}),
 	}
-	return &family{
-		name:      "db",
-		kind:      kindDB,
-		anchor:    "database/sql.(*DB).conn", // every use of a pool goes through it
-		probes:    dbProbes,
-		spec:      loadDb,
-		configMap: "db_config",
-		startMap:  "db_starts",
-		configure: dbOffsets,
-		decode:    st.decode,
-		invalid:   []string{"utf8", "duration"},
-		attached:  st.attached,
-		detached:  st.detached,
+	return &Family{
+		Name:      "db",
+		Kind:      kindDB,
+		Anchor:    "database/sql.(*DB).conn", // every use of a pool goes through it
+		Probes:    dbProbes,
+		Spec:      loadDb,
+		ConfigMap: "db_config",
+		StartMap:  "db_starts",
+		Configure: dbOffsets,
+		Decode:    st.decode,
+		Invalid:   []string{"utf8", "duration"},
+		Attached:  st.attached,
+		Detached:  st.detached,
 	}
 }
 
@@ -300,26 +304,26 @@ func (st *dbState) detached(pid int) {
 
 // decode folds one db_event into a shard, after checking what was read
 // from the program: the timestamps and the statement's text.
-func (st *dbState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) verdict {
+func (st *dbState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) Verdict {
 	if len(raw) < int(unsafe.Sizeof(dbDbEvent{})) {
-		return malformed
+		return Malformed
 	}
 	ev := (*dbDbEvent)(unsafe.Pointer(&raw[0]))
 	c := st.shards[sh]
 	if c == nil {
-		return malformed
+		return Malformed
 	}
 	if ev.Op > dbOpWait {
-		return malformed
+		return Malformed
 	}
 	if !plausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
-		return invalidDuration
+		return InvalidDuration
 	}
 	var q parsedQuery
 	if ev.Op == dbOpQuery {
 		var ok bool
 		if q, ok = c.parse(sh, cbytes(ev.Query[:], int(ev.QueryLen)), int(ev.QueryLen) >= len(ev.Query)); !ok {
-			return invalidUTF8
+			return InvalidUTF8
 		}
 	}
 	pid := ev.Hdr.Pid
@@ -327,10 +331,10 @@ func (st *dbState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byt
 	d := float64(ev.Hdr.EndNs-ev.Hdr.StartNs) / 1e9
 	if ev.Op == dbOpWait {
 		if pv == nil {
-			return decoded // not a *sql.DB we can name
+			return Decoded // not a *sql.DB we can name
 		}
 		sh.Observe(dbConnWait, t, aggregator.Labels{pv.pool}, d)
-		return decoded
+		return Decoded
 	}
 	var l aggregator.Labels
 	if pv != nil {
@@ -351,7 +355,7 @@ func (st *dbState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byt
 		l[3] = sh.InternString(errorType(c.types, st.procs.lookup(pid), pid, e))
 	}
 	sh.Observe(dbOperationDuration, t, l, d)
-	return decoded
+	return Decoded
 }
 
 // parse returns the operation and collection of a query text, cached by

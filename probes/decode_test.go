@@ -40,7 +40,7 @@ func TestDecodersDoNotAllocate(t *testing.T) {
 	cl.MethodLen = setChars(cl.Method[:], "POST")
 	cl.SchemeLen = setChars(cl.Scheme[:], "http")
 	cl.HostLen = uint16(setChars(cl.Host[:], "payments.internal:8443"))
-	client := httpClientFamily(agg)
+	client := HTTPClientFamily(agg)
 
 	badSrv := srv
 	badSrv.Status = 257
@@ -49,13 +49,13 @@ func TestDecodersDoNotAllocate(t *testing.T) {
 
 	for _, c := range []struct {
 		name   string
-		decode func() verdict
-		want   verdict
+		decode func() Verdict
+		want   Verdict
 	}{
-		{"http_server", func() verdict { return decodeHTTPServer(sh, tid, raw(&srv)) }, decoded},
-		{"http_client", func() verdict { return client.decode(sh, tid, raw(&cl)) }, decoded},
-		{"http_server invalid", func() verdict { return decodeHTTPServer(sh, tid, raw(&badSrv)) }, invalidStatus},
-		{"http_client invalid", func() verdict { return client.decode(sh, tid, raw(&badCl)) }, invalidPort},
+		{"http_server", func() Verdict { return decodeHTTPServer(sh, tid, raw(&srv)) }, Decoded},
+		{"http_client", func() Verdict { return client.Decode(sh, tid, raw(&cl)) }, Decoded},
+		{"http_server invalid", func() Verdict { return decodeHTTPServer(sh, tid, raw(&badSrv)) }, InvalidStatus},
+		{"http_client invalid", func() Verdict { return client.Decode(sh, tid, raw(&badCl)) }, InvalidPort},
 	} {
 		if v := c.decode(); v != c.want {
 			t.Fatalf("%s: verdict %d, want %d", c.name, v, c.want)

@@ -48,25 +48,26 @@ type hostPort struct{ addr, port aggregator.Value }
 
 const hostCacheLimit = 4096
 
-func httpClientFamily(agg *aggregator.Aggregator) *family {
+// HTTPClientFamily is the net/http client family.
+func HTTPClientFamily(agg *aggregator.Aggregator) *Family {
 	st := &httpClientState{shards: perShard(agg, func() *httpClientShard {
 		return &httpClientShard{types: typeNames{}, hosts: map[string]hostPort{}}
 	})}
-	return &family{
-		name:      "http_client",
-		kind:      kindHTTPClient,
-		anchor:    "net/http.(*Transport).roundTrip",
-		probes:    httpClientProbes,
-		spec:      loadHttpClient,
-		configMap: "http_client_config",
-		startMap:  "http_client_starts",
-		configure: httpClientOffsets,
-		decode:    st.decode,
-		invalid:   []string{"status", "method", "utf8", "port", "duration", "host"},
-		attached: func(pid int, bin *symbols.Binary, t aggregator.TargetID) {
+	return &Family{
+		Name:      "http_client",
+		Kind:      kindHTTPClient,
+		Anchor:    "net/http.(*Transport).roundTrip",
+		Probes:    httpClientProbes,
+		Spec:      loadHttpClient,
+		ConfigMap: "http_client_config",
+		StartMap:  "http_client_starts",
+		Configure: httpClientOffsets,
+		Decode:    st.decode,
+		Invalid:   []string{"status", "method", "utf8", "port", "duration", "host"},
+		Attached: func(pid int, bin *symbols.Binary, t aggregator.TargetID) {
 			st.procs.set(uint32(pid), newGoProc(pid, bin, t))
 		},
-		detached: func(pid int) { st.procs.set(uint32(pid), nil) },
+		Detached: func(pid int) { st.procs.set(uint32(pid), nil) },
 	}
 }
 
@@ -105,17 +106,17 @@ func errorOffsets(b *symbols.Binary) (opErr, sysErr uint64) {
 
 // decode folds one http_client_event into a shard, after checking every
 // value read from the program (see decodeHTTPServer).
-func (st *httpClientState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) verdict {
+func (st *httpClientState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) Verdict {
 	if len(raw) < int(unsafe.Sizeof(httpClientHttpClientEvent{})) {
-		return malformed
+		return Malformed
 	}
 	ev := (*httpClientHttpClientEvent)(unsafe.Pointer(&raw[0]))
 	c := st.shards[sh]
 	if c == nil {
-		return malformed
+		return Malformed
 	}
 	if !plausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
-		return invalidDuration
+		return InvalidDuration
 	}
 	var l aggregator.Labels
 	method := cbytes(ev.Method[:], int(ev.MethodLen))
@@ -123,17 +124,17 @@ func (st *httpClientState) decode(sh *aggregator.Shard, t aggregator.TargetID, r
 	case len(method) == 0:
 		l[0] = sh.InternString("GET") // net/http: "" means GET
 	case !plausibleMethod(method):
-		return invalidMethod
+		return InvalidMethod
 	case knownMethods[string(method)]:
 		l[0] = sh.Intern(method)
 	default:
 		l[0] = sh.InternString("_OTHER")
 	}
 	if int(ev.HostLen) > len(ev.Host) {
-		return invalidHost // cut: its port would be wrong
+		return InvalidHost // cut: its port would be wrong
 	}
 	hp, v := c.hostPort(sh, cbytes(ev.Scheme[:], int(ev.SchemeLen)), cbytes(ev.Host[:], int(ev.HostLen)), false)
-	if v != decoded {
+	if v != Decoded {
 		return v
 	}
 	l[2], l[3] = hp.addr, hp.port
@@ -148,9 +149,9 @@ func (st *httpClientState) decode(sh *aggregator.Shard, t aggregator.TargetID, r
 			// (a server answering "000" is broken beyond use), and an
 			// HTTP/2 server sending more is too; 0 is also what an
 			// unwritten field holds.
-			return invalidStatus
+			return InvalidStatus
 		default:
-			return invalidPeerStatus // what the server sent (some send 999)
+			return InvalidPeerStatus // what the server sent (some send 999)
 		}
 	}
 	if ev.Err.Type != 0 {
@@ -158,30 +159,30 @@ func (st *httpClientState) decode(sh *aggregator.Shard, t aggregator.TargetID, r
 		l[4] = sh.InternString(errorType(c.types, st.procs.lookup(ev.Hdr.Pid), ev.Hdr.Pid, e))
 	}
 	sh.Observe(httpClientDuration, t, l, float64(ev.Hdr.EndNs-ev.Hdr.StartNs)/1e9)
-	return decoded
+	return Decoded
 }
 
 // hostPort returns the server_address and server_port labels of a URL's
 // scheme and host (truncated: the host may have been cut by its buffer),
 // cached. Only plausible hosts are cached: a cached one needs no check.
-func (c *httpClientShard) hostPort(sh *aggregator.Shard, scheme, host []byte, truncated bool) (hostPort, verdict) {
+func (c *httpClientShard) hostPort(sh *aggregator.Shard, scheme, host []byte, truncated bool) (hostPort, Verdict) {
 	var buf [len(httpClientHttpClientEvent{}.Scheme) + 1 + len(httpClientHttpClientEvent{}.Host)]byte
 	key := append(append(append(buf[:0], scheme...), 0), host...)
 	if hp, ok := c.hosts[string(key)]; ok {
-		return hp, decoded
+		return hp, Decoded
 	}
 	scheme, ok := labelText(scheme, false, false)
 	if !ok {
-		return hostPort{}, invalidUTF8
+		return hostPort{}, InvalidUTF8
 	}
 	if host, ok = labelText(host, truncated, false); !ok {
-		return hostPort{}, invalidUTF8
+		return hostPort{}, InvalidUTF8
 	}
 	// The port as splitHostPort finds it, checked before anything is
 	// made of it: refusing allocates nothing.
 	if i := bytes.LastIndexByte(host, ':'); i >= 0 && bytes.IndexByte(host[i:], ']') < 0 {
 		if p := host[i+1:]; len(p) > 0 && !plausiblePort(p) {
-			return hostPort{}, invalidPort
+			return hostPort{}, InvalidPort
 		}
 	}
 	addr, port := splitHostPort(string(scheme), string(host))
@@ -190,7 +191,7 @@ func (c *httpClientShard) hostPort(sh *aggregator.Shard, scheme, host []byte, tr
 		clear(c.hosts)
 	}
 	c.hosts[string(key)] = hp
-	return hp, decoded
+	return hp, Decoded
 }
 
 // splitHostPort splits a URL's host ("example.com:8080", "[::1]:80",

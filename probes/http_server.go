@@ -46,19 +46,20 @@ var httpServerProbes = []Probe{
 	{Function: h2Internal.runHandler, Program: "uprobe_http2_server_abort", Optional: true, Idempotent: true},
 }
 
-func httpServerFamily() *family {
-	return &family{
-		name:      "http_server",
-		kind:      kindHTTPServer,
-		anchor:    "net/http.serverHandler.ServeHTTP",
-		probes:    httpServerProbes,
-		spec:      loadHttpServer,
-		configMap: "http_server_config",
-		startMap:  "http_server_starts",
-		configure: httpServerOffsets,
-		leaveOut:  httpServerLeaveOut,
-		decode:    decodeHTTPServer,
-		invalid:   []string{"status", "method", "utf8", "path", "duration"},
+// HTTPServerFamily is the net/http server family.
+func HTTPServerFamily() *Family {
+	return &Family{
+		Name:      "http_server",
+		Kind:      kindHTTPServer,
+		Anchor:    "net/http.serverHandler.ServeHTTP",
+		Probes:    httpServerProbes,
+		Spec:      loadHttpServer,
+		ConfigMap: "http_server_config",
+		StartMap:  "http_server_starts",
+		Configure: httpServerOffsets,
+		LeaveOut:  httpServerLeaveOut,
+		Decode:    decodeHTTPServer,
+		Invalid:   []string{"status", "method", "utf8", "path", "duration"},
 	}
 }
 
@@ -182,13 +183,13 @@ var knownMethods = map[string]bool{
 // decodeHTTPServer folds one http_server_event into a shard. Every value
 // read from the program is checked first: an implausible one exports
 // nothing and is reported by its verdict.
-func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) verdict {
+func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) Verdict {
 	if len(raw) < int(unsafe.Sizeof(httpServerHttpServerEvent{})) {
-		return malformed
+		return Malformed
 	}
 	ev := (*httpServerHttpServerEvent)(unsafe.Pointer(&raw[0]))
 	if !plausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
-		return invalidDuration
+		return InvalidDuration
 	}
 	status := uint16(0)
 	if ev.Hdr.Flags&httpFlagStatus != 0 {
@@ -196,7 +197,7 @@ func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) v
 		// that wrote nothing (the BPF program supplies that one).
 		status = ev.Status
 		if !plausibleStatus(status) {
-			return invalidStatus
+			return InvalidStatus
 		}
 	} else if ev.Hdr.Flags&httpFlagPanic != 0 {
 		status = 500 // what a recovering middleware would have sent
@@ -207,24 +208,24 @@ func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) v
 	// there a client can send one that is not a token.
 	method := cbytes(ev.Method[:], int(ev.MethodLen))
 	if len(method) == 0 {
-		return invalidMethod
+		return InvalidMethod
 	}
 	if !plausibleMethod(method) {
 		if ev.Hdr.Flags&httpFlagHTTP2 != 0 {
-			return invalidPeerMethod
+			return InvalidPeerMethod
 		}
-		return invalidMethod
+		return InvalidMethod
 	}
 	// The pattern comes from the program's own code; the path from the
 	// client (only checked where it becomes the route).
 	pattern, ok := labelText(cbytes(ev.Pattern[:], int(ev.PatternLen)), int(ev.PatternLen) >= len(ev.Pattern), false)
 	if !ok {
-		return invalidUTF8
+		return InvalidUTF8
 	}
 	var path []byte
 	if len(pattern) == 0 {
 		if path, ok = labelText(cbytes(ev.Path[:], int(ev.PathLen)), int(ev.PathLen) >= len(ev.Path), false); !ok {
-			return invalidPath
+			return InvalidPath
 		}
 	}
 	var l aggregator.Labels
@@ -243,7 +244,7 @@ func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) v
 	}
 	d := float64(ev.Hdr.EndNs-ev.Hdr.StartNs) / 1e9
 	sh.Observe(httpServerDuration, t, l, d)
-	return decoded
+	return Decoded
 }
 
 // cbytes views the first n bytes of a char array from a BPF event.

@@ -18,7 +18,7 @@ func TestMisreadProgramIsDetached(t *testing.T) {
 	requireBPF(t)
 	pid, exe, base := startServer(t)
 	agg := aggregator.New(Metrics(), aggregator.Options{Shards: 2})
-	m, err := New(agg, nil)
+	m, err := New(agg, testFamilies(agg), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,19 +25,19 @@ func TestReaderCountsInvalidEvents(t *testing.T) {
 	rd.handle(r.sh, c, userEvent(ufCountID, "\xff", nil))
 	rd.handle(r.sh, c, serverEvent(func(e *httpServerHttpServerEvent) { e.Hdr.Pid = 99 })) // not attached
 
-	if n := c.invalid[kindHTTPServer][invalidStatus].Load(); n != 3 {
+	if n := c.invalid[kindHTTPServer][InvalidStatus].Load(); n != 3 {
 		t.Errorf("http_server status: %d, want 3", n)
 	}
-	if n := c.invalid[kindHTTPServer][invalidPath].Load(); n != 1 {
+	if n := c.invalid[kindHTTPServer][InvalidPath].Load(); n != 1 {
 		t.Errorf("http_server path: %d, want 1", n)
 	}
-	if n := c.invalid[kindHTTPClient][invalidPeerStatus].Load(); n != 1 {
+	if n := c.invalid[kindHTTPClient][InvalidPeerStatus].Load(); n != 1 {
 		t.Errorf("http_client status: %d, want 1", n)
 	}
 	if n := c.unknown.Load(); n != 1 {
 		t.Errorf("unattributed: %d, want 1", n)
 	}
-	got := rd.invalid(&family{kind: kindHTTPServer, invalid: []string{"status", "method", "utf8", "path", "duration"}})
+	got := rd.invalid(&Family{Kind: kindHTTPServer, Invalid: []string{"status", "method", "utf8", "path", "duration"}})
 	if want := map[string]uint64{"status": 3, "method": 0, "utf8": 0, "path": 1, "duration": 0}; !equalCounts(got, want) {
 		t.Errorf("http_server invalid by reason %v, want %v", got, want)
 	}
@@ -50,7 +50,7 @@ func TestReaderCountsInvalidEvents(t *testing.T) {
 	if _, ok := w[watchKey{pid: 42, kind: kindHTTPClient}]; ok {
 		t.Error("a client status a server may send opened a window")
 	}
-	if uf := w[watchKey{pid: 42, kind: kindUserFunc, sub: ufCountID}]; uf.invalid[invalidUTF8] != 1 {
+	if uf := w[watchKey{pid: 42, kind: kindUserFunc, sub: ufCountID}]; uf.invalid[InvalidUTF8] != 1 {
 		t.Errorf("business window: %+v, want one utf8", uf)
 	}
 	if len(w) != 2 {
@@ -75,7 +75,7 @@ func equalCounts(a, b map[string]uint64) bool {
 // a window closes after policyMaxEvents events or policyMaxAge.
 func TestInvalidPolicy(t *testing.T) {
 	k := watchKey{pid: 42, kind: kindHTTPServer}
-	win := func(valid uint64, by map[verdict]uint64) windowCounts {
+	win := func(valid uint64, by map[Verdict]uint64) windowCounts {
 		w := windowCounts{valid: valid}
 		for v, n := range by {
 			w.invalid[v] = n
@@ -90,17 +90,17 @@ func TestInvalidPolicy(t *testing.T) {
 		detach string        // "" for none
 		closed bool
 	}{
-		{"37 of 40", win(3, map[verdict]uint64{invalidStatus: 37}), 0,
+		{"37 of 40", win(3, map[Verdict]uint64{InvalidStatus: 37}), 0,
 			"detached: 37 of 40 events invalid (status) — offsets for this binary are likely wrong", true},
-		{"reasons by count", win(0, map[verdict]uint64{invalidMethod: 5, invalidStatus: 20}), 0,
+		{"reasons by count", win(0, map[Verdict]uint64{InvalidMethod: 5, InvalidStatus: 20}), 0,
 			"detached: 25 of 25 events invalid (status, method) — offsets for this binary are likely wrong", true},
-		{"19 of 19: too few yet", win(0, map[verdict]uint64{invalidStatus: 19}), 0, "", false},
-		{"exactly half", win(30, map[verdict]uint64{invalidUTF8: 30}), 0, "", false},
-		{"just over half", win(29, map[verdict]uint64{invalidUTF8: 30}), 0,
+		{"19 of 19: too few yet", win(0, map[Verdict]uint64{InvalidStatus: 19}), 0, "", false},
+		{"exactly half", win(30, map[Verdict]uint64{InvalidUTF8: 30}), 0, "", false},
+		{"just over half", win(29, map[Verdict]uint64{InvalidUTF8: 30}), 0,
 			"detached: 30 of 59 events invalid (utf8) — offsets for this binary are likely wrong", true},
-		{"a trickle", win(990, map[verdict]uint64{invalidDuration: 10}), 0, "", true}, // 1000 events: closed
-		{"a slow trickle", win(100, map[verdict]uint64{invalidStatus: 3}), policyMaxAge, "", true},
-		{"open", win(100, map[verdict]uint64{invalidStatus: 3}), policyMaxAge - time.Second, "", false},
+		{"a trickle", win(990, map[Verdict]uint64{InvalidDuration: 10}), 0, "", true}, // 1000 events: closed
+		{"a slow trickle", win(100, map[Verdict]uint64{InvalidStatus: 3}), policyMaxAge, "", true},
+		{"open", win(100, map[Verdict]uint64{InvalidStatus: 3}), policyMaxAge - time.Second, "", false},
 	} {
 		var p invalidPolicy
 		p.evaluate(t0, map[watchKey]windowCounts{k: {}}) // opens the window at t0
@@ -121,8 +121,8 @@ func TestInvalidPolicy(t *testing.T) {
 	other := watchKey{pid: 43, kind: kindHTTPServer}
 	client := watchKey{pid: 42, kind: kindHTTPClient}
 	detach, _ := p.evaluate(t0, map[watchKey]windowCounts{
-		k:      win(0, map[verdict]uint64{invalidStatus: 40}),
-		other:  win(400, map[verdict]uint64{invalidStatus: 40}),
+		k:      win(0, map[Verdict]uint64{InvalidStatus: 40}),
+		other:  win(400, map[Verdict]uint64{InvalidStatus: 40}),
 		client: win(10, nil),
 	})
 	if len(detach) != 1 || detach[k] == "" {
@@ -156,8 +156,8 @@ func TestInvalidEventsDetachOneFamilyFromOneProcess(t *testing.T) {
 	rd, c := newTestReaders(r)
 	rd.targets = &m.targets
 	m.readers = rd
-	srvFam := &loadedFamily{family: httpServerFamily()}
-	clFam := &loadedFamily{family: &family{name: "http_client", kind: kindHTTPClient, decode: r.client.decode}}
+	srvFam := &loadedFamily{Family: HTTPServerFamily()}
+	clFam := &loadedFamily{Family: &Family{Name: "http_client", Kind: kindHTTPClient, Decode: r.client.Decode}}
 
 	type procLinks struct{ srv, cl atomic.Int32 }
 	links := map[int]*procLinks{}
@@ -300,7 +300,7 @@ func TestPolicyBesideReaders(t *testing.T) {
 	m.readers = &readers{agg: agg, targets: &m.targets}
 	m.readers.decoders[kindHTTPServer] = decodeHTTPServer
 	m.readers.counts = []*readerCounts{{}, {}}
-	srvFam := &loadedFamily{family: httpServerFamily()}
+	srvFam := &loadedFamily{Family: HTTPServerFamily()}
 	var closed atomic.Int32
 	for _, pid := range []int{42, 43} {
 		m.targets.set(uint32(pid), tid, true)
@@ -351,7 +351,7 @@ func TestPolicyBesideReaders(t *testing.T) {
 	}
 	var invalid uint64
 	for _, c := range m.readers.counts {
-		invalid += c.invalid[kindHTTPServer][invalidStatus].Load()
+		invalid += c.invalid[kindHTTPServer][InvalidStatus].Load()
 	}
 	if want := uint64(2 * (2*3000 + 60)); invalid != want {
 		t.Errorf("%d invalid events counted, want %d", invalid, want)

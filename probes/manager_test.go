@@ -101,7 +101,7 @@ func testAttachDetach(t *testing.T, single bool) {
 	requireBPF(t)
 	pid, exe, base := startServer(t)
 	agg := aggregator.New(Metrics(), aggregator.Options{Shards: 2})
-	m, err := New(agg, &Options{SingleUprobes: single})
+	m, err := New(agg, testFamilies(agg), &Options{SingleUprobes: single})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestRingOverflowIsAccounted(t *testing.T) {
 	requireBPF(t)
 	pid, exe, base := startServer(t)
 	agg := aggregator.New(Metrics(), aggregator.Options{Shards: 2})
-	m, err := New(agg, &Options{RingBytes: 4096, DrainInterval: 500 * time.Millisecond})
+	m, err := New(agg, testFamilies(agg), &Options{RingBytes: 4096, DrainInterval: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,4 +207,9 @@ func TestRingOverflowIsAccounted(t *testing.T) {
 	if n, _ := countAll(agg); n != read {
 		t.Fatalf("aggregated %d, read %d", n, read)
 	}
+}
+
+// testFamilies are the families with BPF programs, as the agent runs them.
+func testFamilies(agg *aggregator.Aggregator) []*Family {
+	return []*Family{HTTPServerFamily(), HTTPClientFamily(agg), DBFamily(agg, nil)}
 }

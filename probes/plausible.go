@@ -5,43 +5,43 @@ import (
 	"unicode/utf8"
 )
 
-// verdict is what a decoder made of one event: folded into a shard,
+// Verdict is what a decoder made of one event: folded into a shard,
 // malformed, or implausible for a reason. An implausible event is exported
 // under no labels at all: it is counted in blindspot_events_invalid_total
 // and weighed by the invalid-event policy (invalid.go).
-type verdict uint8
+type Verdict uint8
 
 const (
-	decoded   verdict = iota // folded into the shard
-	malformed                // too short, or of a shape no BPF program writes
+	Decoded   Verdict = iota // folded into the shard
+	Malformed                // too short, or of a shape no BPF program writes
 	// Implausible values, checked where they are decoded.
-	invalidStatus     // HTTP status a correctly read program cannot have
-	invalidPeerStatus // HTTP client status outside the plausible set, as a peer may send
-	invalidMethod     // HTTP method not an RFC 9110 token
-	invalidPeerMethod // HTTP/2 request method not a token, as a client may send
-	invalidUTF8       // a label text (route pattern, host, SQL text, business string) not valid UTF-8 or with control characters
-	invalidPath       // a request path used as the route not valid UTF-8 or with control characters
-	invalidPort       // server port not 1–65535
-	invalidDuration   // end before start, or a day or longer
-	invalidHost       // HTTP client URL host longer than a DNS name and port
+	InvalidStatus     // HTTP status a correctly read program cannot have
+	InvalidPeerStatus // HTTP client status outside the plausible set, as a peer may send
+	InvalidMethod     // HTTP method not an RFC 9110 token
+	InvalidPeerMethod // HTTP/2 request method not a token, as a client may send
+	InvalidUTF8       // a label text (route pattern, host, SQL text, business string) not valid UTF-8 or with control characters
+	InvalidPath       // a request path used as the route not valid UTF-8 or with control characters
+	InvalidPort       // server port not 1–65535
+	InvalidDuration   // end before start, or a day or longer
+	InvalidHost       // HTTP client URL host longer than a DNS name and port
 	numVerdicts
 )
 
 // invalidReasons are the reason labels of blindspot_events_invalid_total.
 var invalidReasons = [numVerdicts]string{
-	invalidStatus:     "status",
-	invalidPeerStatus: "status",
-	invalidMethod:     "method",
-	invalidPeerMethod: "method",
-	invalidUTF8:       "utf8",
-	invalidPath:       "path",
-	invalidPort:       "port",
-	invalidDuration:   "duration",
-	invalidHost:       "host",
+	InvalidStatus:     "status",
+	InvalidPeerStatus: "status",
+	InvalidMethod:     "method",
+	InvalidPeerMethod: "method",
+	InvalidUTF8:       "utf8",
+	InvalidPath:       "path",
+	InvalidPort:       "port",
+	InvalidDuration:   "duration",
+	InvalidHost:       "host",
 }
 
 // invalid reports whether v is one of the implausible verdicts.
-func (v verdict) invalid() bool { return v >= invalidStatus && v < numVerdicts }
+func (v Verdict) invalid() bool { return v >= InvalidStatus && v < numVerdicts }
 
 // evidence reports whether an event with this verdict tells that the
 // probes misread the program, and so counts against its family in the
@@ -52,9 +52,9 @@ func (v verdict) invalid() bool { return v >= invalidStatus && v < numVerdicts }
 // it is a valid header value), and a client's status from 0 to 999 (what
 // the server sent: some answer 999). Such an event counts as a plausibly
 // read one in the policy.
-func (v verdict) evidence() bool {
+func (v Verdict) evidence() bool {
 	switch v {
-	case invalidPeerStatus, invalidPeerMethod, invalidPath, invalidHost:
+	case InvalidPeerStatus, InvalidPeerMethod, InvalidPath, InvalidHost:
 		return false
 	}
 	return v.invalid()

@@ -74,7 +74,7 @@ type decoderRig struct {
 	agg                *aggregator.Aggregator
 	sh                 *aggregator.Shard
 	tid                aggregator.TargetID
-	client, db         *family
+	client, db         *Family
 	user               *userProbes
 	ufCount, ufSeconds *aggregator.Metric
 }
@@ -93,8 +93,8 @@ func newDecoderRig(t *testing.T) *decoderRig {
 	r.agg = aggregator.New(append(Metrics(), r.ufCount, r.ufSeconds), aggregator.Options{Shards: 1})
 	r.tid = r.agg.AddTarget(aggregator.Target{PID: 42, Service: "svc"})
 	r.sh = r.agg.Shard(0)
-	r.client = httpClientFamily(r.agg)
-	r.db = dbFamily(Options{}, r.agg)
+	r.client = HTTPClientFamily(r.agg)
+	r.db = DBFamily(r.agg, nil)
 	r.user = &userProbes{}
 	specs := map[uint32]*userDecode{
 		ufCountID:   {metric: r.ufCount, n: 1, types: [userfunc.MaxLabels]userfunc.LabelType{userfunc.LabelString}, maxLen: [userfunc.MaxLabels]int{64}},
@@ -104,11 +104,11 @@ func newDecoderRig(t *testing.T) *decoderRig {
 	return r
 }
 
-func (r *decoderRig) decoders() [maxKinds]decoder {
-	var d [maxKinds]decoder
+func (r *decoderRig) decoders() [maxKinds]Decoder {
+	var d [maxKinds]Decoder
 	d[kindHTTPServer] = decodeHTTPServer
-	d[kindHTTPClient] = r.client.decode
-	d[kindDB] = r.db.decode
+	d[kindHTTPClient] = r.client.Decode
+	d[kindDB] = r.db.Decode
 	d[kindUserFunc] = r.user.decode
 	return d
 }
@@ -181,59 +181,59 @@ func TestDecodersRefuseImplausibleEvents(t *testing.T) {
 	cases := []struct {
 		name   string
 		raw    []byte
-		want   verdict
+		want   Verdict
 		reason string
 	}{
 		// HTTP server.
-		{"server status 257", serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 257 }), invalidStatus, "status"},
-		{"server status 12240", serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 12240 }), invalidStatus, "status"},
-		{"server status 0x7fff", serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 0x7fff }), invalidStatus, "status"},
-		{"server status 0 written", serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 0 }), invalidStatus, "status"},
-		{"server status 999", serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 999 }), invalidStatus, "status"},
-		{"server method NUL", serverEvent(func(e *httpServerHttpServerEvent) { e.MethodLen = setChars(e.Method[:], "G\x00T") }), invalidMethod, "method"},
-		{"server method empty", serverEvent(func(e *httpServerHttpServerEvent) { e.MethodLen = 0 }), invalidMethod, "method"},
-		{"server method space", serverEvent(func(e *httpServerHttpServerEvent) { e.MethodLen = setChars(e.Method[:], "G T") }), invalidMethod, "method"},
+		{"server status 257", serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 257 }), InvalidStatus, "status"},
+		{"server status 12240", serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 12240 }), InvalidStatus, "status"},
+		{"server status 0x7fff", serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 0x7fff }), InvalidStatus, "status"},
+		{"server status 0 written", serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 0 }), InvalidStatus, "status"},
+		{"server status 999", serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 999 }), InvalidStatus, "status"},
+		{"server method NUL", serverEvent(func(e *httpServerHttpServerEvent) { e.MethodLen = setChars(e.Method[:], "G\x00T") }), InvalidMethod, "method"},
+		{"server method empty", serverEvent(func(e *httpServerHttpServerEvent) { e.MethodLen = 0 }), InvalidMethod, "method"},
+		{"server method space", serverEvent(func(e *httpServerHttpServerEvent) { e.MethodLen = setChars(e.Method[:], "G T") }), InvalidMethod, "method"},
 		{"server HTTP/2 method space", serverEvent(func(e *httpServerHttpServerEvent) {
 			e.Hdr.Flags |= httpFlagHTTP2
 			e.MethodLen = setChars(e.Method[:], "G T")
-		}), invalidPeerMethod, "method"},
+		}), InvalidPeerMethod, "method"},
 		{"server 300-byte path, invalid UTF-8", serverEvent(func(e *httpServerHttpServerEvent) {
 			setChars(e.Path[:], longBadPath)
 			e.PathLen = uint16(len(longBadPath))
-		}), invalidPath, "path"},
-		{"server path with newline", serverEvent(func(e *httpServerHttpServerEvent) { e.PathLen = uint16(setChars(e.Path[:], "/a\nb")) }), invalidPath, "path"},
+		}), InvalidPath, "path"},
+		{"server path with newline", serverEvent(func(e *httpServerHttpServerEvent) { e.PathLen = uint16(setChars(e.Path[:], "/a\nb")) }), InvalidPath, "path"},
 		{"server pattern invalid UTF-8", serverEvent(func(e *httpServerHttpServerEvent) {
 			e.PatternLen = uint16(setChars(e.Pattern[:], "GET /\xc3\x28"))
-		}), invalidUTF8, "utf8"},
-		{"server end before start", serverEvent(func(e *httpServerHttpServerEvent) { e.Hdr.StartNs, e.Hdr.EndNs = 3000000, 1000000 }), invalidDuration, "duration"},
-		{"server a day long", serverEvent(func(e *httpServerHttpServerEvent) { e.Hdr.EndNs = e.Hdr.StartNs + uint64(25*time.Hour) }), invalidDuration, "duration"},
+		}), InvalidUTF8, "utf8"},
+		{"server end before start", serverEvent(func(e *httpServerHttpServerEvent) { e.Hdr.StartNs, e.Hdr.EndNs = 3000000, 1000000 }), InvalidDuration, "duration"},
+		{"server a day long", serverEvent(func(e *httpServerHttpServerEvent) { e.Hdr.EndNs = e.Hdr.StartNs + uint64(25*time.Hour) }), InvalidDuration, "duration"},
 		// HTTP client.
-		{"client status 257", clientEvent(func(e *httpClientHttpClientEvent) { e.Status = 257 }), invalidPeerStatus, "status"},
-		{"client status 999", clientEvent(func(e *httpClientHttpClientEvent) { e.Status = 999 }), invalidPeerStatus, "status"},
-		{"client status 12240", clientEvent(func(e *httpClientHttpClientEvent) { e.Status = 12240 }), invalidStatus, "status"},
-		{"client status 0x7fff", clientEvent(func(e *httpClientHttpClientEvent) { e.Status = 0x7fff }), invalidStatus, "status"},
-		{"client status 0 with a response", clientEvent(func(e *httpClientHttpClientEvent) { e.Status = 0 }), invalidStatus, "status"},
-		{"client method NUL", clientEvent(func(e *httpClientHttpClientEvent) { e.MethodLen = setChars(e.Method[:], "G\x00T") }), invalidMethod, "method"},
-		{"client host invalid UTF-8", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "pay\xffments:80")) }), invalidUTF8, "utf8"},
-		{"client host with control", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "pay\x01ments")) }), invalidUTF8, "utf8"},
-		{"client scheme garbage", clientEvent(func(e *httpClientHttpClientEvent) { e.SchemeLen = setChars(e.Scheme[:], "h\xfe") }), invalidUTF8, "utf8"},
+		{"client status 257", clientEvent(func(e *httpClientHttpClientEvent) { e.Status = 257 }), InvalidPeerStatus, "status"},
+		{"client status 999", clientEvent(func(e *httpClientHttpClientEvent) { e.Status = 999 }), InvalidPeerStatus, "status"},
+		{"client status 12240", clientEvent(func(e *httpClientHttpClientEvent) { e.Status = 12240 }), InvalidStatus, "status"},
+		{"client status 0x7fff", clientEvent(func(e *httpClientHttpClientEvent) { e.Status = 0x7fff }), InvalidStatus, "status"},
+		{"client status 0 with a response", clientEvent(func(e *httpClientHttpClientEvent) { e.Status = 0 }), InvalidStatus, "status"},
+		{"client method NUL", clientEvent(func(e *httpClientHttpClientEvent) { e.MethodLen = setChars(e.Method[:], "G\x00T") }), InvalidMethod, "method"},
+		{"client host invalid UTF-8", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "pay\xffments:80")) }), InvalidUTF8, "utf8"},
+		{"client host with control", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "pay\x01ments")) }), InvalidUTF8, "utf8"},
+		{"client scheme garbage", clientEvent(func(e *httpClientHttpClientEvent) { e.SchemeLen = setChars(e.Scheme[:], "h\xfe") }), InvalidUTF8, "utf8"},
 		{"client host cut by the probe", clientEvent(func(e *httpClientHttpClientEvent) {
 			e.HostLen = uint16(setChars(e.Host[:], strings.Repeat("a", len(e.Host))))
 			e.HostLen = uint16(len(e.Host) + 6) // the Go string was longer than the buffer
-		}), invalidHost, "host"},
-		{"client port 0", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "payments.internal:0")) }), invalidPort, "port"},
-		{"client port 65536", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "payments.internal:65536")) }), invalidPort, "port"},
-		{"client port not a number", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "[::1]:http")) }), invalidPort, "port"},
-		{"client end before start", clientEvent(func(e *httpClientHttpClientEvent) { e.Hdr.StartNs, e.Hdr.EndNs = 3000000, 1000000 }), invalidDuration, "duration"},
+		}), InvalidHost, "host"},
+		{"client port 0", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "payments.internal:0")) }), InvalidPort, "port"},
+		{"client port 65536", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "payments.internal:65536")) }), InvalidPort, "port"},
+		{"client port not a number", clientEvent(func(e *httpClientHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "[::1]:http")) }), InvalidPort, "port"},
+		{"client end before start", clientEvent(func(e *httpClientHttpClientEvent) { e.Hdr.StartNs, e.Hdr.EndNs = 3000000, 1000000 }), InvalidDuration, "duration"},
 		// database/sql.
-		{"db query invalid UTF-8", dbEvent(func(e *dbDbEvent) { e.QueryLen = uint16(setChars(e.Query[:], "SELECT \xff FROM items")) }), invalidUTF8, "utf8"},
-		{"db query NUL", dbEvent(func(e *dbDbEvent) { e.QueryLen = uint16(setChars(e.Query[:], "SELECT 1\x00\x00")) }), invalidUTF8, "utf8"},
-		{"db end before start", dbEvent(func(e *dbDbEvent) { e.Hdr.StartNs, e.Hdr.EndNs = 3000000, 1000000 }), invalidDuration, "duration"},
-		{"db wait end before start", dbEvent(func(e *dbDbEvent) { e.Op, e.Hdr.StartNs, e.Hdr.EndNs = dbOpWait, 3000000, 1000000 }), invalidDuration, "duration"},
+		{"db query invalid UTF-8", dbEvent(func(e *dbDbEvent) { e.QueryLen = uint16(setChars(e.Query[:], "SELECT \xff FROM items")) }), InvalidUTF8, "utf8"},
+		{"db query NUL", dbEvent(func(e *dbDbEvent) { e.QueryLen = uint16(setChars(e.Query[:], "SELECT 1\x00\x00")) }), InvalidUTF8, "utf8"},
+		{"db end before start", dbEvent(func(e *dbDbEvent) { e.Hdr.StartNs, e.Hdr.EndNs = 3000000, 1000000 }), InvalidDuration, "duration"},
+		{"db wait end before start", dbEvent(func(e *dbDbEvent) { e.Op, e.Hdr.StartNs, e.Hdr.EndNs = dbOpWait, 3000000, 1000000 }), InvalidDuration, "duration"},
 		// Business functions.
-		{"business label invalid UTF-8", userEvent(ufCountID, "re\xc3\x28tail", nil), invalidUTF8, "utf8"},
-		{"business label NUL", userEvent(ufCountID, "retail\x00", nil), invalidUTF8, "utf8"},
-		{"business end before start", userEvent(ufSecondsID, "stripe", func(e *userFuncUfEvent) { e.Hdr.StartNs, e.Hdr.EndNs = 3000000, 1000000 }), invalidDuration, "duration"},
+		{"business label invalid UTF-8", userEvent(ufCountID, "re\xc3\x28tail", nil), InvalidUTF8, "utf8"},
+		{"business label NUL", userEvent(ufCountID, "retail\x00", nil), InvalidUTF8, "utf8"},
+		{"business end before start", userEvent(ufSecondsID, "stripe", func(e *userFuncUfEvent) { e.Hdr.StartNs, e.Hdr.EndNs = 3000000, 1000000 }), InvalidDuration, "duration"},
 	}
 	for _, c := range cases {
 		kind := uint16(c.raw[0]) | uint16(c.raw[1])<<8
@@ -282,7 +282,7 @@ func TestDecodersAcceptPlausibleEdges(t *testing.T) {
 		{"business histogram cut in a rune", userEvent(ufSecondsID, "abcdefghijklmnoé", func(e *userFuncUfEvent) { e.V.Len[0] = 16 })},
 	} {
 		kind := uint16(c.raw[0]) | uint16(c.raw[1])<<8
-		if v := dec[kind](r.sh, r.tid, c.raw); v != decoded {
+		if v := dec[kind](r.sh, r.tid, c.raw); v != Decoded {
 			t.Errorf("%s: verdict %d, want decoded", c.name, v)
 		}
 	}

@@ -96,7 +96,7 @@ type readers struct {
 	agg      *aggregator.Aggregator
 	interval time.Duration
 	targets  *targetTable
-	decoders [maxKinds]decoder
+	decoders [maxKinds]Decoder
 
 	counts []*readerCounts // one per reader: no cache line shared between CPUs
 	wg     sync.WaitGroup
@@ -196,7 +196,7 @@ func (r *readers) handle(sh *aggregator.Shard, c *readerCounts, raw []byte) {
 	}
 	v := r.decoders[kind](sh, t, raw)
 	switch {
-	case v == malformed:
+	case v == Malformed:
 		c.malformed.Add(1)
 		return
 	case v.invalid():

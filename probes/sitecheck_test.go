@@ -105,7 +105,7 @@ func TestLeaveOut(t *testing.T) {
 	defer bin.Close()
 	const h2 = "net/http.(*http2responseWriter).handlerDone"
 	f := &loadedFamily{
-		family: &family{probes: httpServerProbes, leaveOut: func(*symbols.Binary) map[string]string {
+		Family: &Family{Probes: httpServerProbes, LeaveOut: func(*symbols.Binary) map[string]string {
 			return map[string]string{h2: "HTTP/2 requests not measured: test", "net/http.serverHandler.ServeHTTP": "not optional"}
 		}},
 		configs: map[*symbols.Binary]configResult{},

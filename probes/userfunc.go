@@ -111,8 +111,8 @@ type userProc struct {
 }
 
 func (m *Manager) loadUserFuncs() error {
-	lf, err := m.load(&family{name: userFamilyName, kind: kindUserFunc, spec: loadUserFunc, configMap: "uf_specs",
-		invalid: []string{"utf8", "duration"}})
+	lf, err := m.load(&Family{Name: userFamilyName, Kind: kindUserFunc, Spec: loadUserFunc, ConfigMap: "uf_specs",
+		Invalid: []string{"utf8", "duration"}})
 	if err != nil {
 		return err
 	}
@@ -458,17 +458,17 @@ const (
 // decode folds one uf_event into a shard. String labels must be valid
 // UTF-8 without control characters; integers and booleans are whatever
 // the program held.
-func (u *userProbes) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) verdict {
+func (u *userProbes) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) Verdict {
 	if len(raw) < int(unsafe.Sizeof(userFuncUfEvent{})) {
-		return malformed
+		return Malformed
 	}
 	ev := (*userFuncUfEvent)(unsafe.Pointer(&raw[0]))
 	d := (*u.byID.Load())[ev.Id]
 	if d == nil {
-		return decoded // an entry removed by a reload
+		return Decoded // an entry removed by a reload
 	}
 	if d.duration && !plausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
-		return invalidDuration
+		return InvalidDuration
 	}
 	var l aggregator.Labels
 	var buf [24]byte
@@ -478,7 +478,7 @@ func (u *userProbes) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []b
 			n := int(ev.V.Len[i])
 			s, ok := labelText(cbytes(ev.V.Str[i][:], n), n >= d.maxLen[i] || n >= len(ev.V.Str[i]), false)
 			if !ok {
-				return invalidUTF8
+				return InvalidUTF8
 			}
 			l[i] = sh.Intern(s)
 		case userfunc.LabelInt:
@@ -502,5 +502,5 @@ func (u *userProbes) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []b
 	} else {
 		sh.Add(d.metric, t, l, 1)
 	}
-	return decoded
+	return Decoded
 }

@@ -17,7 +17,7 @@ import (
 // report about an attachment the agent no longer holds (the PID reused)
 // changes nothing.
 func TestFamilyDetachedShownInTargets(t *testing.T) {
-	agg := aggregator.New(probes.Metrics(), aggregator.Options{})
+	agg := aggregator.New(familyMetrics(), aggregator.Options{})
 	a := newAgent(&Config{}, slog.New(slog.NewTextHandler(io.Discard, nil)), agg, nil)
 	att := &probes.Attachment{PID: 42, Probes: []probes.ProbeStatus{
 		{Family: "http_server", Sites: []string{"net/http.serverHandler.ServeHTTP"}},

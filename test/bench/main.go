@@ -350,7 +350,7 @@ func (e *benchEnv) runVariant(ctx context.Context, v variant) (*variantResult, e
 			vr.peer = server.Pid()
 			observed = filepath.Join(e.dir, "clienttarget")
 			args = []string{"-url", "http://" + addr + "/", "-conns", fmt.Sprint(v.conns)}
-			sites = probes.FamilyProbes("http_client")
+			sites = probes.HTTPClientFamily(nil).Probes
 			vr.exited = func() error {
 				if server.Exited() {
 					return fmt.Errorf("server exited; see %s", srvLog)
@@ -360,7 +360,7 @@ func (e *benchEnv) runVariant(ctx context.Context, v variant) (*variantResult, e
 		} else {
 			observed = filepath.Join(e.dir, "sqltarget")
 			args = []string{"-conns", fmt.Sprint(v.conns)}
-			sites = probes.FamilyProbes("db")
+			sites = probes.DBFamily(nil, nil).Probes
 		}
 		ct, err := startClientTarget(ctx, observed, args, e.o.serverCPU, logPath)
 		if err != nil {
@@ -377,7 +377,7 @@ func (e *benchEnv) runVariant(ctx context.Context, v variant) (*variantResult, e
 			return nil, err
 		}
 		vr.pid, vr.peer, vr.addr = target.Pid(), os.Getpid(), addr
-		sites = probes.FamilyProbes("http_server")
+		sites = probes.HTTPServerFamily().Probes
 	}
 	fl, err := newFloor(e.empty, observed, sites)
 	if err != nil {
