@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
+	"github.com/blindspot-dev/blindspot/probes/goerror"
 	"github.com/blindspot-dev/blindspot/probes/userfunc"
 )
 
@@ -22,7 +23,7 @@ import (
 //     object's BTF (both architectures) anyway, since a hand edit of a
 //     generated file would go unnoticed otherwise;
 //   - the few Go types that stand for C structs bpf2go emits only nested
-//     inside others (eventHeader, goroutineKey, goError) are converted from
+//     inside others (eventHeader, goroutineKey, goerror.Error) are converted from
 //     the generated types below, which compiles only while they are the
 //     same, and compared with the BTF of every object;
 //   - every family's programs, maps and globals the Go side names exist in
@@ -50,11 +51,26 @@ var (
 		goroutineKey(dbGoroutineKey{}),
 		goroutineKey(userFuncGoroutineKey{}),
 	}
-	_ = [...]goError{
-		goError(httpClientHttpClientEvent{}.Err),
-		goError(dbDbEvent{}.Err),
-	}
 )
+
+// goerror.Error is viewed through unsafe.Pointer in place of the types
+// bpf2go generated for the events' Err fields (Go converts no struct with
+// a blank field between packages): they must be the same, field by field.
+func TestGoErrorIsTheGeneratedType(t *testing.T) {
+	want := reflect.TypeOf(goerror.Error{})
+	for _, gen := range []any{httpClientHttpClientEvent{}.Err, dbDbEvent{}.Err} {
+		got := reflect.TypeOf(gen)
+		if got.Size() != want.Size() || got.NumField() != want.NumField() {
+			t.Fatalf("%v: size %d, %d fields; goerror.Error: size %d, %d fields", got, got.Size(), got.NumField(), want.Size(), want.NumField())
+		}
+		for i := 0; i < want.NumField(); i++ {
+			g, w := got.Field(i), want.Field(i)
+			if g.Name != w.Name || g.Offset != w.Offset || g.Type != w.Type {
+				t.Errorf("field %d: %s %v at %d, goerror.Error has %s %v at %d", i, g.Name, g.Type, g.Offset, w.Name, w.Type, w.Offset)
+			}
+		}
+	}
+}
 
 // bpfFamily is one committed BPF collection and what the Go side expects
 // of it.
@@ -98,14 +114,14 @@ func bpfFamilies() []bpfFamily {
 			event: "http_client_event", goEvent: httpClientHttpClientEvent{},
 			configMap: cl.ConfigMap, config: httpClientHttpClientOffsets{},
 			startMap: cl.StartMap, programs: programs(cl),
-			types: map[string]any{"go_error": goError{}},
+			types: map[string]any{"go_error": goerror.Error{}},
 		},
 		{
 			name: db.Name, stem: "db", load: db.Spec,
 			event: "db_event", goEvent: dbDbEvent{},
 			configMap: db.ConfigMap, config: dbDbOffsets{},
 			startMap: db.StartMap, programs: programs(db),
-			types: map[string]any{"go_error": goError{}},
+			types: map[string]any{"go_error": goerror.Error{}},
 		},
 		{
 			// As Manager.loadUserFuncs and userProc attach them.

@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/probes/goerror"
+	"github.com/blindspot-dev/blindspot/probes/label"
 	"github.com/blindspot-dev/blindspot/probes/procmem"
 	"github.com/blindspot-dev/blindspot/symbols"
 )
@@ -127,7 +129,7 @@ type dbState struct {
 	names map[string]string
 	agg   *aggregator.Aggregator
 
-	procs  procTable
+	procs  goerror.Procs
 	shards map[*aggregator.Shard]*dbShard
 
 	mu       sync.Mutex
@@ -142,7 +144,7 @@ type dbState struct {
 
 // dbShard holds caches touched only by one ring's reader.
 type dbShard struct {
-	types   typeNames
+	types   goerror.TypeNames
 	queries map[string]parsedQuery
 	pools   map[dbKey]*dbPoolValues
 }
@@ -165,8 +167,8 @@ func DBFamily(agg *aggregator.Aggregator, poolNames map[string]string) *Family {
 		perProc: map[uint32]map[string]int{},
 		layouts: map[uint32]dbLayout{},
 		dropped: map[uint32]bool{},
-		shards: perShard(agg, func() *dbShard {
-			return &dbShard{types: typeNames{}, queries: map[string]parsedQuery{}, pools: map[dbKey]*dbPoolValues{}}
+		shards: PerShard(agg, func() *dbShard {
+			return &dbShard{types: goerror.TypeNames{}, queries: map[string]parsedQuery{}, pools: map[dbKey]*dbPoolValues{}}
 		}),
 	}
 	return &Family{
@@ -205,7 +207,7 @@ func dbOffsets(b *symbols.Binary) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	o.OpErrErr, o.SyscallErrErr = errorOffsets(b)
+	o.OpErrErr, o.SyscallErrErr = goerror.Offsets(b)
 	return &o, nil
 }
 
@@ -258,7 +260,7 @@ func (st *dbState) layout(pid uint32, bin *symbols.Binary) dbLayout {
 }
 
 func (st *dbState) attached(pid int, bin *symbols.Binary, t aggregator.TargetID) {
-	st.procs.set(uint32(pid), newGoProc(pid, bin, t))
+	st.procs.Set(uint32(pid), goerror.NewProc(pid, bin, t))
 	l := st.layout(uint32(pid), bin)
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -274,8 +276,8 @@ func (st *dbState) attached(pid int, bin *symbols.Binary, t aggregator.TargetID)
 }
 
 func (st *dbState) detached(pid int) {
-	p := st.procs.lookup(uint32(pid))
-	st.procs.set(uint32(pid), nil)
+	p := st.procs.Lookup(uint32(pid))
+	st.procs.Set(uint32(pid), nil)
 	st.mu.Lock()
 	for k := range st.pools {
 		if k.pid == uint32(pid) {
@@ -286,7 +288,7 @@ func (st *dbState) detached(pid int) {
 	delete(st.layouts, uint32(pid))
 	delete(st.dropped, uint32(pid))
 	var stop chan struct{}
-	if st.procs.len() == 0 && st.stop != nil {
+	if st.procs.Len() == 0 && st.stop != nil {
 		stop, st.stop = st.stop, nil
 	}
 	sampler := st.sampler
@@ -297,7 +299,7 @@ func (st *dbState) detached(pid int) {
 	}
 	if p != nil && sampler != nil {
 		for _, m := range []*aggregator.Metric{dbConnCount, dbConnMax, dbConnPending} {
-			sampler.DeleteSeries(m, p.t)
+			sampler.DeleteSeries(m, p.T)
 		}
 	}
 }
@@ -316,13 +318,13 @@ func (st *dbState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byt
 	if ev.Op > dbOpWait {
 		return Malformed
 	}
-	if !plausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
+	if !PlausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
 		return InvalidDuration
 	}
 	var q parsedQuery
 	if ev.Op == dbOpQuery {
 		var ok bool
-		if q, ok = c.parse(sh, cbytes(ev.Query[:], int(ev.QueryLen)), int(ev.QueryLen) >= len(ev.Query)); !ok {
+		if q, ok = c.parse(sh, label.Chars(ev.Query[:], int(ev.QueryLen)), int(ev.QueryLen) >= len(ev.Query)); !ok {
 			return InvalidUTF8
 		}
 	}
@@ -351,8 +353,8 @@ func (st *dbState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byt
 		l[1] = sh.InternString("ROLLBACK")
 	}
 	if ev.Err.Type != 0 {
-		e := (*goError)(&ev.Err)
-		l[3] = sh.InternString(errorType(c.types, st.procs.lookup(pid), pid, e))
+		e := (*goerror.Error)(unsafe.Pointer(&ev.Err))
+		l[3] = sh.InternString(goerror.TypeOf(c.types, st.procs.Lookup(pid), pid, e))
 	}
 	sh.Observe(dbOperationDuration, t, l, d)
 	return Decoded
@@ -367,7 +369,7 @@ func (c *dbShard) parse(sh *aggregator.Shard, q []byte, truncated bool) (p parse
 	if p, ok := c.queries[string(q)]; ok {
 		return p, true
 	}
-	text, ok := labelText(q, truncated, true)
+	text, ok := label.Text(q, truncated, true)
 	if !ok {
 		return parsedQuery{}, false
 	}
@@ -412,7 +414,7 @@ func (st *dbState) register(k dbKey, t aggregator.TargetID) *dbPool {
 	if p, ok := st.pools[k]; ok {
 		return p
 	}
-	proc := st.procs.lookup(k.pid)
+	proc := st.procs.Lookup(k.pid)
 	l, ok := st.layouts[k.pid]
 	if proc == nil || !ok || !l.ok {
 		return nil
@@ -446,12 +448,12 @@ func (st *dbState) register(k dbKey, t aggregator.TargetID) *dbPool {
 
 // driverSystem reads a DB's connector from the process and names the
 // database system from the package of its driver's methods.
-func driverSystem(p *goProc, l dbLayout, db uint64) string {
+func driverSystem(p *goerror.Proc, l dbLayout, db uint64) string {
 	pkg := ifacePackage(p, db+l.connector)
 	if pkg == "database/sql" {
 		// sql.Open with a driver that has no connector of its own: the
 		// dsnConnector holds the driver.
-		data, err := procmem.Word(p.pid, db+l.connector+8)
+		data, err := procmem.Word(p.Pid, db+l.connector+8)
 		if err != nil || data == 0 {
 			return ""
 		}
@@ -465,16 +467,16 @@ func driverSystem(p *goProc, l dbLayout, db uint64) string {
 
 // ifacePackage returns the package of the first method of the interface
 // value at addr (its itab's fun[0]), "" if unreadable.
-func ifacePackage(p *goProc, addr uint64) string {
-	itab, err := procmem.Word(p.pid, addr)
+func ifacePackage(p *goerror.Proc, addr uint64) string {
+	itab, err := procmem.Word(p.Pid, addr)
 	if err != nil || itab == 0 {
 		return ""
 	}
-	fn, err := procmem.Word(p.pid, itab+24) // inter, type, hash+pad, fun[0]
+	fn, err := procmem.Word(p.Pid, itab+24) // inter, type, hash+pad, fun[0]
 	if err != nil || fn == 0 {
 		return ""
 	}
-	f, ok := p.bin.FuncAt(fn - p.bias)
+	f, ok := p.Bin.FuncAt(fn - p.Bias)
 	if !ok {
 		return ""
 	}

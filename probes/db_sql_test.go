@@ -71,52 +71,6 @@ func FuzzParseSQL(f *testing.F) {
 	})
 }
 
-func TestClassifyError(t *testing.T) {
-	cases := []struct {
-		typ, inner, inner2 string
-		errno              uint64
-		msg, want          string
-	}{
-		{"*net.OpError", "*os.SyscallError", "syscall.Errno", 111, "dial", "connection_refused"},
-		{"*net.OpError", "*os.SyscallError", "syscall.Errno", 104, "read", "connection_reset"},
-		{"*net.OpError", "*os.SyscallError", "syscall.Errno", 110, "dial", "timeout"},
-		{"*net.OpError", "*os.SyscallError", "syscall.Errno", 113, "dial", "host_unreachable"},
-		{"*net.OpError", "*os.SyscallError", "syscall.Errno", 1, "dial", "*net.OpError"},
-		{"*net.OpError", "*poll.DeadlineExceededError", "", 0, "read", "timeout"},
-		{"*net.OpError", "*net.DNSError", "", 0, "dial", "dns_error"},
-		{"context.deadlineExceededError", "", "", 0, "", "timeout"},
-		{"*errors.errorString", "", "", 0, "context canceled", "context_canceled"},
-		{"*errors.errorString", "", "", 0, "net/http: request canceled", "context_canceled"},
-		{"*errors.errorString", "", "", 0, "context deadline exceeded", "timeout"},
-		{"*http.httpError", "", "", 0, "net/http: timeout awaiting response headers", "timeout"},
-		{"*errors.errorString", "", "", 0, "sql: no rows in result set", "*errors.errorString"},
-		{"*pq.Error", "", "", 0, "", "*pq.Error"},
-		{"", "", "", 0, "", "_OTHER"},
-	}
-	for _, c := range cases {
-		if got := classifyError(c.typ, c.inner, c.inner2, c.errno, []byte(c.msg)); got != c.want {
-			t.Errorf("classifyError(%q, %q, %q, %d, %q) = %q, want %q", c.typ, c.inner, c.inner2, c.errno, c.msg, got, c.want)
-		}
-	}
-}
-
-func TestSplitHostPort(t *testing.T) {
-	cases := []struct{ scheme, host, addr, port string }{
-		{"http", "example.com", "example.com", "80"},
-		{"https", "example.com", "example.com", "443"},
-		{"http", "127.0.0.1:8080", "127.0.0.1", "8080"},
-		{"http", "[::1]:9000", "::1", "9000"},
-		{"https", "[::1]", "::1", "443"},
-		{"ftp", "x", "x", ""},
-	}
-	for _, c := range cases {
-		a, p := splitHostPort(c.scheme, c.host)
-		if a != c.addr || p != c.port {
-			t.Errorf("splitHostPort(%q, %q) = %q, %q; want %q, %q", c.scheme, c.host, a, p, c.addr, c.port)
-		}
-	}
-}
-
 func TestSystemOfPackage(t *testing.T) {
 	for pkg, want := range map[string]string{
 		"github.com/lib/pq":              "postgresql",

@@ -97,3 +97,16 @@ func Metrics() []*aggregator.Metric {
 		httpClientDuration, dbOperationDuration, dbConnCount, dbConnMax, dbConnPending, dbConnWait,
 	}
 }
+
+// PerShard builds one value per ring shard of agg, looked up by shard
+// without a lock (the map is never written after construction).
+func PerShard[T any](agg *aggregator.Aggregator, mk func() T) map[*aggregator.Shard]T {
+	out := map[*aggregator.Shard]T{}
+	if agg == nil {
+		return out
+	}
+	for i := 0; i < agg.Shards(); i++ {
+		out[agg.Shard(i)] = mk()
+	}
+	return out
+}

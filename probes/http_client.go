@@ -5,6 +5,8 @@ import (
 	"unsafe"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/probes/goerror"
+	"github.com/blindspot-dev/blindspot/probes/label"
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
@@ -34,13 +36,13 @@ var httpClientProbes = []Probe{
 
 // httpClientState is the HTTP client family's user-space state.
 type httpClientState struct {
-	procs  procTable
+	procs  goerror.Procs
 	shards map[*aggregator.Shard]*httpClientShard
 }
 
 // httpClientShard holds caches touched only by one ring's reader.
 type httpClientShard struct {
-	types typeNames
+	types goerror.TypeNames
 	hosts map[string]hostPort // "scheme\x00host" → labels
 }
 
@@ -50,8 +52,8 @@ const hostCacheLimit = 4096
 
 // HTTPClientFamily is the net/http client family.
 func HTTPClientFamily(agg *aggregator.Aggregator) *Family {
-	st := &httpClientState{shards: perShard(agg, func() *httpClientShard {
-		return &httpClientShard{types: typeNames{}, hosts: map[string]hostPort{}}
+	st := &httpClientState{shards: PerShard(agg, func() *httpClientShard {
+		return &httpClientShard{types: goerror.TypeNames{}, hosts: map[string]hostPort{}}
 	})}
 	return &Family{
 		Name:      "http_client",
@@ -65,9 +67,9 @@ func HTTPClientFamily(agg *aggregator.Aggregator) *Family {
 		Decode:    st.decode,
 		Invalid:   []string{"status", "method", "utf8", "port", "duration", "host"},
 		Attached: func(pid int, bin *symbols.Binary, t aggregator.TargetID) {
-			st.procs.set(uint32(pid), newGoProc(pid, bin, t))
+			st.procs.Set(uint32(pid), goerror.NewProc(pid, bin, t))
 		},
-		Detached: func(pid int) { st.procs.set(uint32(pid), nil) },
+		Detached: func(pid int) { st.procs.Set(uint32(pid), nil) },
 	}
 }
 
@@ -88,20 +90,8 @@ func httpClientOffsets(b *symbols.Binary) (any, error) {
 		return nil, err
 	}
 	o.RespStatus = resp["StatusCode"]
-	o.OpErrErr, o.SyscallErrErr = errorOffsets(b)
+	o.OpErrErr, o.SyscallErrErr = goerror.Offsets(b)
 	return &o, nil
-}
-
-// errorOffsets returns where net.OpError and os.SyscallError keep their
-// wrapped error (0 when unknown: then no errno is captured).
-func errorOffsets(b *symbols.Binary) (opErr, sysErr uint64) {
-	if f, _, err := b.StructFields("net.OpError", "Op", "Net", "Source", "Addr", "Err"); err == nil {
-		opErr = f["Err"]
-	}
-	if f, _, err := b.StructFields("os.SyscallError", "Syscall", "Err"); err == nil {
-		sysErr = f["Err"]
-	}
-	return opErr, sysErr
 }
 
 // decode folds one http_client_event into a shard, after checking every
@@ -115,17 +105,17 @@ func (st *httpClientState) decode(sh *aggregator.Shard, t aggregator.TargetID, r
 	if c == nil {
 		return Malformed
 	}
-	if !plausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
+	if !PlausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
 		return InvalidDuration
 	}
 	var l aggregator.Labels
-	method := cbytes(ev.Method[:], int(ev.MethodLen))
+	method := label.Chars(ev.Method[:], int(ev.MethodLen))
 	switch {
 	case len(method) == 0:
 		l[0] = sh.InternString("GET") // net/http: "" means GET
-	case !plausibleMethod(method):
+	case !label.PlausibleMethod(method):
 		return InvalidMethod
-	case knownMethods[string(method)]:
+	case label.KnownMethod(method):
 		l[0] = sh.Intern(method)
 	default:
 		l[0] = sh.InternString("_OTHER")
@@ -133,7 +123,7 @@ func (st *httpClientState) decode(sh *aggregator.Shard, t aggregator.TargetID, r
 	if int(ev.HostLen) > len(ev.Host) {
 		return InvalidHost // cut: its port would be wrong
 	}
-	hp, v := c.hostPort(sh, cbytes(ev.Scheme[:], int(ev.SchemeLen)), cbytes(ev.Host[:], int(ev.HostLen)), false)
+	hp, v := c.hostPort(sh, label.Chars(ev.Scheme[:], int(ev.SchemeLen)), label.Chars(ev.Host[:], int(ev.HostLen)), false)
 	if v != Decoded {
 		return v
 	}
@@ -142,7 +132,7 @@ func (st *httpClientState) decode(sh *aggregator.Shard, t aggregator.TargetID, r
 	// was read than what a server sent.
 	if ev.Hdr.Flags&httpcFlagResponse != 0 {
 		switch {
-		case plausibleStatus(ev.Status):
+		case label.PlausibleStatus(ev.Status):
 			l[1] = sh.Status(ev.Status)
 		case ev.Status == 0 || ev.Status > 999:
 			// net/http's client reads exactly three digits over HTTP/1
@@ -155,8 +145,8 @@ func (st *httpClientState) decode(sh *aggregator.Shard, t aggregator.TargetID, r
 		}
 	}
 	if ev.Err.Type != 0 {
-		e := (*goError)(&ev.Err)
-		l[4] = sh.InternString(errorType(c.types, st.procs.lookup(ev.Hdr.Pid), ev.Hdr.Pid, e))
+		e := (*goerror.Error)(unsafe.Pointer(&ev.Err))
+		l[4] = sh.InternString(goerror.TypeOf(c.types, st.procs.Lookup(ev.Hdr.Pid), ev.Hdr.Pid, e))
 	}
 	sh.Observe(httpClientDuration, t, l, float64(ev.Hdr.EndNs-ev.Hdr.StartNs)/1e9)
 	return Decoded
@@ -171,17 +161,17 @@ func (c *httpClientShard) hostPort(sh *aggregator.Shard, scheme, host []byte, tr
 	if hp, ok := c.hosts[string(key)]; ok {
 		return hp, Decoded
 	}
-	scheme, ok := labelText(scheme, false, false)
+	scheme, ok := label.Text(scheme, false, false)
 	if !ok {
 		return hostPort{}, InvalidUTF8
 	}
-	if host, ok = labelText(host, truncated, false); !ok {
+	if host, ok = label.Text(host, truncated, false); !ok {
 		return hostPort{}, InvalidUTF8
 	}
 	// The port as splitHostPort finds it, checked before anything is
 	// made of it: refusing allocates nothing.
 	if i := bytes.LastIndexByte(host, ':'); i >= 0 && bytes.IndexByte(host[i:], ']') < 0 {
-		if p := host[i+1:]; len(p) > 0 && !plausiblePort(p) {
+		if p := host[i+1:]; len(p) > 0 && !label.PlausiblePort(p) {
 			return hostPort{}, InvalidPort
 		}
 	}

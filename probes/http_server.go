@@ -5,6 +5,7 @@ import (
 	"unsafe"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/probes/label"
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
@@ -175,11 +176,6 @@ func httpServerLeaveOut(b *symbols.Binary) map[string]string {
 	return nil
 }
 
-var knownMethods = map[string]bool{
-	"GET": true, "HEAD": true, "POST": true, "PUT": true, "DELETE": true,
-	"CONNECT": true, "OPTIONS": true, "TRACE": true, "PATCH": true, "QUERY": true,
-}
-
 // decodeHTTPServer folds one http_server_event into a shard. Every value
 // read from the program is checked first: an implausible one exports
 // nothing and is reported by its verdict.
@@ -188,7 +184,7 @@ func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) V
 		return Malformed
 	}
 	ev := (*httpServerHttpServerEvent)(unsafe.Pointer(&raw[0]))
-	if !plausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
+	if !PlausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
 		return InvalidDuration
 	}
 	status := uint16(0)
@@ -196,7 +192,7 @@ func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) V
 		// Written by the handler, or the 200 net/http sends for a handler
 		// that wrote nothing (the BPF program supplies that one).
 		status = ev.Status
-		if !plausibleStatus(status) {
+		if !label.PlausibleStatus(status) {
 			return InvalidStatus
 		}
 	} else if ev.Hdr.Flags&httpFlagPanic != 0 {
@@ -206,11 +202,11 @@ func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) V
 	// request whose method is not a token before any handler runs; over
 	// HTTP/2 it checks only that the method is a valid header value, so
 	// there a client can send one that is not a token.
-	method := cbytes(ev.Method[:], int(ev.MethodLen))
+	method := label.Chars(ev.Method[:], int(ev.MethodLen))
 	if len(method) == 0 {
 		return InvalidMethod
 	}
-	if !plausibleMethod(method) {
+	if !label.PlausibleMethod(method) {
 		if ev.Hdr.Flags&httpFlagHTTP2 != 0 {
 			return InvalidPeerMethod
 		}
@@ -218,18 +214,18 @@ func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) V
 	}
 	// The pattern comes from the program's own code; the path from the
 	// client (only checked where it becomes the route).
-	pattern, ok := labelText(cbytes(ev.Pattern[:], int(ev.PatternLen)), int(ev.PatternLen) >= len(ev.Pattern), false)
+	pattern, ok := label.Text(label.Chars(ev.Pattern[:], int(ev.PatternLen)), int(ev.PatternLen) >= len(ev.Pattern), false)
 	if !ok {
 		return InvalidUTF8
 	}
 	var path []byte
 	if len(pattern) == 0 {
-		if path, ok = labelText(cbytes(ev.Path[:], int(ev.PathLen)), int(ev.PathLen) >= len(ev.Path), false); !ok {
+		if path, ok = label.Text(label.Chars(ev.Path[:], int(ev.PathLen)), int(ev.PathLen) >= len(ev.Path), false); !ok {
 			return InvalidPath
 		}
 	}
 	var l aggregator.Labels
-	if knownMethods[string(method)] {
+	if label.KnownMethod(method) {
 		l[0] = sh.Intern(method)
 	} else {
 		l[0] = sh.InternString("_OTHER")
@@ -245,15 +241,4 @@ func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) V
 	d := float64(ev.Hdr.EndNs-ev.Hdr.StartNs) / 1e9
 	sh.Observe(httpServerDuration, t, l, d)
 	return Decoded
-}
-
-// cbytes views the first n bytes of a char array from a BPF event.
-func cbytes(a []int8, n int) []byte {
-	if n > len(a) {
-		n = len(a)
-	}
-	if n <= 0 {
-		return nil
-	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(&a[0])), n)
 }

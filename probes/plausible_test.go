@@ -6,68 +6,9 @@ import (
 	"time"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/probes/label"
 	"github.com/blindspot-dev/blindspot/probes/userfunc"
 )
-
-func TestPlausibleValues(t *testing.T) {
-	for code, want := range map[uint16]bool{
-		0: false, 99: false, 100: true, 101: true, 103: true, 104: false, 199: false,
-		200: true, 204: true, 226: true, 227: false, 256: false, 257: false, 299: false,
-		301: true, 308: true, 309: false, 399: false, 400: true, 418: true, 444: true, 499: true,
-		500: true, 503: true, 520: true, 599: true, 600: false, 999: false, 12240: false, 0x7fff: false, 0xffff: false,
-	} {
-		if got := plausibleStatus(code); got != want {
-			t.Errorf("plausibleStatus(%d) = %v, want %v", code, got, want)
-		}
-	}
-	for m, want := range map[string]bool{
-		"GET": true, "get": true, "PURGE": true, "M-SEARCH": true, "X_Custom~!": true, "BASELINE-CONTROL": true,
-		"G\x00T": false, "G T": false, "GÉT": false, "GET\r\n": false, "(GET)": false, "GET/": false,
-		"ABCDEFGHIJKLMNOPQ": false, // longer than the BPF programs copy
-	} {
-		if got := plausibleMethod([]byte(m)); got != want {
-			t.Errorf("plausibleMethod(%q) = %v, want %v", m, got, want)
-		}
-	}
-	for _, c := range []struct {
-		in                  string
-		truncated, sqlSpace bool
-		out                 string
-		ok                  bool
-	}{
-		{in: "/items/42", out: "/items/42", ok: true},
-		{in: "/café/ü", out: "/café/ü", ok: true},
-		{in: "", out: "", ok: true},
-		{in: "/a\xffb", ok: false},
-		{in: "/a\xffb", truncated: true, ok: false}, // not a cut rune: a bad one
-		{in: "/a\x00", ok: false},
-		{in: "/a\nb", ok: false},
-		{in: "/a\x7f", ok: false},
-		{in: "/caf\xc3", ok: false},                              // a cut rune in a text that was not cut
-		{in: "/caf\xc3", truncated: true, out: "/caf", ok: true}, // cut by the buffer: trimmed
-		{in: "/x\xe2\x82", truncated: true, out: "/x", ok: true},
-		{in: "SELECT 1\n\tFROM t\r\n", sqlSpace: true, out: "SELECT 1\n\tFROM t\r\n", ok: true},
-		{in: "SELECT 1\x00", sqlSpace: true, ok: false},
-		{in: "SELECT \x1b[0m", sqlSpace: true, ok: false},
-	} {
-		out, ok := labelText([]byte(c.in), c.truncated, c.sqlSpace)
-		if ok != c.ok || ok && string(out) != c.out {
-			t.Errorf("labelText(%q, %v, %v) = %q, %v; want %q, %v", c.in, c.truncated, c.sqlSpace, out, ok, c.out, c.ok)
-		}
-	}
-	for p, want := range map[string]bool{
-		"1": true, "80": true, "8443": true, "65535": true,
-		"0": false, "65536": false, "99999": false, "123456": false, "": false, "8o": false, "-1": false, "+80": false,
-	} {
-		if got := plausiblePort([]byte(p)); got != want {
-			t.Errorf("plausiblePort(%q) = %v, want %v", p, got, want)
-		}
-	}
-	if !plausibleDuration(5, 5) || !plausibleDuration(1, uint64(23*time.Hour)) ||
-		plausibleDuration(2, 1) || plausibleDuration(1, 1+uint64(24*time.Hour)) {
-		t.Error("plausibleDuration: want end >= start and less than a day")
-	}
-}
 
 // decoderRig holds every decoder and the aggregator they fold into.
 type decoderRig struct {
@@ -296,7 +237,7 @@ func TestDecodersAcceptPlausibleEdges(t *testing.T) {
 	}
 	for _, p := range r.agg.Snapshot() {
 		for _, l := range p.Labels {
-			if _, ok := labelText([]byte(l), false, false); !ok {
+			if _, ok := label.Text([]byte(l), false, false); !ok {
 				t.Errorf("%s: label %q is not valid UTF-8", p.Metric.Name, l)
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/probes/label"
 	"github.com/blindspot-dev/blindspot/probes/userfunc"
 	"github.com/blindspot-dev/blindspot/symbols"
 )
@@ -467,7 +468,7 @@ func (u *userProbes) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []b
 	if d == nil {
 		return Decoded // an entry removed by a reload
 	}
-	if d.duration && !plausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
+	if d.duration && !PlausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
 		return InvalidDuration
 	}
 	var l aggregator.Labels
@@ -476,7 +477,7 @@ func (u *userProbes) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []b
 		switch d.types[i] {
 		case userfunc.LabelString:
 			n := int(ev.V.Len[i])
-			s, ok := labelText(cbytes(ev.V.Str[i][:], n), n >= d.maxLen[i] || n >= len(ev.V.Str[i]), false)
+			s, ok := label.Text(label.Chars(ev.V.Str[i][:], n), n >= d.maxLen[i] || n >= len(ev.V.Str[i]), false)
 			if !ok {
 				return InvalidUTF8
 			}

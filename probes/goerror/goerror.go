@@ -1,4 +1,9 @@
-package probes
+// Package goerror names the Go errors the HTTP client and database/sql
+// families capture: a BPF program copies an error's runtime type pointers,
+// errno and message prefix (struct go_error of bpf/go_error.h), and user
+// space turns them into the low-cardinality error_type label, reading the
+// type names from the binary of the process that returned the error.
+package goerror
 
 import (
 	"bytes"
@@ -8,27 +13,28 @@ import (
 	"syscall"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/probes/label"
 	"github.com/blindspot-dev/blindspot/probes/procmem"
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
-// goProc is what user space needs to turn addresses a BPF program reported
+// Proc is what user space needs to turn addresses a BPF program reported
 // about one process back into names: its binary and where it was loaded.
-type goProc struct {
-	pid  int
-	bin  *symbols.Binary
-	bias uint64 // runtime address - link-time address (PIE)
-	t    aggregator.TargetID
+type Proc struct {
+	Pid  int
+	Bin  *symbols.Binary
+	Bias uint64 // runtime address - link-time address (PIE)
+	T    aggregator.TargetID
 }
 
-// procTable maps PIDs to goProcs for the readers without a lock: replaced
+// Procs maps PIDs to Procs for the readers without a lock: replaced
 // whole on every (rare) change, read on every event.
-type procTable struct {
+type Procs struct {
 	mu  sync.Mutex
-	cur atomic.Pointer[map[uint32]*goProc]
+	cur atomic.Pointer[map[uint32]*Proc]
 }
 
-func (pt *procTable) lookup(pid uint32) *goProc {
+func (pt *Procs) Lookup(pid uint32) *Proc {
 	m := pt.cur.Load()
 	if m == nil {
 		return nil
@@ -36,10 +42,10 @@ func (pt *procTable) lookup(pid uint32) *goProc {
 	return (*m)[pid]
 }
 
-func (pt *procTable) set(pid uint32, p *goProc) {
+func (pt *Procs) Set(pid uint32, p *Proc) {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
-	next := map[uint32]*goProc{}
+	next := map[uint32]*Proc{}
 	if old := pt.cur.Load(); old != nil {
 		for k, v := range *old {
 			next[k] = v
@@ -53,7 +59,7 @@ func (pt *procTable) set(pid uint32, p *goProc) {
 	pt.cur.Store(&next)
 }
 
-func (pt *procTable) len() int {
+func (pt *Procs) Len() int {
 	m := pt.cur.Load()
 	if m == nil {
 		return 0
@@ -61,12 +67,12 @@ func (pt *procTable) len() int {
 	return len(*m)
 }
 
-// newGoProc reads the load bias of pid's executable from /proc/PID/maps.
-func newGoProc(pid int, bin *symbols.Binary, t aggregator.TargetID) *goProc {
-	p := &goProc{pid: pid, bin: bin, t: t}
+// NewProc reads the load bias of pid's executable from /proc/PID/maps.
+func NewProc(pid int, bin *symbols.Binary, t aggregator.TargetID) *Proc {
+	p := &Proc{Pid: pid, Bin: bin, T: t}
 	if bin.PIE {
 		if start, err := procmem.ExeMapStart(pid); err == nil {
-			p.bias = bin.LoadBias(start)
+			p.Bias = bin.LoadBias(start)
 		}
 	}
 	return p
@@ -78,15 +84,15 @@ type typeKey struct {
 	rtype uint64
 }
 
-// typeNames caches runtime type names per shard (touched only by the
+// TypeNames caches runtime type names per shard (touched only by the
 // shard's reader), bounded.
-type typeNames map[typeKey]string
+type TypeNames map[typeKey]string
 
 const typeCacheLimit = 4096
 
-// name returns the type string of the runtime type at rtype in process p
+// Name returns the type string of the runtime type at rtype in process p
 // ("" when unknown).
-func (tn typeNames) name(p *goProc, pid uint32, rtype uint64) string {
+func (tn TypeNames) Name(p *Proc, pid uint32, rtype uint64) string {
 	if rtype == 0 {
 		return ""
 	}
@@ -96,7 +102,7 @@ func (tn typeNames) name(p *goProc, pid uint32, rtype uint64) string {
 	}
 	s := ""
 	if p != nil {
-		s, _ = p.bin.TypeName(rtype - p.bias)
+		s, _ = p.Bin.TypeName(rtype - p.Bias)
 	}
 	if len(tn) >= typeCacheLimit {
 		clear(tn)
@@ -105,11 +111,13 @@ func (tn typeNames) name(p *goProc, pid uint32, rtype uint64) string {
 	return s
 }
 
-// goError is struct go_error of bpf/go_error.h: the type bpf2go generates
+// Error is struct go_error of bpf/go_error.h: the type bpf2go generates
 // for the Err field of the HTTP client's and the database's events, which
-// the decoders convert to it (a conversion that compiles only while the
-// types are the same; contract_test.go compares it with the objects' BTF).
-type goError struct {
+// the decoders view as an Error through unsafe.Pointer (Go converts no
+// struct with a blank field between packages). probes' contract_test.go
+// compares it with the objects' BTF and with each generated type, field by
+// field.
+type Error struct {
 	_          structs.HostLayout
 	Type       uint64
 	InnerType  uint64
@@ -120,27 +128,27 @@ type goError struct {
 	Msg        [40]int8
 }
 
-// errorType returns the low-cardinality error_type of a captured Go error:
+// TypeOf returns the low-cardinality error_type of a captured Go error:
 // connection_refused, connection_reset, timeout, context_canceled,
 // host_unreachable, dns_error, else the error's Go type name ("*pq.Error").
 // It does not allocate once the type names are cached.
-func errorType(tn typeNames, p *goProc, pid uint32, e *goError) string {
-	typ := tn.name(p, pid, e.Type)
-	msg := cbytes(e.Msg[:], int(e.MsgLen))
+func TypeOf(tn TypeNames, p *Proc, pid uint32, e *Error) string {
+	typ := tn.Name(p, pid, e.Type)
+	msg := label.Chars(e.Msg[:], int(e.MsgLen))
 	var inner, inner2 string
 	if typ == "*net.OpError" || typ == "*url.Error" {
-		inner = tn.name(p, pid, e.InnerType)
+		inner = tn.Name(p, pid, e.InnerType)
 		if inner == "*os.SyscallError" {
-			inner2 = tn.name(p, pid, e.Inner2Type)
+			inner2 = tn.Name(p, pid, e.Inner2Type)
 		}
 	}
-	return classifyError(typ, inner, inner2, e.Errno, msg)
+	return Classify(typ, inner, inner2, e.Errno, msg)
 }
 
-// classifyError maps an error's type names (outer, and for *net.OpError the
+// Classify maps an error's type names (outer, and for *net.OpError the
 // types of its Err and of that error's Err), errno and message prefix to
 // error_type.
-func classifyError(typ, inner, inner2 string, errno uint64, msg []byte) string {
+func Classify(typ, inner, inner2 string, errno uint64, msg []byte) string {
 	switch typ {
 	case "":
 		return "_OTHER"
@@ -183,15 +191,14 @@ func classifyError(typ, inner, inner2 string, errno uint64, msg []byte) string {
 	return typ
 }
 
-// perShard builds one value per ring shard of agg, looked up by shard
-// without a lock (the map is never written after construction).
-func perShard[T any](agg *aggregator.Aggregator, mk func() T) map[*aggregator.Shard]T {
-	out := map[*aggregator.Shard]T{}
-	if agg == nil {
-		return out
+// Offsets returns where net.OpError and os.SyscallError keep their
+// wrapped error (0 when unknown: then no errno is captured).
+func Offsets(b *symbols.Binary) (opErr, sysErr uint64) {
+	if f, _, err := b.StructFields("net.OpError", "Op", "Net", "Source", "Addr", "Err"); err == nil {
+		opErr = f["Err"]
 	}
-	for i := 0; i < agg.Shards(); i++ {
-		out[agg.Shard(i)] = mk()
+	if f, _, err := b.StructFields("os.SyscallError", "Syscall", "Err"); err == nil {
+		sysErr = f["Err"]
 	}
-	return out
+	return opErr, sysErr
 }
