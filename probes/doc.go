@@ -7,3 +7,7 @@
 // ring of the CPU it ran on (ringset.go); that ring's reader decodes it
 // (http_server.go) and observes it in the CPU's aggregator shard.
 package probes
+
+// The offset table of package symbols (symbols/offsets_table.go), from the
+// struct fields every family declares; see probes/internal/gentable.
+//go:generate go run ./internal/gentable -out ../symbols/offsets_table.go

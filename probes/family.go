@@ -7,14 +7,15 @@ import (
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
-// Event kinds written by the BPF programs: enum family of bpf/common.h
-// (compared with it by TestSharedConstantsMatchC).
+// Event kinds: enum family of bpf/common.h. Each family with events owns
+// its kind (httpserver 1, httpclient 2, dbsql 3, compared with the C side
+// by each family's tests); the manager owns the business functions' and
+// the bound.
 const (
-	kindHTTPServer = 1
-	kindHTTPClient = 2
-	kindDB         = 3
-	kindUserFunc   = 6
-	maxKinds       = 16
+	kindUserFunc = 6
+	// MaxKinds bounds the event kinds: the size of the manager's per-kind
+	// tables and of the lost-event counters (FAMILY_MAX).
+	MaxKinds = 16
 )
 
 // Probe is one uprobe of a family: a Go function and the BPF program that
@@ -87,15 +88,6 @@ type Family struct {
 	// attached to (for samplers that read program state on a timer).
 	Attached func(pid int, bin *symbols.Binary, t aggregator.TargetID)
 	Detached func(pid int)
-}
-
-// Metrics returns the metrics of the HTTP server, HTTP client and
-// database/sql families, for the aggregator.
-func Metrics() []*aggregator.Metric {
-	return []*aggregator.Metric{
-		httpServerDuration,
-		httpClientDuration, dbOperationDuration, dbConnCount, dbConnMax, dbConnPending, dbConnWait,
-	}
 }
 
 // PerShard builds one value per ring shard of agg, looked up by shard

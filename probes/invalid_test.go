@@ -17,37 +17,37 @@ func TestReaderCountsInvalidEvents(t *testing.T) {
 	r := newDecoderRig(t)
 	rd, c := newTestReaders(r, 42)
 	for i := 0; i < 3; i++ {
-		rd.handle(r.sh, c, serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 257 }))
+		rd.handle(r.sh, c, fakeEvent(kindServer, 42, InvalidStatus))
 	}
-	rd.handle(r.sh, c, serverEvent(func(e *httpServerHttpServerEvent) { e.PathLen = uint16(setChars(e.Path[:], "/\xff")) }))
-	rd.handle(r.sh, c, serverEvent(nil))
-	rd.handle(r.sh, c, clientEvent(func(e *httpClientHttpClientEvent) { e.Status = 999 }))
+	rd.handle(r.sh, c, fakeEvent(kindServer, 42, InvalidPath))
+	rd.handle(r.sh, c, fakeEvent(kindServer, 42, Decoded))
+	rd.handle(r.sh, c, fakeEvent(kindClient, 42, InvalidPeerStatus))
 	rd.handle(r.sh, c, userEvent(ufCountID, "\xff", nil))
-	rd.handle(r.sh, c, serverEvent(func(e *httpServerHttpServerEvent) { e.Hdr.Pid = 99 })) // not attached
+	rd.handle(r.sh, c, fakeEvent(kindServer, 99, Decoded)) // not attached
 
-	if n := c.invalid[kindHTTPServer][InvalidStatus].Load(); n != 3 {
+	if n := c.invalid[kindServer][InvalidStatus].Load(); n != 3 {
 		t.Errorf("http_server status: %d, want 3", n)
 	}
-	if n := c.invalid[kindHTTPServer][InvalidPath].Load(); n != 1 {
+	if n := c.invalid[kindServer][InvalidPath].Load(); n != 1 {
 		t.Errorf("http_server path: %d, want 1", n)
 	}
-	if n := c.invalid[kindHTTPClient][InvalidPeerStatus].Load(); n != 1 {
+	if n := c.invalid[kindClient][InvalidPeerStatus].Load(); n != 1 {
 		t.Errorf("http_client status: %d, want 1", n)
 	}
 	if n := c.unknown.Load(); n != 1 {
 		t.Errorf("unattributed: %d, want 1", n)
 	}
-	got := rd.invalid(&Family{Kind: kindHTTPServer, Invalid: []string{"status", "method", "utf8", "path", "duration"}})
+	got := rd.invalid(&Family{Kind: kindServer, Invalid: []string{"status", "method", "utf8", "path", "duration"}})
 	if want := map[string]uint64{"status": 3, "method": 0, "utf8": 0, "path": 1, "duration": 0}; !equalCounts(got, want) {
 		t.Errorf("http_server invalid by reason %v, want %v", got, want)
 	}
 	w := rd.windows()
-	srv := w[watchKey{pid: 42, kind: kindHTTPServer}]
+	srv := w[watchKey{pid: 42, kind: kindServer}]
 	// The refused path was plausibly read otherwise: it weighs as valid.
 	if srv.bad() != 3 || srv.valid != 2 {
 		t.Errorf("http_server window: %d invalid, %d valid; want 3, 2", srv.bad(), srv.valid)
 	}
-	if _, ok := w[watchKey{pid: 42, kind: kindHTTPClient}]; ok {
+	if _, ok := w[watchKey{pid: 42, kind: kindClient}]; ok {
 		t.Error("a client status a server may send opened a window")
 	}
 	if uf := w[watchKey{pid: 42, kind: kindUserFunc, sub: ufCountID}]; uf.invalid[InvalidUTF8] != 1 {
@@ -74,7 +74,7 @@ func equalCounts(a, b map[string]uint64) bool {
 // half of the window's events detach; a trickle is counted, never detached;
 // a window closes after policyMaxEvents events or policyMaxAge.
 func TestInvalidPolicy(t *testing.T) {
-	k := watchKey{pid: 42, kind: kindHTTPServer}
+	k := watchKey{pid: 42, kind: kindServer}
 	win := func(valid uint64, by map[Verdict]uint64) windowCounts {
 		w := windowCounts{valid: valid}
 		for v, n := range by {
@@ -118,8 +118,8 @@ func TestInvalidPolicy(t *testing.T) {
 	// Windows are per (process, family): one family's verdict leaves the
 	// others alone; a window closed elsewhere is forgotten.
 	var p invalidPolicy
-	other := watchKey{pid: 43, kind: kindHTTPServer}
-	client := watchKey{pid: 42, kind: kindHTTPClient}
+	other := watchKey{pid: 43, kind: kindServer}
+	client := watchKey{pid: 42, kind: kindClient}
 	detach, _ := p.evaluate(t0, map[watchKey]windowCounts{
 		k:      win(0, map[Verdict]uint64{InvalidStatus: 40}),
 		other:  win(400, map[Verdict]uint64{InvalidStatus: 40}),
@@ -156,8 +156,8 @@ func TestInvalidEventsDetachOneFamilyFromOneProcess(t *testing.T) {
 	rd, c := newTestReaders(r)
 	rd.targets = &m.targets
 	m.readers = rd
-	srvFam := &loadedFamily{Family: HTTPServerFamily()}
-	clFam := &loadedFamily{Family: &Family{Name: "http_client", Kind: kindHTTPClient, Decode: r.client.Decode}}
+	srvFam := &loadedFamily{Family: fakeFamily("http_server", kindServer)}
+	clFam := &loadedFamily{Family: fakeFamily("http_client", kindClient)}
 
 	type procLinks struct{ srv, cl atomic.Int32 }
 	links := map[int]*procLinks{}
@@ -183,22 +183,19 @@ func TestInvalidEventsDetachOneFamilyFromOneProcess(t *testing.T) {
 	// pid 42: 37 of its 40 server events misread; its client is fine.
 	// pid 43: the same family, 5 invalid among 200.
 	for i := 0; i < 40; i++ {
-		pid := uint32(42)
-		rd.handle(r.sh, c, serverEvent(func(e *httpServerHttpServerEvent) {
-			e.Hdr.Pid = pid
-			if i < 37 {
-				e.Status = 257
-			}
-		}))
-		rd.handle(r.sh, c, clientEvent(nil))
+		v := Decoded
+		if i < 37 {
+			v = InvalidStatus
+		}
+		rd.handle(r.sh, c, fakeEvent(kindServer, 42, v))
+		rd.handle(r.sh, c, fakeEvent(kindClient, 42, Decoded))
 	}
 	for i := 0; i < 200; i++ {
-		rd.handle(r.sh, c, serverEvent(func(e *httpServerHttpServerEvent) {
-			e.Hdr.Pid = 43
-			if i%40 == 0 {
-				e.Status = 12240
-			}
-		}))
+		v := Decoded
+		if i%40 == 0 {
+			v = InvalidStatus
+		}
+		rd.handle(r.sh, c, fakeEvent(kindServer, 43, v))
 	}
 	now := time.Unix(5000, 0)
 	m.checkInvalid(now)
@@ -228,7 +225,7 @@ func TestInvalidEventsDetachOneFamilyFromOneProcess(t *testing.T) {
 	// Events still in the rings fail again: a new window condemns the
 	// family again, but it is detached once.
 	for i := 0; i < 30; i++ {
-		rd.handle(r.sh, c, serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 257 }))
+		rd.handle(r.sh, c, fakeEvent(kindServer, 42, InvalidStatus))
 	}
 	m.checkInvalid(now.Add(time.Second))
 	if len(told) != 1 || links[42].srv.Load() != 2 {
@@ -294,13 +291,13 @@ func TestInvalidEventsDetachBusinessFunction(t *testing.T) {
 // The policy reads and closes windows while the readers count into them:
 // no lock shared between readers, nothing lost or raced (run with -race).
 func TestPolicyBesideReaders(t *testing.T) {
-	agg := aggregator.New(Metrics(), aggregator.Options{Shards: 2})
+	agg := aggregator.New([]*aggregator.Metric{fakeDuration}, aggregator.Options{Shards: 2})
 	tid := agg.AddTarget(aggregator.Target{PID: 42, Service: "svc"})
 	m := &Manager{atts: map[int]*Attachment{}}
 	m.readers = &readers{agg: agg, targets: &m.targets}
-	m.readers.decoders[kindHTTPServer] = decodeHTTPServer
+	m.readers.decoders[kindServer] = fakeDecode
 	m.readers.counts = []*readerCounts{{}, {}}
-	srvFam := &loadedFamily{Family: HTTPServerFamily()}
+	srvFam := &loadedFamily{Family: fakeFamily("http_server", kindServer)}
 	var closed atomic.Int32
 	for _, pid := range []int{42, 43} {
 		m.targets.set(uint32(pid), tid, true)
@@ -310,10 +307,10 @@ func TestPolicyBesideReaders(t *testing.T) {
 	}
 	var told atomic.Int32
 	m.OnDetached(func(Detached) { told.Add(1) })
-	good := serverEvent(nil)
-	bad42 := serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 257 })
-	bad43 := serverEvent(func(e *httpServerHttpServerEvent) { e.Hdr.Pid, e.Status = 43, 257 })
-	good43 := serverEvent(func(e *httpServerHttpServerEvent) { e.Hdr.Pid = 43 })
+	good := fakeEvent(kindServer, 42, Decoded)
+	bad42 := fakeEvent(kindServer, 42, InvalidStatus)
+	bad43 := fakeEvent(kindServer, 43, InvalidStatus)
+	good43 := fakeEvent(kindServer, 43, Decoded)
 	done := make(chan struct{})
 	for i, c := range m.readers.counts {
 		go func(sh *aggregator.Shard, c *readerCounts) {
@@ -351,7 +348,7 @@ func TestPolicyBesideReaders(t *testing.T) {
 	}
 	var invalid uint64
 	for _, c := range m.readers.counts {
-		invalid += c.invalid[kindHTTPServer][InvalidStatus].Load()
+		invalid += c.invalid[kindServer][InvalidStatus].Load()
 	}
 	if want := uint64(2 * (2*3000 + 60)); invalid != want {
 		t.Errorf("%d invalid events counted, want %d", invalid, want)

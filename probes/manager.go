@@ -116,7 +116,7 @@ func New(agg *aggregator.Aggregator, families []*Family, opts *Options) (*Manage
 	m := &Manager{opts: o, rings: rs, atts: map[int]*Attachment{}}
 	m.readers = &readers{rs: rs, agg: agg, interval: o.DrainInterval, targets: &m.targets}
 	for _, f := range families {
-		if f.Kind != 0 && (f.Kind >= maxKinds || m.readers.decoders[f.Kind] != nil || f.Kind == kindUserFunc) {
+		if f.Kind != 0 && (f.Kind >= MaxKinds || m.readers.decoders[f.Kind] != nil || f.Kind == kindUserFunc) {
 			m.Close()
 			return nil, fmt.Errorf("load %s probes: event kind %d taken or out of range", f.Name, f.Kind)
 		}
@@ -548,11 +548,11 @@ func (f *loadedFamily) forget(pid int) {
 	f.dropStarts(func(tgid uint32, _ uint64) bool { return tgid == uint32(pid) })
 }
 
-// goroutineKey is struct goroutine_key of bpf/common.h, the key of every
+// GoroutineKey is struct goroutine_key of bpf/common.h, the key of every
 // family's map of calls in flight: the type bpf2go generates for each
-// family's start map key (contract_test.go converts every one of them to
-// it and compares it with each object's BTF).
-type goroutineKey struct {
+// family's start map key (each family's tests compare the two field by
+// field, and both with each object's BTF).
+type GoroutineKey struct {
 	_    structs.HostLayout
 	Tgid uint32
 	Pad  uint32
@@ -561,15 +561,15 @@ type goroutineKey struct {
 
 // dropStarts deletes the calls in flight that match. Every start map's
 // value begins with the call's start time, a u64 (checked against the
-// objects' BTF by contract_test.go).
+// objects' BTF by each family's tests, bpfcheck.CheckObjects).
 func (f *loadedFamily) dropStarts(match func(tgid uint32, startNs uint64) bool) {
 	if f.starts == nil {
 		return
 	}
 	var (
-		key  goroutineKey
+		key  GoroutineKey
 		val  []byte
-		dead []goroutineKey
+		dead []GoroutineKey
 	)
 	val = make([]byte, f.starts.ValueSize())
 	it := f.starts.Iterate()

@@ -450,7 +450,7 @@ var (
 )
 
 // Outcomes of uf_event: UF_SUCCESS and UF_FAILURE of bpf/userfunc.c
-// (compared with it by contract_test.go).
+// (compared with it by TestUserFuncContract).
 const (
 	ufSuccess = 1
 	ufFailure = 2

@@ -70,3 +70,12 @@ const maxInFlightTTL = MaxEventDuration - 10*time.Minute
 func PlausibleDuration(start, end uint64) bool {
 	return end >= start && end-start < uint64(MaxEventDuration)
 }
+
+// Reason is the reason label of blindspot_events_invalid_total an invalid
+// verdict is counted under ("" for Decoded and Malformed).
+func (v Verdict) Reason() string {
+	if v >= numVerdicts {
+		return ""
+	}
+	return invalidReasons[v]
+}

@@ -114,8 +114,8 @@ func (tn TypeNames) Name(p *Proc, pid uint32, rtype uint64) string {
 // Error is struct go_error of bpf/go_error.h: the type bpf2go generates
 // for the Err field of the HTTP client's and the database's events, which
 // the decoders view as an Error through unsafe.Pointer (Go converts no
-// struct with a blank field between packages). probes' contract_test.go
-// compares it with the objects' BTF and with each generated type, field by
+// struct with a blank field between packages). The two families' tests
+// compare it with the objects' BTF and with their generated type, field by
 // field.
 type Error struct {
 	_          structs.HostLayout
@@ -189,6 +189,13 @@ func Classify(typ, inner, inner2 string, errno uint64, msg []byte) string {
 		return "connection_refused"
 	}
 	return typ
+}
+
+// Structs are the struct fields Offsets reads, for the offset table of Go
+// releases (probes/internal/gentable).
+var Structs = []symbols.StructSpec{
+	{Type: "net.OpError", Fields: []string{"Op", "Net", "Source", "Addr", "Err"}},
+	{Type: "os.SyscallError", Fields: []string{"Syscall", "Err"}},
 }
 
 // Offsets returns where net.OpError and os.SyscallError keep their

@@ -22,3 +22,13 @@ func Family(agg *aggregator.Aggregator, opts *Options) *probes.Family {
 		Detached: s.Detach,
 	}
 }
+
+// Structs are the struct fields the sampler reads, for the offset table of
+// Go releases (probes/internal/gentable); runtime.g's gopc, stack and m as
+// well, in the table since it was first written though nothing reads them
+// now.
+var Structs = []symbols.StructSpec{
+	{Type: "runtime.g", Fields: []string{"goid", "atomicstatus", "startpc", "gopc", "stack", "m"}},
+	{Type: "runtime.mstats", Fields: []string{"numgc", "pause_ns", "enablegc"}, Internal: true},
+	{Type: "runtime.gcControllerState", Fields: []string{"gcPercent", "gcPercentHeapGoal", "mappedReady"}, Internal: true},
+}
