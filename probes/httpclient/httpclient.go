@@ -119,7 +119,7 @@ func httpClientOffsets(b *symbols.Binary) (any, error) {
 }
 
 // decode folds one http_client_event into a shard, after checking every
-// value read from the program (see decodeHTTPServer).
+// value read from the program (see httpserver's decoder).
 func (st *httpClientState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) probes.Verdict {
 	if len(raw) < int(unsafe.Sizeof(bpfHttpClientEvent{})) {
 		return probes.Malformed

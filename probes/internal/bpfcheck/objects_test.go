@@ -36,9 +36,10 @@ import (
 // since BTF does not carry macros and no line changes when it does. The
 // constants C shares with Go (event kinds, flags, operations, label types,
 // outcomes) are therefore enums, each with an unused pointer to it so that
-// its values are in BTF and compared here; TestSharedConstantsMatchC
-// requires that, and compares the few shared #defines left (the userfunc
-// limits) with the sources and with the array lengths they size.
+// its values are in BTF and compared here; CheckConstants (contract.go)
+// requires that of each family's constants, and the business functions'
+// test compares the few shared #defines left (the userfunc limits) with
+// the sources and with the array lengths they size.
 func TestCommittedObjectsMatchSources(t *testing.T) {
 	root := ModuleRoot(t)
 	gens, err := findBPF2GoLines(root)
