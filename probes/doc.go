@@ -1,9 +1,17 @@
-// Package probes is the Go side of blindspot's probe families: which Go
-// functions each family probes and where inside them, how a process is
-// attached and detached, and how the events its BPF programs write are read
-// from the per-CPU ring buffers and folded into the aggregator.
+// Package probes is the machinery every probe family uses: the family
+// contract as plain data (Family, Probe, Verdict), attaching and detaching
+// a process (Manager), the per-CPU ring buffers and their readers, the maps
+// of calls in flight, and the invalid-event policy. The families are
+// packages of their own (probes/httpserver, probes/httpclient, probes/dbsql,
+// probes/goruntime), handed to New by its caller; the business functions'
+// family (userfunc.go) is the manager's own.
 //
 // The path of one HTTP request: bpf/http_server.c writes an event into the
-// ring of the CPU it ran on (ringset.go); that ring's reader decodes it
-// (http_server.go) and observes it in the CPU's aggregator shard.
+// ring of the CPU it ran on (ringset.go); that ring's reader hands it to
+// the decoder of its kind (probes/httpserver), which observes it in the
+// CPU's aggregator shard.
 package probes
+
+// The offset table of package symbols (symbols/offsets_table.go), from the
+// struct fields every family declares; see probes/internal/gentable.
+//go:generate go run ./internal/gentable -out ../symbols/offsets_table.go

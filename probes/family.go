@@ -4,18 +4,18 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
-	"github.com/blindspot-dev/blindspot/probes/goruntime"
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
-// Event kinds written by the BPF programs: enum family of bpf/common.h
-// (compared with it by TestSharedConstantsMatchC).
+// Event kinds: enum family of bpf/common.h. Each family with events owns
+// its kind (httpserver 1, httpclient 2, dbsql 3, compared with the C side
+// by each family's tests); the manager owns the business functions' and
+// the bound.
 const (
-	kindHTTPServer = 1
-	kindHTTPClient = 2
-	kindDB         = 3
-	kindUserFunc   = 6
-	maxKinds       = 16
+	kindUserFunc = 6
+	// MaxKinds bounds the event kinds: the size of the manager's per-kind
+	// tables and of the lost-event counters (FAMILY_MAX).
+	MaxKinds = 16
 )
 
 // Probe is one uprobe of a family: a Go function and the BPF program that
@@ -44,72 +44,61 @@ type Probe struct {
 	AfterCall bool
 }
 
-// decoder checks one event read from a ring and, when every value in it
+// Decoder checks one event read from a ring and, when every value in it
 // is plausible, folds it into the reader's shard. It must not allocate once
 // the event's labels have been seen.
-type decoder func(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) verdict
+type Decoder func(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) Verdict
 
-// family is one group of probes whose BPF programs share a collection.
-type family struct {
-	// name labels the family's self-metrics ("http_server").
-	name string
-	kind uint16
-	// anchor is the function whose presence says the family applies.
-	anchor string
-	probes []Probe
-	// spec loads the family's BPF collection.
-	spec func() (*ebpf.CollectionSpec, error)
-	// configMap (keyed by PID) receives what configure returns.
-	configMap string
-	// startMap holds calls in flight, keyed by struct goroutine_key.
-	startMap string
-	// configure reads what the BPF programs need to know about a binary.
-	configure func(b *symbols.Binary) (any, error)
-	// leaveOut, when set, names optional probes that must not be placed in
+// Family is one probe family as plain data: the Go functions it probes,
+// the BPF collection whose programs run there, what those programs need to
+// know about a binary, and how their events are decoded. The manager's
+// caller hands it the families to run (New); a family is its own package
+// (probes/httpserver, ...), and the manager knows nothing of any of them.
+type Family struct {
+	// Name labels the family's self-metrics and status ("http_server").
+	Name string
+	// Kind is the event kind the family's BPF programs write in every
+	// event's header (enum family of bpf/common.h); 0 for a family
+	// without events.
+	Kind uint16
+	// Anchor is the function whose presence says the family applies.
+	Anchor string
+	// Probes are where the family's programs attach.
+	Probes []Probe
+	// Spec loads the family's BPF collection; nil for a family without
+	// BPF programs (a sampler driven by Attached and Detached).
+	Spec func() (*ebpf.CollectionSpec, error)
+	// ConfigMap (keyed by PID) receives what Configure returns.
+	ConfigMap string
+	// StartMap holds calls in flight, keyed by struct goroutine_key, each
+	// value starting with the call's start time (a u64).
+	StartMap string
+	// Configure reads what the BPF programs need to know about a binary.
+	Configure func(b *symbols.Binary) (any, error)
+	// LeaveOut, when set, names optional probes that must not be placed in
 	// a binary (function → reason), e.g. because the offsets their programs
 	// read are not proven there.
-	leaveOut func(b *symbols.Binary) map[string]string
-	// decode checks one event and folds it into a shard (see verdict).
-	decode decoder
-	// invalid lists the reason labels of blindspot_events_invalid_total
+	LeaveOut func(b *symbols.Binary) map[string]string
+	// Decode checks one event and folds it into a shard (see Verdict).
+	Decode Decoder
+	// Invalid lists the reason labels of blindspot_events_invalid_total
 	// the decoder can report (each is exported from the start, at 0).
-	invalid []string
-	// attached and detached, when set, follow the processes the family is
+	Invalid []string
+	// Attached and Detached, when set, follow the processes the family is
 	// attached to (for samplers that read program state on a timer).
-	attached func(pid int, bin *symbols.Binary, t aggregator.TargetID)
-	detached func(pid int)
+	Attached func(pid int, bin *symbols.Binary, t aggregator.TargetID)
+	Detached func(pid int)
 }
 
-// Metrics returns every metric the probe families produce, for the
-// aggregator.
-func Metrics() []*aggregator.Metric {
-	return append([]*aggregator.Metric{
-		httpServerDuration,
-		httpClientDuration, dbOperationDuration, dbConnCount, dbConnMax, dbConnPending, dbConnWait,
-	}, goruntime.Metrics()...)
-}
-
-// FamilyProbes returns the probes of a family by its name (http_server,
-// http_client, db), for tools that must place probes exactly where the
-// agent does, such as the benchmark's empty-probe floor.
-func FamilyProbes(name string) []Probe {
-	switch name {
-	case "http_server":
-		return append([]Probe(nil), httpServerProbes...)
-	case "http_client":
-		return append([]Probe(nil), httpClientProbes...)
-	case "db":
-		return append([]Probe(nil), dbProbes...)
+// PerShard builds one value per ring shard of agg, looked up by shard
+// without a lock (the map is never written after construction).
+func PerShard[T any](agg *aggregator.Aggregator, mk func() T) map[*aggregator.Shard]T {
+	out := map[*aggregator.Shard]T{}
+	if agg == nil {
+		return out
 	}
-	return nil
-}
-
-// families lists every probe family. Add a family here and its metrics in
-// Metrics.
-func families(opts Options, agg *aggregator.Aggregator) []*family {
-	return []*family{
-		httpServerFamily(),
-		httpClientFamily(agg), dbFamily(opts, agg),
-		runtimeFamily(opts, agg),
+	for i := 0; i < agg.Shards(); i++ {
+		out[agg.Shard(i)] = mk()
 	}
+	return out
 }

@@ -74,7 +74,7 @@ type watchMap = map[watchKey]*watchCount
 
 // noteInvalid counts an invalid event (evidence) in its window, opening
 // the window with the first: only that allocates.
-func (c *readerCounts) noteInvalid(k watchKey, v verdict) {
+func (c *readerCounts) noteInvalid(k watchKey, v Verdict) {
 	if m := c.watch.Load(); m != nil {
 		if w := (*m)[k]; w != nil {
 			w.invalid[v].Add(1)
@@ -345,7 +345,7 @@ func (m *Manager) detachInvalid(k watchKey, reason string) (Detached, bool) {
 	var af attachedFamily
 	found := false
 	for i, x := range a.fams {
-		if x.f.kind == k.kind && x.f.decode != nil {
+		if x.f.Kind == k.kind && x.f.Decode != nil {
 			af, found = x, true
 			a.fams = append(a.fams[:i:i], a.fams[i+1:]...)
 			break
@@ -353,9 +353,9 @@ func (m *Manager) detachInvalid(k watchKey, reason string) (Detached, bool) {
 	}
 	var st ProbeStatus
 	if found {
-		st = ProbeStatus{Family: af.f.name, Error: reason}
+		st = ProbeStatus{Family: af.f.Name, Error: reason}
 		for i := range a.status {
-			if a.status[i].Family == af.f.name {
+			if a.status[i].Family == af.f.Name {
 				a.status[i] = st
 			}
 		}
@@ -395,13 +395,13 @@ func (u *userProbes) detachInvalid(pid int, id uint32, reason string) (ProbeStat
 
 // invalid sums a family's invalid events by reason label, every reason
 // the family can report present.
-func (r *readers) invalid(f *family) map[string]uint64 {
-	out := make(map[string]uint64, len(f.invalid))
-	for _, reason := range f.invalid {
+func (r *readers) invalid(f *Family) map[string]uint64 {
+	out := make(map[string]uint64, len(f.Invalid))
+	for _, reason := range f.Invalid {
 		out[reason] = 0
 	}
-	for v := invalidStatus; v < numVerdicts; v++ {
-		n := r.sum(func(c *readerCounts) uint64 { return c.invalid[f.kind][v].Load() })
+	for v := InvalidStatus; v < numVerdicts; v++ {
+		n := r.sum(func(c *readerCounts) uint64 { return c.invalid[f.Kind][v].Load() })
 		if n != 0 {
 			out[invalidReasons[v]] += n
 		}

@@ -17,40 +17,40 @@ func TestReaderCountsInvalidEvents(t *testing.T) {
 	r := newDecoderRig(t)
 	rd, c := newTestReaders(r, 42)
 	for i := 0; i < 3; i++ {
-		rd.handle(r.sh, c, serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 257 }))
+		rd.handle(r.sh, c, fakeEvent(kindServer, 42, InvalidStatus))
 	}
-	rd.handle(r.sh, c, serverEvent(func(e *httpServerHttpServerEvent) { e.PathLen = uint16(setChars(e.Path[:], "/\xff")) }))
-	rd.handle(r.sh, c, serverEvent(nil))
-	rd.handle(r.sh, c, clientEvent(func(e *httpClientHttpClientEvent) { e.Status = 999 }))
+	rd.handle(r.sh, c, fakeEvent(kindServer, 42, InvalidPath))
+	rd.handle(r.sh, c, fakeEvent(kindServer, 42, Decoded))
+	rd.handle(r.sh, c, fakeEvent(kindClient, 42, InvalidPeerStatus))
 	rd.handle(r.sh, c, userEvent(ufCountID, "\xff", nil))
-	rd.handle(r.sh, c, serverEvent(func(e *httpServerHttpServerEvent) { e.Hdr.Pid = 99 })) // not attached
+	rd.handle(r.sh, c, fakeEvent(kindServer, 99, Decoded)) // not attached
 
-	if n := c.invalid[kindHTTPServer][invalidStatus].Load(); n != 3 {
+	if n := c.invalid[kindServer][InvalidStatus].Load(); n != 3 {
 		t.Errorf("http_server status: %d, want 3", n)
 	}
-	if n := c.invalid[kindHTTPServer][invalidPath].Load(); n != 1 {
+	if n := c.invalid[kindServer][InvalidPath].Load(); n != 1 {
 		t.Errorf("http_server path: %d, want 1", n)
 	}
-	if n := c.invalid[kindHTTPClient][invalidPeerStatus].Load(); n != 1 {
+	if n := c.invalid[kindClient][InvalidPeerStatus].Load(); n != 1 {
 		t.Errorf("http_client status: %d, want 1", n)
 	}
 	if n := c.unknown.Load(); n != 1 {
 		t.Errorf("unattributed: %d, want 1", n)
 	}
-	got := rd.invalid(&family{kind: kindHTTPServer, invalid: []string{"status", "method", "utf8", "path", "duration"}})
+	got := rd.invalid(&Family{Kind: kindServer, Invalid: []string{"status", "method", "utf8", "path", "duration"}})
 	if want := map[string]uint64{"status": 3, "method": 0, "utf8": 0, "path": 1, "duration": 0}; !equalCounts(got, want) {
 		t.Errorf("http_server invalid by reason %v, want %v", got, want)
 	}
 	w := rd.windows()
-	srv := w[watchKey{pid: 42, kind: kindHTTPServer}]
+	srv := w[watchKey{pid: 42, kind: kindServer}]
 	// The refused path was plausibly read otherwise: it weighs as valid.
 	if srv.bad() != 3 || srv.valid != 2 {
 		t.Errorf("http_server window: %d invalid, %d valid; want 3, 2", srv.bad(), srv.valid)
 	}
-	if _, ok := w[watchKey{pid: 42, kind: kindHTTPClient}]; ok {
+	if _, ok := w[watchKey{pid: 42, kind: kindClient}]; ok {
 		t.Error("a client status a server may send opened a window")
 	}
-	if uf := w[watchKey{pid: 42, kind: kindUserFunc, sub: ufCountID}]; uf.invalid[invalidUTF8] != 1 {
+	if uf := w[watchKey{pid: 42, kind: kindUserFunc, sub: ufCountID}]; uf.invalid[InvalidUTF8] != 1 {
 		t.Errorf("business window: %+v, want one utf8", uf)
 	}
 	if len(w) != 2 {
@@ -74,8 +74,8 @@ func equalCounts(a, b map[string]uint64) bool {
 // half of the window's events detach; a trickle is counted, never detached;
 // a window closes after policyMaxEvents events or policyMaxAge.
 func TestInvalidPolicy(t *testing.T) {
-	k := watchKey{pid: 42, kind: kindHTTPServer}
-	win := func(valid uint64, by map[verdict]uint64) windowCounts {
+	k := watchKey{pid: 42, kind: kindServer}
+	win := func(valid uint64, by map[Verdict]uint64) windowCounts {
 		w := windowCounts{valid: valid}
 		for v, n := range by {
 			w.invalid[v] = n
@@ -90,17 +90,17 @@ func TestInvalidPolicy(t *testing.T) {
 		detach string        // "" for none
 		closed bool
 	}{
-		{"37 of 40", win(3, map[verdict]uint64{invalidStatus: 37}), 0,
+		{"37 of 40", win(3, map[Verdict]uint64{InvalidStatus: 37}), 0,
 			"detached: 37 of 40 events invalid (status) — offsets for this binary are likely wrong", true},
-		{"reasons by count", win(0, map[verdict]uint64{invalidMethod: 5, invalidStatus: 20}), 0,
+		{"reasons by count", win(0, map[Verdict]uint64{InvalidMethod: 5, InvalidStatus: 20}), 0,
 			"detached: 25 of 25 events invalid (status, method) — offsets for this binary are likely wrong", true},
-		{"19 of 19: too few yet", win(0, map[verdict]uint64{invalidStatus: 19}), 0, "", false},
-		{"exactly half", win(30, map[verdict]uint64{invalidUTF8: 30}), 0, "", false},
-		{"just over half", win(29, map[verdict]uint64{invalidUTF8: 30}), 0,
+		{"19 of 19: too few yet", win(0, map[Verdict]uint64{InvalidStatus: 19}), 0, "", false},
+		{"exactly half", win(30, map[Verdict]uint64{InvalidUTF8: 30}), 0, "", false},
+		{"just over half", win(29, map[Verdict]uint64{InvalidUTF8: 30}), 0,
 			"detached: 30 of 59 events invalid (utf8) — offsets for this binary are likely wrong", true},
-		{"a trickle", win(990, map[verdict]uint64{invalidDuration: 10}), 0, "", true}, // 1000 events: closed
-		{"a slow trickle", win(100, map[verdict]uint64{invalidStatus: 3}), policyMaxAge, "", true},
-		{"open", win(100, map[verdict]uint64{invalidStatus: 3}), policyMaxAge - time.Second, "", false},
+		{"a trickle", win(990, map[Verdict]uint64{InvalidDuration: 10}), 0, "", true}, // 1000 events: closed
+		{"a slow trickle", win(100, map[Verdict]uint64{InvalidStatus: 3}), policyMaxAge, "", true},
+		{"open", win(100, map[Verdict]uint64{InvalidStatus: 3}), policyMaxAge - time.Second, "", false},
 	} {
 		var p invalidPolicy
 		p.evaluate(t0, map[watchKey]windowCounts{k: {}}) // opens the window at t0
@@ -118,11 +118,11 @@ func TestInvalidPolicy(t *testing.T) {
 	// Windows are per (process, family): one family's verdict leaves the
 	// others alone; a window closed elsewhere is forgotten.
 	var p invalidPolicy
-	other := watchKey{pid: 43, kind: kindHTTPServer}
-	client := watchKey{pid: 42, kind: kindHTTPClient}
+	other := watchKey{pid: 43, kind: kindServer}
+	client := watchKey{pid: 42, kind: kindClient}
 	detach, _ := p.evaluate(t0, map[watchKey]windowCounts{
-		k:      win(0, map[verdict]uint64{invalidStatus: 40}),
-		other:  win(400, map[verdict]uint64{invalidStatus: 40}),
+		k:      win(0, map[Verdict]uint64{InvalidStatus: 40}),
+		other:  win(400, map[Verdict]uint64{InvalidStatus: 40}),
 		client: win(10, nil),
 	})
 	if len(detach) != 1 || detach[k] == "" {
@@ -156,8 +156,8 @@ func TestInvalidEventsDetachOneFamilyFromOneProcess(t *testing.T) {
 	rd, c := newTestReaders(r)
 	rd.targets = &m.targets
 	m.readers = rd
-	srvFam := &loadedFamily{family: httpServerFamily()}
-	clFam := &loadedFamily{family: &family{name: "http_client", kind: kindHTTPClient, decode: r.client.decode}}
+	srvFam := &loadedFamily{Family: fakeFamily("http_server", kindServer)}
+	clFam := &loadedFamily{Family: fakeFamily("http_client", kindClient)}
 
 	type procLinks struct{ srv, cl atomic.Int32 }
 	links := map[int]*procLinks{}
@@ -183,22 +183,19 @@ func TestInvalidEventsDetachOneFamilyFromOneProcess(t *testing.T) {
 	// pid 42: 37 of its 40 server events misread; its client is fine.
 	// pid 43: the same family, 5 invalid among 200.
 	for i := 0; i < 40; i++ {
-		pid := uint32(42)
-		rd.handle(r.sh, c, serverEvent(func(e *httpServerHttpServerEvent) {
-			e.Hdr.Pid = pid
-			if i < 37 {
-				e.Status = 257
-			}
-		}))
-		rd.handle(r.sh, c, clientEvent(nil))
+		v := Decoded
+		if i < 37 {
+			v = InvalidStatus
+		}
+		rd.handle(r.sh, c, fakeEvent(kindServer, 42, v))
+		rd.handle(r.sh, c, fakeEvent(kindClient, 42, Decoded))
 	}
 	for i := 0; i < 200; i++ {
-		rd.handle(r.sh, c, serverEvent(func(e *httpServerHttpServerEvent) {
-			e.Hdr.Pid = 43
-			if i%40 == 0 {
-				e.Status = 12240
-			}
-		}))
+		v := Decoded
+		if i%40 == 0 {
+			v = InvalidStatus
+		}
+		rd.handle(r.sh, c, fakeEvent(kindServer, 43, v))
 	}
 	now := time.Unix(5000, 0)
 	m.checkInvalid(now)
@@ -228,7 +225,7 @@ func TestInvalidEventsDetachOneFamilyFromOneProcess(t *testing.T) {
 	// Events still in the rings fail again: a new window condemns the
 	// family again, but it is detached once.
 	for i := 0; i < 30; i++ {
-		rd.handle(r.sh, c, serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 257 }))
+		rd.handle(r.sh, c, fakeEvent(kindServer, 42, InvalidStatus))
 	}
 	m.checkInvalid(now.Add(time.Second))
 	if len(told) != 1 || links[42].srv.Load() != 2 {
@@ -294,13 +291,13 @@ func TestInvalidEventsDetachBusinessFunction(t *testing.T) {
 // The policy reads and closes windows while the readers count into them:
 // no lock shared between readers, nothing lost or raced (run with -race).
 func TestPolicyBesideReaders(t *testing.T) {
-	agg := aggregator.New(Metrics(), aggregator.Options{Shards: 2})
+	agg := aggregator.New([]*aggregator.Metric{fakeDuration}, aggregator.Options{Shards: 2})
 	tid := agg.AddTarget(aggregator.Target{PID: 42, Service: "svc"})
 	m := &Manager{atts: map[int]*Attachment{}}
 	m.readers = &readers{agg: agg, targets: &m.targets}
-	m.readers.decoders[kindHTTPServer] = decodeHTTPServer
+	m.readers.decoders[kindServer] = fakeDecode
 	m.readers.counts = []*readerCounts{{}, {}}
-	srvFam := &loadedFamily{family: httpServerFamily()}
+	srvFam := &loadedFamily{Family: fakeFamily("http_server", kindServer)}
 	var closed atomic.Int32
 	for _, pid := range []int{42, 43} {
 		m.targets.set(uint32(pid), tid, true)
@@ -310,10 +307,10 @@ func TestPolicyBesideReaders(t *testing.T) {
 	}
 	var told atomic.Int32
 	m.OnDetached(func(Detached) { told.Add(1) })
-	good := serverEvent(nil)
-	bad42 := serverEvent(func(e *httpServerHttpServerEvent) { e.Status = 257 })
-	bad43 := serverEvent(func(e *httpServerHttpServerEvent) { e.Hdr.Pid, e.Status = 43, 257 })
-	good43 := serverEvent(func(e *httpServerHttpServerEvent) { e.Hdr.Pid = 43 })
+	good := fakeEvent(kindServer, 42, Decoded)
+	bad42 := fakeEvent(kindServer, 42, InvalidStatus)
+	bad43 := fakeEvent(kindServer, 43, InvalidStatus)
+	good43 := fakeEvent(kindServer, 43, Decoded)
 	done := make(chan struct{})
 	for i, c := range m.readers.counts {
 		go func(sh *aggregator.Shard, c *readerCounts) {
@@ -351,7 +348,7 @@ func TestPolicyBesideReaders(t *testing.T) {
 	}
 	var invalid uint64
 	for _, c := range m.readers.counts {
-		invalid += c.invalid[kindHTTPServer][invalidStatus].Load()
+		invalid += c.invalid[kindServer][InvalidStatus].Load()
 	}
 	if want := uint64(2 * (2*3000 + 60)); invalid != want {
 		t.Errorf("%d invalid events counted, want %d", invalid, want)

@@ -38,16 +38,6 @@ type Options struct {
 	// is swept as stale (default 1 hour, at most 23 h 50 min: a duration of
 	// a day or more is refused as implausible).
 	InFlightTTL time.Duration
-	// DBPoolNames renames database/sql pools: a pool's default name
-	// ("postgresql-1": the driver's system and the pool's first-seen order
-	// in its process) → the name to export.
-	DBPoolNames map[string]string
-	// RuntimeInterval is how often the runtime of every observed program
-	// is sampled (goroutines, GC, process resources; default 1 s).
-	RuntimeInterval time.Duration
-	// RuntimeTopFunctions is how many goroutine start functions get their
-	// own series per program, the rest folded into "other" (default 20).
-	RuntimeTopFunctions int
 }
 
 // Manager loads the probe families once and attaches them to processes.
@@ -69,7 +59,7 @@ type Manager struct {
 }
 
 type loadedFamily struct {
-	*family
+	*Family
 	multi  bool // programs loaded for uprobe_multi links
 	coll   *ebpf.Collection
 	config *ebpf.Map
@@ -89,9 +79,12 @@ type configResult struct {
 // siteOffsets are the file offsets at which one probe attaches.
 type siteOffsets []uint64
 
-// New loads every probe family into the kernel and starts the ring readers,
-// which fold events into agg (one shard per ring).
-func New(agg *aggregator.Aggregator, opts *Options) (*Manager, error) {
+// New loads the given probe families into the kernel and starts the ring
+// readers, which fold events into agg (one shard per ring). The families
+// are the caller's (cmd/agent runs httpserver, httpclient, dbsql and
+// goruntime); the business functions' family is always loaded. Two
+// families must not share a Kind.
+func New(agg *aggregator.Aggregator, families []*Family, opts *Options) (*Manager, error) {
 	o := Options{}
 	if opts != nil {
 		o = *opts
@@ -122,15 +115,19 @@ func New(agg *aggregator.Aggregator, opts *Options) (*Manager, error) {
 	}
 	m := &Manager{opts: o, rings: rs, atts: map[int]*Attachment{}}
 	m.readers = &readers{rs: rs, agg: agg, interval: o.DrainInterval, targets: &m.targets}
-	for _, f := range families(o, agg) {
+	for _, f := range families {
+		if f.Kind != 0 && (f.Kind >= MaxKinds || m.readers.decoders[f.Kind] != nil || f.Kind == kindUserFunc) {
+			m.Close()
+			return nil, fmt.Errorf("load %s probes: event kind %d taken or out of range", f.Name, f.Kind)
+		}
 		lf, err := m.load(f)
 		if err != nil {
 			m.Close()
-			return nil, fmt.Errorf("load %s probes: %w", f.name, err)
+			return nil, fmt.Errorf("load %s probes: %w", f.Name, err)
 		}
 		m.families = append(m.families, lf)
-		if f.decode != nil {
-			m.readers.decoders[f.kind] = f.decode
+		if f.Decode != nil {
+			m.readers.decoders[f.Kind] = f.Decode
 		}
 	}
 	if err := m.loadUserFuncs(); err != nil {
@@ -149,19 +146,19 @@ func New(agg *aggregator.Aggregator, opts *Options) (*Manager, error) {
 	return m, nil
 }
 
-func (m *Manager) load(f *family) (*loadedFamily, error) {
-	if f.spec == nil {
+func (m *Manager) load(f *Family) (*loadedFamily, error) {
+	if f.Spec == nil {
 		// A family without BPF programs: a sampler driven by its hooks.
-		return &loadedFamily{family: f, configs: map[*symbols.Binary]configResult{}}, nil
+		return &loadedFamily{Family: f, configs: map[*symbols.Binary]configResult{}}, nil
 	}
-	spec, err := f.spec()
+	spec, err := f.Spec()
 	if err != nil {
 		return nil, err
 	}
-	if ms := spec.Maps[f.startMap]; ms != nil {
+	if ms := spec.Maps[f.StartMap]; ms != nil {
 		ms.MaxEntries = uint32(m.opts.MaxInFlight)
 	}
-	if ms := spec.Maps[f.configMap]; ms != nil {
+	if ms := spec.Maps[f.ConfigMap]; ms != nil {
 		ms.MaxEntries = uint32(m.opts.MaxTargets)
 	}
 	if ms := spec.Maps["rings"]; ms != nil {
@@ -193,11 +190,11 @@ func (m *Manager) load(f *family) (*loadedFamily, error) {
 		return nil, err
 	}
 	return &loadedFamily{
-		family:  f,
+		Family:  f,
 		multi:   multi,
 		coll:    coll,
-		config:  coll.Maps[f.configMap],
-		starts:  coll.Maps[f.startMap],
+		config:  coll.Maps[f.ConfigMap],
+		starts:  coll.Maps[f.StartMap],
 		configs: map[*symbols.Binary]configResult{},
 	}, nil
 }
@@ -260,8 +257,8 @@ func (m *Manager) Attach(pid int, exe string, bin *symbols.Binary, t aggregator.
 	a := &Attachment{PID: pid}
 	m.targets.set(uint32(pid), t, true)
 	for _, f := range m.families {
-		st := ProbeStatus{Family: f.name}
-		if _, err := bin.LookupFunc(f.anchor); err != nil {
+		st := ProbeStatus{Family: f.Name}
+		if _, err := bin.LookupFunc(f.Anchor); err != nil {
 			continue // the program does not use this library
 		}
 		cfg := f.configFor(bin)
@@ -293,8 +290,8 @@ func (m *Manager) Attach(pid int, exe string, bin *symbols.Binary, t aggregator.
 		st.Left = cfg.left
 		a.fams = append(a.fams, attachedFamily{f: f, links: links})
 		a.Probes = append(a.Probes, st)
-		if f.attached != nil {
-			f.attached(pid, bin, t)
+		if f.Attached != nil {
+			f.Attached(pid, bin, t)
 		}
 	}
 	if len(a.Probes) == 0 {
@@ -325,15 +322,15 @@ func (f *loadedFamily) configFor(bin *symbols.Binary) configResult {
 		return r
 	}
 	r := configResult{offsets: map[string]siteOffsets{}}
-	if f.configure != nil {
-		r.value, r.err = f.configure(bin)
+	if f.Configure != nil {
+		r.value, r.err = f.Configure(bin)
 	}
 	var leave map[string]string
-	if r.err == nil && f.leaveOut != nil {
-		leave = f.leaveOut(bin)
+	if r.err == nil && f.LeaveOut != nil {
+		leave = f.LeaveOut(bin)
 	}
 	if r.err == nil {
-		for _, p := range f.probes {
+		for _, p := range f.Probes {
 			if why, ok := leave[p.Function]; ok && p.Optional {
 				r.left = append(r.left, p.Function+": "+why)
 				continue
@@ -428,7 +425,7 @@ func ProbeAddrs(bin *symbols.Binary, p Probe) ([]uint64, error) {
 func (f *loadedFamily) attach(ex *link.Executable, pid int, bin *symbols.Binary, cfg configResult) ([]link.Link, []string, error) {
 	var links []link.Link
 	var sites []string
-	for _, p := range f.probes {
+	for _, p := range f.Probes {
 		offs, ok := cfg.offsets[p.Program+"\x00"+p.Function]
 		if !ok {
 			continue
@@ -542,8 +539,8 @@ func (m *Manager) release(pid int, af attachedFamily) {
 
 // forget drops what the family keeps about a process it no longer probes.
 func (f *loadedFamily) forget(pid int) {
-	if f.detached != nil {
-		f.detached(pid)
+	if f.Detached != nil {
+		f.Detached(pid)
 	}
 	if f.config != nil {
 		f.config.Delete(uint32(pid))
@@ -551,11 +548,11 @@ func (f *loadedFamily) forget(pid int) {
 	f.dropStarts(func(tgid uint32, _ uint64) bool { return tgid == uint32(pid) })
 }
 
-// goroutineKey is struct goroutine_key of bpf/common.h, the key of every
+// GoroutineKey is struct goroutine_key of bpf/common.h, the key of every
 // family's map of calls in flight: the type bpf2go generates for each
-// family's start map key (contract_test.go converts every one of them to
-// it and compares it with each object's BTF).
-type goroutineKey struct {
+// family's start map key (each family's tests compare the two field by
+// field, and both with each object's BTF).
+type GoroutineKey struct {
 	_    structs.HostLayout
 	Tgid uint32
 	Pad  uint32
@@ -564,15 +561,15 @@ type goroutineKey struct {
 
 // dropStarts deletes the calls in flight that match. Every start map's
 // value begins with the call's start time, a u64 (checked against the
-// objects' BTF by contract_test.go).
+// objects' BTF by each family's tests, bpfcheck.CheckObjects).
 func (f *loadedFamily) dropStarts(match func(tgid uint32, startNs uint64) bool) {
 	if f.starts == nil {
 		return
 	}
 	var (
-		key  goroutineKey
+		key  GoroutineKey
 		val  []byte
-		dead []goroutineKey
+		dead []GoroutineKey
 	)
 	val = make([]byte, f.starts.ValueSize())
 	it := f.starts.Iterate()
@@ -627,10 +624,10 @@ func (m *Manager) Stats() Stats {
 		if f.coll == nil {
 			continue // a sampler: no events
 		}
-		kind := f.kind
-		s.Events[f.name] = m.readers.sum(func(c *readerCounts) uint64 { return c.events[kind].Load() })
-		s.Lost[f.name] = m.rings.lostEvents(f.kind)
-		s.Invalid[f.name] = m.readers.invalid(f.family)
+		kind := f.Kind
+		s.Events[f.Name] = m.readers.sum(func(c *readerCounts) uint64 { return c.events[kind].Load() })
+		s.Lost[f.Name] = m.rings.lostEvents(f.Kind)
+		s.Invalid[f.Name] = m.readers.invalid(f.Family)
 	}
 	s.Unattributed = m.readers.sum(func(c *readerCounts) uint64 { return c.unknown.Load() })
 	s.Malformed = m.readers.sum(func(c *readerCounts) uint64 { return c.malformed.Load() })

@@ -2,20 +2,12 @@ package probes
 
 import (
 	"bufio"
-	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
-	"time"
-
-	"github.com/blindspot-dev/blindspot/aggregator"
-	"github.com/blindspot-dev/blindspot/symbols"
 )
 
 // requireBPF skips without root, except in CI where it must work.
@@ -53,158 +45,4 @@ func startServer(t *testing.T) (int, string, string) {
 		t.Fatalf("read server address: %v", err)
 	}
 	return cmd.Process.Pid, exe, "http://" + strings.TrimSpace(line)
-}
-
-func get(t *testing.T, c *http.Client, url string) {
-	t.Helper()
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-}
-
-func countAll(agg *aggregator.Aggregator) (n uint64, byStatus map[string]uint64) {
-	byStatus = map[string]uint64{}
-	for _, p := range agg.Snapshot() {
-		if p.Metric != httpServerDuration {
-			continue
-		}
-		n += p.Count
-		byStatus[p.Labels[1]+" "+p.Labels[2]] += p.Count
-	}
-	return
-}
-
-func waitCount(agg *aggregator.Aggregator, want uint64) uint64 {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		n, _ := countAll(agg)
-		if n >= want || time.Now().After(deadline) {
-			return n
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// Attaching to a real server counts its requests exactly, and detaching
-// leaves nothing behind in the BPF maps: with uprobe_multi links and with
-// one uprobe per site (older kernels).
-func TestAttachCountsAndDetachCleans(t *testing.T) {
-	for _, single := range []bool{false, true} {
-		t.Run(fmt.Sprintf("single=%v", single), func(t *testing.T) { testAttachDetach(t, single) })
-	}
-}
-
-func testAttachDetach(t *testing.T, single bool) {
-	requireBPF(t)
-	pid, exe, base := startServer(t)
-	agg := aggregator.New(Metrics(), aggregator.Options{Shards: 2})
-	m, err := New(agg, &Options{SingleUprobes: single})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	bin, err := symbols.Open(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bin.Close()
-	tid := agg.AddTarget(aggregator.Target{PID: pid, Service: "server"})
-	att, err := m.Attach(pid, fmt.Sprintf("/proc/%d/exe", pid), bin, tid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// net/http links its HTTP/2 server too: five functions in all.
-	var hs *ProbeStatus
-	for i := range att.Probes {
-		if att.Probes[i].Family == "http_server" {
-			hs = &att.Probes[i]
-		}
-	}
-	// One of the two copies of the HTTP/2 server is linked.
-	if hs == nil || hs.Error != "" || len(hs.Sites) != len(httpServerProbes)-2 {
-		t.Fatalf("probes = %+v, want http_server at %d sites", att.Probes, len(httpServerProbes)-2)
-	}
-	c := &http.Client{}
-	for i := 0; i < 20; i++ {
-		get(t, c, fmt.Sprintf("%s/ok/%d", base, i))
-	}
-	for i := 0; i < 5; i++ {
-		get(t, c, base+"/created")
-	}
-	if n := waitCount(agg, 25); n != 25 {
-		t.Fatalf("counted %d requests, want 25", n)
-	}
-	_, by := countAll(agg)
-	if by["200 /ok/{id}"] != 20 || by["201 /created"] != 5 {
-		t.Fatalf("by status and route: %v", by)
-	}
-	t0 := time.Now()
-	m.Detach(att)
-	t.Logf("detached in %v", time.Since(t0))
-	f := m.families[0] // http_server
-	var k uint32
-	var v httpServerHttpServerOffsets
-	if f.config.Lookup(uint32(pid), &v) == nil {
-		t.Error("offsets of a detached process left in the config map")
-	}
-	it := f.config.Iterate()
-	for it.Next(&k, &v) {
-		t.Errorf("config map still holds pid %d", k)
-	}
-	// Requests after detaching are not seen.
-	get(t, c, base+"/created")
-	time.Sleep(200 * time.Millisecond)
-	if n, _ := countAll(agg); n != 25 {
-		t.Fatalf("counted %d after detach, want 25", n)
-	}
-}
-
-// Every event is either read or counted as lost, even when a tiny ring
-// overflows.
-func TestRingOverflowIsAccounted(t *testing.T) {
-	requireBPF(t)
-	pid, exe, base := startServer(t)
-	agg := aggregator.New(Metrics(), aggregator.Options{Shards: 2})
-	m, err := New(agg, &Options{RingBytes: 4096, DrainInterval: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	bin, err := symbols.Open(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bin.Close()
-	tid := agg.AddTarget(aggregator.Target{PID: pid, Service: "server"})
-	att, err := m.Attach(pid, fmt.Sprintf("/proc/%d/exe", pid), bin, tid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Detach(att)
-	const workers, each = 16, 25
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := &http.Client{}
-			for i := 0; i < each; i++ {
-				get(t, c, base+"/ok/1")
-			}
-		}()
-	}
-	wg.Wait()
-	time.Sleep(time.Second) // two drain intervals
-	st := m.Stats()
-	read, lost := st.Events["http_server"], st.Lost["http_server"]
-	t.Logf("read %d, lost %d", read, lost)
-	if read+lost != workers*each {
-		t.Fatalf("read %d + lost %d = %d, want %d", read, lost, read+lost, workers*each)
-	}
-	if n, _ := countAll(agg); n != read {
-		t.Fatalf("aggregated %d, read %d", n, read)
-	}
 }

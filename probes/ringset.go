@@ -53,7 +53,7 @@ func newRingSet(cpus, ringBytes int) (*ringSet, error) {
 		}
 	}
 	rs.lost, err = ebpf.NewMap(&ebpf.MapSpec{
-		Name: "lost", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: maxKinds,
+		Name: "lost", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: MaxKinds,
 	})
 	if err != nil {
 		rs.close()
@@ -96,7 +96,7 @@ type readers struct {
 	agg      *aggregator.Aggregator
 	interval time.Duration
 	targets  *targetTable
-	decoders [maxKinds]decoder
+	decoders [MaxKinds]Decoder
 
 	counts []*readerCounts // one per reader: no cache line shared between CPUs
 	wg     sync.WaitGroup
@@ -106,8 +106,8 @@ type readers struct {
 // readerCounts are one reader's own counters, padded to a cache line of
 // their own.
 type readerCounts struct {
-	events    [maxKinds]atomic.Uint64
-	invalid   [maxKinds][numVerdicts]atomic.Uint64 // by kind and verdict
+	events    [MaxKinds]atomic.Uint64
+	invalid   [MaxKinds][numVerdicts]atomic.Uint64 // by kind and verdict
 	malformed atomic.Uint64
 	unknown   atomic.Uint64
 	// watch counts the events of each (process, family) whose window of
@@ -163,12 +163,12 @@ func (r *readers) run(ctx context.Context, rd *ringbuf.Reader, sh *aggregator.Sh
 	}
 }
 
-// eventHeader is struct event_header of bpf/common.h, the first field of
+// EventHeader is struct event_header of bpf/common.h, the first field of
 // every event: the type bpf2go generates for the Hdr field of each family's
-// event (contract_test.go converts every one of them to it, which compiles
-// only while they are the same type, and compares it with each object's
-// BTF).
-type eventHeader struct {
+// event. Each family's tests compare it with that type field by field
+// (bpfcheck.SameLayout: Go converts no struct with a blank field between
+// packages) and with each object's BTF.
+type EventHeader struct {
 	_       structs.HostLayout
 	Kind    uint16
 	Flags   uint16
@@ -178,13 +178,13 @@ type eventHeader struct {
 }
 
 func (r *readers) handle(sh *aggregator.Shard, c *readerCounts, raw []byte) {
-	if len(raw) < int(unsafe.Sizeof(eventHeader{})) {
+	if len(raw) < int(unsafe.Sizeof(EventHeader{})) {
 		c.malformed.Add(1)
 		return
 	}
-	h := (*eventHeader)(unsafe.Pointer(&raw[0]))
+	h := (*EventHeader)(unsafe.Pointer(&raw[0]))
 	kind, pid := h.Kind, h.Pid
-	if int(kind) >= maxKinds || r.decoders[kind] == nil {
+	if int(kind) >= MaxKinds || r.decoders[kind] == nil {
 		c.malformed.Add(1)
 		return
 	}
@@ -196,7 +196,7 @@ func (r *readers) handle(sh *aggregator.Shard, c *readerCounts, raw []byte) {
 	}
 	v := r.decoders[kind](sh, t, raw)
 	switch {
-	case v == malformed:
+	case v == Malformed:
 		c.malformed.Add(1)
 		return
 	case v.invalid():

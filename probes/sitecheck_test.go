@@ -43,7 +43,7 @@ func TestVerifySites(t *testing.T) {
 	}
 	defer bin.Close()
 	var offs []uint64
-	for _, p := range httpServerProbes {
+	for _, p := range serverProbes {
 		o, err := probeSites(bin, p)
 		if err != nil && !(p.Optional && errors.Is(err, symbols.ErrFuncNotFound)) {
 			t.Fatalf("%s: %v", p.Function, err)
@@ -105,7 +105,7 @@ func TestLeaveOut(t *testing.T) {
 	defer bin.Close()
 	const h2 = "net/http.(*http2responseWriter).handlerDone"
 	f := &loadedFamily{
-		family: &family{probes: httpServerProbes, leaveOut: func(*symbols.Binary) map[string]string {
+		Family: &Family{Probes: serverProbes, LeaveOut: func(*symbols.Binary) map[string]string {
 			return map[string]string{h2: "HTTP/2 requests not measured: test", "net/http.serverHandler.ServeHTTP": "not optional"}
 		}},
 		configs: map[*symbols.Binary]configResult{},
@@ -124,7 +124,20 @@ func TestLeaveOut(t *testing.T) {
 	}
 	// One copy of the HTTP/2 server is linked: two optional probes find
 	// no function, one more is left out.
-	if len(cfg.offsets) != len(httpServerProbes)-3 {
-		t.Errorf("%d probes placed, want %d (a required probe is never left out)", len(cfg.offsets), len(httpServerProbes)-3)
+	if len(cfg.offsets) != len(serverProbes)-3 {
+		t.Errorf("%d probes placed, want %d (a required probe is never left out)", len(cfg.offsets), len(serverProbes)-3)
 	}
+}
+
+// serverProbes are where probes/httpserver places its probes (its Probes,
+// as data here: the manager's tests cannot import a family), on the
+// functions of testdata/server.
+var serverProbes = []Probe{
+	{Function: "net/http.serverHandler.ServeHTTP", Program: "uprobe_http_server_start", Idempotent: true},
+	{Function: "net/http.(*response).finishRequest", Program: "uprobe_http_server_finish", Idempotent: true},
+	{Function: "net/http.(*conn).serve.func1", Program: "uprobe_http_server_abort", Idempotent: true},
+	{Function: "net/http.(*http2responseWriter).handlerDone", Program: "uprobe_http2_server_finish", Optional: true, Idempotent: true},
+	{Function: "net/http.(*http2serverConn).runHandler.func1", Program: "uprobe_http2_server_abort", Optional: true, Idempotent: true},
+	{Function: "net/http/internal/http2.(*responseWriter).handlerDone", Program: "uprobe_http2_server_finish", Optional: true, Idempotent: true},
+	{Function: "net/http/internal/http2.(*serverConn).runHandler.func1", Program: "uprobe_http2_server_abort", Optional: true, Idempotent: true},
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/probes/label"
 	"github.com/blindspot-dev/blindspot/probes/userfunc"
 	"github.com/blindspot-dev/blindspot/symbols"
 )
@@ -111,8 +112,8 @@ type userProc struct {
 }
 
 func (m *Manager) loadUserFuncs() error {
-	lf, err := m.load(&family{name: userFamilyName, kind: kindUserFunc, spec: loadUserFunc, configMap: "uf_specs",
-		invalid: []string{"utf8", "duration"}})
+	lf, err := m.load(&Family{Name: userFamilyName, Kind: kindUserFunc, Spec: loadUserFunc, ConfigMap: "uf_specs",
+		Invalid: []string{"utf8", "duration"}})
 	if err != nil {
 		return err
 	}
@@ -449,7 +450,7 @@ var (
 )
 
 // Outcomes of uf_event: UF_SUCCESS and UF_FAILURE of bpf/userfunc.c
-// (compared with it by contract_test.go).
+// (compared with it by TestUserFuncContract).
 const (
 	ufSuccess = 1
 	ufFailure = 2
@@ -458,17 +459,17 @@ const (
 // decode folds one uf_event into a shard. String labels must be valid
 // UTF-8 without control characters; integers and booleans are whatever
 // the program held.
-func (u *userProbes) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) verdict {
+func (u *userProbes) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) Verdict {
 	if len(raw) < int(unsafe.Sizeof(userFuncUfEvent{})) {
-		return malformed
+		return Malformed
 	}
 	ev := (*userFuncUfEvent)(unsafe.Pointer(&raw[0]))
 	d := (*u.byID.Load())[ev.Id]
 	if d == nil {
-		return decoded // an entry removed by a reload
+		return Decoded // an entry removed by a reload
 	}
-	if d.duration && !plausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
-		return invalidDuration
+	if d.duration && !PlausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
+		return InvalidDuration
 	}
 	var l aggregator.Labels
 	var buf [24]byte
@@ -476,9 +477,9 @@ func (u *userProbes) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []b
 		switch d.types[i] {
 		case userfunc.LabelString:
 			n := int(ev.V.Len[i])
-			s, ok := labelText(cbytes(ev.V.Str[i][:], n), n >= d.maxLen[i] || n >= len(ev.V.Str[i]), false)
+			s, ok := label.Text(label.Chars(ev.V.Str[i][:], n), n >= d.maxLen[i] || n >= len(ev.V.Str[i]), false)
 			if !ok {
-				return invalidUTF8
+				return InvalidUTF8
 			}
 			l[i] = sh.Intern(s)
 		case userfunc.LabelInt:
@@ -502,5 +503,5 @@ func (u *userProbes) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []b
 	} else {
 		sh.Add(d.metric, t, l, 1)
 	}
-	return decoded
+	return Decoded
 }

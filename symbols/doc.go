@@ -11,10 +11,8 @@
 //     golang.org/x/arch;
 //   - byte offsets of struct fields: from DWARF when present, else from the
 //     runtime type data Go keeps for reflection, else from a table generated
-//     per Go release (see offsets_table.go and internal/gentable).
+//     per Go release (see offsets_table.go and probes/internal/gentable).
 //
 // Everything is parsed from untrusted bytes: corrupt input yields an error,
 // never a panic.
 package symbols
-
-//go:generate go run ./internal/gentable -out offsets_table.go

@@ -364,7 +364,7 @@ func TestSitesSynthetic(t *testing.T) {
 	}
 }
 
-// dwarfFields returns the TableStructs fields present in a build's DWARF.
+// dwarfFields returns the tableStructs fields present in a build's DWARF.
 func dwarfFields(t *testing.T, b *Binary, spec StructSpec) map[string]uint64 {
 	t.Helper()
 	all, err := b.dwarfStructFields(spec.Type)
@@ -395,7 +395,7 @@ func TestStructFields(t *testing.T) {
 		t.Run(bd.name, func(t *testing.T) {
 			s, p := open(t, bd.name), open(t, bd.plain())
 			n := 0
-			for _, spec := range TableStructs {
+			for _, spec := range tableStructs {
 				want := dwarfFields(t, p, spec)
 				if len(want) == 0 {
 					t.Logf("%s: not in this build", spec.Type)

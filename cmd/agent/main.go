@@ -90,18 +90,14 @@ func run(args []string) error {
 	}
 	templates, _ := aggregator.ParseTemplates(cfg.HTTP.Routes)
 	nShards := possibleCPUs()
-	agg := aggregator.New(probes.Metrics(), aggregator.Options{
+	agg := aggregator.New(familyMetrics(), aggregator.Options{
 		Shards:      nShards,
 		SeriesLimit: cfg.SeriesLimit,
 		RouteLimit:  cfg.HTTP.RouteLimit,
 		Templates:   templates,
 		Grace:       cfg.Grace,
 	})
-	pm, err := probes.New(agg, &probes.Options{
-		RuntimeInterval:     cfg.Runtime.Interval,
-		RuntimeTopFunctions: cfg.Runtime.TopFunctions,
-		DBPoolNames:         cfg.DB.PoolNames,
-	})
+	pm, err := probes.New(agg, families(cfg, agg), nil)
 	if err != nil {
 		return explainLoadError(err)
 	}

@@ -359,7 +359,7 @@ func TestExpiryInterval(t *testing.T) {
 // report about an attachment the agent no longer holds (the PID reused)
 // changes nothing.
 func TestFamilyDetachedShownInTargets(t *testing.T) {
-	agg := aggregator.New(probes.Metrics(), aggregator.Options{})
+	agg := aggregator.New(allMetrics(), aggregator.Options{})
 	pm := newFakeProber()
 	a := New(agg, pm, &Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	att := &probes.Attachment{PID: 42, Probes: []probes.ProbeStatus{
@@ -416,7 +416,7 @@ func TestNamingFromProc(t *testing.T) {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	agg := aggregator.New(probes.Metrics(), aggregator.Options{})
+	agg := aggregator.New(allMetrics(), aggregator.Options{})
 	a := New(agg, newFakeProber(), &Options{Binaries: newFakeBinaries()})
 	a.started(proc(cmd.Process.Pid, "/usr/bin/sleep"))
 	ts := a.Targets()

@@ -13,7 +13,11 @@ import (
 
 	"github.com/blindspot-dev/blindspot/aggregator"
 	"github.com/blindspot-dev/blindspot/probes"
+	"github.com/blindspot-dev/blindspot/probes/dbsql"
 	"github.com/blindspot-dev/blindspot/probes/discover"
+	"github.com/blindspot-dev/blindspot/probes/goruntime"
+	"github.com/blindspot-dev/blindspot/probes/httpclient"
+	"github.com/blindspot-dev/blindspot/probes/httpserver"
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
@@ -252,7 +256,7 @@ type rig struct {
 func newRig(t *testing.T, sel Selection, aggOpts aggregator.Options) *rig {
 	t.Helper()
 	r := &rig{
-		agg:   aggregator.New(probes.Metrics(), aggOpts),
+		agg:   aggregator.New(allMetrics(), aggOpts),
 		pm:    newFakeProber(),
 		bins:  newFakeBinaries(),
 		host:  &host{env: map[int]map[string]string{}, dead: map[int]bool{}},
@@ -308,4 +312,15 @@ func (r *rig) settle(t *testing.T) {
 	exe := fmt.Sprintf("/sync/%d", r.syncs)
 	r.disco.send(started(proc(100000+r.syncs, exe)))
 	eventually(t, "the agent to settle", func() bool { return slices.Contains(r.bins.Read(), exe) })
+}
+
+// allMetrics are the families' metrics, as the agent registers them.
+func allMetrics() []*aggregator.Metric {
+	var out []*aggregator.Metric
+	for _, m := range [][]*aggregator.Metric{
+		httpserver.Metrics(), httpclient.Metrics(), dbsql.Metrics(), goruntime.Metrics(),
+	} {
+		out = append(out, m...)
+	}
+	return out
 }

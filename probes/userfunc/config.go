@@ -25,7 +25,7 @@ const (
 
 // Limits of what one entry may ask for: UF_MAX_LABELS, UF_MAX_HOPS and
 // UF_STR_MAX of bpf/userfunc.c (compared with it and with the objects by
-// probes.TestSharedConstantsMatchC).
+// probes.TestUserFuncContract).
 const (
 	// MaxLabels is the most parameter labels per entry (the outcome label
 	// comes on top).

@@ -14,7 +14,7 @@ import (
 )
 
 // The floor's sites are the agent's own probe lists
-// (probes.FamilyProbes), placed by the agent's own code (probes.ProbeAddrs):
+// (each family's Probes), placed by the agent's own code (probes.ProbeAddrs):
 // one empty program, and one hit counter, per probe row.
 
 // emptyProgs is the collection of empty counting programs, loaded once and

@@ -54,8 +54,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/blindspot-dev/blindspot/probes"
 	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/blindspot-dev/blindspot/probes"
+	"github.com/blindspot-dev/blindspot/probes/dbsql"
+	"github.com/blindspot-dev/blindspot/probes/httpclient"
+	"github.com/blindspot-dev/blindspot/probes/httpserver"
 )
 
 type options struct {
@@ -350,7 +354,7 @@ func (e *benchEnv) runVariant(ctx context.Context, v variant) (*variantResult, e
 			vr.peer = server.Pid()
 			observed = filepath.Join(e.dir, "clienttarget")
 			args = []string{"-url", "http://" + addr + "/", "-conns", fmt.Sprint(v.conns)}
-			sites = probes.FamilyProbes("http_client")
+			sites = httpclient.Probes
 			vr.exited = func() error {
 				if server.Exited() {
 					return fmt.Errorf("server exited; see %s", srvLog)
@@ -360,7 +364,7 @@ func (e *benchEnv) runVariant(ctx context.Context, v variant) (*variantResult, e
 		} else {
 			observed = filepath.Join(e.dir, "sqltarget")
 			args = []string{"-conns", fmt.Sprint(v.conns)}
-			sites = probes.FamilyProbes("db")
+			sites = dbsql.Probes
 		}
 		ct, err := startClientTarget(ctx, observed, args, e.o.serverCPU, logPath)
 		if err != nil {
@@ -377,7 +381,7 @@ func (e *benchEnv) runVariant(ctx context.Context, v variant) (*variantResult, e
 			return nil, err
 		}
 		vr.pid, vr.peer, vr.addr = target.Pid(), os.Getpid(), addr
-		sites = probes.FamilyProbes("http_server")
+		sites = httpserver.Probes
 	}
 	fl, err := newFloor(e.empty, observed, sites)
 	if err != nil {

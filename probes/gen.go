@@ -1,5 +1,0 @@
-package probes
-
-// BPF objects are generated from bpf/*.c and committed, so that go build and
-// go test never need clang. Regenerate with `make generate`.
-//go:generate go tool bpf2go -tags linux -cc $BPF_CLANG -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target amd64,arm64 -type http_server_event -type http_server_offsets httpServer ../bpf/http_server.c -- -I../bpf

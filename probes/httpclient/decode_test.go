@@ -1,0 +1,177 @@
+package httpclient
+
+import (
+	"strings"
+	"testing"
+	"unsafe"
+
+	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/probes"
+	"github.com/blindspot-dev/blindspot/probes/label"
+)
+
+// raw views an event struct as the bytes a ring buffer would hand over.
+func raw[T any](ev *T) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(ev)), unsafe.Sizeof(*ev))
+}
+
+func setChars(dst []int8, s string) uint8 {
+	for i := 0; i < len(s) && i < len(dst); i++ {
+		dst[i] = int8(s[i])
+	}
+	return uint8(min(len(s), len(dst)))
+}
+
+// decoderRig is the family's decoder and the aggregator it folds into.
+type decoderRig struct {
+	agg    *aggregator.Aggregator
+	sh     *aggregator.Shard
+	tid    aggregator.TargetID
+	decode probes.Decoder
+}
+
+func newDecoderRig(t *testing.T) *decoderRig {
+	t.Helper()
+	r := &decoderRig{agg: aggregator.New(Metrics(), aggregator.Options{Shards: 1})}
+	r.tid = r.agg.AddTarget(aggregator.Target{PID: 42, Service: "svc"})
+	r.sh = r.agg.Shard(0)
+	r.decode = Family(r.agg).Decode
+	return r
+}
+
+// observed counts what reached the aggregator, by metric.
+func (r *decoderRig) observed() map[string]uint64 {
+	out := map[string]uint64{}
+	for _, p := range r.agg.Snapshot() {
+		out[p.Metric.Name] += p.Count
+	}
+	return out
+}
+
+// A plausible event, changed by f.
+func clientEvent(f func(*bpfHttpClientEvent)) []byte {
+	var ev bpfHttpClientEvent
+	ev.Hdr.Kind, ev.Hdr.Flags, ev.Hdr.Pid, ev.Hdr.StartNs, ev.Hdr.EndNs = kindHTTPClient, httpcFlagResponse, 42, 1000000, 3000000
+	ev.Status = 200
+	ev.MethodLen = setChars(ev.Method[:], "GET")
+	ev.SchemeLen = setChars(ev.Scheme[:], "http")
+	ev.HostLen = uint16(setChars(ev.Host[:], "payments.internal:8443"))
+	if f != nil {
+		f(&ev)
+	}
+	return raw(&ev)
+}
+
+// Crafted events with an implausible value, as a misread program yields
+// them, are refused by the decoder under the right reason, and nothing of
+// them reaches the shard.
+func TestDecodeRefusesImplausibleEvents(t *testing.T) {
+	r := newDecoderRig(t)
+	cases := []struct {
+		name   string
+		raw    []byte
+		want   probes.Verdict
+		reason string
+	}{
+		// HTTP client.
+		{"client status 257", clientEvent(func(e *bpfHttpClientEvent) { e.Status = 257 }), probes.InvalidPeerStatus, "status"},
+		{"client status 999", clientEvent(func(e *bpfHttpClientEvent) { e.Status = 999 }), probes.InvalidPeerStatus, "status"},
+		{"client status 12240", clientEvent(func(e *bpfHttpClientEvent) { e.Status = 12240 }), probes.InvalidStatus, "status"},
+		{"client status 0x7fff", clientEvent(func(e *bpfHttpClientEvent) { e.Status = 0x7fff }), probes.InvalidStatus, "status"},
+		{"client status 0 with a response", clientEvent(func(e *bpfHttpClientEvent) { e.Status = 0 }), probes.InvalidStatus, "status"},
+		{"client method NUL", clientEvent(func(e *bpfHttpClientEvent) { e.MethodLen = setChars(e.Method[:], "G\x00T") }), probes.InvalidMethod, "method"},
+		{"client host invalid UTF-8", clientEvent(func(e *bpfHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "pay\xffments:80")) }), probes.InvalidUTF8, "utf8"},
+		{"client host with control", clientEvent(func(e *bpfHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "pay\x01ments")) }), probes.InvalidUTF8, "utf8"},
+		{"client scheme garbage", clientEvent(func(e *bpfHttpClientEvent) { e.SchemeLen = setChars(e.Scheme[:], "h\xfe") }), probes.InvalidUTF8, "utf8"},
+		{"client host cut by the probe", clientEvent(func(e *bpfHttpClientEvent) {
+			e.HostLen = uint16(setChars(e.Host[:], strings.Repeat("a", len(e.Host))))
+			e.HostLen = uint16(len(e.Host) + 6) // the Go string was longer than the buffer
+		}), probes.InvalidHost, "host"},
+		{"client port 0", clientEvent(func(e *bpfHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "payments.internal:0")) }), probes.InvalidPort, "port"},
+		{"client port 65536", clientEvent(func(e *bpfHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "payments.internal:65536")) }), probes.InvalidPort, "port"},
+		{"client port not a number", clientEvent(func(e *bpfHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "[::1]:http")) }), probes.InvalidPort, "port"},
+		{"client end before start", clientEvent(func(e *bpfHttpClientEvent) { e.Hdr.StartNs, e.Hdr.EndNs = 3000000, 1000000 }), probes.InvalidDuration, "duration"},
+	}
+	for _, c := range cases {
+		v := r.decode(r.sh, r.tid, c.raw)
+		if v != c.want {
+			t.Errorf("%s: verdict %d, want %d", c.name, v, c.want)
+			continue
+		}
+		if got := v.Reason(); got != c.reason {
+			t.Errorf("%s: reason %q, want %q", c.name, got, c.reason)
+		}
+	}
+	if got := r.observed(); len(got) != 0 {
+		t.Errorf("implausible events reached the aggregator: %v", got)
+	}
+}
+
+// What a correctly read program sends is still decoded.
+func TestDecodeAcceptsPlausibleEdges(t *testing.T) {
+	r := newDecoderRig(t)
+	for _, c := range []struct {
+		name string
+		raw  []byte
+	}{
+		{"client no response", clientEvent(func(e *bpfHttpClientEvent) { e.Hdr.Flags, e.Status = 0, 0 })},
+		{"client empty method", clientEvent(func(e *bpfHttpClientEvent) { e.MethodLen = 0 })},
+		{"client host without port", clientEvent(func(e *bpfHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "example.com")) })},
+	} {
+		if v := r.decode(r.sh, r.tid, c.raw); v != probes.Decoded {
+			t.Errorf("%s: verdict %d, want decoded", c.name, v)
+		}
+	}
+	if got := r.observed(); got["http_client_request_duration_seconds"] != 3 {
+		t.Errorf("http_client_request_duration_seconds: %d observations, want 3 (all: %v)", got["http_client_request_duration_seconds"], got)
+	}
+	for _, p := range r.agg.Snapshot() {
+		for _, l := range p.Labels {
+			if _, ok := label.Text([]byte(l), false, false); !ok {
+				t.Errorf("%s: label %q is not valid UTF-8", p.Metric.Name, l)
+			}
+		}
+	}
+}
+
+// The decoder folds an event into a shard without allocating once its
+// labels have been seen, and refuses an implausible one without allocating
+// either: the reader's hot path.
+func TestDecodeDoesNotAllocate(t *testing.T) {
+	r := newDecoderRig(t)
+	var cl bpfHttpClientEvent
+	cl.Hdr.Kind, cl.Hdr.Flags, cl.Hdr.Pid, cl.Hdr.EndNs = kindHTTPClient, httpcFlagResponse, 42, 2500000
+	cl.Status = 503
+	cl.MethodLen = setChars(cl.Method[:], "POST")
+	cl.SchemeLen = setChars(cl.Scheme[:], "http")
+	cl.HostLen = uint16(setChars(cl.Host[:], "payments.internal:8443"))
+	badCl := cl
+	badCl.HostLen = uint16(setChars(badCl.Host[:], "payments.internal:0"))
+	for _, c := range []struct {
+		name string
+		raw  []byte
+		want probes.Verdict
+	}{
+		{"http_client", raw(&cl), probes.Decoded},
+		{"http_client invalid", raw(&badCl), probes.InvalidPort},
+	} {
+		if v := r.decode(r.sh, r.tid, c.raw); v != c.want {
+			t.Fatalf("%s: verdict %d, want %d", c.name, v, c.want)
+		}
+		if allocs := testing.AllocsPerRun(200, func() { r.decode(r.sh, r.tid, c.raw) }); allocs != 0 {
+			t.Errorf("%s: %v allocations per event, want 0", c.name, allocs)
+		}
+	}
+	var n uint64
+	for _, p := range r.agg.Snapshot() {
+		n += p.Count
+		if p.Metric == httpClientDuration && (p.Labels[0] != "POST" || p.Labels[1] != "503" || p.Labels[2] != "payments.internal" || p.Labels[3] != "8443") {
+			t.Errorf("client labels %v", p.Labels)
+		}
+	}
+	// The valid event was decoded once, then 201 times in AllocsPerRun (a
+	// warm-up and 200 measured runs); the invalid one never.
+	if want := uint64(1 + 201); n != want {
+		t.Errorf("%d observations, want %d", n, want)
+	}
+}

@@ -1,0 +1,192 @@
+package httpserver
+
+import (
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/probes"
+	"github.com/blindspot-dev/blindspot/probes/label"
+)
+
+// raw views an event struct as the bytes a ring buffer would hand over.
+func raw[T any](ev *T) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(ev)), unsafe.Sizeof(*ev))
+}
+
+func setChars(dst []int8, s string) uint8 {
+	for i := 0; i < len(s) && i < len(dst); i++ {
+		dst[i] = int8(s[i])
+	}
+	return uint8(min(len(s), len(dst)))
+}
+
+// decoderRig is the family's decoder and the aggregator it folds into.
+type decoderRig struct {
+	agg    *aggregator.Aggregator
+	sh     *aggregator.Shard
+	tid    aggregator.TargetID
+	decode probes.Decoder
+}
+
+func newDecoderRig(t *testing.T) *decoderRig {
+	t.Helper()
+	r := &decoderRig{agg: aggregator.New(Metrics(), aggregator.Options{Shards: 1})}
+	r.tid = r.agg.AddTarget(aggregator.Target{PID: 42, Service: "svc"})
+	r.sh = r.agg.Shard(0)
+	r.decode = Family().Decode
+	return r
+}
+
+// observed counts what reached the aggregator, by metric.
+func (r *decoderRig) observed() map[string]uint64 {
+	out := map[string]uint64{}
+	for _, p := range r.agg.Snapshot() {
+		out[p.Metric.Name] += p.Count
+	}
+	return out
+}
+
+// A plausible event, changed by f.
+func serverEvent(f func(*bpfHttpServerEvent)) []byte {
+	var ev bpfHttpServerEvent
+	ev.Hdr.Kind, ev.Hdr.Flags, ev.Hdr.Pid, ev.Hdr.StartNs, ev.Hdr.EndNs = kindHTTPServer, httpFlagStatus, 42, 1000000, 3000000
+	ev.Status = 200
+	ev.MethodLen = setChars(ev.Method[:], "GET")
+	ev.PathLen = uint16(setChars(ev.Path[:], "/items/42"))
+	if f != nil {
+		f(&ev)
+	}
+	return raw(&ev)
+}
+
+// Crafted events with an implausible value, as a misread program yields
+// them, are refused by the decoder under the right reason, and nothing of
+// them reaches the shard.
+func TestDecodeRefusesImplausibleEvents(t *testing.T) {
+	r := newDecoderRig(t)
+	longBadPath := "/" + strings.Repeat("a", 60) + "\xff" + strings.Repeat("b", 239) // 300 bytes
+	cases := []struct {
+		name   string
+		raw    []byte
+		want   probes.Verdict
+		reason string
+	}{
+		// HTTP server.
+		{"server status 257", serverEvent(func(e *bpfHttpServerEvent) { e.Status = 257 }), probes.InvalidStatus, "status"},
+		{"server status 12240", serverEvent(func(e *bpfHttpServerEvent) { e.Status = 12240 }), probes.InvalidStatus, "status"},
+		{"server status 0x7fff", serverEvent(func(e *bpfHttpServerEvent) { e.Status = 0x7fff }), probes.InvalidStatus, "status"},
+		{"server status 0 written", serverEvent(func(e *bpfHttpServerEvent) { e.Status = 0 }), probes.InvalidStatus, "status"},
+		{"server status 999", serverEvent(func(e *bpfHttpServerEvent) { e.Status = 999 }), probes.InvalidStatus, "status"},
+		{"server method NUL", serverEvent(func(e *bpfHttpServerEvent) { e.MethodLen = setChars(e.Method[:], "G\x00T") }), probes.InvalidMethod, "method"},
+		{"server method empty", serverEvent(func(e *bpfHttpServerEvent) { e.MethodLen = 0 }), probes.InvalidMethod, "method"},
+		{"server method space", serverEvent(func(e *bpfHttpServerEvent) { e.MethodLen = setChars(e.Method[:], "G T") }), probes.InvalidMethod, "method"},
+		{"server HTTP/2 method space", serverEvent(func(e *bpfHttpServerEvent) {
+			e.Hdr.Flags |= httpFlagHTTP2
+			e.MethodLen = setChars(e.Method[:], "G T")
+		}), probes.InvalidPeerMethod, "method"},
+		{"server 300-byte path, invalid UTF-8", serverEvent(func(e *bpfHttpServerEvent) {
+			setChars(e.Path[:], longBadPath)
+			e.PathLen = uint16(len(longBadPath))
+		}), probes.InvalidPath, "path"},
+		{"server path with newline", serverEvent(func(e *bpfHttpServerEvent) { e.PathLen = uint16(setChars(e.Path[:], "/a\nb")) }), probes.InvalidPath, "path"},
+		{"server pattern invalid UTF-8", serverEvent(func(e *bpfHttpServerEvent) {
+			e.PatternLen = uint16(setChars(e.Pattern[:], "GET /\xc3\x28"))
+		}), probes.InvalidUTF8, "utf8"},
+		{"server end before start", serverEvent(func(e *bpfHttpServerEvent) { e.Hdr.StartNs, e.Hdr.EndNs = 3000000, 1000000 }), probes.InvalidDuration, "duration"},
+		{"server a day long", serverEvent(func(e *bpfHttpServerEvent) { e.Hdr.EndNs = e.Hdr.StartNs + uint64(25*time.Hour) }), probes.InvalidDuration, "duration"},
+	}
+	for _, c := range cases {
+		v := r.decode(r.sh, r.tid, c.raw)
+		if v != c.want {
+			t.Errorf("%s: verdict %d, want %d", c.name, v, c.want)
+			continue
+		}
+		if got := v.Reason(); got != c.reason {
+			t.Errorf("%s: reason %q, want %q", c.name, got, c.reason)
+		}
+	}
+	if got := r.observed(); len(got) != 0 {
+		t.Errorf("implausible events reached the aggregator: %v", got)
+	}
+}
+
+// What a correctly read program sends is still decoded.
+func TestDecodeAcceptsPlausibleEdges(t *testing.T) {
+	r := newDecoderRig(t)
+	cut := strings.Repeat("é", 64) // 128 bytes: the path buffer, full
+	for _, c := range []struct {
+		name string
+		raw  []byte
+	}{
+		{"server lower-case method", serverEvent(func(e *bpfHttpServerEvent) { e.MethodLen = setChars(e.Method[:], "get") })},
+		{"server status 0 on a hijacked connection", serverEvent(func(e *bpfHttpServerEvent) { e.Hdr.Flags, e.Status = httpFlagHijacked, 0 })},
+		{"server panic before a status", serverEvent(func(e *bpfHttpServerEvent) { e.Hdr.Flags, e.Status = httpFlagPanic, 0 })},
+		{"server path cut in a rune", serverEvent(func(e *bpfHttpServerEvent) {
+			setChars(e.Path[:], "/"+cut)
+			e.PathLen = 400
+		})},
+		{"server bad path behind a pattern", serverEvent(func(e *bpfHttpServerEvent) {
+			e.PathLen = uint16(setChars(e.Path[:], "/\xff"))
+			e.PatternLen = uint16(setChars(e.Pattern[:], "GET /{x}"))
+		})},
+	} {
+		if v := r.decode(r.sh, r.tid, c.raw); v != probes.Decoded {
+			t.Errorf("%s: verdict %d, want decoded", c.name, v)
+		}
+	}
+	if got := r.observed(); got["http_server_request_duration_seconds"] != 5 {
+		t.Errorf("http_server_request_duration_seconds: %d observations, want 5 (all: %v)", got["http_server_request_duration_seconds"], got)
+	}
+	for _, p := range r.agg.Snapshot() {
+		for _, l := range p.Labels {
+			if _, ok := label.Text([]byte(l), false, false); !ok {
+				t.Errorf("%s: label %q is not valid UTF-8", p.Metric.Name, l)
+			}
+		}
+	}
+}
+
+// The decoder folds an event into a shard without allocating once its
+// labels have been seen, and refuses an implausible one without allocating
+// either: the reader's hot path.
+func TestDecodeDoesNotAllocate(t *testing.T) {
+	r := newDecoderRig(t)
+	var srv bpfHttpServerEvent
+	srv.Hdr.Kind, srv.Hdr.Flags, srv.Hdr.Pid, srv.Hdr.EndNs = kindHTTPServer, httpFlagStatus, 42, 1500000
+	srv.Status = 200
+	srv.MethodLen = setChars(srv.Method[:], "GET")
+	srv.PathLen = uint16(setChars(srv.Path[:], "/items/42"))
+	srv.PatternLen = uint16(setChars(srv.Pattern[:], "GET /items/{id}"))
+	badSrv := srv
+	badSrv.Status = 257
+	for _, c := range []struct {
+		name string
+		raw  []byte
+		want probes.Verdict
+	}{
+		{"http_server", raw(&srv), probes.Decoded},
+		{"http_server invalid", raw(&badSrv), probes.InvalidStatus},
+	} {
+		if v := r.decode(r.sh, r.tid, c.raw); v != c.want {
+			t.Fatalf("%s: verdict %d, want %d", c.name, v, c.want)
+		}
+		if allocs := testing.AllocsPerRun(200, func() { r.decode(r.sh, r.tid, c.raw) }); allocs != 0 {
+			t.Errorf("%s: %v allocations per event, want 0", c.name, allocs)
+		}
+	}
+	var n uint64
+	for _, p := range r.agg.Snapshot() {
+		n += p.Count
+		if p.Metric == httpServerDuration && (p.Labels[0] != "GET" || p.Labels[1] != "200" || p.Labels[2] != "/items/{id}") {
+			t.Errorf("server labels %v", p.Labels)
+		}
+	}
+	// The valid event was decoded once, then 201 times in AllocsPerRun (a
+	// warm-up and 200 measured runs); the invalid one never.
+	if want := uint64(1 + 201); n != want {
+		t.Errorf("%d observations, want %d", n, want)
+	}
+}
