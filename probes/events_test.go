@@ -1,15 +1,6 @@
 package probes
 
-import "unsafe"
+import "github.com/blindspot-dev/blindspot/probes/internal/eventbytes"
 
-// raw views an event struct as the bytes a ring buffer would hand over.
-func raw[T any](ev *T) []byte {
-	return unsafe.Slice((*byte)(unsafe.Pointer(ev)), unsafe.Sizeof(*ev))
-}
-
-func setChars(dst []int8, s string) uint8 {
-	for i := 0; i < len(s) && i < len(dst); i++ {
-		dst[i] = int8(s[i])
-	}
-	return uint8(min(len(s), len(dst)))
-}
+func raw[T any](ev *T) []byte             { return eventbytes.Raw(ev) }
+func setChars(dst []int8, s string) uint8 { return eventbytes.SetChars(dst, s) }

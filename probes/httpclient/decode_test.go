@@ -3,49 +3,21 @@ package httpclient
 import (
 	"strings"
 	"testing"
-	"unsafe"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
 	"github.com/blindspot-dev/blindspot/probes"
-	"github.com/blindspot-dev/blindspot/probes/label"
+	"github.com/blindspot-dev/blindspot/probes/internal/decodetest"
+	"github.com/blindspot-dev/blindspot/probes/internal/eventbytes"
 )
 
-// raw views an event struct as the bytes a ring buffer would hand over.
-func raw[T any](ev *T) []byte {
-	return unsafe.Slice((*byte)(unsafe.Pointer(ev)), unsafe.Sizeof(*ev))
-}
+func raw[T any](ev *T) []byte             { return eventbytes.Raw(ev) }
+func setChars(dst []int8, s string) uint8 { return eventbytes.SetChars(dst, s) }
 
-func setChars(dst []int8, s string) uint8 {
-	for i := 0; i < len(s) && i < len(dst); i++ {
-		dst[i] = int8(s[i])
-	}
-	return uint8(min(len(s), len(dst)))
-}
-
-// decoderRig is the family's decoder and the aggregator it folds into.
-type decoderRig struct {
-	agg    *aggregator.Aggregator
-	sh     *aggregator.Shard
-	tid    aggregator.TargetID
-	decode probes.Decoder
-}
+type decoderRig = decodetest.Rig
 
 func newDecoderRig(t *testing.T) *decoderRig {
 	t.Helper()
-	r := &decoderRig{agg: aggregator.New(Metrics(), aggregator.Options{Shards: 1})}
-	r.tid = r.agg.AddTarget(aggregator.Target{PID: 42, Service: "svc"})
-	r.sh = r.agg.Shard(0)
-	r.decode = Family(r.agg).Decode
-	return r
-}
-
-// observed counts what reached the aggregator, by metric.
-func (r *decoderRig) observed() map[string]uint64 {
-	out := map[string]uint64{}
-	for _, p := range r.agg.Snapshot() {
-		out[p.Metric.Name] += p.Count
-	}
-	return out
+	return decodetest.NewRig(Metrics(), func(agg *aggregator.Aggregator) *probes.Family { return Family(agg) })
 }
 
 // A plausible event, changed by f.
@@ -67,12 +39,7 @@ func clientEvent(f func(*bpfHttpClientEvent)) []byte {
 // them reaches the shard.
 func TestDecodeRefusesImplausibleEvents(t *testing.T) {
 	r := newDecoderRig(t)
-	cases := []struct {
-		name   string
-		raw    []byte
-		want   probes.Verdict
-		reason string
-	}{
+	cases := decodetest.Cases{
 		// HTTP client.
 		{"client status 257", clientEvent(func(e *bpfHttpClientEvent) { e.Status = 257 }), probes.InvalidPeerStatus, "status"},
 		{"client status 999", clientEvent(func(e *bpfHttpClientEvent) { e.Status = 999 }), probes.InvalidPeerStatus, "status"},
@@ -92,19 +59,7 @@ func TestDecodeRefusesImplausibleEvents(t *testing.T) {
 		{"client port not a number", clientEvent(func(e *bpfHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "[::1]:http")) }), probes.InvalidPort, "port"},
 		{"client end before start", clientEvent(func(e *bpfHttpClientEvent) { e.Hdr.StartNs, e.Hdr.EndNs = 3000000, 1000000 }), probes.InvalidDuration, "duration"},
 	}
-	for _, c := range cases {
-		v := r.decode(r.sh, r.tid, c.raw)
-		if v != c.want {
-			t.Errorf("%s: verdict %d, want %d", c.name, v, c.want)
-			continue
-		}
-		if got := v.Reason(); got != c.reason {
-			t.Errorf("%s: reason %q, want %q", c.name, got, c.reason)
-		}
-	}
-	if got := r.observed(); len(got) != 0 {
-		t.Errorf("implausible events reached the aggregator: %v", got)
-	}
+	r.Refuses(t, cases)
 }
 
 // What a correctly read program sends is still decoded.
@@ -118,20 +73,14 @@ func TestDecodeAcceptsPlausibleEdges(t *testing.T) {
 		{"client empty method", clientEvent(func(e *bpfHttpClientEvent) { e.MethodLen = 0 })},
 		{"client host without port", clientEvent(func(e *bpfHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "example.com")) })},
 	} {
-		if v := r.decode(r.sh, r.tid, c.raw); v != probes.Decoded {
+		if v := r.Decode(r.Sh, r.TID, c.raw); v != probes.Decoded {
 			t.Errorf("%s: verdict %d, want decoded", c.name, v)
 		}
 	}
-	if got := r.observed(); got["http_client_request_duration_seconds"] != 3 {
+	if got := r.Observed(); got["http_client_request_duration_seconds"] != 3 {
 		t.Errorf("http_client_request_duration_seconds: %d observations, want 3 (all: %v)", got["http_client_request_duration_seconds"], got)
 	}
-	for _, p := range r.agg.Snapshot() {
-		for _, l := range p.Labels {
-			if _, ok := label.Text([]byte(l), false, false); !ok {
-				t.Errorf("%s: label %q is not valid UTF-8", p.Metric.Name, l)
-			}
-		}
-	}
+	r.LabelsValid(t)
 }
 
 // The decoder folds an event into a shard without allocating once its
@@ -155,15 +104,15 @@ func TestDecodeDoesNotAllocate(t *testing.T) {
 		{"http_client", raw(&cl), probes.Decoded},
 		{"http_client invalid", raw(&badCl), probes.InvalidPort},
 	} {
-		if v := r.decode(r.sh, r.tid, c.raw); v != c.want {
+		if v := r.Decode(r.Sh, r.TID, c.raw); v != c.want {
 			t.Fatalf("%s: verdict %d, want %d", c.name, v, c.want)
 		}
-		if allocs := testing.AllocsPerRun(200, func() { r.decode(r.sh, r.tid, c.raw) }); allocs != 0 {
+		if allocs := testing.AllocsPerRun(200, func() { r.Decode(r.Sh, r.TID, c.raw) }); allocs != 0 {
 			t.Errorf("%s: %v allocations per event, want 0", c.name, allocs)
 		}
 	}
 	var n uint64
-	for _, p := range r.agg.Snapshot() {
+	for _, p := range r.Agg.Snapshot() {
 		n += p.Count
 		if p.Metric == httpClientDuration && (p.Labels[0] != "POST" || p.Labels[1] != "503" || p.Labels[2] != "payments.internal" || p.Labels[3] != "8443") {
 			t.Errorf("client labels %v", p.Labels)
