@@ -356,10 +356,3 @@ int uprobe_uf_count(struct go_regs *ctx)
 	return 0;
 }
 
-// Empty programs at the same sites, for measuring the floor (make bench).
-SEC("uprobe/uf_empty")
-int uprobe_uf_empty(struct go_regs *ctx)
-{
-	return 0;
-}
-

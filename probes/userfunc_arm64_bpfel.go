@@ -93,7 +93,6 @@ const (
 	userFuncMapUfSpecs             = "uf_specs"
 	userFuncMapUfStarts            = "uf_starts"
 	userFuncProgUprobeUfCount      = "uprobe_uf_count"
-	userFuncProgUprobeUfEmpty      = "uprobe_uf_empty"
 	userFuncProgUprobeUfEnter      = "uprobe_uf_enter"
 	userFuncProgUprobeUfExit       = "uprobe_uf_exit"
 	userFuncVarUnusedFamily        = "unused_family"
@@ -148,7 +147,6 @@ type userFuncSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type userFuncProgramSpecs struct {
 	UprobeUfCount *ebpf.ProgramSpec `ebpf:"uprobe_uf_count"`
-	UprobeUfEmpty *ebpf.ProgramSpec `ebpf:"uprobe_uf_empty"`
 	UprobeUfEnter *ebpf.ProgramSpec `ebpf:"uprobe_uf_enter"`
 	UprobeUfExit  *ebpf.ProgramSpec `ebpf:"uprobe_uf_exit"`
 }
@@ -232,7 +230,6 @@ type userFuncVariables struct {
 // It can be passed to loadUserFuncObjects or ebpf.CollectionSpec.LoadAndAssign.
 type userFuncPrograms struct {
 	UprobeUfCount *ebpf.Program `ebpf:"uprobe_uf_count"`
-	UprobeUfEmpty *ebpf.Program `ebpf:"uprobe_uf_empty"`
 	UprobeUfEnter *ebpf.Program `ebpf:"uprobe_uf_enter"`
 	UprobeUfExit  *ebpf.Program `ebpf:"uprobe_uf_exit"`
 }
@@ -240,7 +237,6 @@ type userFuncPrograms struct {
 func (p *userFuncPrograms) Close() error {
 	return _UserFuncClose(
 		p.UprobeUfCount,
-		p.UprobeUfEmpty,
 		p.UprobeUfEnter,
 		p.UprobeUfExit,
 	)
