@@ -51,34 +51,26 @@ func run(args []string) error {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	fs := flag.NewFlagSet("blindspot", flag.ContinueOnError)
-	var listen listFlag
-	fs.Var(&listen, "web.listen-address", "address to serve /metrics on; repeat for more (default :9464)")
-	webConfig := fs.String("web.config.file", "", "exporter-toolkit web configuration file for TLS and basic auth")
-	configFile := fs.String("config", "", "YAML configuration file")
-	demo := fs.String("demo", "off", "start a small Go web service and a load generator to observe: on, off, or auto (only when no other Go program runs)")
-	logLevel := fs.String("log.level", "info", "log level: debug, info, warn or error")
-	version := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
+	fl, err := parseFlags(args)
+	if err != nil {
 		return err
 	}
-	if *version {
+	if fl.version {
 		fmt.Println("blindspot", exporter.Version)
 		return nil
 	}
-	if len(listen) == 0 {
-		listen = listFlag{":9464"}
-	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log.level %q: use debug, info, warn or error", *logLevel)
+	if err := level.UnmarshalText([]byte(fl.logLevel)); err != nil {
+		return fmt.Errorf("--log.level %q: use debug, info, warn or error", fl.logLevel)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if fl.demo != "on" && fl.demo != "off" && fl.demo != "auto" {
+		return fmt.Errorf("--demo %q: use on, off or auto", fl.demo)
+	}
 
 	cfg := &Config{}
-	if *configFile != "" {
-		var err error
-		if cfg, err = LoadConfig(*configFile); err != nil {
+	if fl.configFile != "" {
+		if cfg, err = LoadConfig(fl.configFile); err != nil {
 			return fmt.Errorf("%w (fix the file or run without --config)", err)
 		}
 	}
@@ -89,9 +81,8 @@ func run(args []string) error {
 		return fmt.Errorf("raise the locked-memory limit: %w (run as root)", err)
 	}
 	templates, _ := aggregator.ParseTemplates(cfg.HTTP.Routes)
-	nShards := possibleCPUs()
 	agg := aggregator.New(familyMetrics(), aggregator.Options{
-		Shards:      nShards,
+		Shards:      possibleCPUs(),
 		SeriesLimit: cfg.SeriesLimit,
 		RouteLimit:  cfg.HTTP.RouteLimit,
 		Templates:   templates,
@@ -103,37 +94,65 @@ func run(args []string) error {
 	}
 	defer pm.Close()
 	a := lifecycle.New(agg, pm, &lifecycle.Options{Selection: cfg.Selection, Logger: log})
-	biz := lifecycle.NewBusiness(a, *configFile, func() ([]userfunc.Entry, error) {
-		cfg, err := LoadConfig(*configFile)
+	biz := lifecycle.NewBusiness(a, fl.configFile, func() ([]userfunc.Entry, error) {
+		cfg, err := LoadConfig(fl.configFile)
 		if err != nil {
 			return nil, err
 		}
 		return cfg.Functions, nil
 	})
 	biz.Apply(cfg.Functions)
-	srv, err := exporter.New(agg, a, exporter.Options{ListenAddresses: listen, WebConfigFile: *webConfig, Logger: log})
+	srv, err := exporter.New(agg, a, exporter.Options{ListenAddresses: fl.listen, WebConfigFile: fl.webConfig, Logger: log})
 	if err != nil {
 		return err
 	}
+	return serve(fl, cfg, log, agg, a, biz, srv)
+}
 
+// commandLine holds the flags.
+type commandLine struct {
+	listen                                listFlag
+	webConfig, configFile, demo, logLevel string
+	version                               bool
+}
+
+func parseFlags(args []string) (*commandLine, error) {
+	fs := flag.NewFlagSet("blindspot", flag.ContinueOnError)
+	fl := &commandLine{}
+	fs.Var(&fl.listen, "web.listen-address", "address to serve /metrics on; repeat for more (default :9464)")
+	fs.StringVar(&fl.webConfig, "web.config.file", "", "exporter-toolkit web configuration file for TLS and basic auth")
+	fs.StringVar(&fl.configFile, "config", "", "YAML configuration file")
+	fs.StringVar(&fl.demo, "demo", "off", "start a small Go web service and a load generator to observe: on, off, or auto (only when no other Go program runs)")
+	fs.StringVar(&fl.logLevel, "log.level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&fl.version, "version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if len(fl.listen) == 0 {
+		fl.listen = listFlag{":9464"}
+	}
+	return fl, nil
+}
+
+// serve runs the agent until SIGINT or SIGTERM (or the web server fails),
+// then detaches every probe, sends the last OTLP export and stops the web
+// server.
+func serve(fl *commandLine, cfg *Config, log *slog.Logger, agg *aggregator.Aggregator, a *lifecycle.Agent, biz *lifecycle.Business, srv *exporter.Server) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go biz.Watch(ctx, time.Second, hup) // reload functions: on SIGHUP or a file change
-	switch *demo {
-	case "on":
-	case "auto":
+	demo := fl.demo
+	if demo == "auto" {
+		demo = "on"
 		if n := countGoPrograms(); n > 0 {
 			log.Info("not starting the demo service: Go programs are running", "programs", n)
-			*demo = "off"
+			demo = "off"
 		}
-	case "off":
-	default:
-		return fmt.Errorf("--demo %q: use on, off or auto", *demo)
 	}
-	if *demo != "off" {
+	if demo == "on" {
 		if err := startDemo(ctx, log); err != nil {
 			return err
 		}
@@ -144,7 +163,7 @@ func run(args []string) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve() }()
-	log.Info("blindspot started", "version", exporter.Version, "listen", listen.String())
+	log.Info("blindspot started", "version", exporter.Version, "listen", fl.listen.String())
 	done := make(chan struct{})
 	go func() {
 		a.Run(ctx, newWatcher(cfg, log))
