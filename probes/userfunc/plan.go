@@ -290,13 +290,6 @@ func placeLabel(name, srcText string, params []symbols.Assignment, maxLen int) (
 		return Label{}, fmt.Errorf("no parameter %q (parameters: %s)", src.Param, paramNames(params))
 	}
 	l := Label{Name: name, MaxLen: maxLen}
-	// Walk the fields: first inside the parameter's value (offset within
-	// it), then, past a pointer, through memory (hops).
-	t := a.Type
-	var inValue = true
-	var off int64    // offset inside the parameter's value
-	var hops []int64 // memory hops once past a pointer
-	var base Loc     // the pointer word the hops start from
 	partAt := func(o int64) (Loc, bool) {
 		for _, pt := range a.Parts {
 			if pt.Offset == o && pt.Float < 0 {
@@ -305,65 +298,11 @@ func placeLabel(name, srcText string, params []symbols.Assignment, maxLen int) (
 		}
 		return Loc{}, false
 	}
-	for i, fname := range src.Fields {
-		last := i == len(src.Fields)-1
-		if t.Kind == symbols.KindPointer {
-			// Step through the pointer: its word is the next hop's base.
-			if inValue {
-				w, ok := partAt(off)
-				if !ok {
-					return Label{}, fmt.Errorf("%s: cannot locate pointer %s", srcText, src.Param)
-				}
-				base, inValue = w, false
-				hops = append(hops, 0)
-			} else {
-				hops = append(hops, 0)
-			}
-			if last && src.HasOffset {
-				hops[len(hops)-1] += src.Offset
-				ty := src.Type
-				if ty == "" {
-					ty = "string"
-				}
-				if t.Elem != nil {
-					if f, ok := t.Elem.FieldByName(fname); ok {
-						if f.Offset != src.Offset {
-							return Label{}, fmt.Errorf("%s: the binary says field %s is at offset %d, not %d (drop @%d)", srcText, fname, f.Offset, src.Offset, src.Offset)
-						}
-						if src.Type == "" {
-							t = f.Type
-							break
-						}
-					}
-				}
-				t = scalarTypes[ty]
-				break
-			}
-			if t.Elem == nil || t.Elem.Kind != symbols.KindStruct {
-				return Label{}, fmt.Errorf("%s: the type %s of %s is unknown here (no DWARF): give the field's offset and type, e.g. %s.%s@16:string, or spell the struct in signature:", srcText, t.Name, strings.Join(append([]string{src.Param}, src.Fields[:i]...), "."), strings.Join(append([]string{src.Param}, src.Fields[:i]...), "."), fname)
-			}
-			t = t.Elem
-		} else if t.Kind != symbols.KindStruct {
-			return Label{}, fmt.Errorf("%s: %s is a %s, which has no field %s", srcText, strings.Join(append([]string{src.Param}, src.Fields[:i]...), "."), t.Name, fname)
-		}
-		if last && src.HasOffset && inValue {
-			return Label{}, fmt.Errorf("%s: an @offset is only for fields behind a pointer", srcText)
-		}
-		f, ok := t.FieldByName(fname)
-		if !ok {
-			var names []string
-			for _, f := range t.Fields {
-				names = append(names, f.Name)
-			}
-			return Label{}, fmt.Errorf("%s: %s has no field %s (fields: %s)", srcText, t.Name, fname, strings.Join(names, ", "))
-		}
-		if inValue {
-			off += f.Offset
-		} else {
-			hops[len(hops)-1] += f.Offset
-		}
-		t = f.Type
+	path, err := walkFields(src, srcText, a.Type, partAt)
+	if err != nil {
+		return Label{}, err
 	}
+	t, inValue, off, hops, base := path.t, path.inValue, path.off, path.hops, path.base
 	lt, ok := labelType(t)
 	if !ok {
 		return Label{}, fmt.Errorf("%s has type %s; a label can be a string, bool or integer, or such a field of a struct behind a pointer (%s.Field)", srcText, t.Name, srcText)
@@ -394,4 +333,84 @@ func placeLabel(name, srcText string, params []symbols.Assignment, maxLen int) (
 		l.B = n
 	}
 	return l, nil
+}
+
+// fieldPath is where a label's value is once its field path is walked:
+// inside the parameter's value (at off), or past a pointer in memory (from
+// the pointer word base, through hops).
+type fieldPath struct {
+	t       *symbols.Type
+	inValue bool
+	off     int64
+	hops    []int64
+	base    Loc
+}
+
+// walkFields follows src's fields from the parameter's type t; partAt
+// locates a word of the parameter's value.
+func walkFields(src Source, srcText string, t *symbols.Type, partAt func(int64) (Loc, bool)) (fieldPath, error) {
+	inValue := true
+	var off int64
+	var hops []int64
+	var base Loc
+	for i, fname := range src.Fields {
+		last := i == len(src.Fields)-1
+		if t.Kind == symbols.KindPointer {
+			// Step through the pointer: its word is the next hop's base.
+			if inValue {
+				w, ok := partAt(off)
+				if !ok {
+					return fieldPath{}, fmt.Errorf("%s: cannot locate pointer %s", srcText, src.Param)
+				}
+				base, inValue = w, false
+				hops = append(hops, 0)
+			} else {
+				hops = append(hops, 0)
+			}
+			if last && src.HasOffset {
+				hops[len(hops)-1] += src.Offset
+				ty := src.Type
+				if ty == "" {
+					ty = "string"
+				}
+				if t.Elem != nil {
+					if f, ok := t.Elem.FieldByName(fname); ok {
+						if f.Offset != src.Offset {
+							return fieldPath{}, fmt.Errorf("%s: the binary says field %s is at offset %d, not %d (drop @%d)", srcText, fname, f.Offset, src.Offset, src.Offset)
+						}
+						if src.Type == "" {
+							t = f.Type
+							break
+						}
+					}
+				}
+				t = scalarTypes[ty]
+				break
+			}
+			if t.Elem == nil || t.Elem.Kind != symbols.KindStruct {
+				return fieldPath{}, fmt.Errorf("%s: the type %s of %s is unknown here (no DWARF): give the field's offset and type, e.g. %s.%s@16:string, or spell the struct in signature:", srcText, t.Name, strings.Join(append([]string{src.Param}, src.Fields[:i]...), "."), strings.Join(append([]string{src.Param}, src.Fields[:i]...), "."), fname)
+			}
+			t = t.Elem
+		} else if t.Kind != symbols.KindStruct {
+			return fieldPath{}, fmt.Errorf("%s: %s is a %s, which has no field %s", srcText, strings.Join(append([]string{src.Param}, src.Fields[:i]...), "."), t.Name, fname)
+		}
+		if last && src.HasOffset && inValue {
+			return fieldPath{}, fmt.Errorf("%s: an @offset is only for fields behind a pointer", srcText)
+		}
+		f, ok := t.FieldByName(fname)
+		if !ok {
+			var names []string
+			for _, f := range t.Fields {
+				names = append(names, f.Name)
+			}
+			return fieldPath{}, fmt.Errorf("%s: %s has no field %s (fields: %s)", srcText, t.Name, fname, strings.Join(names, ", "))
+		}
+		if inValue {
+			off += f.Offset
+		} else {
+			hops[len(hops)-1] += f.Offset
+		}
+		t = f.Type
+	}
+	return fieldPath{t: t, inValue: inValue, off: off, hops: hops, base: base}, nil
 }
