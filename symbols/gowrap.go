@@ -1053,37 +1053,11 @@ func (b *Binary) stepsARM64(code []byte, base uint64) []step {
 }
 
 func (b *Binary) classifyARM64(s *arm64State, in arm64asm.Inst, base, pc uint64, afterRet bool) (kind, int64, string) {
+	if k, target, callee, ok := b.branchARM64(s, in, base, pc); ok {
+		return k, target, callee
+	}
 	a := in.Args
 	switch in.Op {
-	case arm64asm.NOP, arm64asm.HINT:
-		return kNop, 0, ""
-	case arm64asm.RET:
-		return kRet, 0, ""
-	case arm64asm.BL:
-		if rel, ok := a[0].(arm64asm.PCRel); ok {
-			if name, ok := b.calleeAt(base, int64(pc)+int64(rel)); ok {
-				s.write(30)
-				return kCall, 0, name
-			}
-		}
-		return kOther, 0, ""
-	case arm64asm.BLR:
-		return kCallInd, 0, ""
-	case arm64asm.B:
-		if rel, ok := a[0].(arm64asm.PCRel); ok {
-			return kJump, int64(pc) + int64(rel), ""
-		}
-		if _, ok := a[0].(arm64asm.Cond); ok {
-			if rel, ok := a[1].(arm64asm.PCRel); ok {
-				return kCond, int64(pc) + int64(rel), ""
-			}
-		}
-		return kOther, 0, ""
-	case arm64asm.CBZ, arm64asm.CBNZ:
-		if rel, ok := a[1].(arm64asm.PCRel); ok {
-			return kCond, int64(pc) + int64(rel), ""
-		}
-		return kOther, 0, ""
 	case arm64asm.CMP:
 		// The stack bound check (CMP SP|X17, X16) and, after the return,
 		// the fix-up's CMP X20, X17.
@@ -1121,31 +1095,8 @@ func (b *Binary) classifyARM64(s *arm64State, in arm64asm.Inst, base, pc uint64,
 			return kArgs, 0, ""
 		}
 		return kOther, 0, ""
-	case arm64asm.STR, arm64asm.STUR, arm64asm.STRB, arm64asm.STRH, arm64asm.STURB, arm64asm.STURH:
-		mb := memBaseARM64(a[1])
-		r := xreg(a[0])
-		switch {
-		case mb == 31 && (r == 29 || r == 30):
-			return kFrame, 0, "" // STR X30, [SP, #-n]!; STUR X29, [SP, #-8]
-		case mb == 31:
-			if _, _, _, ok := memOffset(a[1]); ok {
-				return kArgs, 0, ""
-			}
-		case afterRet && mb >= 0 && mb == s.panic:
-			return kArgp, 0, "" // g._panic.argp = the wrapper's caller's argp
-		}
-		return kOther, 0, ""
-	case arm64asm.STP:
-		mb := memBaseARM64(a[2])
-		switch {
-		case mb == 31 && xreg(a[0]) == 29 && xreg(a[1]) == 30:
-			return kFrame, 0, ""
-		case mb == 31:
-			if _, _, _, ok := memOffset(a[2]); ok {
-				return kArgs, 0, ""
-			}
-		}
-		return kOther, 0, ""
+	case arm64asm.STR, arm64asm.STUR, arm64asm.STRB, arm64asm.STRH, arm64asm.STURB, arm64asm.STURH, arm64asm.STP:
+		return storeARM64(s, in, afterRet), 0, ""
 	case arm64asm.SUB, arm64asm.ADD:
 		// SUB X29, SP, #8; SUB/ADD SP, SP, #n; SUB X17, SP, #n (stack
 		// check); ADD Xd, SP, #n (a frame slot's address); ADD Xd, Xp,
@@ -1183,6 +1134,75 @@ func (b *Binary) classifyARM64(s *arm64State, in arm64asm.Inst, base, pc uint64,
 		return b.moveARM64(s, in), 0, ""
 	}
 	return kOther, 0, ""
+}
+
+// storeARM64 classifies a store: the frame's own, an argument spilled to
+// the frame, or (after the return) the fix-up of g._panic.argp.
+func storeARM64(s *arm64State, in arm64asm.Inst, afterRet bool) kind {
+	a := in.Args
+	if in.Op == arm64asm.STP {
+		mb := memBaseARM64(a[2])
+		switch {
+		case mb == 31 && xreg(a[0]) == 29 && xreg(a[1]) == 30:
+			return kFrame
+		case mb == 31:
+			if _, _, _, ok := memOffset(a[2]); ok {
+				return kArgs
+			}
+		}
+		return kOther
+	}
+	mb := memBaseARM64(a[1])
+	r := xreg(a[0])
+	switch {
+	case mb == 31 && (r == 29 || r == 30):
+		return kFrame // STR X30, [SP, #-n]!; STUR X29, [SP, #-8]
+	case mb == 31:
+		if _, _, _, ok := memOffset(a[1]); ok {
+			return kArgs
+		}
+	case afterRet && mb >= 0 && mb == s.panic:
+		return kArgp // g._panic.argp = the wrapper's caller's argp
+	}
+	return kOther
+}
+
+// branchARM64 classifies the control-flow instructions (NOP, RET, BL, BLR,
+// B, B.cond, CBZ, CBNZ); ok is false for any other.
+func (b *Binary) branchARM64(s *arm64State, in arm64asm.Inst, base, pc uint64) (k kind, target int64, callee string, ok bool) {
+	a := in.Args
+	switch in.Op {
+	case arm64asm.NOP, arm64asm.HINT:
+		return kNop, 0, "", true
+	case arm64asm.RET:
+		return kRet, 0, "", true
+	case arm64asm.BL:
+		if rel, ok := a[0].(arm64asm.PCRel); ok {
+			if name, ok := b.calleeAt(base, int64(pc)+int64(rel)); ok {
+				s.write(30)
+				return kCall, 0, name, true
+			}
+		}
+		return kOther, 0, "", true
+	case arm64asm.BLR:
+		return kCallInd, 0, "", true
+	case arm64asm.B:
+		if rel, ok := a[0].(arm64asm.PCRel); ok {
+			return kJump, int64(pc) + int64(rel), "", true
+		}
+		if _, ok := a[0].(arm64asm.Cond); ok {
+			if rel, ok := a[1].(arm64asm.PCRel); ok {
+				return kCond, int64(pc) + int64(rel), "", true
+			}
+		}
+		return kOther, 0, "", true
+	case arm64asm.CBZ, arm64asm.CBNZ:
+		if rel, ok := a[1].(arm64asm.PCRel); ok {
+			return kCond, int64(pc) + int64(rel), "", true
+		}
+		return kOther, 0, "", true
+	}
+	return 0, 0, "", false
 }
 
 // regOfExt returns the register of a shifted-register operand without
