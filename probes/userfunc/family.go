@@ -70,9 +70,8 @@ const kindUserFunc = 6
 // BPF programs are generic: each uprobe's cookie names a spec (one per
 // entry and binary) in uf_specs.
 type Probes struct {
-	h *probes.Handle // set when the manager has loaded the family
-
 	mu     sync.Mutex
+	h      *probes.Handle   // set when the manager has loaded the family
 	funcs  map[string]*Func // by Entry.Key()
 	specs  map[specKey]*userSpec
 	procs  map[int]*userProc
