@@ -3,8 +3,9 @@
 // a process (Manager), the per-CPU ring buffers and their readers, the maps
 // of calls in flight, and the invalid-event policy. The families are
 // packages of their own (probes/httpserver, probes/httpclient, probes/dbsql,
-// probes/goruntime), handed to New by its caller; the business functions'
-// family (userfunc.go) is the manager's own.
+// probes/goruntime, probes/userfunc), handed to New by its caller. A family
+// whose probes follow configuration entries (the business functions)
+// implements Entries and attaches them itself through its Handle.
 //
 // The path of one HTTP request: bpf/http_server.c writes an event into the
 // ring of the CPU it ran on (ringset.go); that ring's reader hands it to

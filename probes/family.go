@@ -7,16 +7,11 @@ import (
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
-// Event kinds: enum family of bpf/common.h. Each family with events owns
-// its kind (httpserver 1, httpclient 2, dbsql 3, compared with the C side
-// by each family's tests); the manager owns the business functions' and
-// the bound.
-const (
-	kindUserFunc = 6
-	// MaxKinds bounds the event kinds: the size of the manager's per-kind
-	// tables and of the lost-event counters (FAMILY_MAX).
-	MaxKinds = 16
-)
+// MaxKinds bounds the event kinds (enum family of bpf/common.h, where each
+// family with events owns its kind, compared with the C side by each
+// family's tests): the size of the manager's per-kind tables and of the
+// lost-event counters (FAMILY_MAX).
+const MaxKinds = 16
 
 // Probe is one uprobe of a family: a Go function and the BPF program that
 // runs at its entry. Families list their probes as plain data.
@@ -73,6 +68,9 @@ type Family struct {
 	// StartMap holds calls in flight, keyed by struct goroutine_key, each
 	// value starting with the call's start time (a u64).
 	StartMap string
+	// StartMapFixed keeps the start map's size as the C source declares
+	// it instead of Options.MaxInFlight.
+	StartMapFixed bool
 	// Configure reads what the BPF programs need to know about a binary.
 	Configure func(b *symbols.Binary) (any, error)
 	// LeaveOut, when set, names optional probes that must not be placed in
@@ -88,6 +86,34 @@ type Family struct {
 	// attached to (for samplers that read program state on a timer).
 	Attached func(pid int, bin *symbols.Binary, t aggregator.TargetID)
 	Detached func(pid int)
+	// Entries, when set, makes the family one whose probes follow the
+	// entries of a configuration instead of Probes (see Entries).
+	Entries Entries
+}
+
+// Entries is implemented by a family whose probes follow the entries of a
+// configuration (the business functions, probes/userfunc) rather than a
+// fixed list. The manager loads its collection, reads and counts its
+// events and sweeps its calls in flight, but Attach and Detach leave its
+// probes alone: the family attaches each entry to each process itself
+// through the Handle it is given, each site's BPF cookie naming the entry,
+// and the manager tells it what becomes of processes and binaries.
+type Entries interface {
+	// Loaded hands the family its loaded collection (once, from New).
+	Loaded(h *Handle)
+	// Entry names the entry a well-formed event of the family belongs to:
+	// the invalid-event policy weighs each entry in each process apart.
+	// It must not allocate.
+	Entry(raw []byte) uint32
+	// DetachEntry detaches one entry from one process for the
+	// invalid-event policy, its status the reason given; false when the
+	// entry is not attached there (any more).
+	DetachEntry(pid int, entry uint32, reason string) (ProbeStatus, bool)
+	// ProcessDetached says that Manager.Detach released a process.
+	ProcessDetached(pid int)
+	// BinaryForgotten says that no process runs bin any more
+	// (Manager.Forget).
+	BinaryForgotten(bin *symbols.Binary)
 }
 
 // PerShard builds one value per ring shard of agg, looked up by shard

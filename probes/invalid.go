@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unsafe"
 )
 
 // The invalid-event policy. Every implausible event is refused and counted
@@ -15,8 +14,9 @@ import (
 // keep failing the checks in one process is detached from that process,
 // and from no other:
 //
-//   - A window opens for a (process, family) — for business functions,
-//     (process, configured function) — with its first invalid event that is
+//   - A window opens for a (process, family) — for a family of
+//     configured entries (Entries, the business functions), (process,
+//     entry) — with its first invalid event that is
 //     evidence of a misread program (verdict.evidence: not a path, an
 //     HTTP/2 method or a client's status 0–999, which peers can send).
 //   - While it is open, its events are counted: invalid (by reason) and
@@ -51,15 +51,14 @@ const (
 type watchKey struct {
 	pid  uint32
 	kind uint16
-	sub  uint32 // business functions: the configured function's spec id
+	sub  uint32 // a family of configured entries (Entries): the entry
 }
 
-// watchKeyOf is the key of an event the decoder accepted as well formed.
-func watchKeyOf(kind uint16, pid uint32, raw []byte) watchKey {
+// watchKey is the key of an event the decoder accepted as well formed.
+func (r *readers) watchKey(kind uint16, pid uint32, raw []byte) watchKey {
 	k := watchKey{pid: pid, kind: kind}
-	if kind == kindUserFunc {
-		off := unsafe.Offsetof(userFuncUfEvent{}.Id)
-		k.sub = uint32(raw[off]) | uint32(raw[off+1])<<8 | uint32(raw[off+2])<<16 | uint32(raw[off+3])<<24
+	if entry := r.entries[kind]; entry != nil {
+		k.sub = entry(raw)
 	}
 	return k
 }
@@ -270,7 +269,8 @@ func detachReason(w windowCounts) string {
 type Detached struct {
 	PID int
 	// Attachment is the process's attachment, whose Status now shows the
-	// family detached; nil for a business function (see UserStatus).
+	// family detached; nil for an entry of a family of configured entries
+	// (Entries), whose own status says so.
 	Attachment *Attachment
 	// Status is the family's new status; its Error says why.
 	Status ProbeStatus
@@ -328,12 +328,11 @@ func (m *Manager) checkInvalid(now time.Time) {
 // detachInvalid detaches one family from one process; false when it is
 // not attached there (any more).
 func (m *Manager) detachInvalid(k watchKey, reason string) (Detached, bool) {
-	if k.kind == kindUserFunc {
-		if m.user == nil {
-			return Detached{}, false
+	for _, f := range m.families {
+		if f.Kind == k.kind && f.Entries != nil {
+			st, ok := f.Entries.DetachEntry(int(k.pid), k.sub, reason)
+			return Detached{PID: int(k.pid), Status: st}, ok
 		}
-		st, ok := m.user.detachInvalid(int(k.pid), k.sub, reason)
-		return Detached{PID: int(k.pid), Status: st}, ok
 	}
 	m.attMu.Lock()
 	a := m.atts[int(k.pid)]
@@ -366,31 +365,6 @@ func (m *Manager) detachInvalid(k watchKey, reason string) (Detached, bool) {
 	}
 	m.release(a.PID, af)
 	return Detached{PID: a.PID, Attachment: a, Status: st}, true
-}
-
-// detachInvalid detaches one configured business function (by spec id)
-// from a process, leaving the reason as its status.
-func (u *userProbes) detachInvalid(pid int, id uint32, reason string) (ProbeStatus, bool) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	p := u.procs[pid]
-	if p == nil {
-		return ProbeStatus{}, false
-	}
-	for sk, s := range u.specs {
-		if s.id != id || sk.bin != p.bin {
-			continue
-		}
-		f := u.funcs[sk.key]
-		if _, attached := p.links[sk.key]; !attached || f == nil {
-			return ProbeStatus{}, false
-		}
-		u.detachEntry(p, sk.key)
-		st := ProbeStatus{Family: statusName(f), Error: reason}
-		p.statuses[sk.key] = st
-		return st, true
-	}
-	return ProbeStatus{}, false
 }
 
 // invalid sums a family's invalid events by reason label, every reason

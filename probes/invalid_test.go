@@ -8,7 +8,6 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
-	"github.com/blindspot-dev/blindspot/probes/userfunc"
 )
 
 // The reader counts invalid events per family and reason, and in the
@@ -22,7 +21,7 @@ func TestReaderCountsInvalidEvents(t *testing.T) {
 	rd.handle(r.sh, c, fakeEvent(kindServer, 42, InvalidPath))
 	rd.handle(r.sh, c, fakeEvent(kindServer, 42, Decoded))
 	rd.handle(r.sh, c, fakeEvent(kindClient, 42, InvalidPeerStatus))
-	rd.handle(r.sh, c, userEvent(ufCountID, "\xff", nil))
+	rd.handle(r.sh, c, fakeEntryEvent(42, ufCountID, InvalidUTF8))
 	rd.handle(r.sh, c, fakeEvent(kindServer, 99, Decoded)) // not attached
 
 	if n := c.invalid[kindServer][InvalidStatus].Load(); n != 3 {
@@ -50,8 +49,8 @@ func TestReaderCountsInvalidEvents(t *testing.T) {
 	if _, ok := w[watchKey{pid: 42, kind: kindClient}]; ok {
 		t.Error("a client status a server may send opened a window")
 	}
-	if uf := w[watchKey{pid: 42, kind: kindUserFunc, sub: ufCountID}]; uf.invalid[InvalidUTF8] != 1 {
-		t.Errorf("business window: %+v, want one utf8", uf)
+	if uf := w[watchKey{pid: 42, kind: kindEntries, sub: ufCountID}]; uf.invalid[InvalidUTF8] != 1 {
+		t.Errorf("entry window: %+v, want one utf8", uf)
 	}
 	if len(w) != 2 {
 		t.Errorf("%d windows open, want 2: %v", len(w), w)
@@ -250,41 +249,54 @@ func TestInvalidEventsDetachOneFamilyFromOneProcess(t *testing.T) {
 	}
 }
 
-// A configured business function whose string labels keep failing the
-// check in a process is detached from it, its status the reason.
-func TestInvalidEventsDetachBusinessFunction(t *testing.T) {
+// An entry of a family of configured entries (the business functions')
+// whose events keep failing the checks in a process is detached from it
+// through the family's DetachEntry, with the reason; the other entry, and
+// the same entry in another process, stay (probes/userfunc's
+// TestDetachEntry checks the family's side).
+func TestInvalidEventsDetachOneEntry(t *testing.T) {
 	r := newDecoderRig(t)
 	m := &Manager{atts: map[int]*Attachment{}}
 	rd, c := newTestReaders(r)
 	rd.targets = &m.targets
 	m.readers = rd
+	m.families = []*loadedFamily{{Family: &Family{Name: "entries", Kind: kindEntries, Decode: fakeDecode, Entries: r.entries}}}
+	r.entries.attached = map[int]map[uint32]bool{42: {ufCountID: true, ufSecondsID: true}, 43: {ufCountID: true}}
 	m.targets.set(42, r.tid, true)
-	var closed atomic.Int32
-	f := &UserFunc{Entry: &userfunc.Entry{Function: "main.placeOrder", Metric: "orders_total"}, Metric: r.ufCount}
-	const key = "orders-key"
-	m.user = r.user
-	m.user.funcs = map[string]*UserFunc{key: f}
-	m.user.specs = map[specKey]*userSpec{{key, nil}: {id: ufCountID}}
-	m.user.procs = map[int]*userProc{42: {pid: 42,
-		links:    map[string][]link.Link{key: {fakeLink{closed: &closed}}},
-		statuses: map[string]ProbeStatus{key: {Family: "userfunc:orders_total", Sites: []string{"main.placeOrder"}}},
-	}}
+	m.targets.set(43, r.tid, true)
 	var told []Detached
 	m.OnDetached(func(d Detached) { told = append(told, d) })
 	for i := 0; i < 25; i++ {
-		rd.handle(r.sh, c, userEvent(ufCountID, "\xfe\xff", nil))
+		rd.handle(r.sh, c, fakeEntryEvent(42, ufCountID, InvalidUTF8))
+		rd.handle(r.sh, c, fakeEntryEvent(42, ufSecondsID, Decoded))
+		rd.handle(r.sh, c, fakeEntryEvent(43, ufCountID, Decoded))
 	}
+	rd.handle(r.sh, c, fakeEntryEvent(43, ufCountID, InvalidUTF8))
 	m.checkInvalid(time.Unix(5000, 0))
 	const reason = "detached: 25 of 25 events invalid (utf8) — offsets for this binary are likely wrong"
 	if len(told) != 1 || told[0].PID != 42 || told[0].Attachment != nil ||
-		told[0].Status.Family != "userfunc:orders_total" || told[0].Status.Error != reason {
+		told[0].Status.Family != "entries:7" || told[0].Status.Error != reason {
 		t.Fatalf("told %+v", told)
 	}
-	if closed.Load() != 1 {
-		t.Errorf("links closed %d times, want 1", closed.Load())
+	if want := []detachedEntry{{42, ufCountID, reason}}; len(r.entries.detached) != 1 || r.entries.detached[0] != want[0] {
+		t.Errorf("DetachEntry calls %+v, want %+v", r.entries.detached, want)
 	}
-	if st := m.UserStatus(42); len(st) != 1 || st[0].Error != reason {
-		t.Errorf("UserStatus = %+v", st)
+	// Its window is closed: more invalid events open a new one, and the
+	// family, which no longer has the entry there, is not told again.
+	for i := 0; i < 25; i++ {
+		rd.handle(r.sh, c, fakeEntryEvent(42, ufCountID, InvalidUTF8))
+	}
+	m.checkInvalid(time.Unix(5001, 0))
+	if len(told) != 1 {
+		t.Errorf("told %d times, want once", len(told))
+	}
+	// Detaching the process tells the family.
+	a := &Attachment{PID: 42}
+	m.track(a)
+	m.opts.DrainInterval = time.Millisecond
+	m.Detach(a)
+	if len(r.entries.processes) != 1 || r.entries.processes[0] != 42 {
+		t.Errorf("ProcessDetached calls %v, want [42]", r.entries.processes)
 	}
 }
 

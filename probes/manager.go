@@ -47,7 +47,6 @@ type Manager struct {
 	readers  *readers
 	families []*loadedFamily
 	targets  targetTable
-	user     *userProbes // business functions from the configuration
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 
@@ -81,9 +80,9 @@ type siteOffsets []uint64
 
 // New loads the given probe families into the kernel and starts the ring
 // readers, which fold events into agg (one shard per ring). The families
-// are the caller's (cmd/agent runs httpserver, httpclient, dbsql and
-// goruntime); the business functions' family is always loaded. Two
-// families must not share a Kind.
+// are the caller's (cmd/agent runs httpserver, httpclient, dbsql,
+// goruntime and the business functions, probes/userfunc). Two families
+// must not share a Kind.
 func New(agg *aggregator.Aggregator, families []*Family, opts *Options) (*Manager, error) {
 	o := Options{}
 	if opts != nil {
@@ -116,7 +115,7 @@ func New(agg *aggregator.Aggregator, families []*Family, opts *Options) (*Manage
 	m := &Manager{opts: o, rings: rs, atts: map[int]*Attachment{}}
 	m.readers = &readers{rs: rs, agg: agg, interval: o.DrainInterval, targets: &m.targets}
 	for _, f := range families {
-		if f.Kind != 0 && (f.Kind >= MaxKinds || m.readers.decoders[f.Kind] != nil || f.Kind == kindUserFunc) {
+		if f.Kind != 0 && (f.Kind >= MaxKinds || m.readers.decoders[f.Kind] != nil) {
 			m.Close()
 			return nil, fmt.Errorf("load %s probes: event kind %d taken or out of range", f.Name, f.Kind)
 		}
@@ -129,10 +128,10 @@ func New(agg *aggregator.Aggregator, families []*Family, opts *Options) (*Manage
 		if f.Decode != nil {
 			m.readers.decoders[f.Kind] = f.Decode
 		}
-	}
-	if err := m.loadUserFuncs(); err != nil {
-		m.Close()
-		return nil, fmt.Errorf("load %s probes: %w", userFamilyName, err)
+		if f.Entries != nil {
+			m.readers.entries[f.Kind] = f.Entries.Entry
+			f.Entries.Loaded(&Handle{m: m, f: lf})
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
@@ -155,7 +154,7 @@ func (m *Manager) load(f *Family) (*loadedFamily, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ms := spec.Maps[f.StartMap]; ms != nil {
+	if ms := spec.Maps[f.StartMap]; ms != nil && !f.StartMapFixed {
 		ms.MaxEntries = uint32(m.opts.MaxInFlight)
 	}
 	if ms := spec.Maps[f.ConfigMap]; ms != nil {
@@ -257,6 +256,9 @@ func (m *Manager) Attach(pid int, exe string, bin *symbols.Binary, t aggregator.
 	a := &Attachment{PID: pid}
 	m.targets.set(uint32(pid), t, true)
 	for _, f := range m.families {
+		if f.Entries != nil {
+			continue // attached entry by entry by the family itself
+		}
 		st := ProbeStatus{Family: f.Name}
 		if _, err := bin.LookupFunc(f.Anchor); err != nil {
 			continue // the program does not use this library
@@ -356,9 +358,9 @@ func (m *Manager) Forget(bin *symbols.Binary) {
 		f.mu.Lock()
 		delete(f.configs, bin)
 		f.mu.Unlock()
-	}
-	if m.user != nil {
-		m.user.forget(bin)
+		if f.Entries != nil {
+			f.Entries.BinaryForgotten(bin)
+		}
 	}
 }
 
@@ -447,9 +449,9 @@ func (f *loadedFamily) attach(ex *link.Executable, pid int, bin *symbols.Binary,
 	return links, sites, nil
 }
 
-// closeLinks closes links concurrently: each close waits for a kernel
+// CloseLinks closes links concurrently: each close waits for a kernel
 // grace period, and the waits overlap.
-func closeLinks(links []link.Link) {
+func CloseLinks(links []link.Link) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)
 	for _, l := range links {
@@ -515,9 +517,11 @@ func (m *Manager) Detach(a *Attachment) {
 	for _, af := range fams {
 		links = append(links, af.links...)
 	}
-	closeLinks(links)
-	if m.user != nil {
-		m.user.detach(a.PID)
+	CloseLinks(links)
+	for _, f := range m.families {
+		if f.Entries != nil {
+			f.Entries.ProcessDetached(a.PID)
+		}
 	}
 	for _, af := range fams {
 		af.f.forget(a.PID)
@@ -533,7 +537,7 @@ func (m *Manager) Detach(a *Attachment) {
 // release detaches one family from one process (whose other families
 // stay attached).
 func (m *Manager) release(pid int, af attachedFamily) {
-	closeLinks(af.links)
+	CloseLinks(af.links)
 	af.f.forget(pid)
 }
 
@@ -559,11 +563,17 @@ type GoroutineKey struct {
 	G    uint64
 }
 
-// dropStarts deletes the calls in flight that match. Every start map's
-// value begins with the call's start time, a u64 (checked against the
-// objects' BTF by each family's tests, bpfcheck.CheckObjects).
+// dropStarts deletes the family's calls in flight that match.
 func (f *loadedFamily) dropStarts(match func(tgid uint32, startNs uint64) bool) {
-	if f.starts == nil {
+	DropStarts(f.starts, func(k GoroutineKey, start uint64) bool { return match(k.Tgid, start) })
+}
+
+// DropStarts deletes the calls in flight of a start map (nil: none) that
+// match. Every start map's value begins with the call's start time, a u64
+// (checked against the objects' BTF by each family's tests,
+// bpfcheck.CheckObjects).
+func DropStarts(starts *ebpf.Map, match func(k GoroutineKey, startNs uint64) bool) {
+	if starts == nil {
 		return
 	}
 	var (
@@ -571,16 +581,16 @@ func (f *loadedFamily) dropStarts(match func(tgid uint32, startNs uint64) bool) 
 		val  []byte
 		dead []GoroutineKey
 	)
-	val = make([]byte, f.starts.ValueSize())
-	it := f.starts.Iterate()
+	val = make([]byte, starts.ValueSize())
+	it := starts.Iterate()
 	for it.Next(&key, &val) {
 		start := binary.LittleEndian.Uint64(val)
-		if match(key.Tgid, start) {
+		if match(key, start) {
 			dead = append(dead, key)
 		}
 	}
 	for _, k := range dead {
-		f.starts.Delete(k)
+		starts.Delete(k)
 	}
 }
 
@@ -650,4 +660,37 @@ func (m *Manager) Close() {
 		}
 	}
 	m.rings.close()
+}
+
+// Handle is what the manager lends a family that attaches its own probes
+// (Entries): its loaded collection, its maps, and the manager's way of
+// attaching sites and attributing events.
+type Handle struct {
+	m *Manager
+	f *loadedFamily
+}
+
+// Program returns a program of the family's collection (nil if absent).
+func (h *Handle) Program(name string) *ebpf.Program { return h.f.coll.Programs[name] }
+
+// ConfigMap is the family's map named Family.ConfigMap.
+func (h *Handle) ConfigMap() *ebpf.Map { return h.f.config }
+
+// DropStarts deletes the family's calls in flight that match.
+func (h *Handle) DropStarts(match func(k GoroutineKey, startNs uint64) bool) {
+	DropStarts(h.f.starts, match)
+}
+
+// Attribute makes the readers attribute the events of pid to t (Attach
+// forgets a process to which no family applied).
+func (h *Handle) Attribute(pid int, t aggregator.TargetID) {
+	h.m.targets.set(uint32(pid), t, true)
+}
+
+// AttachSites attaches prog at the given file offsets of one process once
+// each site holds the instruction decoded there, every site with the BPF
+// cookie: one uprobe_multi link where the kernel has them, else one uprobe
+// per site. Close the links returned even with an error.
+func (h *Handle) AttachSites(ex *link.Executable, bin *symbols.Binary, prog *ebpf.Program, pid int, offs []uint64, cookie uint64) ([]link.Link, error) {
+	return h.f.attachSites(ex, bin, prog, pid, offs, cookie)
 }

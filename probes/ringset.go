@@ -97,6 +97,7 @@ type readers struct {
 	interval time.Duration
 	targets  *targetTable
 	decoders [MaxKinds]Decoder
+	entries  [MaxKinds]func(raw []byte) uint32 // Entries.Entry, by kind
 
 	counts []*readerCounts // one per reader: no cache line shared between CPUs
 	wg     sync.WaitGroup
@@ -202,13 +203,13 @@ func (r *readers) handle(sh *aggregator.Shard, c *readerCounts, raw []byte) {
 	case v.invalid():
 		c.invalid[kind][v].Add(1)
 		if v.evidence() {
-			c.noteInvalid(watchKeyOf(kind, pid, raw), v)
+			c.noteInvalid(r.watchKey(kind, pid, raw), v)
 			return
 		}
 	}
 	// Plausibly read: weighed against the invalid ones of an open window.
 	if w := c.watch.Load(); w != nil && len(*w) != 0 {
-		if wc := (*w)[watchKeyOf(kind, pid, raw)]; wc != nil {
+		if wc := (*w)[r.watchKey(kind, pid, raw)]; wc != nil {
 			wc.valid.Add(1)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/blindspot-dev/blindspot/probes/goruntime"
 	"github.com/blindspot-dev/blindspot/probes/httpclient"
 	"github.com/blindspot-dev/blindspot/probes/httpserver"
+	"github.com/blindspot-dev/blindspot/probes/userfunc"
 )
 
 // The probe families the agent runs. A new family is a package of its own
@@ -24,8 +25,9 @@ func familyMetrics() []*aggregator.Metric {
 	return out
 }
 
-// families builds the families the probe manager runs.
-func families(cfg *Config, agg *aggregator.Aggregator) []*probes.Family {
+// families builds the families the probe manager runs; user is the
+// business functions' family, whose metrics come from the configuration.
+func families(cfg *Config, agg *aggregator.Aggregator, user *userfunc.Probes) []*probes.Family {
 	return []*probes.Family{
 		httpserver.Family(),
 		httpclient.Family(agg),
@@ -34,5 +36,6 @@ func families(cfg *Config, agg *aggregator.Aggregator) []*probes.Family {
 			Interval:     cfg.Runtime.Interval,
 			TopFunctions: cfg.Runtime.TopFunctions,
 		}),
+		user.Family(),
 	}
 }

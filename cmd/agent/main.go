@@ -88,12 +88,13 @@ func run(args []string) error {
 		Templates:   templates,
 		Grace:       cfg.Grace,
 	})
-	pm, err := probes.New(agg, families(cfg, agg), nil)
+	user := userfunc.New()
+	pm, err := probes.New(agg, families(cfg, agg, user), nil)
 	if err != nil {
 		return explainLoadError(err)
 	}
 	defer pm.Close()
-	a := lifecycle.New(agg, pm, &lifecycle.Options{Selection: cfg.Selection, Logger: log})
+	a := lifecycle.New(agg, lifecycle.Probes{Manager: pm, Probes: user}, &lifecycle.Options{Selection: cfg.Selection, Logger: log})
 	biz := lifecycle.NewBusiness(a, fl.configFile, func() ([]userfunc.Entry, error) {
 		cfg, err := LoadConfig(fl.configFile)
 		if err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/blindspot-dev/blindspot/exporter"
 	"github.com/blindspot-dev/blindspot/probes"
 	"github.com/blindspot-dev/blindspot/probes/discover"
+	"github.com/blindspot-dev/blindspot/probes/userfunc"
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
@@ -37,7 +38,7 @@ const (
 	maxGoMinor = 27
 )
 
-// Prober attaches probes to processes and detaches them: *probes.Manager.
+// Prober attaches probes to processes and detaches them: Probes.
 type Prober interface {
 	// Attach attaches every family that applies to the process pid.
 	Attach(pid int, exe string, bin *symbols.Binary, t aggregator.TargetID) (*probes.Attachment, error)
@@ -48,7 +49,7 @@ type Prober interface {
 	// UserStatus returns how the business functions fare in the process.
 	UserStatus(pid int) []probes.ProbeStatus
 	// SetUserFuncs puts a set of business functions in force.
-	SetUserFuncs(funcs []*probes.UserFunc)
+	SetUserFuncs(funcs []*userfunc.Func)
 	// OnDetached sets the function told of every family the invalid-event
 	// policy detaches.
 	OnDetached(fn func(probes.Detached))
@@ -58,7 +59,14 @@ type Prober interface {
 	Stats() probes.Stats
 }
 
-var _ Prober = (*probes.Manager)(nil)
+// Probes is the Prober the agent runs: the probe manager, and the
+// business functions' family (probes/userfunc) handed to it.
+type Probes struct {
+	*probes.Manager
+	*userfunc.Probes
+}
+
+var _ Prober = Probes{}
 
 // Discovery reports processes starting and exiting: *discover.Watcher.
 type Discovery interface {

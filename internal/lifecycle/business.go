@@ -29,7 +29,7 @@ type Business struct {
 	a    *Agent
 
 	mu      sync.Mutex
-	cur     map[string]*probes.UserFunc // by Entry.Key()
+	cur     map[string]*userfunc.Func // by Entry.Key()
 	builtin map[string]bool
 	// Errors are the configuration problems of the last load, one per bad
 	// entry ("functions[2] (payment_retry_count): ...").
@@ -59,7 +59,7 @@ func stampOf(file string) fileStamp {
 // from file (empty: none) by load, which returns its functions: section.
 // Nothing is in force until Apply.
 func NewBusiness(a *Agent, file string, load func() ([]userfunc.Entry, error)) *Business {
-	b := &Business{file: file, load: load, a: a, cur: map[string]*probes.UserFunc{}, builtin: map[string]bool{}}
+	b := &Business{file: file, load: load, a: a, cur: map[string]*userfunc.Func{}, builtin: map[string]bool{}}
 	for _, m := range a.agg.Metrics() {
 		b.builtin[m.Name] = true
 	}
@@ -71,8 +71,8 @@ func NewBusiness(a *Agent, file string, load func() ([]userfunc.Entry, error)) *
 func (b *Business) Apply(entries []userfunc.Entry) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	next := map[string]*probes.UserFunc{}
-	var list []*probes.UserFunc
+	next := map[string]*userfunc.Func{}
+	var list []*userfunc.Func
 	var errs []string
 	names := map[string]int{}
 	for i := range entries {
@@ -93,7 +93,7 @@ func (b *Business) Apply(entries []userfunc.Entry) {
 		k := e.Key()
 		f := b.cur[k]
 		if f == nil {
-			f = probes.NewUserFunc(e)
+			f = userfunc.NewFunc(e)
 		}
 		next[k] = f
 		list = append(list, f)

@@ -14,7 +14,6 @@ import (
 
 	"github.com/blindspot-dev/blindspot/aggregator"
 	"github.com/blindspot-dev/blindspot/exporter"
-	"github.com/blindspot-dev/blindspot/probes"
 	"github.com/blindspot-dev/blindspot/probes/userfunc"
 )
 
@@ -53,7 +52,7 @@ func (c *configSource) Loads() int {
 	return c.loads
 }
 
-func metricNames(fs []*probes.UserFunc) []string {
+func metricNames(fs []*userfunc.Func) []string {
 	var out []string
 	for _, f := range fs {
 		out = append(out, f.Metric.Name)
@@ -119,7 +118,7 @@ func TestBusinessReloadAddsAndRemoves(t *testing.T) {
 	}
 	for _, f := range after {
 		if f.Metric.Name == "payments_total" && f != before[1] {
-			t.Error("unchanged entry got a new UserFunc: its series would restart")
+			t.Error("unchanged entry got a new Func: its series would restart")
 		}
 	}
 	if hasMetric(r.agg, "orders_total") || !hasMetric(r.agg, "refunds_total") || !hasMetric(r.agg, "payments_total") {

@@ -18,6 +18,7 @@ import (
 	"github.com/blindspot-dev/blindspot/probes/goruntime"
 	"github.com/blindspot-dev/blindspot/probes/httpclient"
 	"github.com/blindspot-dev/blindspot/probes/httpserver"
+	"github.com/blindspot-dev/blindspot/probes/userfunc"
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
@@ -34,7 +35,7 @@ type fakeProber struct {
 	// userErr, when set for a metric, is the error of that business
 	// function in every process.
 	userErr    map[string]string
-	funcs      []*probes.UserFunc
+	funcs      []*userfunc.Func
 	onDetached func(probes.Detached)
 }
 
@@ -92,13 +93,13 @@ func (f *fakeProber) UserStatus(pid int) []probes.ProbeStatus {
 	return out
 }
 
-func (f *fakeProber) SetUserFuncs(funcs []*probes.UserFunc) {
+func (f *fakeProber) SetUserFuncs(funcs []*userfunc.Func) {
 	f.mu.Lock()
 	f.funcs = slices.Clone(funcs)
 	f.mu.Unlock()
 }
 
-func (f *fakeProber) Funcs() []*probes.UserFunc {
+func (f *fakeProber) Funcs() []*userfunc.Func {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.funcs)

@@ -1,9 +1,15 @@
-// Package userfunc turns the business functions a user names in the
-// configuration into probe plans: it checks each entry (metric name, kind,
-// labels, signature), reads the function's parameters from a binary's DWARF
-// or from the signature given, and places every label and the outcome in
-// the registers or stack slots Go's register ABI (ABIInternal) gives them.
-// It is pure Go: the probes package loads and attaches what it plans.
+// Package userfunc is the business functions' probe family: the functions
+// a user names in the configuration (`functions:`), each counted or timed
+// into a metric of its own. It checks each entry (metric name, kind,
+// labels, signature; config.go), reads the function's parameters from a
+// binary's DWARF or from the signature given, and places every label and
+// the outcome in the registers or stack slots Go's register ABI
+// (ABIInternal) gives them (plan.go, signature.go). Its BPF programs
+// (bpf/userfunc.c, bindings bpf_*_bpfel.go) are generic: family.go stores
+// one spec per entry and binary in a map, attaches each entry with a BPF
+// cookie naming its spec, and decodes the events. The manager (package
+// probes) loads the family, reads its events and tells it of detached
+// processes and forgotten binaries through probes.Entries.
 package userfunc
 
 import (
@@ -25,7 +31,7 @@ const (
 
 // Limits of what one entry may ask for: UF_MAX_LABELS, UF_MAX_HOPS and
 // UF_STR_MAX of bpf/userfunc.c (compared with it and with the objects by
-// probes.TestUserFuncContract).
+// TestContract).
 const (
 	// MaxLabels is the most parameter labels per entry (the outcome label
 	// comes on top).

@@ -11,7 +11,7 @@ import (
 
 // LabelType is how a label's value is read and rendered: UF_STRING, UF_INT,
 // UF_UINT and UF_BOOL of bpf/userfunc.c (compared with it by
-// probes.TestUserFuncContract).
+// TestContract).
 type LabelType uint8
 
 // Label types.
@@ -26,7 +26,7 @@ const (
 type OutcomeKind uint8
 
 // Outcome kinds: 0 and UF_OUTCOME_* of bpf/userfunc.c (compared with it by
-// probes.TestUserFuncContract).
+// TestContract).
 const (
 	OutcomeNone  OutcomeKind = 0
 	OutcomeError OutcomeKind = 1 // an error result: its type word is 0 for nil

@@ -1,4 +1,4 @@
-package probes
+package userfunc
 
 import (
 	"errors"
@@ -13,21 +13,21 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
+	"github.com/blindspot-dev/blindspot/probes"
 	"github.com/blindspot-dev/blindspot/probes/label"
-	"github.com/blindspot-dev/blindspot/probes/userfunc"
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
-// UserFunc is one business function from the configuration and the metric
-// it feeds. Keep the same UserFunc across reloads for an unchanged entry:
-// its series then keep counting.
-type UserFunc struct {
-	Entry  *userfunc.Entry
+// Func is one business function from the configuration and the metric it
+// feeds. Keep the same Func across reloads for an unchanged entry: its
+// series then keep counting.
+type Func struct {
+	Entry  *Entry
 	Metric *aggregator.Metric
 }
 
-// NewUserFunc makes the metric of a checked entry.
-func NewUserFunc(e *userfunc.Entry) *UserFunc {
+// NewFunc makes the metric of a checked entry.
+func NewFunc(e *Entry) *Func {
 	m := &aggregator.Metric{
 		Name:   e.Metric,
 		Help:   e.Help,
@@ -35,7 +35,7 @@ func NewUserFunc(e *userfunc.Entry) *UserFunc {
 		Limit:  e.SeriesLimit,
 	}
 	if m.Limit == 0 {
-		m.Limit = userfunc.DefaultSeriesLimit
+		m.Limit = DefaultSeriesLimit
 	}
 	if e.Outcome != "" {
 		m.Labels = append(m.Labels, e.Outcome)
@@ -55,20 +55,24 @@ func NewUserFunc(e *userfunc.Entry) *UserFunc {
 			m.Help = "Duration of " + e.Function + "."
 		}
 	}
-	return &UserFunc{Entry: e, Metric: m}
+	return &Func{Entry: e, Metric: m}
 }
 
-// userFamilyName labels the business probes' self-metrics and statuses.
-const userFamilyName = "userfunc"
+// FamilyName labels the business probes' self-metrics and statuses.
+const FamilyName = "userfunc"
 
-// userProbes attaches the configured business functions to processes and
-// follows reloads. Its BPF programs are generic: each uprobe's cookie names
-// a spec (one per entry and binary) in uf_specs.
-type userProbes struct {
-	lf *loadedFamily
+// kindUserFunc is the family's event kind: FAMILY_USER_FUNC of
+// bpf/common.h (compared with it by TestContract).
+const kindUserFunc = 6
 
+// Probes attaches the configured business functions to processes and
+// follows reloads: a family of configured entries (probes.Entries). Its
+// BPF programs are generic: each uprobe's cookie names a spec (one per
+// entry and binary) in uf_specs.
+type Probes struct {
 	mu     sync.Mutex
-	funcs  map[string]*UserFunc // by Entry.Key()
+	h      *probes.Handle   // set when the manager has loaded the family
+	funcs  map[string]*Func // by Entry.Key()
 	specs  map[specKey]*userSpec
 	procs  map[int]*userProc
 	nextID uint32
@@ -84,7 +88,7 @@ type specKey struct {
 
 type userSpec struct {
 	id     uint32
-	plan   *userfunc.Plan
+	plan   *Plan
 	err    error
 	skip   bool // the program does not link the function's package
 	entry  []uint64
@@ -94,8 +98,8 @@ type userSpec struct {
 
 type userDecode struct {
 	metric   *aggregator.Metric
-	types    [userfunc.MaxLabels]userfunc.LabelType
-	maxLen   [userfunc.MaxLabels]int // of string labels: a value this long may have been cut
+	types    [MaxLabels]LabelType
+	maxLen   [MaxLabels]int // of string labels: a value this long may have been cut
 	n        int
 	outcome  bool
 	duration bool
@@ -108,37 +112,53 @@ type userProc struct {
 	service  string
 	bin      *symbols.Binary
 	links    map[string][]link.Link // by entry key
-	statuses map[string]ProbeStatus
+	statuses map[string]probes.ProbeStatus
 }
 
-func (m *Manager) loadUserFuncs() error {
-	lf, err := m.load(&Family{Name: userFamilyName, Kind: kindUserFunc, Spec: loadUserFunc, ConfigMap: "uf_specs",
-		Invalid: []string{"utf8", "duration"}})
-	if err != nil {
-		return err
-	}
-	lf.starts = lf.coll.Maps["uf_starts"]
-	m.families = append(m.families, lf)
-	m.user = &userProbes{
-		lf:    lf,
-		funcs: map[string]*UserFunc{},
+// New returns the business functions' probes, none configured yet; hand
+// Family to probes.New.
+func New() *Probes {
+	u := &Probes{
+		funcs: map[string]*Func{},
 		specs: map[specKey]*userSpec{},
 		procs: map[int]*userProc{},
 	}
 	empty := map[uint32]*userDecode{}
-	m.user.byID.Store(&empty)
-	m.readers.decoders[kindUserFunc] = m.user.decode
-	return nil
+	u.byID.Store(&empty)
+	return u
+}
+
+// Family is the business functions' family for probes.New. Its start map
+// keeps the size bpf/userfunc.c gives it.
+func (u *Probes) Family() *probes.Family {
+	return &probes.Family{
+		Name: FamilyName, Kind: kindUserFunc, Spec: loadBpf,
+		ConfigMap: "uf_specs", StartMap: "uf_starts", StartMapFixed: true,
+		Decode: u.decode, Invalid: []string{"utf8", "duration"},
+		Entries: u,
+	}
+}
+
+// Loaded implements probes.Entries.
+func (u *Probes) Loaded(h *probes.Handle) {
+	u.mu.Lock()
+	u.h = h
+	u.mu.Unlock()
+}
+
+// Entry implements probes.Entries: an event's entry is its spec id.
+func (u *Probes) Entry(raw []byte) uint32 {
+	off := unsafe.Offsetof(bpfUfEvent{}.Id)
+	return uint32(raw[off]) | uint32(raw[off+1])<<8 | uint32(raw[off+2])<<16 | uint32(raw[off+3])<<24
 }
 
 // SetUserFuncs replaces the configured business functions: probes of
 // entries no longer present are removed from every process, new ones
 // attached, unchanged ones (same Entry.Key) left alone.
-func (m *Manager) SetUserFuncs(funcs []*UserFunc) {
-	u := m.user
+func (u *Probes) SetUserFuncs(funcs []*Func) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	next := map[string]*UserFunc{}
+	next := map[string]*Func{}
 	for _, f := range funcs {
 		next[f.Entry.Key()] = f
 	}
@@ -163,7 +183,7 @@ func (m *Manager) SetUserFuncs(funcs []*UserFunc) {
 		for sk, s := range u.specs {
 			if sk.key == k {
 				if s.loaded {
-					u.lf.config.Delete(s.id)
+					u.h.ConfigMap().Delete(s.id)
 				}
 				delete(u.specs, sk)
 			}
@@ -184,15 +204,14 @@ func (m *Manager) SetUserFuncs(funcs []*UserFunc) {
 // exePath is a path the kernel can open (/proc/PID/exe), exe the
 // executable's real path (matched against Entry.Service), t the process's
 // target in the aggregator.
-func (m *Manager) AttachUser(pid int, exePath, exe, service string, bin *symbols.Binary, t aggregator.TargetID) []ProbeStatus {
-	u := m.user
+func (u *Probes) AttachUser(pid int, exePath, exe, service string, bin *symbols.Binary, t aggregator.TargetID) []probes.ProbeStatus {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	// The readers attribute this process's events to t (Attach unsets it
 	// when no built-in family applies).
-	m.targets.set(uint32(pid), t, true)
+	u.h.Attribute(pid, t)
 	p := &userProc{pid: pid, exe: exePath, exeName: exe, service: service, bin: bin,
-		links: map[string][]link.Link{}, statuses: map[string]ProbeStatus{}}
+		links: map[string][]link.Link{}, statuses: map[string]probes.ProbeStatus{}}
 	u.procs[pid] = p
 	keys := make([]string, 0, len(u.funcs))
 	for k := range u.funcs {
@@ -206,8 +225,7 @@ func (m *Manager) AttachUser(pid int, exePath, exe, service string, bin *symbols
 }
 
 // UserStatus returns the business probes' statuses in a process.
-func (m *Manager) UserStatus(pid int) []ProbeStatus {
-	u := m.user
+func (u *Probes) UserStatus(pid int) []probes.ProbeStatus {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if p := u.procs[pid]; p != nil {
@@ -216,8 +234,8 @@ func (m *Manager) UserStatus(pid int) []ProbeStatus {
 	return nil
 }
 
-func (p *userProc) statusList() []ProbeStatus {
-	out := make([]ProbeStatus, 0, len(p.statuses))
+func (p *userProc) statusList() []probes.ProbeStatus {
+	out := make([]probes.ProbeStatus, 0, len(p.statuses))
 	for _, s := range p.statuses {
 		out = append(out, s)
 	}
@@ -225,8 +243,9 @@ func (p *userProc) statusList() []ProbeStatus {
 	return out
 }
 
-// detachUser removes a process's business probes.
-func (u *userProbes) detach(pid int) {
+// ProcessDetached implements probes.Entries: it removes a process's
+// business probes.
+func (u *Probes) ProcessDetached(pid int) {
 	u.mu.Lock()
 	p := u.procs[pid]
 	delete(u.procs, pid)
@@ -238,15 +257,16 @@ func (u *userProbes) detach(pid int) {
 	u.mu.Unlock()
 }
 
-// forget drops the specs of a binary no process runs any more.
-func (u *userProbes) forget(bin *symbols.Binary) {
+// BinaryForgotten implements probes.Entries: it drops the specs of a
+// binary no process runs any more.
+func (u *Probes) BinaryForgotten(bin *symbols.Binary) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	changed := false
 	for sk, s := range u.specs {
 		if sk.bin == bin {
 			if s.loaded {
-				u.lf.config.Delete(s.id)
+				u.h.ConfigMap().Delete(s.id)
 			}
 			delete(u.specs, sk)
 			changed = true
@@ -257,8 +277,8 @@ func (u *userProbes) forget(bin *symbols.Binary) {
 	}
 }
 
-func (u *userProbes) detachEntry(p *userProc, key string) {
-	closeLinks(p.links[key])
+func (u *Probes) detachEntry(p *userProc, key string) {
+	probes.CloseLinks(p.links[key])
 	delete(p.links, key)
 	delete(p.statuses, key)
 	if s := u.specs[specKey{key, p.bin}]; s != nil && s.loaded {
@@ -266,32 +286,16 @@ func (u *userProbes) detachEntry(p *userProc, key string) {
 	}
 }
 
-// dropStarts deletes the calls in flight of one spec in one process.
-func (u *userProbes) dropStarts(pid, id uint32) {
-	m := u.lf.starts
-	if m == nil {
-		return
-	}
-	var (
-		key  userFuncGoroutineKey
-		dead []userFuncGoroutineKey
-	)
-	val := make([]byte, m.ValueSize())
-	it := m.Iterate()
-	for it.Next(&key, &val) {
-		if key.Tgid == pid && key.Pad == id {
-			dead = append(dead, key)
-		}
-	}
-	for _, k := range dead {
-		m.Delete(k)
-	}
+// dropStarts deletes the calls in flight of one spec in one process (its
+// id is the key's pad, where bpf/userfunc.c puts it).
+func (u *Probes) dropStarts(pid, id uint32) {
+	u.h.DropStarts(func(k probes.GoroutineKey, _ uint64) bool { return k.Tgid == pid && k.Pad == id })
 }
 
 // statusName is the family name shown in /targets for an entry.
-func statusName(f *UserFunc) string { return userFamilyName + ":" + f.Entry.Metric }
+func statusName(f *Func) string { return FamilyName + ":" + f.Entry.Metric }
 
-func (u *userProbes) attachEntry(p *userProc, f *UserFunc) {
+func (u *Probes) attachEntry(p *userProc, f *Func) {
 	e := f.Entry
 	if !e.Selects(p.service, p.exeName) {
 		return
@@ -301,7 +305,7 @@ func (u *userProbes) attachEntry(p *userProc, f *UserFunc) {
 	if s.skip {
 		return
 	}
-	st := ProbeStatus{Family: statusName(f)}
+	st := probes.ProbeStatus{Family: statusName(f)}
 	if s.err != nil {
 		st.Error = s.err.Error()
 		p.statuses[key] = st
@@ -315,22 +319,21 @@ func (u *userProbes) attachEntry(p *userProc, f *UserFunc) {
 	}
 	var links []link.Link
 	attach := func(prog *ebpf.Program, offs []uint64) error {
-		ls, err := u.lf.attachSites(ex, p.bin, prog, p.pid, offs, uint64(s.id))
+		ls, err := u.h.AttachSites(ex, p.bin, prog, p.pid, offs, uint64(s.id))
 		links = append(links, ls...)
 		if err != nil {
 			return fmt.Errorf("attach uprobe to %s: %w", e.Function, err)
 		}
 		return nil
 	}
-	progs := u.lf.coll.Programs
 	var aerr error
 	if s.plan.NeedsExit() {
-		aerr = attach(progs["uprobe_uf_enter"], s.entry)
+		aerr = attach(u.h.Program("uprobe_uf_enter"), s.entry)
 		if aerr == nil {
-			aerr = attach(progs["uprobe_uf_exit"], s.exits)
+			aerr = attach(u.h.Program("uprobe_uf_exit"), s.exits)
 		}
 	} else {
-		aerr = attach(progs["uprobe_uf_count"], s.entry)
+		aerr = attach(u.h.Program("uprobe_uf_count"), s.entry)
 	}
 	if aerr != nil {
 		for _, l := range links {
@@ -347,15 +350,15 @@ func (u *userProbes) attachEntry(p *userProc, f *UserFunc) {
 
 // spec plans an entry for a binary once and stores its spec for the BPF
 // programs.
-func (u *userProbes) spec(key string, f *UserFunc, bin *symbols.Binary) *userSpec {
+func (u *Probes) spec(key string, f *Func, bin *symbols.Binary) *userSpec {
 	sk := specKey{key, bin}
 	if s := u.specs[sk]; s != nil {
 		return s
 	}
 	s := &userSpec{}
 	u.specs[sk] = s
-	plan, err := userfunc.Resolve(f.Entry, bin)
-	if errors.Is(err, userfunc.ErrNotLinked) {
+	plan, err := Resolve(f.Entry, bin)
+	if errors.Is(err, ErrNotLinked) {
 		s.skip = true
 		return s
 	}
@@ -389,7 +392,7 @@ func (u *userProbes) spec(key string, f *UserFunc, bin *symbols.Binary) *userSpe
 	}
 	spec, err := bpfSpec(s.id, plan)
 	if err == nil {
-		err = u.lf.config.Put(s.id, spec)
+		err = u.h.ConfigMap().Put(s.id, spec)
 	}
 	if err != nil {
 		s.err = fmt.Errorf("store spec: %w", err)
@@ -400,15 +403,15 @@ func (u *userProbes) spec(key string, f *UserFunc, bin *symbols.Binary) *userSpe
 	return s
 }
 
-func bpfLoc(l userfunc.Loc) userFuncUfLoc {
+func bpfLoc(l Loc) bpfUfLoc {
 	if l.Reg >= 0 {
-		return userFuncUfLoc{Reg: int32(l.Reg)}
+		return bpfUfLoc{Reg: int32(l.Reg)}
 	}
-	return userFuncUfLoc{Reg: -1, Stack: int32(l.Stack)}
+	return bpfUfLoc{Reg: -1, Stack: int32(l.Stack)}
 }
 
-func bpfSpec(id uint32, p *userfunc.Plan) (*userFuncUfSpec, error) {
-	s := &userFuncUfSpec{Id: id, Outcome: uint8(p.Outcome), Nlabels: uint8(len(p.Labels)), Result: bpfLoc(p.Result)}
+func bpfSpec(id uint32, p *Plan) (*bpfUfSpec, error) {
+	s := &bpfUfSpec{Id: id, Outcome: uint8(p.Outcome), Nlabels: uint8(len(p.Labels)), Result: bpfLoc(p.Result)}
 	if len(p.Labels) > len(s.Labels) {
 		return nil, fmt.Errorf("%d labels: at most %d", len(p.Labels), len(s.Labels))
 	}
@@ -428,14 +431,14 @@ func bpfSpec(id uint32, p *userfunc.Plan) (*userFuncUfSpec, error) {
 }
 
 // publish rebuilds the readers' view of the specs. Called with mu held.
-func (u *userProbes) publish() {
+func (u *Probes) publish() {
 	next := map[uint32]*userDecode{}
 	for sk, s := range u.specs {
 		f := u.funcs[sk.key]
 		if f == nil || s.plan == nil || s.id == 0 {
 			continue
 		}
-		d := &userDecode{metric: f.Metric, n: len(s.plan.Labels), outcome: s.plan.Outcome != userfunc.OutcomeNone, duration: f.Entry.IsDuration()}
+		d := &userDecode{metric: f.Metric, n: len(s.plan.Labels), outcome: s.plan.Outcome != OutcomeNone, duration: f.Entry.IsDuration()}
 		for i, l := range s.plan.Labels {
 			d.types[i], d.maxLen[i] = l.Type, l.MaxLen
 		}
@@ -450,7 +453,7 @@ var (
 )
 
 // Outcomes of uf_event: UF_SUCCESS and UF_FAILURE of bpf/userfunc.c
-// (compared with it by TestUserFuncContract).
+// (compared with it by TestContract).
 const (
 	ufSuccess = 1
 	ufFailure = 2
@@ -459,34 +462,34 @@ const (
 // decode folds one uf_event into a shard. String labels must be valid
 // UTF-8 without control characters; integers and booleans are whatever
 // the program held.
-func (u *userProbes) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) Verdict {
-	if len(raw) < int(unsafe.Sizeof(userFuncUfEvent{})) {
-		return Malformed
+func (u *Probes) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) probes.Verdict {
+	if len(raw) < int(unsafe.Sizeof(bpfUfEvent{})) {
+		return probes.Malformed
 	}
-	ev := (*userFuncUfEvent)(unsafe.Pointer(&raw[0]))
+	ev := (*bpfUfEvent)(unsafe.Pointer(&raw[0]))
 	d := (*u.byID.Load())[ev.Id]
 	if d == nil {
-		return Decoded // an entry removed by a reload
+		return probes.Decoded // an entry removed by a reload
 	}
-	if d.duration && !PlausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
-		return InvalidDuration
+	if d.duration && !probes.PlausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
+		return probes.InvalidDuration
 	}
 	var l aggregator.Labels
 	var buf [24]byte
 	for i := 0; i < d.n; i++ {
 		switch d.types[i] {
-		case userfunc.LabelString:
+		case LabelString:
 			n := int(ev.V.Len[i])
 			s, ok := label.Text(label.Chars(ev.V.Str[i][:], n), n >= d.maxLen[i] || n >= len(ev.V.Str[i]), false)
 			if !ok {
-				return InvalidUTF8
+				return probes.InvalidUTF8
 			}
 			l[i] = sh.Intern(s)
-		case userfunc.LabelInt:
+		case LabelInt:
 			l[i] = sh.Intern(strconv.AppendInt(buf[:0], int64(ev.V.Num[i]), 10))
-		case userfunc.LabelUint:
+		case LabelUint:
 			l[i] = sh.Intern(strconv.AppendUint(buf[:0], ev.V.Num[i], 10))
-		case userfunc.LabelBool:
+		case LabelBool:
 			l[i] = sh.InternString(strconv.FormatBool(ev.V.Num[i] != 0))
 		}
 	}
@@ -503,5 +506,31 @@ func (u *userProbes) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []b
 	} else {
 		sh.Add(d.metric, t, l, 1)
 	}
-	return Decoded
+	return probes.Decoded
+}
+
+// DetachEntry implements probes.Entries: it detaches one configured
+// business function (by spec id) from a process, leaving the reason as its
+// status.
+func (u *Probes) DetachEntry(pid int, id uint32, reason string) (probes.ProbeStatus, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	p := u.procs[pid]
+	if p == nil {
+		return probes.ProbeStatus{}, false
+	}
+	for sk, s := range u.specs {
+		if s.id != id || sk.bin != p.bin {
+			continue
+		}
+		f := u.funcs[sk.key]
+		if _, attached := p.links[sk.key]; !attached || f == nil {
+			return probes.ProbeStatus{}, false
+		}
+		u.detachEntry(p, sk.key)
+		st := probes.ProbeStatus{Family: statusName(f), Error: reason}
+		p.statuses[sk.key] = st
+		return st, true
+	}
+	return probes.ProbeStatus{}, false
 }
