@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"structs"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -553,15 +552,10 @@ func (f *loadedFamily) forget(pid int) {
 }
 
 // GoroutineKey is struct goroutine_key of bpf/common.h, the key of every
-// family's map of calls in flight: the type bpf2go generates for each
-// family's start map key (each family's tests compare the two field by
-// field, and both with each object's BTF).
-type GoroutineKey struct {
-	_    structs.HostLayout
-	Tgid uint32
-	Pad  uint32
-	G    uint64
-}
+// family's map of calls in flight, as bpf2go generates it (probes/gen.go);
+// each family's tests compare it with their own generated key and with
+// each object's BTF.
+type GoroutineKey = sharedGoroutineKey
 
 // dropStarts deletes the family's calls in flight that match.
 func (f *loadedFamily) dropStarts(match func(tgid uint32, startNs uint64) bool) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"structs"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -165,18 +164,11 @@ func (r *readers) run(ctx context.Context, rd *ringbuf.Reader, sh *aggregator.Sh
 }
 
 // EventHeader is struct event_header of bpf/common.h, the first field of
-// every event: the type bpf2go generates for the Hdr field of each family's
-// event. Each family's tests compare it with that type field by field
+// every event, as bpf2go generates it (probes/gen.go). Each family's tests
+// compare it field by field with the Hdr of its own generated event
 // (bpfcheck.SameLayout: Go converts no struct with a blank field between
 // packages) and with each object's BTF.
-type EventHeader struct {
-	_       structs.HostLayout
-	Kind    uint16
-	Flags   uint16
-	Pid     uint32
-	StartNs uint64
-	EndNs   uint64
-}
+type EventHeader = sharedEventHeader
 
 func (r *readers) handle(sh *aggregator.Shard, c *readerCounts, raw []byte) {
 	if len(raw) < int(unsafe.Sizeof(EventHeader{})) {
