@@ -95,19 +95,19 @@ func run(args []string) error {
 	}
 	defer pm.Close()
 	a := lifecycle.New(agg, lifecycle.Probes{Manager: pm, Probes: user}, &lifecycle.Options{Selection: cfg.Selection, Logger: log})
-	biz := lifecycle.NewBusiness(a, fl.configFile, func() ([]userfunc.Entry, error) {
+	funcs := lifecycle.NewFunctions(a, fl.configFile, func() ([]userfunc.Entry, error) {
 		cfg, err := LoadConfig(fl.configFile)
 		if err != nil {
 			return nil, err
 		}
 		return cfg.Functions, nil
 	})
-	biz.Apply(cfg.Functions)
+	funcs.Apply(cfg.Functions)
 	srv, err := exporter.New(agg, a, exporter.Options{ListenAddresses: fl.listen, WebConfigFile: fl.webConfig, Logger: log})
 	if err != nil {
 		return err
 	}
-	return serve(fl, cfg, log, agg, a, biz, srv)
+	return serve(fl, cfg, log, agg, a, funcs, srv)
 }
 
 // commandLine holds the flags.
@@ -138,13 +138,13 @@ func parseFlags(args []string) (*commandLine, error) {
 // serve runs the agent until SIGINT or SIGTERM (or the web server fails),
 // then detaches every probe, sends the last OTLP export and stops the web
 // server.
-func serve(fl *commandLine, cfg *Config, log *slog.Logger, agg *aggregator.Aggregator, a *lifecycle.Agent, biz *lifecycle.Business, srv *exporter.Server) error {
+func serve(fl *commandLine, cfg *Config, log *slog.Logger, agg *aggregator.Aggregator, a *lifecycle.Agent, funcs *lifecycle.Functions, srv *exporter.Server) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go biz.Watch(ctx, time.Second, hup) // reload functions: on SIGHUP or a file change
+	go funcs.Watch(ctx, time.Second, hup) // reload functions: on SIGHUP or a file change
 	demo := fl.demo
 	if demo == "auto" {
 		demo = "on"

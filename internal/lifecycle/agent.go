@@ -4,7 +4,7 @@
 // binaries, attaches the probe families and the business functions that
 // apply, names the service, detaches when a process exits, and expires the
 // series of exited processes on its own clock. It also keeps the
-// configured business functions in force across reloads (Business), and
+// configured business functions in force across reloads (Functions), and
 // tells the exporter what it is doing (Agent implements exporter.State).
 //
 // The probe manager, the discovery watcher and the binary cache are

@@ -16,13 +16,13 @@ import (
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
-// Business keeps the configured business functions (the functions:
+// Functions keeps the configured business functions (the functions:
 // section) in force: it checks each entry, registers its metric and hands
 // the set to the probe manager; it reloads the section on a signal and when
 // the file changes. A bad entry is reported (log and
 // blindspot_probe_errors_total{probe="userfunc",reason="invalid_config"})
 // and skipped; the others and the agent go on.
-type Business struct {
+type Functions struct {
 	file string
 	// load rereads the file's functions: section.
 	load func() ([]userfunc.Entry, error)
@@ -55,11 +55,11 @@ func stampOf(file string) fileStamp {
 	return st
 }
 
-// NewBusiness returns the business functions of a's processes, read
+// NewFunctions returns the business functions of a's processes, read
 // from file (empty: none) by load, which returns its functions: section.
 // Nothing is in force until Apply.
-func NewBusiness(a *Agent, file string, load func() ([]userfunc.Entry, error)) *Business {
-	b := &Business{file: file, load: load, a: a, cur: map[string]*userfunc.Func{}, builtin: map[string]bool{}}
+func NewFunctions(a *Agent, file string, load func() ([]userfunc.Entry, error)) *Functions {
+	b := &Functions{file: file, load: load, a: a, cur: map[string]*userfunc.Func{}, builtin: map[string]bool{}}
 	for _, m := range a.agg.Metrics() {
 		b.builtin[m.Name] = true
 	}
@@ -68,7 +68,7 @@ func NewBusiness(a *Agent, file string, load func() ([]userfunc.Entry, error)) *
 
 // Apply checks entries and puts the valid ones in force. Unchanged entries
 // keep their metric (and so their series); removed ones lose theirs.
-func (b *Business) Apply(entries []userfunc.Entry) {
+func (b *Functions) Apply(entries []userfunc.Entry) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	next := map[string]*userfunc.Func{}
@@ -122,7 +122,7 @@ func (b *Business) Apply(entries []userfunc.Entry) {
 
 // reload rereads the file and applies its functions: section. A file that
 // no longer parses keeps the previous set in force.
-func (b *Business) reload(why string) {
+func (b *Functions) reload(why string) {
 	b.mu.Lock()
 	b.stamp = stampOf(b.file)
 	b.mu.Unlock()
@@ -140,7 +140,7 @@ func (b *Business) reload(why string) {
 // Watch reloads when hup receives (SIGHUP) and when the file's
 // modification time, size or inode changes (checked every interval), until
 // ctx ends. Without a file it only waits for ctx.
-func (b *Business) Watch(ctx context.Context, interval time.Duration, hup <-chan os.Signal) {
+func (b *Functions) Watch(ctx context.Context, interval time.Duration, hup <-chan os.Signal) {
 	if b.file == "" {
 		<-ctx.Done()
 		return
@@ -169,7 +169,7 @@ func (b *Business) Watch(ctx context.Context, interval time.Duration, hup <-chan
 }
 
 // Errors returns the configuration problems of the last load.
-func (b *Business) Errors() []string {
+func (b *Functions) Errors() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]string(nil), b.errors...)

@@ -87,7 +87,7 @@ func TestBusinessReloadAddsAndRemoves(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "blindspot.yaml")
 	os.WriteFile(file, []byte("functions: []\n"), 0o644)
 	src := &configSource{}
-	b := NewBusiness(r.a, file, src.load)
+	b := NewFunctions(r.a, file, src.load)
 	orders, payments, refunds := countEntry("orders_total", "main.placeOrder"), countEntry("payments_total", "main.pay"), countEntry("refunds_total", "main.refund")
 	b.Apply([]userfunc.Entry{orders, payments})
 	before := r.pm.Funcs()
@@ -138,7 +138,7 @@ func TestBusinessReloadAddsAndRemoves(t *testing.T) {
 func TestBusinessInvalidConfig(t *testing.T) {
 	r := newRig(t, Selection{}, aggregator.Options{})
 	src := &configSource{}
-	b := NewBusiness(r.a, "/etc/blindspot.yaml", src.load)
+	b := NewFunctions(r.a, "/etc/blindspot.yaml", src.load)
 	b.Apply([]userfunc.Entry{
 		countEntry("orders_total", "main.placeOrder"),
 		countEntry("OrdersCount", "main.placeOrder"),                             // not snake_case
@@ -193,7 +193,7 @@ func TestBusinessInvalidConfig(t *testing.T) {
 func TestBusinessAttachErrors(t *testing.T) {
 	r := newRig(t, Selection{}, aggregator.Options{})
 	src := &configSource{}
-	b := NewBusiness(r.a, "/etc/blindspot.yaml", src.load)
+	b := NewFunctions(r.a, "/etc/blindspot.yaml", src.load)
 	r.pm.userErr["orders_total"] = "main.placeOrder: no such function"
 	b.Apply([]userfunc.Entry{countEntry("orders_total", "main.placeOrder")})
 	r.a.started(proc(1, "/opt/shop/orders"))
@@ -222,7 +222,7 @@ func TestBusinessReloadOnFileChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := &configSource{}
-	b := NewBusiness(r.a, file, src.load)
+	b := NewFunctions(r.a, file, src.load)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan struct{})
@@ -257,7 +257,7 @@ func TestBusinessReloadOnFileChange(t *testing.T) {
 	cancel()
 	<-done
 
-	none := NewBusiness(r.a, "", src.load)
+	none := NewFunctions(r.a, "", src.load)
 	ctx, cancel = context.WithCancel(context.Background())
 	hup := make(chan os.Signal, 1)
 	done = make(chan struct{})
