@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -21,21 +22,29 @@ func envOr(k, def string) string {
 	return def
 }
 
-// The capabilities an unprivileged agent needs.
+// neededCaps is the exact capability set the agent needs, proven by
+// test/e2e/caps_test.go (the agent with only these instruments a target;
+// without any one it refuses to start) and granted by
+// deploy/blindspot.service.
 var neededCaps = []struct {
 	bit  uint
 	name string
 }{
+	// Create BPF maps and load the probe programs (bpf(2)).
 	{unix.CAP_BPF, "CAP_BPF"},
+	// Attach uprobes through perf_event_open(2) and load tracing programs.
 	{unix.CAP_PERFMON, "CAP_PERFMON"},
+	// Open /proc/PID/exe and read other programs' memory (process_vm_readv).
 	{unix.CAP_SYS_PTRACE, "CAP_SYS_PTRACE"},
+	// Read executables not readable by the agent's user (e.g. mode 0711).
+	{unix.CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"},
 }
 
 // checkSystem says, before anything is loaded, what keeps this host from
 // running the agent and what to do about it.
 func checkSystem() error {
 	if missing := missingCaps(); len(missing) > 0 {
-		return fmt.Errorf("insufficient privileges: missing %v: run blindspot as root, or grant it these capabilities (the DaemonSet in deploy/ does)", missing)
+		return fmt.Errorf("insufficient privileges: missing %s: run blindspot as root, or grant it these capabilities (deploy/blindspot.service does)", strings.Join(missing, ", "))
 	}
 	if _, err := os.Stat(filepath.Join(sysRoot, "kernel/btf/vmlinux")); err != nil {
 		return errors.New("kernel BTF unavailable (no /sys/kernel/btf/vmlinux): use a kernel built with CONFIG_DEBUG_INFO_BTF=y")

@@ -59,7 +59,7 @@ func TestStartupErrors(t *testing.T) {
 		}, []string{"address already in use"}},
 		{"not root", func(t *testing.T) ([]string, []string, *syscall.Credential, string) {
 			return nil, nil, &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}, filepath.Join(env.nobodyDir, "blindspot")
-		}, []string{"insufficient privileges", "CAP_BPF"}},
+		}, []string{"insufficient privileges", "CAP_BPF", "CAP_PERFMON", "CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH"}},
 		{"no BTF", func(t *testing.T) ([]string, []string, *syscall.Credential, string) {
 			return nil, []string{"BLINDSPOT_SYS_ROOT=" + fakeSys(t, "bus/event_source/devices/uprobe/type")}, nil, ""
 		}, []string{"kernel BTF unavailable"}},
