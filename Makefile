@@ -33,7 +33,7 @@ demo: build
 
 # Debian packages the tests need (Go 1.19 to build old targets), and the
 # other Go releases of the test matrix.
-TEST_PACKAGES := golang-1.19-go postgresql prometheus chromium
+TEST_PACKAGES := golang-1.19-go postgresql prometheus chromium systemd util-linux
 TEST_GO_RELEASES := 1.19 1.21 1.22 1.23 1.24
 TEST_GO_NEXT := go1.27.3
 test-deps: deps
