@@ -25,7 +25,7 @@ func envOr(k, def string) string {
 // neededCaps is the exact capability set the agent needs, proven by
 // test/e2e/caps_test.go (the agent with only these instruments a target;
 // without any one it refuses to start) and granted by
-// deploy/blindspot.service.
+// deploy/blindspot.service and deploy/daemonset.yaml (test/deploy checks it).
 var neededCaps = []struct {
 	bit  uint
 	name string
@@ -44,7 +44,7 @@ var neededCaps = []struct {
 // running the agent and what to do about it.
 func checkSystem() error {
 	if missing := missingCaps(); len(missing) > 0 {
-		return fmt.Errorf("insufficient privileges: missing %s: run blindspot as root, or grant it these capabilities (deploy/blindspot.service does)", strings.Join(missing, ", "))
+		return fmt.Errorf("insufficient privileges: missing %s: run blindspot as root, or grant it these capabilities (as deploy/blindspot.service and deploy/daemonset.yaml do)", strings.Join(missing, ", "))
 	}
 	if _, err := os.Stat(filepath.Join(sysRoot, "kernel/btf/vmlinux")); err != nil {
 		return errors.New("kernel BTF unavailable (no /sys/kernel/btf/vmlinux): use a kernel built with CONFIG_DEBUG_INFO_BTF=y")
