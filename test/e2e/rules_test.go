@@ -184,6 +184,7 @@ var (
 	promRange    = regexp.MustCompile(`\[[^\[\]]*\]`)
 	promString   = regexp.MustCompile(`"[^"]*"`)
 	promIdent    = regexp.MustCompile(`[A-Za-z_:][A-Za-z0-9_:]*(\s*\()?`)
+	promMatcher  = regexp.MustCompile(`([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*""`)
 	promKeyword  = map[string]bool{"and": true, "or": true, "unless": true, "bool": true, "offset": true, "by": true, "without": true, "on": true, "ignoring": true, "group_left": true, "group_right": true, "inf": true, "nan": true}
 )
 
@@ -206,6 +207,24 @@ func metricNames(expr string) []string {
 			continue // a function or aggregation, or a keyword
 		}
 		out = append(out, m)
+	}
+	return out
+}
+
+// labelNames returns the label names expr matches on or groups by.
+func labelNames(expr string) []string {
+	s := promString.ReplaceAllString(expr, `""`)
+	var out []string
+	for _, m := range promMatcher.FindAllStringSubmatch(s, -1) {
+		out = append(out, m[1])
+	}
+	for _, m := range promGrouping.FindAllString(s, -1) {
+		_, list, _ := strings.Cut(m, "(")
+		for _, l := range strings.Split(strings.TrimSuffix(list, ")"), ",") {
+			if l = strings.TrimSpace(l); l != "" {
+				out = append(out, l)
+			}
+		}
 	}
 	return out
 }
@@ -294,6 +313,14 @@ func referencedMetrics(t *testing.T) map[string][]string {
 // name it selects declared by the metric contract or recorded by the rules.
 func TestDashboardJSON(t *testing.T) {
 	promtool := requireTool(t, promtoolPath, "prometheus")
+	// The name and label extraction the checks rely on.
+	const probe = `sum by (http_route, le) (rate(a_bucket{x="y", z=~"$v"}[$__rate_interval])) / on (k) b and histogram_quantile(0.9, c) > bool 1`
+	if got := metricNames(grafanaToPromQL(probe)); strings.Join(got, " ") != "a_bucket b c" {
+		t.Fatalf("metricNames: %q", got)
+	}
+	if got := labelNames(grafanaToPromQL(probe)); strings.Join(got, " ") != "x z http_route le k" {
+		t.Fatalf("labelNames: %q", got)
+	}
 	d := loadDashboard(t)
 	if d.UID == "" || d.Title == "" {
 		t.Errorf("uid %q, title %q: both are required", d.UID, d.Title)
@@ -459,6 +486,7 @@ func TestRulesMetricsScraped(t *testing.T) {
 		sort.Strings(have)
 		t.Errorf("not in a real scrape: %v\nthe scrape has: %v", missing, have)
 	}
+	checkLabelsScraped(t, s)
 	// The service's own series are there, the 5xx among them.
 	var fives uint64
 	for k, se := range s.httpSeries(t, tp.service) {
@@ -487,4 +515,53 @@ func scraped(s *scrape, name string) bool {
 		}
 	}
 	return false
+}
+
+// checkLabelsScraped checks that every label name the rules and the
+// dashboard match on or group by is on some series of s, or, for labels of
+// the contractOnly families, in their rows of docs/metrics.md.
+func checkLabelsScraped(t *testing.T, s *scrape) {
+	t.Helper()
+	// Prometheus's own target labels, and the contract's resource labels
+	// that exist only where known (service_namespace: Kubernetes) or asked
+	// for (service_instance_id).
+	ok := map[string]bool{"job": true, "instance": true, "__name__": true, "service_namespace": true, "service_instance_id": true}
+	for _, fam := range []map[string][]series{s.gauges, s.histograms} {
+		for _, ss := range fam {
+			for _, se := range ss {
+				for l := range se.labels {
+					ok[l] = true
+				}
+			}
+		}
+	}
+	ok["le"] = len(s.histograms) > 0 // the text parser folds le into buckets
+	doc, err := os.ReadFile(filepath.Join(env.repoRoot, "docs/metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := regexp.MustCompile("`([a-z_]+)`")
+	for _, line := range strings.Split(string(doc), "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		for _, n := range contractOnly {
+			if strings.Contains(line, "`"+n+"`") {
+				for _, m := range token.FindAllStringSubmatch(line, -1) {
+					ok[m[1]] = true
+				}
+			}
+		}
+	}
+	rf := loadRules(t)
+	panels, vars := dashboardExprs(t, loadDashboard(t))
+	exprs := append(rf.exprs(), panels...)
+	exprs = append(exprs, vars...)
+	for _, e := range exprs {
+		for _, l := range labelNames(grafanaToPromQL(e)) {
+			if !ok[l] {
+				t.Errorf("label %s (in %s) is neither in a real scrape nor on a contract-only family", l, e)
+			}
+		}
+	}
 }
