@@ -88,6 +88,8 @@ type dashboard struct {
 	UID           string `json:"uid"`
 	Title         string `json:"title"`
 	SchemaVersion int    `json:"schemaVersion"`
+	Editable      *bool  `json:"editable"`
+	GraphTooltip  *int   `json:"graphTooltip"`
 	Templating    struct {
 		List []struct {
 			Name       string          `json:"name"`
@@ -305,9 +307,9 @@ func referencedMetrics(t *testing.T) map[string][]string {
 }
 
 // TestDashboardJSON checks deploy/grafana-dashboard.json without Grafana
-// (Debian ships no Grafana and the Go module proxy offers no runnable one):
-// valid JSON with the fields Grafana's dashboard schema (schemaVersion 39)
-// requires, every panel and target on the templated Prometheus data source,
+// (Debian ships no Grafana package, and Grafana's dashboard schema is CUE,
+// not a JSON Schema a test could load): valid JSON with the fields the
+// dashboard kind requires (schemaVersion 39), every panel and target on the templated Prometheus data source,
 // namespace and service variables, unique panel ids, every expression valid
 // PromQL (promtool check rules on a rule file made of them), and every metric
 // name it selects declared by the metric contract or recorded by the rules.
@@ -324,6 +326,10 @@ func TestDashboardJSON(t *testing.T) {
 	d := loadDashboard(t)
 	if d.UID == "" || d.Title == "" {
 		t.Errorf("uid %q, title %q: both are required", d.UID, d.Title)
+	}
+	// Required by Grafana's dashboard kind (kinds/dashboard, CUE).
+	if d.Editable == nil || d.GraphTooltip == nil || *d.GraphTooltip < 0 || *d.GraphTooltip > 2 {
+		t.Errorf("editable %v, graphTooltip %v: both required, graphTooltip 0, 1 or 2", d.Editable, d.GraphTooltip)
 	}
 	if d.SchemaVersion < 36 {
 		t.Errorf("schemaVersion %d: want >= 36 (data source references by uid)", d.SchemaVersion)
