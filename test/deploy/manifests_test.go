@@ -6,9 +6,6 @@ package deploy
 
 import (
 	"bytes"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/blindspot-dev/blindspot/test/testrepo"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -157,33 +155,16 @@ func stripComments(d []byte) []byte {
 	return bytes.Join(out, []byte("\n"))
 }
 
-// declaredCaps reads neededCaps of cmd/agent/checks.go, as
-// test/e2e/caps_test.go does, and returns the names without "CAP_", as
-// Kubernetes spells them.
+// declaredCaps reads neededCaps of cmd/agent/checks.go and returns the
+// names without "CAP_", as Kubernetes spells them.
 func declaredCaps(t *testing.T) []string {
 	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(repoRoot, "cmd/agent/checks.go"), nil, 0)
+	caps, err := testrepo.DeclaredCaps(repoRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var caps []string
-	ast.Inspect(f, func(n ast.Node) bool {
-		vs, ok := n.(*ast.ValueSpec)
-		if !ok || len(vs.Names) != 1 || vs.Names[0].Name != "neededCaps" {
-			return true
-		}
-		ast.Inspect(vs, func(n ast.Node) bool {
-			if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING {
-				if s, err := strconv.Unquote(lit.Value); err == nil && strings.HasPrefix(s, "CAP_") {
-					caps = append(caps, strings.TrimPrefix(s, "CAP_"))
-				}
-			}
-			return true
-		})
-		return false
-	})
-	if len(caps) == 0 {
-		t.Fatal("no capabilities found in neededCaps of cmd/agent/checks.go")
+	for i, c := range caps {
+		caps[i] = strings.TrimPrefix(c, "CAP_")
 	}
 	return caps
 }

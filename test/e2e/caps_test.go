@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"io"
 	"net/http"
 	"os"
@@ -18,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindspot-dev/blindspot/test/testrepo"
 	"golang.org/x/sys/unix"
 )
 
@@ -130,28 +128,9 @@ func TestCaps(t *testing.T) {
 // cmd/agent/checks.go, in order.
 func declaredCaps(t *testing.T) []string {
 	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(env.repoRoot, "cmd/agent/checks.go"), nil, 0)
+	caps, err := testrepo.DeclaredCaps(env.repoRoot)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var caps []string
-	ast.Inspect(f, func(n ast.Node) bool {
-		vs, ok := n.(*ast.ValueSpec)
-		if !ok || len(vs.Names) != 1 || vs.Names[0].Name != "neededCaps" {
-			return true
-		}
-		ast.Inspect(vs, func(n ast.Node) bool {
-			if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING {
-				if s, err := strconv.Unquote(lit.Value); err == nil && strings.HasPrefix(s, "CAP_") {
-					caps = append(caps, s)
-				}
-			}
-			return true
-		})
-		return false
-	})
-	if len(caps) == 0 {
-		t.Fatal("no capabilities found in neededCaps of cmd/agent/checks.go")
 	}
 	return caps
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/blindspot-dev/blindspot/test/testrepo"
 )
 
 // packageBudget bounds the whole package: every build and process runs
@@ -107,23 +108,7 @@ func bpfUnavailable() string {
 }
 
 // findRepoRoot walks up from the working directory to blindspot's go.mod.
-func findRepoRoot() (string, error) {
-	d, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
-		if err == nil && bytes.Contains(b, []byte("module github.com/blindspot-dev/blindspot\n")) {
-			return d, nil
-		}
-		parent := filepath.Dir(d)
-		if parent == d {
-			return "", fmt.Errorf("no blindspot go.mod above the working directory")
-		}
-		d = parent
-	}
-}
+func findRepoRoot() (string, error) { return testrepo.Root() }
 
 // goCommand is the go command running these tests (Go 1.26 here).
 func goCommand() string {
