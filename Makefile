@@ -39,10 +39,11 @@ demo: build
 # certificates, staged as the build context (FROM scratch: nothing to pull).
 # CONTAINER is docker when a Docker engine answers, else podman (Debian's
 # podman or buildah build it offline). podman 4.3 (buildah 1.28) reuses a
-# cached LABEL layer whatever the build arguments, so it builds without its
-# layer cache: two COPY steps, a second or two.
+# cached LABEL layer whatever the build arguments, so it builds without
+# intermediate layers (--layers=false; nothing cached, nothing left over):
+# two COPY steps, a second or two.
 IMAGE_CONTEXT := $(dir $(BIN))image
-IMAGE_BUILD_FLAGS ?= $(if $(filter podman buildah,$(notdir $(CONTAINER))),--no-cache)
+IMAGE_BUILD_FLAGS ?= $(if $(filter podman buildah,$(notdir $(CONTAINER))),--layers=false)
 image: build
 	@command -v $(CONTAINER) >/dev/null || { echo "make image needs docker or podman (apt-get install podman)"; exit 1; }
 	rm -rf $(IMAGE_CONTEXT) && mkdir -p $(IMAGE_CONTEXT)
