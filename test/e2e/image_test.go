@@ -25,6 +25,7 @@ const imageTag = "ghcr.io/blindspot-dev/blindspot:e2e"
 func TestImage(t *testing.T) {
 	requireBPF(t)
 	podman := requireTool(t, "/usr/bin/podman", "podman")
+	requireTool(t, "/usr/bin/runc", "runc") // see runAgentContainer
 	caps := declaredCaps(t)
 	v := variantByName(t, "go126-plain")
 
