@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -191,52 +189,5 @@ func capEff(t *testing.T, pid int) uint64 {
 // wrapper (e.g. setpriv ...), which must exec the agent in its own process.
 func startAgentUnder(t *testing.T, wrapper []string, extraYAML string) *agentProc {
 	t.Helper()
-	cfg := filepath.Join(t.TempDir(), "blindspot.yaml")
-	if err := os.WriteFile(cfg, []byte(agentConfig(extraYAML)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	a := &agentProc{t: t, addr: freePort(t), stderr: &syncBuffer{}, done: make(chan struct{})}
-	args := append(append([]string{}, wrapper...), env.agent, "--web.listen-address", a.addr, "--config", cfg)
-	a.cmd = exec.Command(args[0], args[1:]...)
-	a.cmd.Dir = "/"
-	a.cmd.Stdout = a.stderr
-	a.cmd.Stderr = a.stderr
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		a.err = a.cmd.Wait()
-		close(a.done)
-	}()
-	stopAtDeadline(a.cmd.Process, a.done)
-	t.Cleanup(func() {
-		a.stop(syscall.SIGTERM, 10*time.Second)
-		if t.Failed() {
-			t.Logf("agent output:\n%s", a.stderr.String())
-		}
-	})
-	ok := waitFor(15*time.Second, func() bool {
-		select {
-		case <-a.done:
-			return true
-		default:
-		}
-		resp, err := agentClient.Get("http://" + a.addr + "/healthz")
-		if err != nil {
-			return false
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK && strings.TrimSpace(string(b)) == "ok"
-	})
-	select {
-	case <-a.done:
-		t.Fatalf("agent exited at start-up: %v\n%s", a.err, a.stderr.String())
-	default:
-	}
-	if !ok {
-		t.Fatalf("agent /healthz not ok within 15s\n%s", a.stderr.String())
-	}
-	return a
+	return startAgentCmd(t, wrapper, extraYAML, nil, "http", agentClient, "", "")
 }

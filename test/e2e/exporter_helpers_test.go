@@ -97,12 +97,24 @@ func tlsFiles(t *testing.T, dir string) (certFile, keyFile string, pool *x509.Ce
 // arguments, reaching /healthz through client and scheme.
 func startAgentWith(t *testing.T, extraYAML string, args []string, scheme string, client *http.Client, user, pass string) *agentProc {
 	t.Helper()
+	return startAgentCmd(t, nil, extraYAML, args, scheme, client, user, pass)
+}
+
+// startAgentCmd runs the agent under a wrapper command (e.g. setpriv and
+// its arguments; none when empty) with the config of agentConfig(extraYAML)
+// and extra arguments, and waits for its /healthz.
+func startAgentCmd(t *testing.T, wrapper []string, extraYAML string, args []string, scheme string, client *http.Client, user, pass string) *agentProc {
+	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "blindspot.yaml")
 	if err := os.WriteFile(cfg, []byte(agentConfig(extraYAML)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	a := &agentProc{t: t, addr: freePort(t), stderr: &syncBuffer{}, done: make(chan struct{})}
-	a.cmd = exec.Command(env.agent, append([]string{"--web.listen-address", a.addr, "--config", cfg}, args...)...)
+	argv := append(append(append([]string{}, wrapper...), env.agent, "--web.listen-address", a.addr, "--config", cfg), args...)
+	a.cmd = exec.Command(argv[0], argv[1:]...)
+	if len(wrapper) > 0 {
+		a.cmd.Dir = "/" // the test's directory may be closed to the wrapped agent
+	}
 	a.cmd.Stdout = a.stderr
 	a.cmd.Stderr = a.stderr
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
