@@ -49,28 +49,7 @@ func TestCaps(t *testing.T) {
 		for _, exe := range []string{v.exe, unreadable} {
 			tp := startTarget(t, exe, uniqueService("caps", v))
 			a.waitTargeted(t, tp.pid, 10*time.Second)
-			const n = 7
-			for i := 0; i < n; i++ {
-				if code, _, err := tp.do("GET", "/teapot"); err != nil || code != 418 {
-					t.Fatalf("GET /teapot: %d %v", code, err)
-				}
-			}
-			var got uint64
-			waitFor(10*time.Second, func() bool {
-				s, err := a.scrape()
-				if err != nil {
-					return false
-				}
-				got = total(s.httpSeries(t, tp.service))
-				return got >= n
-			})
-			// Give a late event the chance to show as an over-count.
-			time.Sleep(500 * time.Millisecond)
-			s := a.mustScrape(t)
-			ss := s.httpSeries(t, tp.service)
-			if got = total(ss); got != n {
-				t.Errorf("%s: %d requests counted, want %d: %s", filepath.Base(exe), got, n, dump(ss))
-			}
+			countTeapots(t, a, tp, 7, filepath.Base(exe))
 			// The runtime sampler reads the program's memory (process_vm_readv).
 			if !waitFor(10*time.Second, func() bool {
 				s, err := a.scrape()
@@ -190,4 +169,26 @@ func capEff(t *testing.T, pid int) uint64 {
 func startAgentUnder(t *testing.T, wrapper []string, extraYAML string) *agentProc {
 	t.Helper()
 	return startAgentCmd(t, wrapper, extraYAML, nil, "http", agentClient, "", "")
+}
+
+// countTeapots sends n requests for /teapot to tp and checks that the
+// agent counts exactly n for its service (what names the program in a
+// failure).
+func countTeapots(t *testing.T, a *agentProc, tp *targetProc, n uint64, what string) {
+	t.Helper()
+	for i := uint64(0); i < n; i++ {
+		if code, _, err := tp.do("GET", "/teapot"); err != nil || code != 418 {
+			t.Fatalf("GET /teapot: %d %v", code, err)
+		}
+	}
+	waitFor(10*time.Second, func() bool {
+		s, err := a.scrape()
+		return err == nil && total(s.httpSeries(t, tp.service)) >= n
+	})
+	// Give a late event the chance to show as an over-count.
+	time.Sleep(500 * time.Millisecond)
+	ss := a.mustScrape(t).httpSeries(t, tp.service)
+	if got := total(ss); got != n {
+		t.Errorf("%s: %d requests counted, want %d: %s", what, got, n, dump(ss))
+	}
 }

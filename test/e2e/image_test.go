@@ -213,25 +213,5 @@ func runAgentContainer(t *testing.T, podman string, caps []string, v variant) {
 
 	tp := startTarget(t, v.exe, uniqueService("image", v))
 	a.waitTargeted(t, tp.pid, 15*time.Second)
-	const n = 11
-	for i := 0; i < n; i++ {
-		if code, _, err := tp.do("GET", "/teapot"); err != nil || code != 418 {
-			t.Fatalf("GET /teapot: %d %v", code, err)
-		}
-	}
-	var got uint64
-	waitFor(10*time.Second, func() bool {
-		s, err := a.scrape()
-		if err != nil {
-			return false
-		}
-		got = total(s.httpSeries(t, tp.service))
-		return got >= n
-	})
-	// Give a late event the chance to show as an over-count.
-	time.Sleep(500 * time.Millisecond)
-	ss := a.mustScrape(t).httpSeries(t, tp.service)
-	if got = total(ss); got != n {
-		t.Errorf("%d requests counted by the containerised agent, want %d: %s", got, n, dump(ss))
-	}
+	countTeapots(t, a, tp, 11, "containerised agent")
 }
