@@ -86,6 +86,7 @@ type Binary struct {
 
 	cacheMu     sync.Mutex
 	dwarfStruct map[string]map[string]uint64 // DWARF struct lookups by type name
+	sites       map[uint64]checkedSite       // CheckSite results by address
 }
 
 // Open opens and parses the Go executable at path. Non-ELF files yield a

@@ -34,6 +34,31 @@ type Site struct {
 // instruction start of that disassembly, and addr must be one too. An entry
 // computed from a wrong text base fails here.
 func (b *Binary) CheckSite(addr uint64) (Site, error) {
+	// Proven once per binary: every process that runs it attaches at the
+	// same sites.
+	b.cacheMu.Lock()
+	c, ok := b.sites[addr]
+	b.cacheMu.Unlock()
+	if ok {
+		return c.site, c.err
+	}
+	site, err := b.checkSite(addr)
+	b.cacheMu.Lock()
+	if b.sites == nil {
+		b.sites = make(map[uint64]checkedSite)
+	}
+	b.sites[addr] = checkedSite{site, err}
+	b.cacheMu.Unlock()
+	return site, err
+}
+
+// checkedSite is a CheckSite result.
+type checkedSite struct {
+	site Site
+	err  error
+}
+
+func (b *Binary) checkSite(addr uint64) (Site, error) {
 	f, ok := b.FuncForPC(addr)
 	if !ok {
 		return Site{}, fmt.Errorf("site %#x: %w: in no function", addr, ErrBadSite)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -57,6 +58,14 @@ type typeData struct {
 	regions   []region          // sorted by address
 	relocs    map[uint64]uint64 // pointer location → link-time value (PIE)
 	typesBase uint64            // base of type nameOffs (runtime.types)
+
+	mu     sync.Mutex
+	lookup map[string]typeDataAnswer // structFields results: the scan is costly and the data never changes
+}
+
+type typeDataAnswer struct {
+	offsets map[string]uint64
+	err     error
 }
 
 func (b *Binary) loadTypeData() (*typeData, error) {
@@ -380,7 +389,27 @@ func (b *Binary) typeDataStructFields(typeName string, fields []string) (map[str
 	if err != nil {
 		return nil, err
 	}
-	return td.structFields(typeName, fields)
+	key := typeName + "\x00" + strings.Join(fields, "\x00")
+	td.mu.Lock()
+	a, ok := td.lookup[key]
+	td.mu.Unlock()
+	if !ok {
+		a.offsets, a.err = td.structFields(typeName, fields)
+		td.mu.Lock()
+		if td.lookup == nil {
+			td.lookup = map[string]typeDataAnswer{}
+		}
+		td.lookup[key] = a
+		td.mu.Unlock()
+	}
+	if a.err != nil {
+		return nil, a.err
+	}
+	out := make(map[string]uint64, len(a.offsets))
+	for f, off := range a.offsets {
+		out[f] = off
+	}
+	return out, nil
 }
 
 func (td *typeData) structFields(typeName string, fields []string) (map[string]uint64, error) {
