@@ -118,7 +118,7 @@ func TestBuildInfo(t *testing.T) {
 // alone (no program) and for 10 programs with 1,000 series.
 func BenchmarkScrapeExporterMetrics(b *testing.B) {
 	for _, size := range []struct {
-		name              string
+		name             string
 		programs, series int
 	}{{"agent_only", 0, 0}, {"10programs_1kseries", 10, 1000}} {
 		agg := aggregator.New(nil, aggregator.Options{})
