@@ -75,6 +75,9 @@ type Plan struct {
 	Sig symbols.Signature
 	// FromDWARF reports that Sig was read from the binary.
 	FromDWARF bool
+	// NoSig reports that the signature is unknown (no DWARF and none
+	// given) and not needed: the entry reads no parameter or result.
+	NoSig bool
 	Labels    []Label
 	Outcome   OutcomeKind
 	// Result is where the outcome word is at RET.
@@ -209,12 +212,19 @@ func (p *Plan) signature(b *symbols.Binary) error {
 			}
 			return nil
 		}
-		if user == nil {
+		if user == nil && e.ReadsArguments() {
 			return fmt.Errorf("read parameters from DWARF: %v (add signature:)", err)
 		}
 	}
 	if user == nil {
-		return fmt.Errorf("signature: the binary has no DWARF, so the function's parameters are unknown (add signature: \"func(...) ...\" as in the source)")
+		if !e.ReadsArguments() {
+			// A count or duration of the call alone: the probes sit on the
+			// function's entry and RET sites, which .gopclntab and the
+			// machine code give without any type information.
+			p.NoSig = true
+			return nil
+		}
+		return fmt.Errorf("signature: the binary has no DWARF, so the parameters and results that %s read are unknown (add signature: \"func(...) ...\" as in the source)", e.argumentReaders())
 	}
 	p.Sig = *user
 	return nil
