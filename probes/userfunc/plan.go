@@ -77,9 +77,9 @@ type Plan struct {
 	FromDWARF bool
 	// NoSig reports that the signature is unknown (no DWARF and none
 	// given) and not needed: the entry reads no parameter or result.
-	NoSig bool
-	Labels    []Label
-	Outcome   OutcomeKind
+	NoSig   bool
+	Labels  []Label
+	Outcome OutcomeKind
 	// Result is where the outcome word is at RET.
 	Result Loc
 }
