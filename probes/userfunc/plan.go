@@ -75,11 +75,8 @@ type Plan struct {
 	Sig symbols.Signature
 	// FromDWARF reports that Sig was read from the binary.
 	FromDWARF bool
-	// NoSig reports that the signature is unknown (no DWARF and none
-	// given) and not needed: the entry reads no parameter or result.
-	NoSig   bool
-	Labels  []Label
-	Outcome OutcomeKind
+	Labels    []Label
+	Outcome   OutcomeKind
 	// Result is where the outcome word is at RET.
 	Result Loc
 }
