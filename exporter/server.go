@@ -10,11 +10,13 @@ import (
 	"net/http"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
+	"github.com/mdlayher/vsock"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -187,7 +189,7 @@ func New(agg *aggregator.Aggregator, state State, opts Options) (*Server, error)
 		return s, nil
 	}
 	for _, addr := range opts.ListenAddresses {
-		l, err := net.Listen("tcp", addr)
+		l, err := listen(addr)
 		if err != nil {
 			s.closeListeners()
 			if errors.Is(err, syscall.EADDRINUSE) {
@@ -198,6 +200,24 @@ func New(agg *aggregator.Aggregator, state State, opts Options) (*Server, error)
 		s.listeners = append(s.listeners, l)
 	}
 	return s, nil
+}
+
+// listen binds a TCP address, or a vsock one ("vsock://:9464", as
+// exporter-toolkit's --web.listen-address takes it).
+func listen(addr string) (net.Listener, error) {
+	rest, ok := strings.CutPrefix(addr, "vsock://")
+	if !ok {
+		return net.Listen("tcp", addr)
+	}
+	_, port, err := net.SplitHostPort(rest)
+	if err != nil {
+		return nil, fmt.Errorf("vsock address: %w (e.g. vsock://:9464)", err)
+	}
+	p, err := strconv.ParseUint(port, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("vsock port %q: %w", port, err)
+	}
+	return vsock.Listen(uint32(p), nil)
 }
 
 // Addrs are the addresses served.

@@ -144,3 +144,20 @@ func BenchmarkScrapeExporterMetrics(b *testing.B) {
 		}
 	}
 }
+
+func TestListenVsock(t *testing.T) {
+	for _, bad := range []string{"vsock://9464", "vsock://:port", "vsock://:99999999999"} {
+		if l, err := listen(bad); err == nil {
+			l.Close()
+			t.Errorf("%s accepted", bad)
+		}
+	}
+	l, err := listen("vsock://:0")
+	if err != nil {
+		t.Skipf("no vsock here: %v", err)
+	}
+	defer l.Close()
+	if !strings.HasPrefix(l.Addr().Network(), "vsock") {
+		t.Errorf("vsock://:0 listens on %s %s", l.Addr().Network(), l.Addr())
+	}
+}
