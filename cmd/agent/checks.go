@@ -62,7 +62,10 @@ const minKernel = "5.15"
 
 // kernelFeature is something the probe programs use that older kernels
 // lack. Each is probed at start-up, not guessed from the kernel version
-// (distributions backport).
+// (distributions backport). What else the programs use is older than the
+// newest of these: bpf_probe_read_user (5.5), global variables (5.2),
+// ring buffers as inner maps of an array of maps; uprobe_multi links
+// (6.6) are used only where the kernel has them.
 type kernelFeature struct {
 	name, since string
 	probe       func() error
