@@ -13,6 +13,16 @@ BIN       ?= /tmp/blindspot-build/blindspot
 LISTEN    ?= :9464
 IMAGE     ?= ghcr.io/blindspot-dev/blindspot
 VERSION   ?= dev
+# What --version and blindspot_build_info report (prometheus/common/version,
+# set at link time as every Prometheus exporter's build does).
+REVISION   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BRANCH     ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
+BUILD_USER ?= $(shell id -un 2>/dev/null || echo unknown)@$(shell hostname 2>/dev/null || echo unknown)
+BUILD_DATE ?= $(shell date -u +%Y%m%d-%H:%M:%S)
+VERSION_PKG := github.com/prometheus/common/version
+LDFLAGS   := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(REVISION) \
+	-X $(VERSION_PKG).Branch=$(BRANCH) -X $(VERSION_PKG).BuildUser=$(BUILD_USER) \
+	-X $(VERSION_PKG).BuildDate=$(BUILD_DATE)
 CONTAINER ?= $(shell command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 && echo docker || echo podman)
 SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 APT       := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
@@ -27,7 +37,7 @@ deps:
 
 build: deps
 	@mkdir -p $(dir $(BIN))
-	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/agent
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/agent
 
 run: build
 	$(SUDO) $(BIN) --web.listen-address $(LISTEN) --demo=auto
@@ -51,7 +61,7 @@ image: build
 	cp /etc/ssl/certs/ca-certificates.crt $(IMAGE_CONTEXT)/ca-certificates.crt
 	cp Dockerfile $(IMAGE_CONTEXT)/Dockerfile
 	$(SUDO) $(CONTAINER) build $(IMAGE_BUILD_FLAGS) --build-arg VERSION=$(VERSION) \
-		--build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+		--build-arg REVISION=$(REVISION) \
 		-t $(IMAGE):$(VERSION) $(IMAGE_CONTEXT)
 
 # Debian packages the tests need (Go 1.19 to build old targets), and the

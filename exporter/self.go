@@ -1,8 +1,6 @@
 package exporter
 
 import (
-	"runtime"
-	"runtime/debug"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,23 +8,19 @@ import (
 	"github.com/blindspot-dev/blindspot/aggregator"
 )
 
-// Version is the agent's version, set at link time.
-var Version = "dev"
-
 // selfCollector exports the agent's own health: what it instruments, what
 // it failed to, and what it dropped.
 type selfCollector struct {
 	state State
 	agg   *aggregator.Aggregator
 
-	buildInfo, targets, targetInfo, probeErrors, events, lost, invalid, overflow, unattributed *prometheus.Desc
+	targets, targetInfo, probeErrors, events, lost, invalid, overflow, unattributed *prometheus.Desc
 }
 
 func newSelfCollector(state State, agg *aggregator.Aggregator) *selfCollector {
 	return &selfCollector{
 		state:        state,
 		agg:          agg,
-		buildInfo:    prometheus.NewDesc("blindspot_build_info", "A metric with a constant '1' value labeled by version, goversion and revision of the agent.", []string{"version", "goversion", "revision"}, nil),
 		targets:      prometheus.NewDesc("blindspot_targets", "Programs instrumented now.", nil, nil),
 		targetInfo:   prometheus.NewDesc("blindspot_target_info", "One series per instrumented program.", []string{"service_name", "pid", "exe", "go_version"}, nil),
 		probeErrors:  prometheus.NewDesc("blindspot_probe_errors_total", "Programs or probes that could not be instrumented, by probe family and reason.", []string{"probe", "reason"}, nil),
@@ -39,24 +33,12 @@ func newSelfCollector(state State, agg *aggregator.Aggregator) *selfCollector {
 }
 
 func (c *selfCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.buildInfo, c.targets, c.targetInfo, c.probeErrors, c.events, c.lost, c.invalid, c.overflow, c.unattributed} {
+	for _, d := range []*prometheus.Desc{c.targets, c.targetInfo, c.probeErrors, c.events, c.lost, c.invalid, c.overflow, c.unattributed} {
 		ch <- d
 	}
 }
 
-func revision() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				return s.Value
-			}
-		}
-	}
-	return "unknown"
-}
-
 func (c *selfCollector) Collect(ch chan<- prometheus.Metric) {
-	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, Version, runtime.Version(), revision())
 	ts := c.state.Targets()
 	ch <- prometheus.MustNewConstMetric(c.targets, prometheus.GaugeValue, float64(len(ts)))
 	for _, t := range ts {

@@ -8,9 +8,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/activation"
+	"github.com/mdlayher/vsock"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -79,13 +85,22 @@ type State interface {
 type Options struct {
 	// ListenAddresses, e.g. ":9464".
 	ListenAddresses []string
+	// SystemdSocket serves on the sockets systemd passed (socket
+	// activation) instead of ListenAddresses.
+	SystemdSocket bool
 	// WebConfigFile is an exporter-toolkit web configuration (TLS, basic
 	// auth); empty serves plain HTTP to everyone.
 	WebConfigFile string
-	Logger        *slog.Logger
+	// TelemetryPath is where the metrics are served; default "/metrics".
+	TelemetryPath string
+	// DisableExporterMetrics leaves the agent's own go_* and process_*
+	// series (client_golang's collectors) out of the scrape, as
+	// node_exporter's --web.disable-exporter-metrics does.
+	DisableExporterMetrics bool
+	Logger                 *slog.Logger
 }
 
-// Server serves /metrics, /targets, /healthz and the status page.
+// Server serves the metrics, /targets, /healthz and the status page.
 type Server struct {
 	srv       *http.Server
 	listeners []net.Listener
@@ -93,11 +108,32 @@ type Server struct {
 	registry  *prometheus.Registry
 }
 
-// New builds the endpoint and binds its addresses, so that a port in use
-// is reported before the agent attaches anything.
+// reservedPaths are the pages the telemetry path must not hide.
+var reservedPaths = []string{"/healthz", "/targets"}
+
+// CheckTelemetryPath says what is wrong with a --web.telemetry-path.
+func CheckTelemetryPath(p string) error {
+	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, " ?#{}") {
+		return fmt.Errorf("telemetry path %q: give an absolute URL path such as /metrics", p)
+	}
+	if p == "/" || slices.Contains(reservedPaths, path.Clean(p)) {
+		return fmt.Errorf("telemetry path %q would hide the page served there: pick another, such as /metrics", p)
+	}
+	return nil
+}
+
+// New builds the endpoint and binds its addresses (or takes systemd's
+// sockets), so that a port in use is reported before the agent attaches
+// anything.
 func New(agg *aggregator.Aggregator, state State, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.TelemetryPath == "" {
+		opts.TelemetryPath = "/metrics"
+	}
+	if err := CheckTelemetryPath(opts.TelemetryPath); err != nil {
+		return nil, err
 	}
 	if opts.WebConfigFile != "" {
 		if err := web.Validate(opts.WebConfigFile); err != nil {
@@ -105,14 +141,15 @@ func New(agg *aggregator.Aggregator, state State, opts Options) (*Server, error)
 		}
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newSelfCollector(state, agg),
-		newProgramCollector(agg),
-	)
+	reg.MustRegister(newBuildInfoCollector(), newSelfCollector(state, agg), newProgramCollector(agg))
+	if !opts.DisableExporterMetrics {
+		reg.MustRegister(
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		)
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+	mux.Handle(opts.TelemetryPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelError),
 	}))
@@ -130,14 +167,29 @@ func New(agg *aggregator.Aggregator, state State, opts Options) (*Server, error)
 		enc.SetIndent("", "  ")
 		enc.Encode(v)
 	})
-	mux.Handle("/", statusPage(state, agg))
+	mux.Handle("/", statusPage(state, agg, opts.TelemetryPath))
 	s := &Server{
 		srv:      &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		opts:     opts,
 		registry: reg,
 	}
+	if opts.SystemdSocket {
+		ls, err := activation.Listeners()
+		if err != nil {
+			return nil, fmt.Errorf("systemd socket activation: %w", err)
+		}
+		for _, l := range ls {
+			if l != nil {
+				s.listeners = append(s.listeners, l)
+			}
+		}
+		if len(s.listeners) == 0 {
+			return nil, errors.New("--web.systemd-socket: systemd passed no listening socket: start blindspot from a .socket unit (ListenStream=9464), or drop the flag")
+		}
+		return s, nil
+	}
 	for _, addr := range opts.ListenAddresses {
-		l, err := net.Listen("tcp", addr)
+		l, err := listen(addr)
 		if err != nil {
 			s.closeListeners()
 			if errors.Is(err, syscall.EADDRINUSE) {
@@ -150,6 +202,33 @@ func New(agg *aggregator.Aggregator, state State, opts Options) (*Server, error)
 	return s, nil
 }
 
+// listen binds a TCP address, or a vsock one ("vsock://:9464", as
+// exporter-toolkit's --web.listen-address takes it).
+func listen(addr string) (net.Listener, error) {
+	rest, ok := strings.CutPrefix(addr, "vsock://")
+	if !ok {
+		return net.Listen("tcp", addr)
+	}
+	_, port, err := net.SplitHostPort(rest)
+	if err != nil {
+		return nil, fmt.Errorf("vsock address: %w (e.g. vsock://:9464)", err)
+	}
+	p, err := strconv.ParseUint(port, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("vsock port %q: %w", port, err)
+	}
+	return vsock.Listen(uint32(p), nil)
+}
+
+// Addrs are the addresses served.
+func (s *Server) Addrs() []string {
+	var out []string
+	for _, l := range s.listeners {
+		out = append(out, l.Addr().String())
+	}
+	return out
+}
+
 func (s *Server) closeListeners() {
 	for _, l := range s.listeners {
 		l.Close()
@@ -159,7 +238,7 @@ func (s *Server) closeListeners() {
 // Serve serves until Shutdown.
 func (s *Server) Serve() error {
 	cfg := s.opts.WebConfigFile
-	systemd := false
+	systemd := s.opts.SystemdSocket
 	addrs := s.opts.ListenAddresses
 	err := web.ServeMultiple(s.listeners, s.srv, &web.FlagConfig{
 		WebListenAddresses: &addrs,

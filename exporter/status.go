@@ -4,6 +4,7 @@ import (
 	"html/template"
 	"net/http"
 	"sort"
+	"strings"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
 )
@@ -22,7 +23,7 @@ th{background:#f4f4f4}.err{color:#b00}td.n{text-align:right;font-variant-numeric
 </style></head><body>
 <h1>blindspot</h1>
 <p>Zero-instrumentation metrics for the Go programs on this host (version {{.Version}}).</p>
-<nav><a href="metrics">/metrics</a> · <a href="targets">/targets</a> · <a href="targets?state=skipped">skipped programs</a> · <a href="healthz">/healthz</a></nav>
+<nav><a href="{{.MetricsLink}}">{{.TelemetryPath}}</a> · <a href="targets">/targets</a> · <a href="targets?state=skipped">skipped programs</a> · <a href="healthz">/healthz</a></nav>
 <h2>Instrumented programs ({{len .Targets}})</h2>
 <table id="targets"><tr><th>PID</th><th>Service</th><th>Executable</th><th>Go</th><th>Probes</th></tr>
 {{range .Targets}}<tr class="target" data-pid="{{.PID}}"><td>{{.PID}}</td><td>{{.ServiceName}}</td><td>{{.Exe}}</td><td>{{.GoVersion}}</td><td>
@@ -71,7 +72,7 @@ type overflowRow struct {
 	Limit, Count uint64
 }
 
-func statusPage(state State, agg *aggregator.Aggregator) http.Handler {
+func statusPage(state State, agg *aggregator.Aggregator, telemetryPath string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
@@ -108,12 +109,14 @@ func statusPage(state State, agg *aggregator.Aggregator) http.Handler {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		statusTemplate.Execute(w, struct {
 			Version                 string
+			TelemetryPath           string
+			MetricsLink             string // relative, so that a proxy may serve the agent under a prefix
 			Targets                 []Target
 			Skipped                 []Skipped
 			Errors                  []errorRow
 			Events                  []eventRow
 			Unattributed, Malformed uint64
 			Overflow                []overflowRow
-		}{Version, state.Targets(), state.Skipped(), errs, rows, st.Unattributed, st.Malformed, over})
+		}{Version, telemetryPath, strings.TrimPrefix(telemetryPath, "/"), state.Targets(), state.Skipped(), errs, rows, st.Unattributed, st.Malformed, over})
 	})
 }

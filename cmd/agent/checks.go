@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 )
 
@@ -55,6 +57,43 @@ func checkSystem() error {
 	return nil
 }
 
+// minKernel is the oldest Linux with every kernelFeature.
+const minKernel = "5.15"
+
+// kernelFeature is something the probe programs use that older kernels
+// lack. Each is probed at start-up, not guessed from the kernel version
+// (distributions backport). What else the programs use is older than the
+// newest of these: bpf_probe_read_user (5.5), global variables (5.2),
+// ring buffers as inner maps of an array of maps; uprobe_multi links
+// (6.6) are used only where the kernel has them.
+type kernelFeature struct {
+	name, since string
+	probe       func() error
+}
+
+var kernelFeatures = []kernelFeature{
+	// Every family sends its events through BPF ring buffers (one per CPU,
+	// in an array of maps).
+	{"BPF ring buffers", "5.8", func() error { return features.HaveMapType(ebpf.RingBuf) }},
+	// The business functions' programs read which entry fired from the
+	// uprobe's BPF cookie; they are loaded with the others.
+	{"BPF cookies on uprobes (bpf_get_attach_cookie)", "5.15", func() error {
+		return features.HaveProgramHelper(ebpf.Kprobe, asm.FnGetAttachCookie)
+	}},
+}
+
+// checkKernel says which kernel feature the probe programs need is missing.
+// A probe that fails for another reason (a refused bpf(2) call) is left
+// for the loader to report.
+func checkKernel(fs []kernelFeature) error {
+	for _, f := range fs {
+		if err := f.probe(); errors.Is(err, ebpf.ErrNotSupported) {
+			return fmt.Errorf("this kernel lacks %s (Linux %s): blindspot needs Linux %s or newer", f.name, f.since, minKernel)
+		}
+	}
+	return nil
+}
+
 func missingCaps() []string {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
@@ -84,7 +123,7 @@ func explainLoadError(err error) error {
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
 		return fmt.Errorf("load BPF programs: %w: run blindspot as root (or with CAP_BPF and CAP_PERFMON), and check that kernel.unprivileged_bpf_disabled or a security module does not forbid it", err)
 	case errors.Is(err, ebpf.ErrNotSupported):
-		return fmt.Errorf("load BPF programs: %w: blindspot needs Linux 5.8 or newer with BPF ring buffers", err)
+		return fmt.Errorf("load BPF programs: %w: blindspot needs Linux %s or newer (BPF ring buffers, BPF cookies on uprobes)", err, minKernel)
 	}
 	return fmt.Errorf("load BPF programs: %w", err)
 }

@@ -7,7 +7,7 @@ import (
 	"os"
 	"testing"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // TestDaemonSetConfig checks that the configuration deploy/daemonset.yaml's

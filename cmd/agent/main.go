@@ -5,8 +5,8 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -15,7 +15,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/alecthomas/kingpin/v2"
 	"github.com/cilium/ebpf/rlimit"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
 	"github.com/blindspot-dev/blindspot/exporter"
@@ -24,14 +30,6 @@ import (
 	"github.com/blindspot-dev/blindspot/probes/discover"
 	"github.com/blindspot-dev/blindspot/probes/userfunc"
 )
-
-type listFlag []string
-
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
-func (l *listFlag) Set(s string) error {
-	*l = append(*l, s)
-	return nil
-}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == demoWorkloadArg {
@@ -51,22 +49,14 @@ func run(args []string) error {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	fl, err := parseFlags(args)
+	fl, err := parseFlags(args, os.Stdout)
 	if err != nil {
 		return err
 	}
-	if fl.version {
-		fmt.Println("blindspot", exporter.Version)
-		return nil
+	if fl.exit {
+		return nil // --help or --version printed
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(fl.logLevel)); err != nil {
-		return fmt.Errorf("--log.level %q: use debug, info, warn or error", fl.logLevel)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if fl.demo != "on" && fl.demo != "off" && fl.demo != "auto" {
-		return fmt.Errorf("--demo %q: use on, off or auto", fl.demo)
-	}
+	log := promslog.New(&fl.log)
 
 	cfg := &Config{}
 	if fl.configFile != "" {
@@ -79,6 +69,9 @@ func run(args []string) error {
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("raise the locked-memory limit: %w (run as root)", err)
+	}
+	if err := checkKernel(kernelFeatures); err != nil {
+		return err
 	}
 	templates, _ := aggregator.ParseTemplates(cfg.HTTP.Routes)
 	agg := aggregator.New(familyMetrics(), aggregator.Options{
@@ -103,34 +96,55 @@ func run(args []string) error {
 		return cfg.Functions, nil
 	})
 	funcs.Apply(cfg.Functions)
-	srv, err := exporter.New(agg, a, exporter.Options{ListenAddresses: fl.listen, WebConfigFile: fl.webConfig, Logger: log})
+	srv, err := exporter.New(agg, a, exporter.Options{
+		ListenAddresses:        *fl.web.WebListenAddresses,
+		SystemdSocket:          *fl.web.WebSystemdSocket,
+		WebConfigFile:          *fl.web.WebConfigFile,
+		TelemetryPath:          fl.telemetryPath,
+		DisableExporterMetrics: fl.disableExporterMetrics,
+		Logger:                 log,
+	})
 	if err != nil {
 		return err
 	}
 	return serve(fl, cfg, log, agg, a, funcs, srv)
 }
 
-// commandLine holds the flags.
+// commandLine holds the flags: the web and log flags every Prometheus
+// exporter has (exporter-toolkit, promslog), and blindspot's own.
 type commandLine struct {
-	listen                                listFlag
-	webConfig, configFile, demo, logLevel string
-	version                               bool
+	web                    *web.FlagConfig
+	telemetryPath          string
+	disableExporterMetrics bool
+	log                    promslog.Config
+	configFile, demo       string
+	// exit: --help or --version was given and printed; do nothing else.
+	exit bool
 }
 
-func parseFlags(args []string) (*commandLine, error) {
-	fs := flag.NewFlagSet("blindspot", flag.ContinueOnError)
+// parseFlags parses the command line the way node_exporter does (kingpin),
+// printing --help and --version to out.
+func parseFlags(args []string, out io.Writer) (*commandLine, error) {
 	fl := &commandLine{}
-	fs.Var(&fl.listen, "web.listen-address", "address to serve /metrics on; repeat for more (default :9464)")
-	fs.StringVar(&fl.webConfig, "web.config.file", "", "exporter-toolkit web configuration file for TLS and basic auth")
-	fs.StringVar(&fl.configFile, "config", "", "YAML configuration file")
-	fs.StringVar(&fl.demo, "demo", "off", "start a small Go web service and a load generator to observe: on, off, or auto (only when no other Go program runs)")
-	fs.StringVar(&fl.logLevel, "log.level", "info", "log level: debug, info, warn or error")
-	fs.BoolVar(&fl.version, "version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
+	app := kingpin.New("blindspot", "Zero-instrumentation eBPF metrics for the Go programs on this host: HTTP, database, runtime and business metrics, served to Prometheus and pushed over OTLP.")
+	app.UsageWriter(out)
+	app.Terminate(func(int) { fl.exit = true })
+	app.Version(version.Print("blindspot"))
+	app.HelpFlag.Short('h')
+	fl.web = kingpinflag.AddFlags(app, ":9464")
+	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&fl.telemetryPath)
+	app.Flag("web.disable-exporter-metrics", "Exclude the agent's own go_* and process_* metrics (client_golang's collectors) from the scrape; blindspot_* metrics stay.").BoolVar(&fl.disableExporterMetrics)
+	app.Flag("config", "YAML configuration file.").PlaceHolder("FILE").StringVar(&fl.configFile)
+	app.Flag("demo", "Start a small Go web service and a load generator to observe: on, off, or auto (only when no other Go program runs).").Default("off").EnumVar(&fl.demo, "on", "off", "auto")
+	promslogflag.AddFlags(app, &fl.log)
+	if _, err := app.Parse(args); err != nil {
+		return nil, fmt.Errorf("%w (see --help)", err)
 	}
-	if len(fl.listen) == 0 {
-		fl.listen = listFlag{":9464"}
+	if fl.exit {
+		return fl, nil
+	}
+	if err := exporter.CheckTelemetryPath(fl.telemetryPath); err != nil {
+		return nil, fmt.Errorf("--web.telemetry-path: %w", err)
 	}
 	return fl, nil
 }
@@ -164,7 +178,7 @@ func serve(fl *commandLine, cfg *Config, log *slog.Logger, agg *aggregator.Aggre
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve() }()
-	log.Info("blindspot started", "version", exporter.Version, "listen", fl.listen.String())
+	log.Info("blindspot started", "version", version.Info(), "build_context", version.BuildContext(), "listen", strings.Join(srv.Addrs(), ","), "telemetry_path", fl.telemetryPath)
 	done := make(chan struct{})
 	go func() {
 		a.Run(ctx, newWatcher(cfg, log))

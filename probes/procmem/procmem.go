@@ -51,13 +51,11 @@ func ReadV(pid int, local []unix.Iovec, remote []unix.RemoteIovec) (int, error) 
 	if len(local) == 0 || len(remote) == 0 {
 		return 0, nil
 	}
-	n, _, errno := unix.Syscall6(unix.SYS_PROCESS_VM_READV, uintptr(pid),
-		uintptr(unsafe.Pointer(&local[0])), uintptr(len(local)),
-		uintptr(unsafe.Pointer(&remote[0])), uintptr(len(remote)), 0)
-	if errno != 0 {
-		return -1, errno
+	n, err := unix.ProcessVMReadv(pid, local, remote, 0)
+	if err != nil {
+		return -1, err
 	}
-	return int(n), nil
+	return n, nil
 }
 
 // Gone reports whether err means the process cannot be read at all (it

@@ -59,8 +59,9 @@ type Entry struct {
 	// Function is the function's name as Go prints it.
 	Function string `yaml:"function"`
 	// Signature is the function's type ("func(a string, n int) error"),
-	// needed only for binaries without DWARF; checked against DWARF when
-	// both are present. A method's receiver is implicit for pointer
+	// needed only for binaries without DWARF, and there only when a label
+	// or the outcome reads a parameter or result; checked against DWARF
+	// when both are present. A method's receiver is implicit for pointer
 	// receivers ((*T).m); a value receiver (T.m) is written as the first
 	// parameter.
 	Signature string `yaml:"signature"`
@@ -114,6 +115,10 @@ func (e *Entry) LabelNames() []string {
 	sort.Strings(out)
 	return out
 }
+
+// ReadsArguments reports whether the entry reads a parameter or a result
+// (a label or the outcome), and so needs the function's signature.
+func (e *Entry) ReadsArguments() bool { return len(e.Labels) > 0 || e.Outcome != "" }
 
 // StringMax is the bound on string label values.
 func (e *Entry) StringMax() int {
@@ -329,4 +334,16 @@ func ParseSource(s string) (Source, error) {
 		}
 	}
 	return src, nil
+}
+
+// argumentReaders names what reads the arguments: "labels.a, outcome".
+func (e *Entry) argumentReaders() string {
+	var n []string
+	for _, l := range e.LabelNames() {
+		n = append(n, "labels."+l)
+	}
+	if e.Outcome != "" {
+		n = append(n, "outcome")
+	}
+	return strings.Join(n, ", ")
 }

@@ -100,3 +100,23 @@ func TestSelects(t *testing.T) {
 		t.Fatal("exe glob")
 	}
 }
+
+func TestReadsArguments(t *testing.T) {
+	for _, tc := range []struct {
+		e       Entry
+		reads   bool
+		readers string
+	}{
+		{Entry{Kind: "count"}, false, ""},
+		{Entry{Kind: "duration"}, false, ""},
+		{Entry{Kind: "count", Outcome: "status"}, true, "outcome"},
+		{Entry{Labels: map[string]string{"b": "x", "a": "y"}, Outcome: "status"}, true, "labels.a, labels.b, outcome"},
+	} {
+		if got := tc.e.ReadsArguments(); got != tc.reads {
+			t.Errorf("%+v: ReadsArguments %v, want %v", tc.e, got, tc.reads)
+		}
+		if got := tc.e.argumentReaders(); got != tc.readers {
+			t.Errorf("%+v: argumentReaders %q, want %q", tc.e, got, tc.readers)
+		}
+	}
+}

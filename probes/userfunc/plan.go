@@ -209,12 +209,19 @@ func (p *Plan) signature(b *symbols.Binary) error {
 			}
 			return nil
 		}
-		if user == nil {
+		if user == nil && e.ReadsArguments() {
 			return fmt.Errorf("read parameters from DWARF: %v (add signature:)", err)
 		}
 	}
 	if user == nil {
-		return fmt.Errorf("signature: the binary has no DWARF, so the function's parameters are unknown (add signature: \"func(...) ...\" as in the source)")
+		if !e.ReadsArguments() {
+			// A count or duration of the call alone: the probes sit on the
+			// function's entry and RET sites, which .gopclntab and the
+			// machine code give without any type information. Sig stays
+			// empty: nothing is placed in it.
+			return nil
+		}
+		return fmt.Errorf("signature: the binary has no DWARF, so the parameters and results that %s read are unknown (add signature: \"func(...) ...\" as in the source)", e.argumentReaders())
 	}
 	p.Sig = *user
 	return nil

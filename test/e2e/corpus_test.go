@@ -408,7 +408,9 @@ type corpusProc struct {
 	protos  map[string]int    // responses per protocol (HTTP/1.1, HTTP/2.0)
 }
 
-func runCorpusProgram(t *testing.T, a *agentProc, p corpusProgram) {
+// startCorpusProgram starts p on a free loopback port, as service
+// cp.service, and waits until the agent instruments it.
+func startCorpusProgram(t *testing.T, a *agentProc, p corpusProgram) (*corpusProc, *buildinfo.BuildInfo) {
 	pkgDir := corpusDir(t, p.suite+"/"+p.pkg)
 	src := filepath.Join(pkgDir, p.exe)
 	var libPath []string
@@ -489,6 +491,12 @@ func runCorpusProgram(t *testing.T, a *agentProc, p corpusProgram) {
 	if ts.GoVersion != bi.GoVersion {
 		t.Errorf("/targets go_version %q, the binary's build info says %q", ts.GoVersion, bi.GoVersion)
 	}
+
+	return cp, bi
+}
+
+func runCorpusProgram(t *testing.T, a *agentProc, p corpusProgram) {
+	cp, bi := startCorpusProgram(t, a, p)
 
 	// Every response from here on is counted by the client.
 	if !waitFor(30*time.Second, func() bool {

@@ -83,6 +83,15 @@ func TestImage(t *testing.T) {
 		if got := c.Labels["org.opencontainers.image.version"]; got != "e2e" {
 			t.Errorf("version label %q, want e2e", got)
 		}
+		// The binary carries the same version and revision as the labels
+		// (make image builds it with make build's -X flags).
+		rev, _ := exec.Command("git", "-C", env.repoRoot, "rev-parse", "HEAD").Output()
+		if got := c.Labels["org.opencontainers.image.revision"]; got != strings.TrimSpace(string(rev)) {
+			t.Errorf("revision label %q, want %q", got, strings.TrimSpace(string(rev)))
+		}
+		if v := imageAgentVersion(t, podman); !strings.HasPrefix(v, "blindspot, version e2e (branch: ") || !strings.Contains(v, "revision: "+strings.TrimSpace(string(rev))+")") {
+			t.Errorf("the image's blindspot --version:\n%s\nwant version e2e and revision %s", v, rev)
+		}
 		// Only the binary and the CA certificates: no shell, nothing else.
 		files := imageFiles(t, podman)
 		want := []string{"bin/blindspot", "etc/ssl/certs/ca-certificates.crt"}
@@ -94,6 +103,22 @@ func TestImage(t *testing.T) {
 	t.Run("run", func(t *testing.T) {
 		runAgentContainer(t, podman, caps, v)
 	})
+}
+
+// imageAgentVersion runs the image's /bin/blindspot --version from the
+// mounted image (not in a container: the flag needs no privilege).
+func imageAgentVersion(t *testing.T, podman string) string {
+	t.Helper()
+	out, err := exec.CommandContext(env.ctx, podman, "image", "mount", imageTag).Output()
+	if err != nil {
+		t.Fatalf("podman image mount: %v", err)
+	}
+	defer exec.Command(podman, "image", "unmount", imageTag).Run()
+	v, err := exec.CommandContext(env.ctx, filepath.Join(strings.TrimSpace(string(out)), "bin", "blindspot"), "--version").Output()
+	if err != nil {
+		t.Fatalf("blindspot --version from the image: %v", err)
+	}
+	return string(v)
 }
 
 // imageFiles lists the regular files of the image (podman image mount).
