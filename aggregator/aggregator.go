@@ -2,6 +2,7 @@ package aggregator
 
 import (
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,6 +80,11 @@ type Target struct {
 	// Resource holds further OpenTelemetry resource attributes of the
 	// process where known (k8s.pod.name, k8s.namespace.name, ...).
 	Resource map[string]string
+	// Labels are further labels every series of the process carries
+	// (k8s_pod_name, ...): the processes of a service are summed only
+	// with those whose labels are the same. Never changed in place:
+	// SetPlacement replaces the map.
+	Labels map[string]string
 	// Start is when the process started; Exited is zero while it runs.
 	Start, Exited time.Time
 }
@@ -125,9 +131,9 @@ type Aggregator struct {
 }
 
 type retiredKey struct {
-	metric             int
-	service, namespace string
-	labels             Labels
+	metric int
+	group  string // Target.Group
+	labels Labels
 }
 
 type seriesKey struct {
@@ -317,6 +323,38 @@ func (a *Aggregator) AddTarget(t Target) TargetID {
 	return t.ID
 }
 
+// Group names the series a process's points are summed into: its
+// service, and its Labels.
+func (t *Target) Group() string {
+	var b strings.Builder
+	b.WriteString(t.Service)
+	b.WriteByte(0)
+	b.WriteString(t.Namespace)
+	keys := make([]string, 0, len(t.Labels))
+	for k := range t.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b.WriteByte(0)
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(t.Labels[k])
+	}
+	return b.String()
+}
+
+// SetPlacement replaces what is known of where a running process runs
+// (its Kubernetes pod, learnt after it started): its series labels and
+// resource attributes.
+func (a *Aggregator) SetPlacement(id TargetID, labels, resource map[string]string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if t := a.targets[id]; t != nil {
+		t.Labels, t.Resource = labels, resource
+	}
+}
+
 // TargetExited marks a process gone; its series stay for the grace period.
 func (a *Aggregator) TargetExited(id TargetID, at time.Time) {
 	a.mu.Lock()
@@ -370,7 +408,7 @@ func (a *Aggregator) Expire(now time.Time) {
 	live := map[string]bool{}
 	for _, t := range a.targets {
 		live[t.Service] = true
-		live[t.Service+"\x00"+t.Namespace] = true
+		live[t.Group()] = true
 	}
 	for svc := range a.routes {
 		if !live[svc] {
@@ -378,7 +416,7 @@ func (a *Aggregator) Expire(now time.Time) {
 		}
 	}
 	for k := range a.retired {
-		if !live[k.service+"\x00"+k.namespace] {
+		if !live[k.group] {
 			delete(a.retired, k)
 			a.retiredMetric[k.metric]--
 		}
@@ -500,8 +538,10 @@ type Point struct {
 	Buckets []uint64
 	// Exp is the same histogram in exponential buckets (Histogram only).
 	Exp *ExpBuckets
-	// Service and Namespace name the service of a retired point (Retired).
+	// Service, Namespace and TargetLabels name the service of a retired
+	// point (Retired): Target's fields of the processes it sums.
 	Service, Namespace string
+	TargetLabels       map[string]string
 
 	key Labels
 }
@@ -586,14 +626,14 @@ func (a *Aggregator) retire(final []Point, targets map[TargetID]*Target) {
 		if t == nil || p.Metric.Kind == Gauge || p.Metric.PerInstance {
 			continue
 		}
-		k := retiredKey{metric: p.Metric.id, service: t.Service, namespace: t.Namespace, labels: p.key}
+		k := retiredKey{metric: p.Metric.id, group: t.Group(), labels: p.key}
 		r := a.retired[k]
 		if r == nil && a.retiredMetric[k.metric] >= p.Metric.Limit {
 			k.labels = Labels{overflowValue}
 			r = a.retired[k]
 		}
 		if r == nil {
-			r = &Point{Metric: p.Metric, Service: t.Service, Namespace: t.Namespace, key: k.labels}
+			r = &Point{Metric: p.Metric, Service: t.Service, Namespace: t.Namespace, TargetLabels: t.Labels, key: k.labels}
 			if p.Buckets != nil {
 				r.Buckets = make([]uint64, len(p.Buckets))
 			}

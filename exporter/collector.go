@@ -35,13 +35,16 @@ const overflowLabel = "otel_metric_overflow"
 // nothing: the agent expires exited processes on its own clock
 // (Aggregator.Expire).
 type programCollector struct {
-	agg   *aggregator.Aggregator
+	agg *aggregator.Aggregator
+	// extra are the further target labels every series carries (the
+	// Kubernetes labels, in Kubernetes), valued from Target.Labels.
+	extra []string
 	mu    sync.Mutex // guards descs: metrics may be added after start
 	descs map[*aggregator.Metric]*prometheus.Desc
 }
 
-func newProgramCollector(agg *aggregator.Aggregator) *programCollector {
-	c := &programCollector{agg: agg, descs: map[*aggregator.Metric]*prometheus.Desc{}}
+func newProgramCollector(agg *aggregator.Aggregator, extra []string) *programCollector {
+	c := &programCollector{agg: agg, extra: extra, descs: map[*aggregator.Metric]*prometheus.Desc{}}
 	for _, m := range agg.Metrics() {
 		c.desc(m)
 	}
@@ -57,7 +60,7 @@ func (c *programCollector) desc(m *aggregator.Metric) *prometheus.Desc {
 		return d
 	}
 	{
-		labels := append([]string{}, targetLabels...)
+		labels := append(append([]string{}, targetLabels...), c.extra...)
 		if m.PerInstance {
 			labels = append(labels, "service_instance_id")
 		}
@@ -132,19 +135,26 @@ func (c *programCollector) Collect(ch chan<- prometheus.Metric) {
 // merge sums the series of the processes of each service, and their
 // retired totals.
 func (c *programCollector) merge() []*mergedSeries {
-	targets := map[aggregator.TargetID]aggregator.Target{}
-	running := map[string]bool{} // services with a running process
+	type target struct {
+		aggregator.Target
+		group string
+	}
+	targets := map[aggregator.TargetID]target{}
+	running := map[string]bool{} // groups (services in a place) with a running process
 	for _, t := range c.agg.Targets() {
-		targets[t.ID] = t
+		targets[t.ID] = target{t, t.Group()}
 		if t.Exited.IsZero() {
-			running[t.Service+"\x00"+t.Namespace] = true
+			running[t.Group()] = true
 		}
 	}
 	merged := map[string]*mergedSeries{}
 	var keys []string
-	get := func(p *aggregator.Point, svc, ns string, instance string) *mergedSeries {
-		labels := make([]string, 0, len(targetLabels)+len(p.Labels)+2)
+	get := func(p *aggregator.Point, svc, ns string, extra map[string]string, instance string) *mergedSeries {
+		labels := make([]string, 0, len(targetLabels)+len(c.extra)+len(p.Labels)+2)
 		labels = append(labels, svc, ns)
+		for _, l := range c.extra {
+			labels = append(labels, extra[l])
+		}
 		if p.Metric.PerInstance {
 			labels = append(labels, instance)
 		}
@@ -171,13 +181,13 @@ func (c *programCollector) merge() []*mergedSeries {
 		if !ok {
 			continue
 		}
-		if p.Metric.Kind == aggregator.Gauge && !p.Metric.PerInstance && !t.Exited.IsZero() && running[t.Service+"\x00"+t.Namespace] {
+		if p.Metric.Kind == aggregator.Gauge && !p.Metric.PerInstance && !t.Exited.IsZero() && running[t.group] {
 			continue
 		}
-		get(&p, t.Service, t.Namespace, instanceID(t.PID)).add(&p)
+		get(&p, t.Service, t.Namespace, t.Labels, instanceID(t.PID)).add(&p)
 	}
 	for _, p := range c.agg.Retired() {
-		get(&p, p.Service, p.Namespace, "").add(&p)
+		get(&p, p.Service, p.Namespace, p.TargetLabels, "").add(&p)
 	}
 	sort.Strings(keys)
 	out := make([]*mergedSeries, len(keys))

@@ -56,7 +56,7 @@ func promTotals(t *testing.T, reg *prometheus.Registry, svc string) map[string]f
 func TestReplicaExpiryKeepsCountersMonotonic(t *testing.T) {
 	h, c := testMetrics()
 	agg := aggregator.New([]*aggregator.Metric{h, c}, aggregator.Options{Grace: time.Minute})
-	col := newProgramCollector(agg)
+	col := newProgramCollector(agg, nil)
 	now := time.Unix(1000, 0)
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(col)
@@ -104,7 +104,7 @@ func TestReadingDoesNotExpire(t *testing.T) {
 	h, _ := testMetrics()
 	agg := aggregator.New([]*aggregator.Metric{h}, aggregator.Options{Grace: time.Minute})
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(newProgramCollector(agg))
+	reg.MustRegister(newProgramCollector(agg, nil))
 	f := &fakeExporter{}
 	o := newOTLPWith(agg, f, OTLPOptions{Temporality: TemporalityCumulative, Histogram: HistogramExplicit, Timeout: time.Second})
 	sh := agg.Shard(0)
@@ -247,7 +247,7 @@ func fillBench(b *testing.B, programs, total int) *aggregator.Aggregator {
 func BenchmarkScrape50Programs20kSeries(b *testing.B) {
 	agg := fillBench(b, 50, 20000)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newProgramCollector(agg))
+	reg.MustRegister(newProgramCollector(agg, nil))
 	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -265,7 +265,7 @@ func BenchmarkScrape50Programs20kSeries(b *testing.B) {
 func BenchmarkScrapeProtobuf50Programs20kSeries(b *testing.B) {
 	agg := fillBench(b, 50, 20000)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newProgramCollector(agg))
+	reg.MustRegister(newProgramCollector(agg, nil))
 	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	b.ReportAllocs()
 	b.ResetTimer()

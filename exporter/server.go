@@ -27,12 +27,27 @@ import (
 
 // Target is one instrumented program, as /targets shows it.
 type Target struct {
-	PID         int           `json:"pid"`
-	ServiceName string        `json:"service_name"`
-	Exe         string        `json:"exe"`
-	GoVersion   string        `json:"go_version"`
-	Attached    time.Time     `json:"attached_at"`
-	Probes      []ProbeStatus `json:"probes"`
+	PID         int       `json:"pid"`
+	ServiceName string    `json:"service_name"`
+	Exe         string    `json:"exe"`
+	GoVersion   string    `json:"go_version"`
+	Attached    time.Time `json:"attached_at"`
+	// Kubernetes holds the program's Kubernetes labels (k8s_pod_name, ...)
+	// where known.
+	Kubernetes map[string]string `json:"kubernetes,omitempty"`
+	Probes     []ProbeStatus     `json:"probes"`
+}
+
+// KubernetesStatus is how the agent's watch of its node's pods fares.
+type KubernetesStatus struct {
+	Node string
+	// State is connecting, connected or unreachable.
+	State string
+	// Error is the last error while unreachable.
+	Error string
+	Since time.Time
+	// Pods is the number of the node's pods known.
+	Pods int
 }
 
 // ProbeStatus is how one probe family (or business function) fared in one
@@ -97,7 +112,14 @@ type Options struct {
 	// series (client_golang's collectors) out of the scrape, as
 	// node_exporter's --web.disable-exporter-metrics does.
 	DisableExporterMetrics bool
-	Logger                 *slog.Logger
+	// TargetLabels are further labels every series about an observed
+	// program carries (kube.LabelNames in Kubernetes), valued from the
+	// program's aggregator.Target.Labels ("" where it has none).
+	TargetLabels []string
+	// Kubernetes reports the Kubernetes metadata watch for the status
+	// page; nil outside Kubernetes.
+	Kubernetes func() KubernetesStatus
+	Logger     *slog.Logger
 }
 
 // Server serves the metrics, /targets, /healthz and the status page.
@@ -141,7 +163,7 @@ func New(agg *aggregator.Aggregator, state State, opts Options) (*Server, error)
 		}
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newBuildInfoCollector(), newSelfCollector(state, agg), newProgramCollector(agg))
+	reg.MustRegister(newBuildInfoCollector(), newSelfCollector(state, agg), newProgramCollector(agg, opts.TargetLabels))
 	if !opts.DisableExporterMetrics {
 		reg.MustRegister(
 			collectors.NewGoCollector(),
@@ -167,7 +189,7 @@ func New(agg *aggregator.Aggregator, state State, opts Options) (*Server, error)
 		enc.SetIndent("", "  ")
 		enc.Encode(v)
 	})
-	mux.Handle("/", statusPage(state, agg, opts.TelemetryPath))
+	mux.Handle("/", statusPage(state, agg, opts.TelemetryPath, opts.Kubernetes))
 	s := &Server{
 		srv:      &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		opts:     opts,

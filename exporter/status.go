@@ -24,9 +24,11 @@ th{background:#f4f4f4}.err{color:#b00}td.n{text-align:right;font-variant-numeric
 <h1>blindspot</h1>
 <p>Zero-instrumentation metrics for the Go programs on this host (version {{.Version}}).</p>
 <nav><a href="{{.MetricsLink}}">{{.TelemetryPath}}</a> · <a href="targets">/targets</a> · <a href="targets?state=skipped">skipped programs</a> · <a href="healthz">/healthz</a></nav>
-<h2>Instrumented programs ({{len .Targets}})</h2>
+{{with .Kubernetes}}<h2>Kubernetes</h2>
+<p id="kubernetes" data-state="{{.State}}">Node {{.Node}}: {{if eq .State "connected"}}{{.Pods}} pods watched since {{.Since.Format "2006-01-02 15:04:05 MST"}}; series carry their pod's labels.{{else if eq .State "unreachable"}}<span class="err">the Kubernetes API is unreachable since {{.Since.Format "2006-01-02 15:04:05 MST"}}: {{.Error}}. Metrics go on without pod labels{{if .Pods}} for programs started since ({{.Pods}} pods known from before){{end}}.</span>{{else}}listing the node's pods (since {{.Since.Format "2006-01-02 15:04:05 MST"}}).{{end}}</p>
+{{end}}<h2>Instrumented programs ({{len .Targets}})</h2>
 <table id="targets"><tr><th>PID</th><th>Service</th><th>Executable</th><th>Go</th><th>Probes</th></tr>
-{{range .Targets}}<tr class="target" data-pid="{{.PID}}"><td>{{.PID}}</td><td>{{.ServiceName}}</td><td>{{.Exe}}</td><td>{{.GoVersion}}</td><td>
+{{range .Targets}}<tr class="target" data-pid="{{.PID}}"><td>{{.PID}}</td><td>{{.ServiceName}}{{with .Kubernetes}}<div>{{.k8s_namespace_name}}/{{.k8s_pod_name}}{{with .k8s_container_name}} ({{.}}){{end}}</div>{{end}}</td><td>{{.Exe}}</td><td>{{.GoVersion}}</td><td>
 {{range .Probes}}<div>{{.Family}}{{if .Error}} <span class="err">error: {{.Error}}</span>{{else}}: {{len .Sites}} functions{{end}}{{range .Left}}<div class="err">left out: {{.}}</div>{{end}}</div>{{else}}none{{end}}</td></tr>
 {{else}}<tr><td colspan="5">No Go program instrumented yet.</td></tr>
 {{end}}</table>
@@ -72,13 +74,18 @@ type overflowRow struct {
 	Limit, Count uint64
 }
 
-func statusPage(state State, agg *aggregator.Aggregator, telemetryPath string) http.Handler {
+func statusPage(state State, agg *aggregator.Aggregator, telemetryPath string, kubernetes func() KubernetesStatus) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
 			return
 		}
 		st := state.ProbeStats()
+		var kube *KubernetesStatus
+		if kubernetes != nil {
+			k := kubernetes()
+			kube = &k
+		}
 		var rows []eventRow
 		for name, n := range st.Events {
 			row := eventRow{Name: name, Read: n, Lost: st.Lost[name]}
@@ -117,6 +124,7 @@ func statusPage(state State, agg *aggregator.Aggregator, telemetryPath string) h
 			Events                  []eventRow
 			Unattributed, Malformed uint64
 			Overflow                []overflowRow
-		}{Version, telemetryPath, strings.TrimPrefix(telemetryPath, "/"), state.Targets(), state.Skipped(), errs, rows, st.Unattributed, st.Malformed, over})
+			Kubernetes              *KubernetesStatus
+		}{Version, telemetryPath, strings.TrimPrefix(telemetryPath, "/"), state.Targets(), state.Skipped(), errs, rows, st.Unattributed, st.Malformed, over, kube})
 	})
 }

@@ -44,6 +44,8 @@ type Config struct {
 	OTLP *OTLPConfig `yaml:"otlp"`
 	// Runtime tunes the runtime metrics (goroutines, GC, process).
 	Runtime RuntimeConfig `yaml:"runtime"`
+	// Kubernetes labels series with their pods (see KubernetesConfig).
+	Kubernetes KubernetesConfig `yaml:"kubernetes"`
 }
 
 // RuntimeConfig tunes the runtime sampler.
@@ -139,10 +141,14 @@ func ParseConfig(b []byte) (*Config, error) {
 
 func (c *Config) check() error {
 	for i, m := range append(append([]lifecycle.Match{}, c.Include...), c.Exclude...) {
-		if m.Exe == "" && m.Service == "" {
-			return fmt.Errorf("include/exclude rule %d: give exe, service or both", i+1)
+		if m.Exe == "" && m.Service == "" && m.K8sNamespace == "" && len(m.K8sPodLabels) == 0 {
+			return fmt.Errorf("include/exclude rule %d: give exe, service, k8s_namespace or k8s_pod_labels", i+1)
 		}
-		for _, g := range []string{m.Exe, m.Service} {
+		globs := []string{m.Exe, m.Service, m.K8sNamespace}
+		for _, g := range m.K8sPodLabels {
+			globs = append(globs, g)
+		}
+		for _, g := range globs {
 			if _, err := path.Match(g, ""); err != nil {
 				return fmt.Errorf("include/exclude rule %d: bad glob %q: %w", i+1, g, err)
 			}

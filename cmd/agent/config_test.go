@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/blindspot-dev/blindspot/internal/lifecycle"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -30,13 +32,13 @@ grace: 1m
 	if cfg.HTTP.RouteLimit != 50 || cfg.SeriesLimit != 500 || cfg.DiscoveryInterval != 250*time.Millisecond || cfg.Grace != time.Minute {
 		t.Fatalf("parsed %+v", cfg)
 	}
-	if !cfg.Wanted("/opt/shop/orders", "order-svc") {
+	if !cfg.Wanted(lifecycle.Subject{Exe: "/opt/shop/orders", Service: "order-svc"}) {
 		t.Error("included program not wanted")
 	}
-	if cfg.Wanted("/usr/bin/other", "other") {
+	if cfg.Wanted(lifecycle.Subject{Exe: "/usr/bin/other", Service: "other"}) {
 		t.Error("program outside include wanted")
 	}
-	if cfg.Wanted("/opt/shop/x", "debug-x") {
+	if cfg.Wanted(lifecycle.Subject{Exe: "/opt/shop/x", Service: "debug-x"}) {
 		t.Error("excluded service wanted")
 	}
 	if r, ok := cfg.ServiceFor("/opt/shop/orders"); !ok || r.Name != "order-svc" || r.Namespace != "shop" {
@@ -49,7 +51,7 @@ func TestEmptyConfigWantsEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.Wanted("/any", "any") {
+	if !cfg.Wanted(lifecycle.Subject{Exe: "/any", Service: "any"}) {
 		t.Error("empty config must instrument every program")
 	}
 }

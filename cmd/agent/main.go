@@ -87,7 +87,11 @@ func run(args []string) error {
 		return explainLoadError(err)
 	}
 	defer pm.Close()
-	a := lifecycle.New(agg, lifecycle.Probes{Manager: pm, Probes: user}, &lifecycle.Options{Selection: cfg.Selection, Logger: log})
+	k8s, err := newKubernetes(cfg.Kubernetes, os.Getenv, log)
+	if err != nil {
+		return fmt.Errorf("kubernetes: %w (fix kubernetes: in the configuration, or set enabled: false)", err)
+	}
+	a := lifecycle.New(agg, lifecycle.Probes{Manager: pm, Probes: user}, &lifecycle.Options{Selection: cfg.Selection, Logger: log, Placement: k8s.placement()})
 	funcs := lifecycle.NewFunctions(a, fl.configFile, func() ([]userfunc.Entry, error) {
 		cfg, err := LoadConfig(fl.configFile)
 		if err != nil {
@@ -102,12 +106,14 @@ func run(args []string) error {
 		WebConfigFile:          *fl.web.WebConfigFile,
 		TelemetryPath:          fl.telemetryPath,
 		DisableExporterMetrics: fl.disableExporterMetrics,
+		TargetLabels:           k8s.labels(),
+		Kubernetes:             k8s.status(),
 		Logger:                 log,
 	})
 	if err != nil {
 		return err
 	}
-	return serve(fl, cfg, log, agg, a, funcs, srv)
+	return serve(fl, cfg, log, agg, a, funcs, srv, k8s)
 }
 
 // commandLine holds the flags: the web and log flags every Prometheus
@@ -152,7 +158,7 @@ func parseFlags(args []string, out io.Writer) (*commandLine, error) {
 // serve runs the agent until SIGINT or SIGTERM (or the web server fails),
 // then detaches every probe, sends the last OTLP export and stops the web
 // server.
-func serve(fl *commandLine, cfg *Config, log *slog.Logger, agg *aggregator.Aggregator, a *lifecycle.Agent, funcs *lifecycle.Functions, srv *exporter.Server) error {
+func serve(fl *commandLine, cfg *Config, log *slog.Logger, agg *aggregator.Aggregator, a *lifecycle.Agent, funcs *lifecycle.Functions, srv *exporter.Server, k8s *kubernetes) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	hup := make(chan os.Signal, 1)
@@ -179,6 +185,7 @@ func serve(fl *commandLine, cfg *Config, log *slog.Logger, agg *aggregator.Aggre
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve() }()
 	log.Info("blindspot started", "version", version.Info(), "build_context", version.BuildContext(), "listen", strings.Join(srv.Addrs(), ","), "telemetry_path", fl.telemetryPath)
+	k8s.start(ctx, log)
 	done := make(chan struct{})
 	go func() {
 		a.Run(ctx, newWatcher(cfg, log))

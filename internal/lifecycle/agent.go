@@ -26,6 +26,8 @@ import (
 
 	"github.com/blindspot-dev/blindspot/aggregator"
 	"github.com/blindspot-dev/blindspot/exporter"
+	"github.com/blindspot-dev/blindspot/internal/container"
+	"github.com/blindspot-dev/blindspot/internal/kube"
 	"github.com/blindspot-dev/blindspot/probes"
 	"github.com/blindspot-dev/blindspot/probes/discover"
 	"github.com/blindspot-dev/blindspot/probes/userfunc"
@@ -109,23 +111,34 @@ type Options struct {
 	// Environ reads variables from a process's environment; nil means
 	// discover.Environ.
 	Environ func(pid int, names ...string) map[string]string
+	// Placement finds the Kubernetes pod of a process; nil outside
+	// Kubernetes, where nothing of the kind is attempted.
+	Placement Placement
+	// Container reads the container of a process; nil means
+	// container.ForProcess on /proc.
+	Container func(pid int) (container.Info, error)
 }
 
 // Agent connects discovery, probes and the aggregator, and tells the
 // exporter what it is doing.
 type Agent struct {
-	sel     Selection
-	log     *slog.Logger
-	agg     *aggregator.Aggregator
-	probes  Prober
-	bins    Binaries
-	alive   func(discover.Process) bool
-	environ func(pid int, names ...string) map[string]string
+	sel       Selection
+	log       *slog.Logger
+	agg       *aggregator.Aggregator
+	probes    Prober
+	bins      Binaries
+	alive     func(discover.Process) bool
+	environ   func(pid int, names ...string) map[string]string
+	place     Placement
+	container func(pid int) (container.Info, error)
 
 	mu       sync.Mutex
 	targets  map[int]*target
 	skipped  map[int]exporter.Skipped
 	errCount map[exporter.ErrorKey]uint64
+	// awaitingPod holds the processes the selection turned down while
+	// their pod was not known (by PID): placementChanged looks again.
+	awaitingPod map[int]discover.Process
 }
 
 var _ exporter.State = (*Agent)(nil)
@@ -135,6 +148,8 @@ type target struct {
 	bin  *symbols.Binary
 	id   aggregator.TargetID
 	att  *probes.Attachment
+	// where the process runs, as its series labels say.
+	where where
 	// status is what /targets shows, but for Probes: Targets fills them
 	// in from statuses.
 	status exporter.Target
@@ -150,16 +165,19 @@ func New(agg *aggregator.Aggregator, p Prober, opts *Options) *Agent {
 		opts = &Options{}
 	}
 	a := &Agent{
-		sel:      opts.Selection,
-		log:      opts.Logger,
-		agg:      agg,
-		probes:   p,
-		bins:     opts.Binaries,
-		alive:    opts.Alive,
-		environ:  opts.Environ,
-		targets:  map[int]*target{},
-		skipped:  map[int]exporter.Skipped{},
-		errCount: map[exporter.ErrorKey]uint64{},
+		sel:         opts.Selection,
+		log:         opts.Logger,
+		agg:         agg,
+		probes:      p,
+		bins:        opts.Binaries,
+		alive:       opts.Alive,
+		environ:     opts.Environ,
+		place:       opts.Placement,
+		container:   opts.Container,
+		awaitingPod: map[int]discover.Process{},
+		targets:     map[int]*target{},
+		skipped:     map[int]exporter.Skipped{},
+		errCount:    map[exporter.ErrorKey]uint64{},
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -172,6 +190,9 @@ func New(agg *aggregator.Aggregator, p Prober, opts *Options) *Agent {
 	}
 	if a.environ == nil {
 		a.environ = discover.Environ
+	}
+	if a.container == nil {
+		a.container = func(pid int) (container.Info, error) { return container.ForProcess("/proc", pid) }
 	}
 	p.OnDetached(a.familyDetached)
 	return a
@@ -189,6 +210,10 @@ func (a *Agent) Run(ctx context.Context, d Discovery) {
 	defer expire.Stop()
 	closeBins := time.NewTicker(10 * time.Second)
 	defer closeBins.Stop()
+	var podsChanged <-chan struct{} // nil outside Kubernetes: never ready
+	if a.place != nil {
+		podsChanged = a.place.Changed()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -207,6 +232,8 @@ func (a *Agent) Run(ctx context.Context, d Discovery) {
 			a.agg.Expire(now)
 		case now := <-closeBins.C:
 			a.bins.Expire(now)
+		case <-podsChanged:
+			a.placementChanged()
 		}
 	}
 }
@@ -221,8 +248,14 @@ func expiryInterval(grace time.Duration) time.Duration {
 func (a *Agent) started(p discover.Process) {
 	// The filter comes first: reading a binary is the dearest step, and a
 	// busy host starts many programs nobody asked to observe.
-	svc, ns := a.serviceName(p)
-	if !a.sel.Wanted(p.Exe, svc) {
+	w := a.locate(p)
+	svc, ns := a.serviceName(p, w)
+	if !a.sel.Wanted(w.subject(p.Exe, svc)) {
+		if w.maybePod() && a.sel.usesKubernetes() {
+			a.mu.Lock()
+			a.awaitingPod[p.PID] = p
+			a.mu.Unlock()
+		}
 		return
 	}
 	bin, err := a.bins.Acquire(p)
@@ -244,6 +277,7 @@ func (a *Agent) started(p discover.Process) {
 	}
 	id := a.agg.AddTarget(aggregator.Target{
 		PID: p.PID, Service: svc, Namespace: ns, Exe: p.Exe, GoVersion: bin.GoVersion, Start: time.Now(),
+		Labels: w.labels(), Resource: w.resource(),
 	})
 	att, err := a.probes.Attach(p.PID, p.ExePath, bin, id)
 	if err != nil && !errors.Is(err, probes.ErrNoFamily) {
@@ -273,8 +307,9 @@ func (a *Agent) started(p discover.Process) {
 	// A family the invalid-event policy detached since Attach returned
 	// (familyDetached found no target then) shows in Status.
 	att.Probes = att.Status()
-	t := &target{proc: p, bin: bin, id: id, att: att, status: exporter.Target{
+	t := &target{proc: p, bin: bin, id: id, att: att, where: w, status: exporter.Target{
 		PID: p.PID, ServiceName: svc, Exe: p.Exe, GoVersion: bin.GoVersion, Attached: time.Now(),
+		Kubernetes: w.labels(),
 	}, statuses: append(append([]probes.ProbeStatus(nil), att.Probes...), user...)}
 	a.targets[p.PID] = t
 	delete(a.skipped, p.PID)
@@ -291,6 +326,7 @@ func (a *Agent) exited(p discover.Process) {
 		t = nil
 	}
 	delete(a.skipped, p.PID)
+	delete(a.awaitingPod, p.PID)
 	a.mu.Unlock()
 	if t == nil {
 		return
@@ -380,9 +416,10 @@ func (a *Agent) countError(probe, reason string) {
 }
 
 // serviceName picks a program's service: a configured rule, else
-// OTEL_SERVICE_NAME or service.name in OTEL_RESOURCE_ATTRIBUTES, else the
+// OTEL_SERVICE_NAME or service.name in OTEL_RESOURCE_ATTRIBUTES, else its
+// pod's app.kubernetes.io/name label, else its workload's name, else the
 // executable's base name.
-func (a *Agent) serviceName(p discover.Process) (name, namespace string) {
+func (a *Agent) serviceName(p discover.Process, w where) (name, namespace string) {
 	if r, ok := a.sel.ServiceFor(p.Exe); ok {
 		return r.Name, r.Namespace
 	}
@@ -398,6 +435,12 @@ func (a *Agent) serviceName(p discover.Process) (name, namespace string) {
 	}
 	if s := env["OTEL_SERVICE_NAME"]; s != "" {
 		name = s
+	}
+	if name == "" && w.inPod {
+		name = w.pod.Labels[kube.AppNameLabel]
+		if name == "" {
+			name = w.pod.Owners.Workload
+		}
 	}
 	if name == "" {
 		name = filepath.Base(p.Exe)
