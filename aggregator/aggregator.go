@@ -50,6 +50,14 @@ type Metric struct {
 	// memory): they carry service_instance_id and are never summed over the
 	// replicas of a service.
 	PerInstance bool
+	// UpDown marks a Gauge whose instrument the semantic conventions make
+	// an UpDownCounter (go.goroutine.count, process.memory.usage, ...): a
+	// value that adds up over its series. OTLP sends it as a
+	// non-monotonic Sum, /metrics as a gauge.
+	UpDown bool
+	// Float marks a Counter whose total has a fraction (process.cpu.time,
+	// set by Shard.SetTotalFloat): OTLP sends it as a double.
+	Float bool
 
 	id       int
 	overflow atomic.Uint64 // label sets folded into the overflow series

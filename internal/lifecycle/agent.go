@@ -221,7 +221,7 @@ func expiryInterval(grace time.Duration) time.Duration {
 func (a *Agent) started(p discover.Process) {
 	// The filter comes first: reading a binary is the dearest step, and a
 	// busy host starts many programs nobody asked to observe.
-	svc, ns := a.serviceName(p)
+	svc, ns, res := a.serviceName(p)
 	if !a.sel.Wanted(p.Exe, svc) {
 		return
 	}
@@ -244,6 +244,7 @@ func (a *Agent) started(p discover.Process) {
 	}
 	id := a.agg.AddTarget(aggregator.Target{
 		PID: p.PID, Service: svc, Namespace: ns, Exe: p.Exe, GoVersion: bin.GoVersion, Start: time.Now(),
+		Resource: res,
 	})
 	att, err := a.probes.Attach(p.PID, p.ExePath, bin, id)
 	if err != nil && !errors.Is(err, probes.ErrNoFamily) {
@@ -381,20 +382,21 @@ func (a *Agent) countError(probe, reason string) {
 
 // serviceName picks a program's service: a configured rule, else
 // OTEL_SERVICE_NAME or service.name in OTEL_RESOURCE_ATTRIBUTES, else the
-// executable's base name.
-func (a *Agent) serviceName(p discover.Process) (name, namespace string) {
-	if r, ok := a.sel.ServiceFor(p.Exe); ok {
-		return r.Name, r.Namespace
-	}
+// executable's base name. res holds the program's other
+// OTEL_RESOURCE_ATTRIBUTES (service.version, deployment.environment.name,
+// ...) for its OTLP resource; service.name and service.namespace are
+// carried by name and namespace alone.
+func (a *Agent) serviceName(p discover.Process) (name, namespace string, res map[string]string) {
 	env := a.environ(p.PID, "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES")
-	for _, kv := range strings.Split(env["OTEL_RESOURCE_ATTRIBUTES"], ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
-		switch k {
-		case "service.name":
-			name = v
-		case "service.namespace":
-			namespace = v
-		}
+	attrs := exporter.ParseResourceAttributes(env["OTEL_RESOURCE_ATTRIBUTES"])
+	name, namespace = attrs["service.name"], attrs["service.namespace"]
+	delete(attrs, "service.name")
+	delete(attrs, "service.namespace")
+	if len(attrs) > 0 {
+		res = attrs
+	}
+	if r, ok := a.sel.ServiceFor(p.Exe); ok {
+		return r.Name, r.Namespace, res
 	}
 	if s := env["OTEL_SERVICE_NAME"]; s != "" {
 		name = s
@@ -402,7 +404,7 @@ func (a *Agent) serviceName(p discover.Process) (name, namespace string) {
 	if name == "" {
 		name = filepath.Base(p.Exe)
 	}
-	return name, namespace
+	return name, namespace, res
 }
 
 // Targets implements exporter.State.

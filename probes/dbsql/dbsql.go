@@ -51,6 +51,7 @@ var (
 		Help:     "Connections of a database/sql pool, by state (idle or used).",
 		Unit:     "{connection}",
 		Kind:     aggregator.Gauge,
+		UpDown:   true,
 		Labels:   []string{"db_client_connection_state", "db_client_connection_pool_name"},
 	}
 	dbConnMax = &aggregator.Metric{
@@ -59,6 +60,7 @@ var (
 		Help:     "Most open connections a database/sql pool allows (0: unlimited).",
 		Unit:     "{connection}",
 		Kind:     aggregator.Gauge,
+		UpDown:   true,
 		Labels:   []string{"db_client_connection_pool_name"},
 	}
 	dbConnPending = &aggregator.Metric{
@@ -67,6 +69,7 @@ var (
 		Help:     "Requests waiting for a connection of a database/sql pool.",
 		Unit:     "{request}",
 		Kind:     aggregator.Gauge,
+		UpDown:   true,
 		Labels:   []string{"db_client_connection_pool_name"},
 	}
 	dbConnWait = &aggregator.Metric{

@@ -252,7 +252,7 @@ func TestExporterPrometheusAndOTLPgRPC(t *testing.T) {
 var contractCountGauges = map[string]bool{
 	"go_goroutine_count":                 true,
 	"process_thread_count":               true,
-	"process_open_file_descriptor_count": true,
+	"process_unix_file_descriptor_count": true,
 	"db_client_connection_count":         true,
 }
 
