@@ -21,7 +21,7 @@ const (
 )
 
 // MaxLabels is the most labels a metric may have besides the target's own.
-const MaxLabels = 6
+const MaxLabels = 7
 
 // DurationBuckets are the OpenTelemetry HTTP duration advice, in seconds.
 var DurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
