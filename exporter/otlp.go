@@ -643,9 +643,9 @@ func otelAttributes(p *aggregator.Point) attribute.Set {
 // otelNames are the semantic-convention names of the labels whose name is
 // not simply the Prometheus name with dots for underscores.
 var otelNames = map[string]string{
-	"http_response_status_code":   "http.response.status_code",
+	"http_response_status_code":             "http.response.status_code",
 	"blindspot_go_goroutine_start_function": "blindspot.go.goroutine.start_function",
-	"service_instance_id":         "service.instance.id",
+	"service_instance_id":                   "service.instance.id",
 }
 
 // OTelAttributeName maps a Prometheus label name back to its OpenTelemetry

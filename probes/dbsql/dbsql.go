@@ -170,7 +170,7 @@ type dbShard struct {
 type parsedQuery struct{ op, collection aggregator.Value }
 
 type dbPoolValues struct {
-	system, pool              aggregator.Value
+	system, pool             aggregator.Value
 	address, port, namespace aggregator.Value
 }
 

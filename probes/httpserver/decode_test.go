@@ -158,7 +158,10 @@ func TestDecodeSchemeAndVersion(t *testing.T) {
 		nil,
 		nil,
 		func(e *bpfHttpServerEvent) { e.Hdr.Flags |= httpFlagTLS },
-		func(e *bpfHttpServerEvent) { e.Hdr.Flags |= httpFlagTLS | httpFlagHTTP2; e.ProtoMajor, e.ProtoMinor = 2, 0 },
+		func(e *bpfHttpServerEvent) {
+			e.Hdr.Flags |= httpFlagTLS | httpFlagHTTP2
+			e.ProtoMajor, e.ProtoMinor = 2, 0
+		},
 		func(e *bpfHttpServerEvent) { e.Hdr.Flags |= httpFlagHTTP2; e.ProtoMajor, e.ProtoMinor = 2, 0 },
 		func(e *bpfHttpServerEvent) { e.ProtoMajor, e.ProtoMinor = 2, 0 },
 	} {
