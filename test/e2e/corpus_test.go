@@ -541,6 +541,27 @@ func runCorpusProgram(t *testing.T, a *agentProc, p corpusProgram) {
 		t.Errorf("%s (%s): http_server_request_duration_seconds counts differ from the client's (%d requests):\n%s\n%s",
 			p.name(), bi.GoVersion, corpusTotal(want), diffCounts(got, want), corpusReport(a, cp))
 	}
+	// ...and per url_scheme and network_protocol_version, as the client
+	// saw the responses.
+	versions := map[string]string{"HTTP/1.0": "1.0", "HTTP/1.1": "1.1", "HTTP/2.0": "2"}
+	wantProto := map[string]uint64{}
+	cp.mu.Lock()
+	for proto, n := range cp.protos {
+		wantProto[cp.scheme+"|"+versions[proto]] += uint64(n)
+	}
+	cp.mu.Unlock()
+	var gotProto map[string]uint64
+	waitFor(5*time.Second, func() bool {
+		s, err := a.scrape()
+		if err != nil {
+			return false
+		}
+		gotProto = s.histCounts("http_server_request_duration_seconds", cp.service, "url_scheme", "network_protocol_version")
+		return diffCounts(gotProto, wantProto) == ""
+	})
+	if d := diffCounts(gotProto, wantProto); d != "" {
+		t.Errorf("%s (%s): counts by url_scheme|network_protocol_version differ from the client's:\n%s", p.name(), bi.GoVersion, d)
+	}
 	checkCorpusRuntime(t, a, cp)
 }
 
