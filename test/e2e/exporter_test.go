@@ -235,7 +235,8 @@ func TestExporterPrometheusAndOTLPgRPC(t *testing.T) {
 		t.Errorf("metric %s unit %q temporality %v", m.GetName(), m.GetUnit(), m.GetHistogram().GetAggregationTemporality())
 	}
 	for _, p := range pts {
-		if p.attrs["http.request.method"] != "GET" || p.attrs["http.route"] != "/slow" || p.attrs["http.response.status_code"] != "200" {
+		if p.attrs["http.request.method"] != "GET" || p.attrs["http.route"] != "/slow" || p.attrs["http.response.status_code"] != "200" ||
+			p.attrs["url.scheme"] != "http" || p.attrs["network.protocol.version"] != "1.1" {
 			t.Errorf("OTLP attributes %v", p.attrs)
 		}
 		if len(p.hist.GetExplicitBounds()) != 14 || len(p.hist.GetBucketCounts()) != 15 {
