@@ -3,7 +3,9 @@ package dbsql
 import "testing"
 
 // pqServer replays lib/pq v1.10's reading of a DSN (NewConnector: ParseURL,
-// then parseOpts) and keeps only what the DSN itself names.
+// then parseOpts) and keeps only what the DSN itself names. The host, port
+// and dbname expected are what lib/pq v1.10.9's NewConnector made of the
+// same DSNs (checked once with it, PG* unset), less the defaults it adds.
 func TestPQServer(t *testing.T) {
 	for _, c := range []struct {
 		dsn  string
