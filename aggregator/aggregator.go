@@ -22,7 +22,7 @@ const (
 )
 
 // MaxLabels is the most labels a metric may have besides the target's own.
-const MaxLabels = 6
+const MaxLabels = 7
 
 // DurationBuckets are the OpenTelemetry HTTP duration advice, in seconds.
 var DurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
@@ -51,6 +51,14 @@ type Metric struct {
 	// memory): they carry service_instance_id and are never summed over the
 	// replicas of a service.
 	PerInstance bool
+	// UpDown marks a Gauge whose instrument the semantic conventions make
+	// an UpDownCounter (go.goroutine.count, process.memory.usage, ...): a
+	// value that adds up over its series. OTLP sends it as a
+	// non-monotonic Sum, /metrics as a gauge.
+	UpDown bool
+	// Float marks a Counter whose total has a fraction (process.cpu.time,
+	// set by Shard.SetTotalFloat): OTLP sends it as a double.
+	Float bool
 
 	id       int
 	overflow atomic.Uint64 // label sets folded into the overflow series

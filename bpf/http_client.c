@@ -30,6 +30,8 @@ struct http_client_offsets {
 	u64 url_scheme;     // net/url.URL.Scheme
 	u64 url_host;       // net/url.URL.Host
 	u64 resp_status;    // net/http.Response.StatusCode
+	u64 resp_proto_major; // net/http.Response.ProtoMajor
+	u64 resp_proto_minor; // net/http.Response.ProtoMinor
 	u64 op_err_err;     // net.OpError.Err
 	u64 syscall_err_err; // os.SyscallError.Err
 };
@@ -46,7 +48,8 @@ struct http_client_event {
 	u8 method_len;
 	u8 scheme_len;
 	u16 host_len;   // the host's full length: more than HTTPC_HOST_MAX means cut
-	u8 _pad[2];
+	u8 proto_major; // Response.ProtoMajor and ProtoMinor (with a response), 255 where larger
+	u8 proto_minor;
 	char method[HTTPC_METHOD_MAX];
 	char scheme[HTTPC_SCHEME_MAX];
 	char host[HTTPC_HOST_MAX];
@@ -102,8 +105,14 @@ int uprobe_http_client_finish(struct go_regs *ctx)
 	// Results: *Response in arg 1, error (itab, data) in args 2 and 3.
 	u64 resp = GO_ARG1(ctx);
 	e->status = 0;
+	e->proto_major = 0;
+	e->proto_minor = 0;
 	if (resp) {
 		e->status = read_status(resp + off->resp_status);
+		u64 major = read_u64(resp + off->resp_proto_major);
+		u64 minor = read_u64(resp + off->resp_proto_minor);
+		e->proto_major = major > 255 ? 255 : (u8)major;
+		e->proto_minor = minor > 255 ? 255 : (u8)minor;
 		e->hdr.flags |= HTTPC_FLAG_RESPONSE;
 	}
 	capture_go_error(&e->err, GO_ARG2(ctx), GO_ARG3(ctx), off->op_err_err, off->syscall_err_err);

@@ -26,6 +26,7 @@ enum http_server_flag {
 	HTTP_FLAG_HIJACKED = 2, // handler hijacked the connection
 	HTTP_FLAG_STATUS = 4,   // status is known (written by the handler or implied 200)
 	HTTP_FLAG_HTTP2 = 8,
+	HTTP_FLAG_TLS = 16, // the request came over TLS (Request.TLS set)
 };
 const enum http_server_flag *unused_http_server_flag __attribute__((unused));
 
@@ -38,6 +39,9 @@ struct http_server_offsets {
 	u64 conn_hijacked;     // net/http.conn.hijackedv
 	u64 req_method;        // net/http.Request.Method
 	u64 req_url;           // net/http.Request.URL
+	u64 req_proto_major;   // net/http.Request.ProtoMajor
+	u64 req_proto_minor;   // net/http.Request.ProtoMinor
+	u64 req_tls;           // net/http.Request.TLS
 	u64 url_path;          // net/url.URL.Path
 	u64 req_pattern;       // net/http.Request.Pattern (kind 1) or .pat (kind 2)
 	u64 pattern_str;       // net/http.pattern.str
@@ -62,6 +66,8 @@ struct http_server_event {
 	u8 _pad;
 	u16 path_len;
 	u16 pattern_len;
+	u8 proto_major; // Request.ProtoMajor and ProtoMinor, 255 where larger
+	u8 proto_minor;
 	char method[HTTP_METHOD_MAX];
 	char path[HTTP_PATH_MAX];
 	char pattern[HTTP_PATTERN_MAX];
@@ -110,13 +116,19 @@ static __always_inline void emit(struct goroutine_key *k, struct http_start *s,
 	if (!e)
 		return;
 	e->hdr.kind = FAMILY_HTTP_SERVER;
-	e->hdr.flags = flags;
 	e->hdr.pid = k->tgid;
 	e->hdr.start_ns = s->start_ns;
 	e->hdr.end_ns = bpf_ktime_get_ns();
 	e->status = status;
 	e->_pad = 0;
 	u64 req = s->req;
+	u64 major = read_u64(req + off->req_proto_major);
+	u64 minor = read_u64(req + off->req_proto_minor);
+	e->proto_major = major > 255 ? 255 : (u8)major;
+	e->proto_minor = minor > 255 ? 255 : (u8)minor;
+	if (read_u64(req + off->req_tls))
+		flags |= HTTP_FLAG_TLS;
+	e->hdr.flags = flags;
 	e->method_len = read_go_string(e->method, HTTP_METHOD_MAX, req + off->req_method);
 	e->path_len = 0;
 	u64 url = read_u64(req + off->req_url);

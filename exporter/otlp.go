@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/url"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,7 +67,13 @@ type OTLPOptions struct {
 	Temporality string
 	// Histogram is HistogramExplicit (default) or HistogramExponential.
 	Histogram string
-	Logger    *slog.Logger
+	// ResourceAttributes are the agent's own OTEL_RESOURCE_ATTRIBUTES (a
+	// cluster name, a deployment environment), added to every program's
+	// resource below what the program and blindspot say of it. Keys of the
+	// service.* namespace are left out: they name the agent, not the
+	// programs it observes.
+	ResourceAttributes map[string]string
+	Logger             *slog.Logger
 }
 
 // OTLPFromEnv reads the standard OpenTelemetry variables through getenv
@@ -109,6 +116,15 @@ func OTLPFromEnv(getenv func(string) string) (opts OTLPOptions, enabled bool, er
 	}
 	opts.Temporality = strings.ToLower(getenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"))
 	opts.Histogram = strings.ToLower(getenv("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION"))
+	for k, v := range ParseResourceAttributes(getenv("OTEL_RESOURCE_ATTRIBUTES")) {
+		if strings.HasPrefix(k, "service.") {
+			continue
+		}
+		if opts.ResourceAttributes == nil {
+			opts.ResourceAttributes = map[string]string{}
+		}
+		opts.ResourceAttributes[k] = v
+	}
 	return opts, enabled, opts.Check()
 }
 
@@ -134,6 +150,9 @@ func (o OTLPOptions) Merge(over OTLPOptions) OTLPOptions {
 	}
 	if over.Histogram != "" {
 		o.Histogram = over.Histogram
+	}
+	if len(over.ResourceAttributes) > 0 {
+		o.ResourceAttributes = over.ResourceAttributes
 	}
 	return o
 }
@@ -314,7 +333,37 @@ func (o *OTLP) Stats() (exports, failures uint64) {
 	return o.exports.Load(), o.failures.Load()
 }
 
-var scope = instrumentation.Scope{Name: "github.com/blindspot-dev/blindspot"}
+// SchemaURL is the version of the OpenTelemetry semantic conventions
+// whose names, attributes and instruments blindspot follows (see
+// docs/metrics.md), as every resource it sends declares it.
+const SchemaURL = "https://opentelemetry.io/schemas/1.44.0"
+
+// scope is the instrumentation scope of every metric: blindspot, at the
+// agent's version.
+func scope() instrumentation.Scope {
+	return instrumentation.Scope{Name: "github.com/blindspot-dev/blindspot", Version: Version, SchemaURL: SchemaURL}
+}
+
+// ParseResourceAttributes reads an OTEL_RESOURCE_ATTRIBUTES value as the
+// OpenTelemetry SDKs do: comma-separated key=value pairs, spaces around
+// them trimmed, values percent-decoded (kept as written where that fails).
+// A pair without "=" or with an empty key is skipped.
+func ParseResourceAttributes(s string) map[string]string {
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		if d, err := url.PathUnescape(v); err == nil {
+			v = d
+		}
+		out[k] = v
+	}
+	return out
+}
 
 // collect builds one ResourceMetrics per program and, for each, a function
 // that records its points as exported (for deltas). Called with mu held.
@@ -346,9 +395,22 @@ func (o *OTLP) collect() ([]metricdata.ResourceMetrics, []func()) {
 	return out, commits
 }
 
-// Resource returns the OpenTelemetry resource of an observed process.
-func Resource(t aggregator.Target) *resource.Resource {
-	kv := []attribute.KeyValue{
+// Resource returns the OpenTelemetry resource of an observed process:
+// base (the agent's own OTEL_RESOURCE_ATTRIBUTES), overridden by what is
+// known of the process (t.Resource: its own OTEL_RESOURCE_ATTRIBUTES,
+// Kubernetes), overridden by what blindspot itself established (its
+// service, process and host), with the schema URL of the conventions
+// followed.
+func Resource(t aggregator.Target, base map[string]string) *resource.Resource {
+	kv := make([]attribute.KeyValue, 0, len(base)+len(t.Resource)+9)
+	// attribute.NewSet keeps the last value of a key: lowest precedence first.
+	for _, k := range sortedKeys(base) {
+		kv = append(kv, attribute.String(k, base[k]))
+	}
+	for _, k := range sortedKeys(t.Resource) {
+		kv = append(kv, attribute.String(k, t.Resource[k]))
+	}
+	kv = append(kv,
 		attribute.String("service.name", t.Service),
 		attribute.String("service.instance.id", instanceID(t.PID)),
 		attribute.Int("process.pid", t.PID),
@@ -356,17 +418,23 @@ func Resource(t aggregator.Target) *resource.Resource {
 		attribute.String("process.executable.name", filepath.Base(t.Exe)),
 		attribute.String("process.runtime.name", "go"),
 		attribute.String("host.name", hostname),
-	}
+	)
 	if t.GoVersion != "" {
 		kv = append(kv, attribute.String("process.runtime.version", t.GoVersion))
 	}
 	if t.Namespace != "" {
 		kv = append(kv, attribute.String("service.namespace", t.Namespace))
 	}
-	for k, v := range t.Resource {
-		kv = append(kv, attribute.String(k, v))
+	return resource.NewWithAttributes(SchemaURL, kv...)
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
 	}
-	return resource.NewSchemaless(kv...)
+	sort.Strings(keys)
+	return keys
 }
 
 func (o *OTLP) resourceMetrics(t aggregator.Target, points []aggregator.Point, now time.Time) (metricdata.ResourceMetrics, func()) {
@@ -375,7 +443,7 @@ func (o *OTLP) resourceMetrics(t aggregator.Target, points []aggregator.Point, n
 		byMetric[p.Metric] = append(byMetric[p.Metric], p)
 	}
 	next := map[prevKey]*prevPoint{}
-	sm := metricdata.ScopeMetrics{Scope: scope}
+	sm := metricdata.ScopeMetrics{Scope: scope()}
 	for _, m := range o.agg.Metrics() { // registration order: stable output
 		ps := byMetric[m]
 		if len(ps) == 0 {
@@ -390,15 +458,23 @@ func (o *OTLP) resourceMetrics(t aggregator.Target, points []aggregator.Point, n
 			(o.opts.Temporality == TemporalityLowMemory && m.Kind == aggregator.Histogram)
 		switch m.Kind {
 		case aggregator.Gauge:
-			out.Data = gaugeData(ps, now)
+			if m.UpDown {
+				out.Data = upDownData(t, ps, now)
+			} else {
+				out.Data = gaugeData(ps, now)
+			}
 		case aggregator.Counter:
-			out.Data = o.counterData(t, m, ps, now, delta, next)
+			if m.Float {
+				out.Data = o.floatCounterData(t, m, ps, now, delta, next)
+			} else {
+				out.Data = o.counterData(t, m, ps, now, delta, next)
+			}
 		case aggregator.Histogram:
 			out.Data = o.histogramData(t, m, ps, now, delta, next)
 		}
 		sm.Metrics = append(sm.Metrics, out)
 	}
-	rm := metricdata.ResourceMetrics{Resource: Resource(t), ScopeMetrics: []metricdata.ScopeMetrics{sm}}
+	rm := metricdata.ResourceMetrics{Resource: Resource(t, o.opts.ResourceAttributes), ScopeMetrics: []metricdata.ScopeMetrics{sm}}
 	return rm, func() {
 		for k, v := range next {
 			o.prev[k] = v
@@ -419,6 +495,35 @@ func gaugeData(ps []aggregator.Point, now time.Time) metricdata.Gauge[float64] {
 		g.DataPoints = append(g.DataPoints, metricdata.DataPoint[float64]{Attributes: otelAttributes(&p), Time: now, Value: p.Sum})
 	}
 	return g
+}
+
+// upDownData converts the points of an UpDownCounter: a non-monotonic
+// Sum, cumulative whatever the temporality preference (as the
+// specification's delta and low-memory preferences keep UpDownCounters),
+// from the process's start.
+func upDownData(t aggregator.Target, ps []aggregator.Point, now time.Time) metricdata.Sum[float64] {
+	s := metricdata.Sum[float64]{Temporality: metricdata.CumulativeTemporality, IsMonotonic: false}
+	for _, p := range ps {
+		s.DataPoints = append(s.DataPoints, metricdata.DataPoint[float64]{Attributes: otelAttributes(&p), StartTime: t.Start, Time: now, Value: p.Sum})
+	}
+	return s
+}
+
+// floatCounterData converts the points of a counter with a fraction
+// (Metric.Float) to doubles; delta as for counterData.
+func (o *OTLP) floatCounterData(t aggregator.Target, m *aggregator.Metric, ps []aggregator.Point, now time.Time, delta bool, next map[prevKey]*prevPoint) metricdata.Sum[float64] {
+	s := metricdata.Sum[float64]{Temporality: temporalityOf(delta), IsMonotonic: true}
+	for _, p := range ps {
+		attrs := otelAttributes(&p)
+		k := prevKey{t.ID, m, attrs.Equivalent()}
+		start, v := t.Start, p.Sum
+		if prev := o.prev[k]; delta && prev != nil {
+			start, v = prev.at, p.Sum-prev.sum
+		}
+		next[k] = &prevPoint{sum: p.Sum, at: now}
+		s.DataPoints = append(s.DataPoints, metricdata.DataPoint[float64]{Attributes: attrs, StartTime: start, Time: now, Value: v})
+	}
+	return s
 }
 
 // counterData converts a counter's points; with delta temporality each
@@ -538,9 +643,9 @@ func otelAttributes(p *aggregator.Point) attribute.Set {
 // otelNames are the semantic-convention names of the labels whose name is
 // not simply the Prometheus name with dots for underscores.
 var otelNames = map[string]string{
-	"http_response_status_code":   "http.response.status_code",
-	"go_goroutine_start_function": "go.goroutine.start_function",
-	"service_instance_id":         "service.instance.id",
+	"http_response_status_code":             "http.response.status_code",
+	"blindspot_go_goroutine_start_function": "blindspot.go.goroutine.start_function",
+	"service_instance_id":                   "service.instance.id",
 }
 
 // OTelAttributeName maps a Prometheus label name back to its OpenTelemetry

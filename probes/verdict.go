@@ -21,6 +21,7 @@ const (
 	InvalidPort       // server port not 1–65535
 	InvalidDuration   // end before start, or a day or longer
 	InvalidHost       // HTTP client URL host longer than a DNS name and port
+	InvalidProto      // HTTP protocol version net/http cannot have accepted or produced
 	numVerdicts
 )
 
@@ -35,6 +36,7 @@ var invalidReasons = [numVerdicts]string{
 	InvalidPort:       "port",
 	InvalidDuration:   "duration",
 	InvalidHost:       "host",
+	InvalidProto:      "proto",
 }
 
 // invalid reports whether v is one of the implausible verdicts.

@@ -52,6 +52,9 @@ type Binary struct {
 	// MainModule is the main module path from the build info; it may be
 	// empty (e.g. for binaries built from a file list).
 	MainModule string
+	// Deps are the versions of the modules linked in, by module path, from
+	// the build info (a replacement's version where one replaced it).
+	Deps map[string]string
 
 	ef     *elf.File
 	closer io.Closer
@@ -140,6 +143,14 @@ func NewBinary(r io.ReaderAt, path string) (b *Binary, err error) {
 	}
 	b.GoVersion = bi.GoVersion
 	b.MainModule = bi.Main.Path
+	b.Deps = make(map[string]string, len(bi.Deps))
+	for _, d := range bi.Deps {
+		if d.Replace != nil {
+			b.Deps[d.Path] = d.Replace.Version
+		} else {
+			b.Deps[d.Path] = d.Version
+		}
+	}
 	for _, p := range ef.Progs {
 		if p.Type == elf.PT_LOAD {
 			b.loads = append(b.loads, p)

@@ -150,6 +150,8 @@ type target struct {
 	att  *probes.Attachment
 	// where the process runs, as its series labels say.
 	where where
+	// attrs are the process's own OTEL_RESOURCE_ATTRIBUTES.
+	attrs map[string]string
 	// status is what /targets shows, but for Probes: Targets fills them
 	// in from statuses.
 	status exporter.Target
@@ -249,7 +251,7 @@ func (a *Agent) started(p discover.Process) {
 	// The filter comes first: reading a binary is the dearest step, and a
 	// busy host starts many programs nobody asked to observe.
 	w := a.locate(p)
-	svc, ns := a.serviceName(p, w)
+	svc, ns, attrs := a.serviceName(p, w)
 	if !a.sel.Wanted(w.subject(p.Exe, svc)) {
 		if w.maybePod() && a.sel.usesKubernetes() {
 			a.mu.Lock()
@@ -277,7 +279,7 @@ func (a *Agent) started(p discover.Process) {
 	}
 	id := a.agg.AddTarget(aggregator.Target{
 		PID: p.PID, Service: svc, Namespace: ns, Exe: p.Exe, GoVersion: bin.GoVersion, Start: time.Now(),
-		Labels: w.labels(), Resource: w.resource(),
+		Labels: w.labels(), Resource: w.resource(attrs),
 	})
 	att, err := a.probes.Attach(p.PID, p.ExePath, bin, id)
 	if err != nil && !errors.Is(err, probes.ErrNoFamily) {
@@ -307,7 +309,7 @@ func (a *Agent) started(p discover.Process) {
 	// A family the invalid-event policy detached since Attach returned
 	// (familyDetached found no target then) shows in Status.
 	att.Probes = att.Status()
-	t := &target{proc: p, bin: bin, id: id, att: att, where: w, status: exporter.Target{
+	t := &target{proc: p, bin: bin, id: id, att: att, where: w, attrs: attrs, status: exporter.Target{
 		PID: p.PID, ServiceName: svc, Exe: p.Exe, GoVersion: bin.GoVersion, Attached: time.Now(),
 		Kubernetes: w.labels(),
 	}, statuses: append(append([]probes.ProbeStatus(nil), att.Probes...), user...)}
@@ -418,20 +420,21 @@ func (a *Agent) countError(probe, reason string) {
 // serviceName picks a program's service: a configured rule, else
 // OTEL_SERVICE_NAME or service.name in OTEL_RESOURCE_ATTRIBUTES, else its
 // pod's app.kubernetes.io/name label, else its workload's name, else the
-// executable's base name.
-func (a *Agent) serviceName(p discover.Process, w where) (name, namespace string) {
-	if r, ok := a.sel.ServiceFor(p.Exe); ok {
-		return r.Name, r.Namespace
-	}
+// executable's base name. res holds the program's other
+// OTEL_RESOURCE_ATTRIBUTES (service.version, deployment.environment.name,
+// ...) for its OTLP resource; service.name and service.namespace are
+// carried by name and namespace alone.
+func (a *Agent) serviceName(p discover.Process, w where) (name, namespace string, res map[string]string) {
 	env := a.environ(p.PID, "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES")
-	for _, kv := range strings.Split(env["OTEL_RESOURCE_ATTRIBUTES"], ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
-		switch k {
-		case "service.name":
-			name = v
-		case "service.namespace":
-			namespace = v
-		}
+	attrs := exporter.ParseResourceAttributes(env["OTEL_RESOURCE_ATTRIBUTES"])
+	name, namespace = attrs["service.name"], attrs["service.namespace"]
+	delete(attrs, "service.name")
+	delete(attrs, "service.namespace")
+	if len(attrs) > 0 {
+		res = attrs
+	}
+	if r, ok := a.sel.ServiceFor(p.Exe); ok {
+		return r.Name, r.Namespace, res
 	}
 	if s := env["OTEL_SERVICE_NAME"]; s != "" {
 		name = s
@@ -445,7 +448,7 @@ func (a *Agent) serviceName(p discover.Process, w where) (name, namespace string
 	if name == "" {
 		name = filepath.Base(p.Exe)
 	}
-	return name, namespace
+	return name, namespace, res
 }
 
 // Targets implements exporter.State.

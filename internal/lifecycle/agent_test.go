@@ -73,9 +73,9 @@ func TestServiceNaming(t *testing.T) {
 	sel := Selection{Services: []ServiceRule{{Exe: "/opt/shop/orders", Name: "order-svc", Namespace: "shop"}}}
 	r := newRig(t, sel, aggregator.Options{})
 	env := map[int]map[string]string{
-		1: {"OTEL_SERVICE_NAME": "ignored-for-a-rule"},
+		1: {"OTEL_SERVICE_NAME": "ignored-for-a-rule", "OTEL_RESOURCE_ATTRIBUTES": "service.version=3"},
 		2: {"OTEL_SERVICE_NAME": "cart", "OTEL_RESOURCE_ATTRIBUTES": "service.name=cart-attr, service.namespace=shop"},
-		3: {"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod, service.name=pay,service.namespace=money"},
+		3: {"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=prod, service.name=pay,service.namespace=money,service.version=2.1%2Crc1, novalue"},
 		4: {},
 		5: {"OTEL_SERVICE_NAME": ""},
 	}
@@ -87,12 +87,15 @@ func TestServiceNaming(t *testing.T) {
 		proc(4, "/usr/local/bin/inventory"),
 		proc(5, "/srv/shipping (v2)/ship"),
 	}
-	want := []struct{ service, namespace string }{
-		{"order-svc", "shop"},
-		{"cart", "shop"},
-		{"pay", "money"},
-		{"inventory", ""},
-		{"ship", ""},
+	want := []struct {
+		service, namespace string
+		resource           map[string]string // the rest of OTEL_RESOURCE_ATTRIBUTES
+	}{
+		{"order-svc", "shop", map[string]string{"service.version": "3"}},
+		{"cart", "shop", nil},
+		{"pay", "money", map[string]string{"deployment.environment.name": "prod", "service.version": "2.1,rc1"}},
+		{"inventory", "", nil},
+		{"ship", "", nil},
 	}
 	r.run(t)
 	for _, p := range procs {
@@ -107,6 +110,9 @@ func TestServiceNaming(t *testing.T) {
 		}
 		if at := aggTargets[i]; at.PID != ts[i].PID || at.Service != w.service || at.Namespace != w.namespace {
 			t.Errorf("aggregator target %+v, want service %q namespace %q", at, w.service, w.namespace)
+		}
+		if at := aggTargets[i]; !maps.Equal(at.Resource, w.resource) {
+			t.Errorf("pid %d: resource %v, want %v", at.PID, at.Resource, w.resource)
 		}
 		if c := fmt.Sprintf("user %d %s", procs[i].PID, w.service); !slices.Contains(r.pm.Calls(), c) {
 			t.Errorf("no %q in %v", c, r.pm.Calls())

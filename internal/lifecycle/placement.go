@@ -62,15 +62,26 @@ func (w where) labels() map[string]string {
 	return w.pod.SeriesLabels()
 }
 
-// resource is the process's further OpenTelemetry resource attributes.
-func (w where) resource() map[string]string {
+// resource is the process's further OpenTelemetry resource attributes:
+// its own OTEL_RESOURCE_ATTRIBUTES (attrs), under what the agent found
+// (k8s.*, container.id), which wins where both name an attribute.
+func (w where) resource(attrs map[string]string) map[string]string {
+	var found map[string]string
 	switch {
 	case w.inPod:
-		return w.pod.Resource(w.container.ID)
+		found = w.pod.Resource(w.container.ID)
 	case w.container.ID != "":
-		return map[string]string{"container.id": w.container.ID}
+		found = map[string]string{"container.id": w.container.ID}
 	}
-	return nil
+	if len(found) == 0 {
+		return attrs
+	}
+	out := maps.Clone(attrs)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, found)
+	return out
 }
 
 func (w where) subject(exe, service string) Subject {
@@ -98,10 +109,11 @@ func (a *Agent) placementChanged() {
 	for _, t := range ts {
 		w := a.lookup(t.where.container)
 		labels := w.labels()
-		if maps.Equal(labels, t.where.labels()) && maps.Equal(w.resource(), t.where.resource()) {
+		res := w.resource(t.attrs)
+		if maps.Equal(labels, t.where.labels()) && maps.Equal(res, t.where.resource(t.attrs)) {
 			continue
 		}
-		a.agg.SetPlacement(t.id, labels, w.resource())
+		a.agg.SetPlacement(t.id, labels, res)
 		a.mu.Lock()
 		t.where = w
 		t.status.Kubernetes = labels

@@ -42,7 +42,7 @@ var (
 		Help:     "Duration of database/sql operations (queries until the first result is ready).",
 		Unit:     "s",
 		Kind:     aggregator.Histogram,
-		Labels:   []string{"db_system_name", "db_operation_name", "db_collection_name", "error_type"},
+		Labels:   []string{"db_system_name", "db_operation_name", "db_collection_name", "error_type", "server_address", "server_port", "db_namespace"},
 		Buckets:  aggregator.DurationBuckets,
 	}
 	dbConnCount = &aggregator.Metric{
@@ -51,6 +51,7 @@ var (
 		Help:     "Connections of a database/sql pool, by state (idle or used).",
 		Unit:     "{connection}",
 		Kind:     aggregator.Gauge,
+		UpDown:   true,
 		Labels:   []string{"db_client_connection_state", "db_client_connection_pool_name"},
 	}
 	dbConnMax = &aggregator.Metric{
@@ -59,6 +60,7 @@ var (
 		Help:     "Most open connections a database/sql pool allows (0: unlimited).",
 		Unit:     "{connection}",
 		Kind:     aggregator.Gauge,
+		UpDown:   true,
 		Labels:   []string{"db_client_connection_pool_name"},
 	}
 	dbConnPending = &aggregator.Metric{
@@ -67,6 +69,7 @@ var (
 		Help:     "Requests waiting for a connection of a database/sql pool.",
 		Unit:     "{request}",
 		Kind:     aggregator.Gauge,
+		UpDown:   true,
 		Labels:   []string{"db_client_connection_pool_name"},
 	}
 	dbConnWait = &aggregator.Metric{
@@ -124,6 +127,7 @@ type dbPool struct {
 	t      aggregator.TargetID
 	system string // "" when the driver is not known
 	pool   string
+	server serverOf
 }
 
 // dbLayout is where the pool sampler finds the fields of sql.DB.
@@ -133,6 +137,9 @@ type dbLayout struct {
 	// else a map (its count is the first word of the map header).
 	requestsSet bool
 	dsnDriver   uint64 // dsnConnector.driver
+	dsn         uint64 // dsnConnector.dsn
+	dsnKnown    bool   // dsn is proven (the DSN is read only then)
+	pqVersion   string // of github.com/lib/pq, from the build info
 	ok          bool
 }
 
@@ -163,7 +170,8 @@ type dbShard struct {
 type parsedQuery struct{ op, collection aggregator.Value }
 
 type dbPoolValues struct {
-	system, pool aggregator.Value
+	system, pool             aggregator.Value
+	address, port, namespace aggregator.Value
 }
 
 // Metrics returns the family's metrics, for the aggregator.
@@ -278,9 +286,11 @@ func (st *dbState) layout(pid uint32, bin *symbols.Binary) dbLayout {
 	}
 	if d, _, err := bin.StructFields("database/sql.dsnConnector", "dsn", "driver"); err == nil {
 		l.dsnDriver = d["driver"]
+		l.dsn, l.dsnKnown = d["dsn"], true
 	} else {
 		l.dsnDriver = 16 // string, then the driver interface
 	}
+	l.pqVersion = bin.Deps["github.com/lib/pq"]
 	l.ok = true
 	return l
 }
@@ -366,7 +376,7 @@ func (st *dbState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byt
 	}
 	var l aggregator.Labels
 	if pv != nil {
-		l[0] = pv.system
+		l[0], l[4], l[5], l[6] = pv.system, pv.address, pv.port, pv.namespace
 	}
 	switch ev.Op {
 	case dbOpQuery:
@@ -422,7 +432,8 @@ func (c *dbShard) pool(st *dbState, sh *aggregator.Shard, k dbKey, t aggregator.
 	if p == nil {
 		return nil
 	}
-	v := &dbPoolValues{system: sh.InternString(p.system), pool: sh.InternString(p.pool)}
+	v := &dbPoolValues{system: sh.InternString(p.system), pool: sh.InternString(p.pool),
+		address: sh.InternString(p.server.address), port: sh.InternString(p.server.port), namespace: sh.InternString(p.server.namespace)}
 	if len(c.pools) >= 4096 {
 		clear(c.pools)
 	}
@@ -458,37 +469,70 @@ func (st *dbState) register(k dbKey, t aggregator.TargetID) *dbPool {
 		st.dropped[k.pid] = true
 		return nil
 	}
-	system := driverSystem(proc, l, k.addr)
+	system, pkg, dsnConn := driverSystem(proc, l, k.addr)
 	if system == "" {
 		return nil // not a *sql.DB after all (or unreadable)
+	}
+	var server serverOf
+	if dsnConn != 0 && l.dsnKnown && hasPathPrefix(pkg, "github.com/lib/pq") && pqVersionRead(l.pqVersion) {
+		if dsn, err := readGoString(proc.Pid, dsnConn+l.dsn, maxDSNLen); err == nil {
+			server, _ = pqServer(dsn)
+		}
 	}
 	n[system]++
 	name := fmt.Sprintf("%s-%d", system, n[system])
 	if alias, ok := st.names[name]; ok && alias != "" {
 		name = alias
 	}
-	p := &dbPool{key: k, t: t, system: system, pool: name}
+	p := &dbPool{key: k, t: t, system: system, pool: name, server: server}
 	st.pools[k] = p
 	return p
 }
 
 // driverSystem reads a DB's connector from the process and names the
-// database system from the package of its driver's methods.
-func driverSystem(p *goerror.Proc, l dbLayout, db uint64) string {
-	pkg := ifacePackage(p, db+l.connector)
+// database system from the package of its driver's methods; dsnConn is
+// the address of database/sql's dsnConnector where sql.Open made one.
+func driverSystem(p *goerror.Proc, l dbLayout, db uint64) (system, pkg string, dsnConn uint64) {
+	pkg = ifacePackage(p, db+l.connector)
 	if pkg == "database/sql" {
 		// sql.Open with a driver that has no connector of its own: the
 		// dsnConnector holds the driver.
 		data, err := procmem.Word(p.Pid, db+l.connector+8)
 		if err != nil || data == 0 {
-			return ""
+			return "", "", 0
 		}
-		pkg = ifacePackage(p, data+l.dsnDriver)
+		pkg, dsnConn = ifacePackage(p, data+l.dsnDriver), data
 	}
 	if pkg == "" {
-		return ""
+		return "", "", 0
 	}
-	return systemOfPackage(pkg)
+	return systemOfPackage(pkg), pkg, dsnConn
+}
+
+// maxDSNLen bounds the DSN read from a program: longer ones are not read.
+const maxDSNLen = 4096
+
+// readGoString reads the Go string whose header is at addr.
+func readGoString(pid int, addr uint64, max int) (string, error) {
+	ptr, err := procmem.Word(pid, addr)
+	if err != nil {
+		return "", err
+	}
+	n, err := procmem.Word(pid, addr+8)
+	if err != nil {
+		return "", err
+	}
+	if n == 0 {
+		return "", nil
+	}
+	if n > uint64(max) || ptr == 0 {
+		return "", fmt.Errorf("string of %d bytes at %#x: not read", n, ptr)
+	}
+	b := make([]byte, n)
+	if err := procmem.Read(pid, ptr, b); err != nil {
+		return "", err
+	}
+	return string(b), nil
 }
 
 // ifacePackage returns the package of the first method of the interface

@@ -415,7 +415,7 @@ func (p *proc) validate(g uint64) error {
 	return nil
 }
 
-// setTop writes go_goroutine_live and go_goroutine_oldest_age_seconds for
+// setTop writes blindspot_go_goroutine_live and blindspot_go_goroutine_oldest_age_seconds for
 // the top N start functions and "other".
 func (p *proc) setTop(sh *aggregator.Shard, nowNs int64) {
 	type row struct {

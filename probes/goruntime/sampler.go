@@ -25,7 +25,7 @@ type Options struct {
 	// the rest are folded into "other" (default 20).
 	TopFunctions int
 	// MaxTracked bounds, per program, the goroutines whose first-seen time
-	// is kept for go_goroutine_oldest_age_seconds (default 1 M, about
+	// is kept for blindspot_go_goroutine_oldest_age_seconds (default 1 M, about
 	// 40 MB at the bound); goroutines past it are counted but not aged.
 	MaxTracked int
 	// Logger receives one line per program whose runtime state cannot be

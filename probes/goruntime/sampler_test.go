@@ -96,7 +96,7 @@ func TestSampleSelf(t *testing.T) {
 	if d := got - float64(want); d < -2 || d > 2 {
 		t.Errorf("go_goroutine_count %v, NumGoroutine %d", got, want)
 	}
-	live := f.values("go_goroutine_live")
+	live := f.values("blindspot_go_goroutine_live")
 	if live[parkedName] != 50 {
 		t.Errorf("live by function: %v", live)
 	}
@@ -112,7 +112,7 @@ func TestSampleSelf(t *testing.T) {
 	if c := f.values("go_memory_gc_cycles_total")[""]; c != float64(ms.NumGC) {
 		t.Errorf("gc cycles %v, NumGC %d", c, ms.NumGC)
 	}
-	if c := f.values("go_gc_pause_duration_seconds")[""]; c != float64(min(ms.NumGC, 256)) {
+	if c := f.values("blindspot_go_gc_pause_duration_seconds")[""]; c != float64(min(ms.NumGC, 256)) {
 		t.Errorf("pause count %v, NumGC %d", c, ms.NumGC)
 	}
 	if v := f.values("go_processor_limit")[""]; v != float64(runtime.GOMAXPROCS(0)) {
@@ -127,7 +127,7 @@ func TestSampleSelf(t *testing.T) {
 	if v := f.values("go_memory_gc_goal_bytes")[""]; v < float64(ms.NextGC)/2 || v > float64(ms.NextGC)*2 {
 		t.Errorf("go_memory_gc_goal_bytes %v, NextGC %d", v, ms.NextGC)
 	}
-	for _, m := range []string{"process_memory_usage_bytes", "process_thread_count", "process_open_file_descriptor_count"} {
+	for _, m := range []string{"process_memory_usage_bytes", "process_thread_count", "process_unix_file_descriptor_count"} {
 		if f.values(m)[""] <= 0 {
 			t.Errorf("%s not set", m)
 		}
@@ -173,7 +173,7 @@ func TestStartFunctionNames(t *testing.T) {
 	if f.proc.gErr != nil {
 		t.Fatal(f.proc.gErr)
 	}
-	live := f.values("go_goroutine_live")
+	live := f.values("blindspot_go_goroutine_live")
 	if live[argParkedName] != 30 || live[argClosureName]+live[argClosureNameOld] != 30 {
 		t.Errorf("live by function: %v", live)
 	}
@@ -215,16 +215,16 @@ func TestOldestAge(t *testing.T) {
 	t0 := time.Now()
 	f.proc.sample(f.sh, t0)
 	f.proc.sample(f.sh, t0.Add(3*time.Second))
-	if age := f.values("go_goroutine_oldest_age_seconds")[parkedName]; age != 3 {
+	if age := f.values("blindspot_go_goroutine_oldest_age_seconds")[parkedName]; age != 3 {
 		t.Errorf("oldest age %v, want 3", age)
 	}
 	stop2 := spawn(10) // newer goroutines of the same function
 	defer stop2()
 	f.proc.sample(f.sh, t0.Add(5*time.Second))
-	if age := f.values("go_goroutine_oldest_age_seconds")[parkedName]; age != 5 {
+	if age := f.values("blindspot_go_goroutine_oldest_age_seconds")[parkedName]; age != 5 {
 		t.Errorf("oldest age %v, want 5", age)
 	}
-	if n := f.values("go_goroutine_live")[parkedName]; n != 15 {
+	if n := f.values("blindspot_go_goroutine_live")[parkedName]; n != 15 {
 		t.Errorf("live %v, want 15", n)
 	}
 }

@@ -40,25 +40,28 @@ type bpfHttpClientEvent struct {
 		Pad        [7]uint8
 		Msg        [40]int8
 	}
-	Status    uint16
-	MethodLen uint8
-	SchemeLen uint8
-	HostLen   uint16
-	Pad       [2]uint8
-	Method    [16]int8
-	Scheme    [8]int8
-	Host      [264]int8
+	Status     uint16
+	MethodLen  uint8
+	SchemeLen  uint8
+	HostLen    uint16
+	ProtoMajor uint8
+	ProtoMinor uint8
+	Method     [16]int8
+	Scheme     [8]int8
+	Host       [264]int8
 }
 
 type bpfHttpClientOffsets struct {
-	_             structs.HostLayout
-	ReqMethod     uint64
-	ReqUrl        uint64
-	UrlScheme     uint64
-	UrlHost       uint64
-	RespStatus    uint64
-	OpErrErr      uint64
-	SyscallErrErr uint64
+	_              structs.HostLayout
+	ReqMethod      uint64
+	ReqUrl         uint64
+	UrlScheme      uint64
+	UrlHost        uint64
+	RespStatus     uint64
+	RespProtoMajor uint64
+	RespProtoMinor uint64
+	OpErrErr       uint64
+	SyscallErrErr  uint64
 }
 
 type bpfHttpClientStart struct {

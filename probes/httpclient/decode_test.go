@@ -25,6 +25,7 @@ func clientEvent(f func(*bpfHttpClientEvent)) []byte {
 	var ev bpfHttpClientEvent
 	ev.Hdr.Kind, ev.Hdr.Flags, ev.Hdr.Pid, ev.Hdr.StartNs, ev.Hdr.EndNs = kindHTTPClient, httpcFlagResponse, 42, 1000000, 3000000
 	ev.Status = 200
+	ev.ProtoMajor, ev.ProtoMinor = 1, 1
 	ev.MethodLen = setChars(ev.Method[:], "GET")
 	ev.SchemeLen = setChars(ev.Scheme[:], "http")
 	ev.HostLen = uint16(setChars(ev.Host[:], "payments.internal:8443"))
@@ -58,6 +59,8 @@ func TestDecodeRefusesImplausibleEvents(t *testing.T) {
 		{"client port 65536", clientEvent(func(e *bpfHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "payments.internal:65536")) }), probes.InvalidPort, "port"},
 		{"client port not a number", clientEvent(func(e *bpfHttpClientEvent) { e.HostLen = uint16(setChars(e.Host[:], "[::1]:http")) }), probes.InvalidPort, "port"},
 		{"client end before start", clientEvent(func(e *bpfHttpClientEvent) { e.Hdr.StartNs, e.Hdr.EndNs = 3000000, 1000000 }), probes.InvalidDuration, "duration"},
+		{"client version 1.10", clientEvent(func(e *bpfHttpClientEvent) { e.ProtoMinor = 10 }), probes.InvalidProto, "proto"},
+		{"client version 255.0", clientEvent(func(e *bpfHttpClientEvent) { e.ProtoMajor, e.ProtoMinor = 255, 0 }), probes.InvalidProto, "proto"},
 	}
 	r.Refuses(t, cases)
 }
@@ -122,5 +125,39 @@ func TestDecodeDoesNotAllocate(t *testing.T) {
 	// warm-up and 200 measured runs); the invalid one never.
 	if want := uint64(1 + 201); n != want {
 		t.Errorf("%d observations, want %d", n, want)
+	}
+}
+
+// network_protocol_version is the response's: 1.0, 1.1, 2 as read; absent
+// without a response, and for 0.x (no version rather than a wrong one).
+func TestDecodeVersion(t *testing.T) {
+	r := newDecoderRig(t)
+	for _, f := range []func(*bpfHttpClientEvent){
+		func(e *bpfHttpClientEvent) { e.ProtoMinor = 0 },
+		nil,
+		nil,
+		func(e *bpfHttpClientEvent) { e.ProtoMajor, e.ProtoMinor = 2, 0 },
+		func(e *bpfHttpClientEvent) { e.Hdr.Flags, e.Status, e.ProtoMajor, e.ProtoMinor = 0, 0, 0, 0 },
+		func(e *bpfHttpClientEvent) { e.ProtoMajor, e.ProtoMinor = 0, 9 },
+	} {
+		if v := r.Decode(r.Sh, r.TID, clientEvent(f)); v != probes.Decoded {
+			t.Fatalf("verdict %d, want decoded", v)
+		}
+	}
+	got := map[string]uint64{}
+	for _, p := range r.Agg.Snapshot() {
+		got[p.Labels[1]+" "+p.Labels[5]] += p.Count
+	}
+	want := map[string]uint64{"200 1.0": 1, "200 1.1": 2, "200 2": 1, " ": 1, "200 ": 1}
+	if len(got) != len(want) {
+		t.Errorf("series %v, want %v", got, want)
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("%q: %d, want %d (all: %v)", k, got[k], n, got)
+		}
+	}
+	if l := httpClientDuration.Labels; l[5] != "network_protocol_version" {
+		t.Errorf("labels %v", l)
 	}
 }

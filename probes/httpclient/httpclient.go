@@ -30,7 +30,7 @@ var httpClientDuration = &aggregator.Metric{
 	Help:     "Duration of outgoing HTTP requests, until the response headers arrived or the request failed.",
 	Unit:     "s",
 	Kind:     aggregator.Histogram,
-	Labels:   []string{"http_request_method", "http_response_status_code", "server_address", "server_port", "error_type"},
+	Labels:   []string{"http_request_method", "http_response_status_code", "server_address", "server_port", "error_type", "network_protocol_version"},
 	Buckets:  aggregator.DurationBuckets,
 }
 
@@ -70,7 +70,7 @@ func Metrics() []*aggregator.Metric {
 var Structs = []symbols.StructSpec{
 	{Type: "net/http.Request", Fields: []string{"Method", "URL", "Host"}},
 	{Type: "net/url.URL", Fields: []string{"Scheme", "Host", "Path"}},
-	{Type: "net/http.Response", Fields: []string{"Status", "StatusCode", "Proto"}},
+	{Type: "net/http.Response", Fields: []string{"Status", "StatusCode", "Proto", "ProtoMajor", "ProtoMinor"}},
 }
 
 // Family is the net/http client family; agg is the aggregator whose
@@ -89,7 +89,7 @@ func Family(agg *aggregator.Aggregator) *probes.Family {
 		StartMap:  "http_client_starts",
 		Configure: httpClientOffsets,
 		Decode:    st.decode,
-		Invalid:   []string{"status", "method", "utf8", "port", "duration", "host"},
+		Invalid:   []string{"status", "method", "utf8", "port", "duration", "host", "proto"},
 		Attached: func(pid int, bin *symbols.Binary, t aggregator.TargetID) {
 			st.procs.Set(uint32(pid), goerror.NewProc(pid, bin, t))
 		},
@@ -109,11 +109,12 @@ func httpClientOffsets(b *symbols.Binary) (any, error) {
 		return nil, err
 	}
 	o.UrlScheme, o.UrlHost = u["Scheme"], u["Host"]
-	resp, _, err := b.StructFields("net/http.Response", "Status", "StatusCode", "Proto")
+	resp, _, err := b.StructFields("net/http.Response", "Status", "StatusCode", "Proto", "ProtoMajor", "ProtoMinor")
 	if err != nil {
 		return nil, err
 	}
 	o.RespStatus = resp["StatusCode"]
+	o.RespProtoMajor, o.RespProtoMinor = resp["ProtoMajor"], resp["ProtoMinor"]
 	o.OpErrErr, o.SyscallErrErr = goerror.Offsets(b)
 	return &o, nil
 }
@@ -166,6 +167,18 @@ func (st *httpClientState) decode(sh *aggregator.Shard, t aggregator.TargetID, r
 			return probes.InvalidStatus
 		default:
 			return probes.InvalidPeerStatus // what the server sent (some send 999)
+		}
+		// The version of the response: net/http's HTTP/1 client parses
+		// "HTTP/M.N" with one digit each, its HTTP/2 client sets 2.0.
+		version, ok := label.ProtocolVersion(ev.ProtoMajor, ev.ProtoMinor)
+		switch {
+		case !ok:
+			return probes.InvalidProto
+		case ev.ProtoMajor == 0:
+			// Only a broken server answers HTTP/0.x, and 0.0 is also what
+			// an unwritten field holds: no version rather than a wrong one.
+		default:
+			l[5] = sh.InternString(version)
 		}
 	}
 	if ev.Err.Type != 0 {

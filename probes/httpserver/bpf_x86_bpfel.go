@@ -35,9 +35,12 @@ type bpfHttpServerEvent struct {
 	Pad        uint8
 	PathLen    uint16
 	PatternLen uint16
+	ProtoMajor uint8
+	ProtoMinor uint8
 	Method     [16]int8
 	Path       [128]int8
 	Pattern    [128]int8
+	_          [6]byte
 }
 
 type bpfHttpServerOffsets struct {
@@ -48,6 +51,9 @@ type bpfHttpServerOffsets struct {
 	ConnHijacked    uint64
 	ReqMethod       uint64
 	ReqUrl          uint64
+	ReqProtoMajor   uint64
+	ReqProtoMinor   uint64
+	ReqTls          uint64
 	UrlPath         uint64
 	ReqPattern      uint64
 	PatternStr      uint64

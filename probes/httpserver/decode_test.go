@@ -26,6 +26,7 @@ func serverEvent(f func(*bpfHttpServerEvent)) []byte {
 	var ev bpfHttpServerEvent
 	ev.Hdr.Kind, ev.Hdr.Flags, ev.Hdr.Pid, ev.Hdr.StartNs, ev.Hdr.EndNs = kindHTTPServer, httpFlagStatus, 42, 1000000, 3000000
 	ev.Status = 200
+	ev.ProtoMajor, ev.ProtoMinor = 1, 1
 	ev.MethodLen = setChars(ev.Method[:], "GET")
 	ev.PathLen = uint16(setChars(ev.Path[:], "/items/42"))
 	if f != nil {
@@ -52,8 +53,14 @@ func TestDecodeRefusesImplausibleEvents(t *testing.T) {
 		{"server method space", serverEvent(func(e *bpfHttpServerEvent) { e.MethodLen = setChars(e.Method[:], "G T") }), probes.InvalidMethod, "method"},
 		{"server HTTP/2 method space", serverEvent(func(e *bpfHttpServerEvent) {
 			e.Hdr.Flags |= httpFlagHTTP2
+			e.ProtoMajor, e.ProtoMinor = 2, 0
 			e.MethodLen = setChars(e.Method[:], "G T")
 		}), probes.InvalidPeerMethod, "method"},
+		{"server version 0.0 (unwritten)", serverEvent(func(e *bpfHttpServerEvent) { e.ProtoMajor, e.ProtoMinor = 0, 0 }), probes.InvalidProto, "proto"},
+		{"server version 1.10", serverEvent(func(e *bpfHttpServerEvent) { e.ProtoMinor = 10 }), probes.InvalidProto, "proto"},
+		{"server version 3.0", serverEvent(func(e *bpfHttpServerEvent) { e.ProtoMajor, e.ProtoMinor = 3, 0 }), probes.InvalidProto, "proto"},
+		{"server version 255 (capped pointer bits)", serverEvent(func(e *bpfHttpServerEvent) { e.ProtoMajor = 255 }), probes.InvalidProto, "proto"},
+		{"server HTTP/2 at 1.1", serverEvent(func(e *bpfHttpServerEvent) { e.Hdr.Flags |= httpFlagHTTP2 }), probes.InvalidProto, "proto"},
 		{"server 300-byte path, invalid UTF-8", serverEvent(func(e *bpfHttpServerEvent) {
 			setChars(e.Path[:], longBadPath)
 			e.PathLen = uint16(len(longBadPath))
@@ -106,6 +113,7 @@ func TestDecodeDoesNotAllocate(t *testing.T) {
 	var srv bpfHttpServerEvent
 	srv.Hdr.Kind, srv.Hdr.Flags, srv.Hdr.Pid, srv.Hdr.EndNs = kindHTTPServer, httpFlagStatus, 42, 1500000
 	srv.Status = 200
+	srv.ProtoMajor, srv.ProtoMinor = 1, 1
 	srv.MethodLen = setChars(srv.Method[:], "GET")
 	srv.PathLen = uint16(setChars(srv.Path[:], "/items/42"))
 	srv.PatternLen = uint16(setChars(srv.Pattern[:], "GET /items/{id}"))
@@ -137,5 +145,44 @@ func TestDecodeDoesNotAllocate(t *testing.T) {
 	// warm-up and 200 measured runs); the invalid one never.
 	if want := uint64(1 + 201); n != want {
 		t.Errorf("%d observations, want %d", n, want)
+	}
+}
+
+// url_scheme is the connection's (https where net/http set Request.TLS)
+// and network_protocol_version the request's: 1.0 and 1.1 as read, 2 for
+// HTTP/2 and for a "PRI * HTTP/2.0" request on an HTTP/1 connection.
+func TestDecodeSchemeAndVersion(t *testing.T) {
+	r := newDecoderRig(t)
+	for _, f := range []func(*bpfHttpServerEvent){
+		func(e *bpfHttpServerEvent) { e.ProtoMinor = 0 },
+		nil,
+		nil,
+		func(e *bpfHttpServerEvent) { e.Hdr.Flags |= httpFlagTLS },
+		func(e *bpfHttpServerEvent) {
+			e.Hdr.Flags |= httpFlagTLS | httpFlagHTTP2
+			e.ProtoMajor, e.ProtoMinor = 2, 0
+		},
+		func(e *bpfHttpServerEvent) { e.Hdr.Flags |= httpFlagHTTP2; e.ProtoMajor, e.ProtoMinor = 2, 0 },
+		func(e *bpfHttpServerEvent) { e.ProtoMajor, e.ProtoMinor = 2, 0 },
+	} {
+		if v := r.Decode(r.Sh, r.TID, serverEvent(f)); v != probes.Decoded {
+			t.Fatalf("verdict %d, want decoded", v)
+		}
+	}
+	got := map[string]uint64{}
+	for _, p := range r.Agg.Snapshot() {
+		got[p.Labels[4]+" "+p.Labels[5]] += p.Count
+	}
+	want := map[string]uint64{"http 1.0": 1, "http 1.1": 2, "https 1.1": 1, "https 2": 1, "http 2": 2}
+	if len(got) != len(want) {
+		t.Errorf("series %v, want %v", got, want)
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("%s: %d, want %d (all: %v)", k, got[k], n, got)
+		}
+	}
+	if l := httpServerDuration.Labels; l[4] != "url_scheme" || l[5] != "network_protocol_version" {
+		t.Errorf("labels %v", l)
 	}
 }

@@ -26,6 +26,7 @@ const (
 	httpFlagHijacked = 2
 	httpFlagStatus   = 4
 	httpFlagHTTP2    = 8
+	httpFlagTLS      = 16
 )
 
 var httpServerDuration = &aggregator.Metric{
@@ -34,7 +35,7 @@ var httpServerDuration = &aggregator.Metric{
 	Help:     "Duration of HTTP server requests.",
 	Unit:     "s",
 	Kind:     aggregator.Histogram,
-	Labels:   []string{"http_request_method", "http_response_status_code", "http_route", "error_type"},
+	Labels:   []string{"http_request_method", "http_response_status_code", "http_route", "error_type", "url_scheme", "network_protocol_version"},
 	Buckets:  aggregator.DurationBuckets,
 }
 
@@ -67,7 +68,7 @@ func Metrics() []*aggregator.Metric {
 // nor type data for them.
 var Structs = []symbols.StructSpec{
 	{Type: "net/http.response", Fields: []string{"conn", "req", "status", "wroteHeader", "handlerDone"}},
-	{Type: "net/http.Request", Fields: []string{"Method", "URL", "Host", "Pattern", "pat"}},
+	{Type: "net/http.Request", Fields: []string{"Method", "URL", "Host", "Pattern", "pat", "ProtoMajor", "ProtoMinor", "TLS"}},
 	{Type: "net/url.URL", Fields: []string{"Scheme", "Host", "Path"}},
 	{Type: "net/http.pattern", Fields: []string{"str"}},
 	{Type: "net/http.conn", Fields: []string{"hijackedv"}},
@@ -93,7 +94,7 @@ func Family() *probes.Family {
 		Configure: httpServerOffsets,
 		LeaveOut:  httpServerLeaveOut,
 		Decode:    decodeHTTPServer,
-		Invalid:   []string{"status", "method", "utf8", "path", "duration"},
+		Invalid:   []string{"status", "method", "utf8", "path", "duration", "proto"},
 	}
 }
 
@@ -111,11 +112,12 @@ func httpServerOffsets(b *symbols.Binary) (any, error) {
 		return nil, err
 	}
 	o.ConnHijacked = conn["hijackedv"]
-	req, _, err := b.StructFields("net/http.Request", "Method", "URL", "Host")
+	req, _, err := b.StructFields("net/http.Request", "Method", "URL", "Host", "ProtoMajor", "ProtoMinor", "TLS")
 	if err != nil {
 		return nil, err
 	}
 	o.ReqMethod, o.ReqUrl = req["Method"], req["URL"]
+	o.ReqProtoMajor, o.ReqProtoMinor, o.ReqTls = req["ProtoMajor"], req["ProtoMinor"], req["TLS"]
 	u, _, err := b.StructFields("net/url.URL", "Scheme", "Host", "Path")
 	if err != nil {
 		return nil, err
@@ -257,6 +259,13 @@ func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) p
 			return probes.InvalidPath
 		}
 	}
+	// net/http serves HTTP/1.x with a one-digit minor version (any other
+	// is answered 505 before a handler runs), "PRI * HTTP/2.0" on an
+	// HTTP/1 connection, and HTTP/2 as 2.0.
+	version, ok := serverVersion(ev.ProtoMajor, ev.ProtoMinor, ev.Hdr.Flags&httpFlagHTTP2 != 0)
+	if !ok {
+		return probes.InvalidProto
+	}
 	var l aggregator.Labels
 	if label.KnownMethod(method) {
 		l[0] = sh.Intern(method)
@@ -271,7 +280,27 @@ func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) p
 	case status >= 500:
 		l[3] = l[1]
 	}
+	// The scheme of the connection the request came on: net/http sets
+	// Request.TLS for every request over TLS, and only for those.
+	if ev.Hdr.Flags&httpFlagTLS != 0 {
+		l[4] = sh.InternString("https")
+	} else {
+		l[4] = sh.InternString("http")
+	}
+	l[5] = sh.InternString(version)
 	d := float64(ev.Hdr.EndNs-ev.Hdr.StartNs) / 1e9
 	sh.Observe(httpServerDuration, t, l, d)
 	return probes.Decoded
+}
+
+// serverVersion is the network.protocol.version of a request net/http
+// served, if the version read is one it can serve.
+func serverVersion(major, minor uint8, http2 bool) (string, bool) {
+	if http2 && (major != 2 || minor != 0) {
+		return "", false // the HTTP/2 server's requests are all 2.0
+	}
+	if major != 1 && (major != 2 || minor != 0) {
+		return "", false
+	}
+	return label.ProtocolVersion(major, minor)
 }

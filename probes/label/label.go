@@ -7,6 +7,7 @@
 package label
 
 import (
+	"strconv"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -132,4 +133,29 @@ func Chars(a []int8, n int) []byte {
 		return nil
 	}
 	return unsafe.Slice((*byte)(unsafe.Pointer(&a[0])), n)
+}
+
+// protocolVersions spell network.protocol.version by major and minor
+// version, "2" and "3" rather than "2.0" and "3.0" as the semantic
+// conventions write them; built once so that no event allocates one.
+var protocolVersions = func() (v [10][10]string) {
+	for major := range v {
+		for minor := range v[major] {
+			v[major][minor] = strconv.Itoa(major) + "." + strconv.Itoa(minor)
+		}
+		if major >= 2 {
+			v[major][0] = strconv.Itoa(major)
+		}
+	}
+	return v
+}()
+
+// ProtocolVersion returns the network.protocol.version of an HTTP version
+// as net/http holds it (Request or Response ProtoMajor, ProtoMinor): its
+// parser takes one digit each, so anything larger was misread.
+func ProtocolVersion(major, minor uint8) (string, bool) {
+	if major > 9 || minor > 9 {
+		return "", false
+	}
+	return protocolVersions[major][minor], true
 }

@@ -57,3 +57,16 @@ func TestPlausibleValues(t *testing.T) {
 		}
 	}
 }
+
+func TestProtocolVersion(t *testing.T) {
+	for _, c := range []struct {
+		major, minor uint8
+		want         string
+		ok           bool
+	}{{1, 0, "1.0", true}, {1, 1, "1.1", true}, {2, 0, "2", true}, {3, 0, "3", true}, {2, 1, "2.1", true}, {0, 9, "0.9", true},
+		{1, 10, "", false}, {10, 0, "", false}, {255, 255, "", false}} {
+		if got, ok := ProtocolVersion(c.major, c.minor); got != c.want || ok != c.ok {
+			t.Errorf("ProtocolVersion(%d, %d) = %q, %v; want %q, %v", c.major, c.minor, got, ok, c.want, c.ok)
+		}
+	}
+}

@@ -44,8 +44,14 @@ func TestHTTPClient(t *testing.T) {
 	for _, r := range runs {
 		t.Run(r.v.name, func(t *testing.T) {
 			pa, pb, slow, closed := r.ports["a"], r.ports["b"], r.ports["slow"], r.ports["closed"]
+			// The upstreams answer HTTP/1.1; a request without a response
+			// has no network_protocol_version.
 			k := func(method, status, port, errType string) string {
-				return strings.Join([]string{method, status, "127.0.0.1", port, errType}, "|")
+				version := "1.1"
+				if status == "" {
+					version = ""
+				}
+				return strings.Join([]string{method, status, "127.0.0.1", port, errType, version}, "|")
 			}
 			want := map[string]uint64{
 				k("GET", "200", pa, ""):                    3,
@@ -65,7 +71,7 @@ func TestHTTPClient(t *testing.T) {
 					return false
 				}
 				got = s.histCounts("http_client_request_duration_seconds", r.p.service,
-					"http_request_method", "http_response_status_code", "server_address", "server_port", "error_type")
+					"http_request_method", "http_response_status_code", "server_address", "server_port", "error_type", "network_protocol_version")
 				return diffCounts(got, want) == ""
 			})
 			if d := diffCounts(got, want); d != "" {
@@ -117,15 +123,17 @@ func TestDBClient(t *testing.T) {
 	_, dbVariants := buildClientTargets(t)
 	a := startAgent(t, "db:\n  pool_names:\n    postgresql-2: orders\n")
 	type run struct {
-		v clientVariant
-		p *lineProc
+		v      clientVariant
+		p      *lineProc
+		dbName string
 	}
 	var runs []*run
 	for i, v := range dbVariants {
-		dsn := pg.createDB(t, fmt.Sprintf("e2e%d", i))
+		name := fmt.Sprintf("e2e%d", i)
+		dsn := pg.createDB(t, name)
 		p := startLineProc(t, v.exe, fmt.Sprintf("e2e-db-%s-%d", v.name, serviceSeq.Add(1)), "-dir", t.TempDir(), "-pg", dsn)
 		p.waitLine(t, "ready", 15*time.Second)
-		runs = append(runs, &run{v: v, p: p})
+		runs = append(runs, &run{v: v, p: p, dbName: name})
 	}
 	for _, r := range runs {
 		ts := a.waitTargeted(t, r.p.pid, 15*time.Second)
@@ -156,6 +164,20 @@ func TestDBClient(t *testing.T) {
 			})
 			if d := diffCounts(got, want); d != "" {
 				t.Errorf("db_client_operation_duration_seconds counts differ:\n%s", d)
+			}
+			// The PostgreSQL pool's server and database, from the DSN
+			// lib/pq was given (a URL naming all three); SQLite has none.
+			var ops uint64
+			for _, n := range dbMix("") {
+				ops += n
+			}
+			server := map[string]uint64{"sqlite|||": ops, "postgresql|127.0.0.1|" + pg.port + "|" + r.dbName: ops}
+			s, err := a.scrape()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := diffCounts(s.histCounts("db_client_operation_duration_seconds", r.p.service, "db_system_name", "server_address", "server_port", "db_namespace"), server); d != "" {
+				t.Errorf("db_client_operation_duration_seconds by server and namespace:\n%s", d)
 			}
 		})
 	}

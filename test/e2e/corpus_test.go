@@ -549,6 +549,27 @@ func runCorpusProgram(t *testing.T, a *agentProc, p corpusProgram) {
 		t.Errorf("%s (%s): http_server_request_duration_seconds counts differ from the client's (%d requests):\n%s\n%s",
 			p.name(), bi.GoVersion, corpusTotal(want), diffCounts(got, want), corpusReport(a, cp))
 	}
+	// ...and per url_scheme and network_protocol_version, as the client
+	// saw the responses.
+	versions := map[string]string{"HTTP/1.0": "1.0", "HTTP/1.1": "1.1", "HTTP/2.0": "2"}
+	wantProto := map[string]uint64{}
+	cp.mu.Lock()
+	for proto, n := range cp.protos {
+		wantProto[cp.scheme+"|"+versions[proto]] += uint64(n)
+	}
+	cp.mu.Unlock()
+	var gotProto map[string]uint64
+	waitFor(5*time.Second, func() bool {
+		s, err := a.scrape()
+		if err != nil {
+			return false
+		}
+		gotProto = s.histCounts("http_server_request_duration_seconds", cp.service, "url_scheme", "network_protocol_version")
+		return diffCounts(gotProto, wantProto) == ""
+	})
+	if d := diffCounts(gotProto, wantProto); d != "" {
+		t.Errorf("%s (%s): counts by url_scheme|network_protocol_version differ from the client's:\n%s", p.name(), bi.GoVersion, d)
+	}
 	checkCorpusRuntime(t, a, cp)
 }
 
@@ -769,7 +790,7 @@ func checkCorpusRuntime(t *testing.T, a *agentProc, cp *corpusProc) {
 	t.Helper()
 	required := []string{"go_goroutine_count", "go_memory_gc_cycles_total", "go_processor_limit", "go_config_gogc_percent",
 		"process_memory_usage_bytes", "process_memory_virtual_bytes", "process_thread_count",
-		"process_open_file_descriptor_count", "process_uptime_seconds"}
+		"process_unix_file_descriptor_count", "process_uptime_seconds"}
 	var s *scrape
 	var missing []string
 	waitFor(10*time.Second, func() bool {
@@ -818,22 +839,22 @@ func checkCorpusRuntime(t *testing.T, a *agentProc, cp *corpusProc) {
 		}
 		within("go_memory_used_bytes", 1, vm)
 	}
-	if fds, ok := v("process_open_file_descriptor_count"); ok {
+	if fds, ok := v("process_unix_file_descriptor_count"); ok {
 		n, _ := fdCount(cp.pid)
 		if fds < 3 || math.Abs(fds-float64(n)) > 20 {
-			t.Errorf("process_open_file_descriptor_count %v, /proc/%d/fd has %d", fds, cp.pid, n)
+			t.Errorf("process_unix_file_descriptor_count %v, /proc/%d/fd has %d", fds, cp.pid, n)
 		}
 	}
 	if cycles, ok := v("go_memory_gc_cycles_total"); ok && cycles > 0 {
 		var pauses uint64
 		found := false
-		for _, se := range s.histograms["go_gc_pause_duration_seconds"] {
+		for _, se := range s.histograms["blindspot_go_gc_pause_duration_seconds"] {
 			if se.labels["service_name"] == cp.service {
 				pauses, found = se.count, true
 			}
 		}
 		if !found || float64(pauses) > cycles {
-			t.Errorf("go_gc_pause_duration_seconds count %d (present %v) with %v GC cycles", pauses, found, cycles)
+			t.Errorf("blindspot_go_gc_pause_duration_seconds count %d (present %v) with %v GC cycles", pauses, found, cycles)
 		}
 	}
 

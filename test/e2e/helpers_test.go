@@ -367,9 +367,16 @@ func uniqueService(prefix string, v variant) string {
 // when the test ends.
 func startTarget(t *testing.T, exe, service string, args ...string) *targetProc {
 	t.Helper()
+	return startTargetEnv(t, exe, service, nil, args...)
+}
+
+// startTargetEnv is startTarget with extra environment variables
+// ("NAME=value") for the program.
+func startTargetEnv(t *testing.T, exe, service string, extraEnv []string, args ...string) *targetProc {
+	t.Helper()
 	tp := &targetProc{exe: exe, service: service, stderr: &syncBuffer{}, done: make(chan struct{})}
 	tp.cmd = exec.Command(exe, append([]string{"-listen", "127.0.0.1:0"}, args...)...)
-	tp.cmd.Env = append(filteredEnv("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"), "OTEL_SERVICE_NAME="+service)
+	tp.cmd.Env = append(append(filteredEnv("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"), "OTEL_SERVICE_NAME="+service), extraEnv...)
 	tp.cmd.Stderr = tp.stderr
 	tp.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	// Our own pipe, not StdoutPipe: Wait must not close it under the reader.

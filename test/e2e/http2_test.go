@@ -67,6 +67,37 @@ func TestHTTP2ExactCounts(t *testing.T) {
 					t.Errorf("unexpected series %v count=%d", k, se.count)
 				}
 			}
+			for k, se := range got {
+				if se.labels["url_scheme"] != "https" || se.labels["network_protocol_version"] != "2" {
+					t.Errorf("%v: url_scheme %q network_protocol_version %q, want https and 2", k, se.labels["url_scheme"], se.labels["network_protocol_version"])
+				}
+			}
+			// The same TLS server answers HTTP/1.1 (no ALPN h2) and
+			// HTTP/1.0: each under its own version.
+			h1 := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+				Proxy:           nil,
+				TLSNextProto:    map[string]func(string, *tls.Conn) http.RoundTripper{},
+				TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+			}}
+			for i := 0; i < 3; i++ {
+				resp, err := h1.Get("https://" + tp.addr + "/teapot")
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.ProtoMajor != 1 || resp.StatusCode != 418 {
+					t.Fatalf("HTTPS/1.1 GET /teapot: %s %d", resp.Proto, resp.StatusCode)
+				}
+			}
+			h1.CloseIdleConnections()
+			for i := 0; i < 2; i++ {
+				conn, err := tls.Dial("tcp", tp.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				rawHTTP10(t, conn, "/teapot", 418)
+			}
+			checkSchemeVersionCounts(t, a, tp.service, "/teapot", map[string]uint64{"https|2": 5, "https|1.1": 3, "https|1.0": 2})
 			if !tp.alive() {
 				t.Errorf("target exited: %s", tp.stderr.String())
 			}

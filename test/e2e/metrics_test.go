@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"math/rand"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -146,6 +149,21 @@ func TestExactCounts(t *testing.T) {
 			if s := got[httpKey{"GET", "200", "/slow", ""}].sum; s > 5 {
 				t.Errorf("/slow: _sum %.4fs, want about 0.6s", s)
 			}
+			// Go's client speaks HTTP/1.1 over plain TCP; two HTTP/1.0
+			// requests after the mix are told apart.
+			for k, se := range got {
+				if se.labels["url_scheme"] != "http" || se.labels["network_protocol_version"] != "1.1" {
+					t.Errorf("%v: url_scheme %q network_protocol_version %q, want http and 1.1", k, se.labels["url_scheme"], se.labels["network_protocol_version"])
+				}
+			}
+			for i := 0; i < 2; i++ {
+				conn, err := net.DialTimeout("tcp", tp.addr, 5*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rawHTTP10(t, conn, "/teapot", 418)
+			}
+			checkSchemeVersionCounts(t, a, tp.service, "/teapot", map[string]uint64{"http|1.1": 5, "http|1.0": 2})
 			if t.Failed() {
 				t.Logf("series of %s:\n%s", tp.service, dump(got))
 			}
@@ -158,6 +176,49 @@ func TestExactCounts(t *testing.T) {
 			}
 		}
 	})
+}
+
+// rawHTTP10 sends "GET path HTTP/1.0" on conn, which it closes, and checks
+// the status of the answer.
+func rawHTTP10(t *testing.T, conn net.Conn, path string, wantStatus int) {
+	t.Helper()
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: e2e\r\n\r\n", path); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("HTTP/1.0 GET %s: %v", path, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != wantStatus || resp.ProtoMinor != 0 {
+		t.Fatalf("HTTP/1.0 GET %s: %s %d, want HTTP/1.0 %d", path, resp.Proto, resp.StatusCode, wantStatus)
+	}
+}
+
+// checkSchemeVersionCounts waits until the requests of service on route,
+// by url_scheme|network_protocol_version, are exactly want.
+func checkSchemeVersionCounts(t *testing.T, a *agentProc, service, route string, want map[string]uint64) {
+	t.Helper()
+	var got map[string]uint64
+	waitFor(10*time.Second, func() bool {
+		s, err := a.scrape()
+		if err != nil {
+			return false
+		}
+		got = map[string]uint64{}
+		for k, n := range s.histCounts("http_server_request_duration_seconds", service, "http_route", "url_scheme", "network_protocol_version") {
+			if r, sv, _ := strings.Cut(k, "|"); r == route {
+				got[sv] += n
+			}
+		}
+		return diffCounts(got, want) == ""
+	})
+	if d := diffCounts(got, want); d != "" {
+		t.Errorf("%s by url_scheme|network_protocol_version:\n%s", route, d)
+	}
 }
 
 // checkTargetStatus checks the /targets entry and blindspot_target_info

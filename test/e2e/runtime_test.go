@@ -69,7 +69,7 @@ func (a *agentProc) pauseCount(service string) (uint64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	for _, se := range s.histograms["go_gc_pause_duration_seconds"] {
+	for _, se := range s.histograms["blindspot_go_gc_pause_duration_seconds"] {
 		if se.labels["service_name"] == service {
 			return se.count, true
 		}
@@ -114,7 +114,7 @@ func checkGoroutineSteps(t *testing.T, a *agentProc, tp *targetProc) {
 		ok := waitFor(10*time.Second, func() bool {
 			want = tp.number(t, "/count") - 1
 			got, _ = a.gauge(t, "go_goroutine_count", tp.service, nil)
-			live, _ = a.gauge(t, "go_goroutine_live", tp.service, map[string]string{"go_goroutine_start_function": parkedFn})
+			live, _ = a.gauge(t, "blindspot_go_goroutine_live", tp.service, map[string]string{"blindspot_go_goroutine_start_function": parkedFn})
 			return got == float64(want) && live == float64(parked)
 		})
 		if !ok {
@@ -127,23 +127,23 @@ func checkGoroutineSteps(t *testing.T, a *agentProc, tp *targetProc) {
 // main.leakyWorker with its count within 1 and an oldest age that grows.
 func checkLeak(t *testing.T, a *agentProc, tp *targetProc) {
 	const fn = "main.leakyWorker"
-	match := map[string]string{"go_goroutine_start_function": fn}
+	match := map[string]string{"blindspot_go_goroutine_start_function": fn}
 	tp.number(t, "/leakstart?ms=100")
 	time.Sleep(time.Second)
 	var before, v, after float64
 	ok := waitFor(10*time.Second, func() bool {
 		before = float64(tp.number(t, "/leaked"))
-		v, _ = a.gauge(t, "go_goroutine_live", tp.service, match)
+		v, _ = a.gauge(t, "blindspot_go_goroutine_live", tp.service, match)
 		after = float64(tp.number(t, "/leaked"))
 		return v >= before-1 && v <= after+1 && v >= 8
 	})
 	if !ok {
 		t.Fatalf("live{%s} %v, program says %v..%v", fn, v, before, after)
 	}
-	age1, _ := a.gauge(t, "go_goroutine_oldest_age_seconds", tp.service, match)
+	age1, _ := a.gauge(t, "blindspot_go_goroutine_oldest_age_seconds", tp.service, match)
 	time.Sleep(time.Second)
-	age2, _ := a.gauge(t, "go_goroutine_oldest_age_seconds", tp.service, match)
-	n2, _ := a.gauge(t, "go_goroutine_live", tp.service, match)
+	age2, _ := a.gauge(t, "blindspot_go_goroutine_oldest_age_seconds", tp.service, match)
+	n2, _ := a.gauge(t, "blindspot_go_goroutine_live", tp.service, match)
 	if age1 < 0.5 || age2 < age1+0.5 || n2 <= v {
 		t.Errorf("leak not visible: oldest age %v then %v, live %v then %v", age1, age2, v, n2)
 	}
@@ -188,7 +188,7 @@ func checkGC(t *testing.T, a *agentProc, tp *targetProc) {
 
 func checkProcess(t *testing.T, a *agentProc, tp *targetProc) {
 	for _, m := range []string{"process_memory_usage_bytes", "process_memory_virtual_bytes", "process_thread_count",
-		"process_open_file_descriptor_count", "process_uptime_seconds"} {
+		"process_unix_file_descriptor_count", "process_uptime_seconds"} {
 		if v, ok := a.gauge(t, m, tp.service, nil); !ok || v <= 0 || math.IsNaN(v) {
 			t.Errorf("%s = %v, %v", m, v, ok)
 		}

@@ -191,7 +191,7 @@ func TestStartFunctionNames(t *testing.T) {
 				return true
 			})
 			if !ok {
-				t.Fatalf("%s (%s): go_goroutine_live %v, want %v", b.name, b.version, live, want)
+				t.Fatalf("%s (%s): blindspot_go_goroutine_live %v, want %v", b.name, b.version, live, want)
 			}
 			for fn, n := range live {
 				if fn != closure && wrapperLike.MatchString(fn) {
@@ -203,16 +203,16 @@ func TestStartFunctionNames(t *testing.T) {
 	}
 }
 
-// liveByFunction returns go_goroutine_live of a service by start function.
+// liveByFunction returns blindspot_go_goroutine_live of a service by start function.
 func (a *agentProc) liveByFunction(service string) map[string]float64 {
 	out := map[string]float64{}
 	s, err := a.scrape()
 	if err != nil {
 		return out
 	}
-	for _, se := range s.gauges["go_goroutine_live"] {
+	for _, se := range s.gauges["blindspot_go_goroutine_live"] {
 		if se.labels["service_name"] == service {
-			out[se.labels["go_goroutine_start_function"]] = se.sum
+			out[se.labels["blindspot_go_goroutine_start_function"]] = se.sum
 		}
 	}
 	return out
