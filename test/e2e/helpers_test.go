@@ -152,11 +152,12 @@ func (a *agentProc) get(path string) ([]byte, error) {
 
 // targetStatus is one object of /targets.
 type targetStatus struct {
-	PID         int       `json:"pid"`
-	ServiceName string    `json:"service_name"`
-	Exe         string    `json:"exe"`
-	GoVersion   string    `json:"go_version"`
-	AttachedAt  time.Time `json:"attached_at"`
+	PID         int               `json:"pid"`
+	ServiceName string            `json:"service_name"`
+	Exe         string            `json:"exe"`
+	GoVersion   string            `json:"go_version"`
+	AttachedAt  time.Time         `json:"attached_at"`
+	Kubernetes  map[string]string `json:"kubernetes"`
 	Probes      []struct {
 		Family string   `json:"family"`
 		Sites  []string `json:"sites"`
@@ -374,8 +375,16 @@ func startTarget(t *testing.T, exe, service string, args ...string) *targetProc 
 // ("NAME=value") for the program.
 func startTargetEnv(t *testing.T, exe, service string, extraEnv []string, args ...string) *targetProc {
 	t.Helper()
+	return startTargetWrapped(t, nil, exe, service, extraEnv, args...)
+}
+
+// startTargetWrapped is startTargetEnv with the program run by a wrapper
+// command that ends by exec'ing it (its PID stays the target's).
+func startTargetWrapped(t *testing.T, wrapper []string, exe, service string, extraEnv []string, args ...string) *targetProc {
+	t.Helper()
 	tp := &targetProc{exe: exe, service: service, stderr: &syncBuffer{}, done: make(chan struct{})}
-	tp.cmd = exec.Command(exe, append([]string{"-listen", "127.0.0.1:0"}, args...)...)
+	argv := append(append(append([]string{}, wrapper...), exe, "-listen", "127.0.0.1:0"), args...)
+	tp.cmd = exec.Command(argv[0], argv[1:]...)
 	tp.cmd.Env = append(append(filteredEnv("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"), "OTEL_SERVICE_NAME="+service), extraEnv...)
 	tp.cmd.Stderr = tp.stderr
 	tp.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
