@@ -346,13 +346,15 @@ func TestManifests(t *testing.T) {
 		}
 	}
 
-	// RBAC: read-only, pods and replicasets only.
-	allowed := map[string]string{"pods": "", "replicasets": "apps"}
+	// RBAC: read-only, and only what internal/kube asks: a watch of
+	// pods, a GET of a ReplicaSet or a Job.
+	allowed := map[string]string{"pods": "", "replicasets": "apps", "jobs": "batch"}
+	verbs := map[string][]string{"pods": {"get", "list", "watch"}, "replicasets": {"get"}, "jobs": {"get"}}
 	seen := map[string]bool{}
 	for _, r := range role.Rules {
-		for _, v := range r.Verbs {
-			if v != "get" && v != "list" && v != "watch" {
-				t.Errorf("ClusterRole allows %q: read-only only", v)
+		for _, res := range r.Resources {
+			if !slices.Equal(r.Verbs, verbs[res]) {
+				t.Errorf("ClusterRole allows %v on %s, want exactly %v", r.Verbs, res, verbs[res])
 			}
 		}
 		if len(r.NonResourceURLs) > 0 || len(r.ResourceNames) > 0 {
@@ -361,13 +363,13 @@ func TestManifests(t *testing.T) {
 		for _, res := range r.Resources {
 			g, ok := allowed[res]
 			if !ok || !slices.Equal(r.APIGroups, []string{g}) {
-				t.Errorf("ClusterRole allows %v %q: only pods and apps/replicasets", r.APIGroups, res)
+				t.Errorf("ClusterRole allows %v %q: only pods, apps/replicasets and batch/jobs", r.APIGroups, res)
 			}
 			seen[res] = true
 		}
 	}
-	if !seen["pods"] || !seen["replicasets"] {
-		t.Errorf("ClusterRole covers %v, want pods and replicasets", seen)
+	if !seen["pods"] || !seen["replicasets"] || !seen["jobs"] {
+		t.Errorf("ClusterRole covers %v, want pods, replicasets and jobs", seen)
 	}
 	if binding.RoleRef.Kind != "ClusterRole" || binding.RoleRef.Name != role.Name ||
 		len(binding.Subjects) != 1 || binding.Subjects[0].Kind != "ServiceAccount" ||
