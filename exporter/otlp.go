@@ -465,9 +465,9 @@ func (o *OTLP) resourceMetrics(t aggregator.Target, points []aggregator.Point, n
 			}
 		case aggregator.Counter:
 			if m.Float {
-				out.Data = o.floatCounterData(t, m, ps, now, delta, next)
+				out.Data = counterData(o, t, m, ps, now, delta, next, func(_ uint64, sum float64) float64 { return sum })
 			} else {
-				out.Data = o.counterData(t, m, ps, now, delta, next)
+				out.Data = counterData(o, t, m, ps, now, delta, next, func(count uint64, _ float64) int64 { return int64(count) })
 			}
 		case aggregator.Histogram:
 			out.Data = o.histogramData(t, m, ps, now, delta, next)
@@ -509,37 +509,22 @@ func upDownData(t aggregator.Target, ps []aggregator.Point, now time.Time) metri
 	return s
 }
 
-// floatCounterData converts the points of a counter with a fraction
-// (Metric.Float) to doubles; delta as for counterData.
-func (o *OTLP) floatCounterData(t aggregator.Target, m *aggregator.Metric, ps []aggregator.Point, now time.Time, delta bool, next map[prevKey]*prevPoint) metricdata.Sum[float64] {
-	s := metricdata.Sum[float64]{Temporality: temporalityOf(delta), IsMonotonic: true}
-	for _, p := range ps {
-		attrs := otelAttributes(&p)
-		k := prevKey{t.ID, m, attrs.Equivalent()}
-		start, v := t.Start, p.Sum
-		if prev := o.prev[k]; delta && prev != nil {
-			start, v = prev.at, p.Sum-prev.sum
-		}
-		next[k] = &prevPoint{sum: p.Sum, at: now}
-		s.DataPoints = append(s.DataPoints, metricdata.DataPoint[float64]{Attributes: attrs, StartTime: start, Time: now, Value: v})
-	}
-	return s
-}
-
 // counterData converts a counter's points; with delta temporality each
 // point is the change since the previous export of its series. next
-// collects the values this export leaves as the previous ones.
-func (o *OTLP) counterData(t aggregator.Target, m *aggregator.Metric, ps []aggregator.Point, now time.Time, delta bool, next map[prevKey]*prevPoint) metricdata.Sum[int64] {
-	s := metricdata.Sum[int64]{Temporality: temporalityOf(delta), IsMonotonic: true}
+// collects the values this export leaves as the previous ones. value
+// reads a point's total: its count (int64), or its sum for a counter with
+// a fraction (Metric.Float, float64).
+func counterData[N int64 | float64](o *OTLP, t aggregator.Target, m *aggregator.Metric, ps []aggregator.Point, now time.Time, delta bool, next map[prevKey]*prevPoint, value func(count uint64, sum float64) N) metricdata.Sum[N] {
+	s := metricdata.Sum[N]{Temporality: temporalityOf(delta), IsMonotonic: true}
 	for _, p := range ps {
 		attrs := otelAttributes(&p)
 		k := prevKey{t.ID, m, attrs.Equivalent()}
-		start, count := t.Start, p.Count
+		start, v := t.Start, value(p.Count, p.Sum)
 		if prev := o.prev[k]; delta && prev != nil {
-			start, count = prev.at, p.Count-prev.count
+			start, v = prev.at, v-value(prev.count, prev.sum)
 		}
-		next[k] = &prevPoint{count: p.Count, at: now}
-		s.DataPoints = append(s.DataPoints, metricdata.DataPoint[int64]{Attributes: attrs, StartTime: start, Time: now, Value: int64(count)})
+		next[k] = &prevPoint{count: p.Count, sum: p.Sum, at: now}
+		s.DataPoints = append(s.DataPoints, metricdata.DataPoint[N]{Attributes: attrs, StartTime: start, Time: now, Value: v})
 	}
 	return s
 }

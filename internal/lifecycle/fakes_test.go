@@ -254,7 +254,8 @@ type rig struct {
 	syncs int
 }
 
-func newRig(t *testing.T, sel Selection, aggOpts aggregator.Options) *rig {
+// newRig returns a rig; each of more adjusts the Agent's Options.
+func newRig(t *testing.T, sel Selection, aggOpts aggregator.Options, more ...func(*Options)) *rig {
 	t.Helper()
 	r := &rig{
 		agg:   aggregator.New(allMetrics(), aggOpts),
@@ -263,13 +264,17 @@ func newRig(t *testing.T, sel Selection, aggOpts aggregator.Options) *rig {
 		host:  &host{env: map[int]map[string]string{}, dead: map[int]bool{}},
 		disco: newFakeDiscovery(),
 	}
-	r.a = New(r.agg, r.pm, &Options{
+	opts := &Options{
 		Selection: sel,
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Binaries:  r.bins,
 		Alive:     r.host.Alive,
 		Environ:   r.host.Environ,
-	})
+	}
+	for _, f := range more {
+		f(opts)
+	}
+	r.a = New(r.agg, r.pm, opts)
 	return r
 }
 

@@ -1,8 +1,6 @@
 package lifecycle
 
 import (
-	"io"
-	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -46,21 +44,15 @@ func (f *fakePlacement) set(id string, m *kube.Meta) {
 // host).
 func newPodRig(t *testing.T, sel Selection) (*rig, *fakePlacement) {
 	t.Helper()
-	r := newRig(t, sel, aggregator.Options{})
 	place := &fakePlacement{pods: map[string]kube.Meta{}, changed: make(chan struct{})}
-	r.a = New(r.agg, r.pm, &Options{
-		Selection: sel,
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Binaries:  r.bins,
-		Alive:     r.host.Alive,
-		Environ:   r.host.Environ,
-		Placement: place,
-		Container: func(pid int) (container.Info, error) {
+	r := newRig(t, sel, aggregator.Options{}, func(o *Options) {
+		o.Placement = place
+		o.Container = func(pid int) (container.Info, error) {
 			if pid >= 100 {
 				return container.Info{}, nil
 			}
 			return container.Info{ID: containerOf(pid), PodUID: "0a0a0a0a-0000-0000-0000-00000000000" + string(rune('0'+pid%10))}, nil
-		},
+		}
 	})
 	return r, place
 }
