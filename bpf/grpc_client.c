@@ -16,7 +16,7 @@
 #include "go_error.h"
 
 #define GRPC_METHOD_MAX 128
-#define GRPC_AUTHORITY_MAX 128
+#define GRPC_TARGET_MAX 192
 
 // The family's event kind: its own, outside enum family of common.h so
 // that adding it changes no other family's objects (below FAMILY_MAX).
@@ -26,7 +26,7 @@ enum grpc_client_kind {
 const enum grpc_client_kind *unused_grpc_client_kind __attribute__((unused));
 
 struct grpc_client_offsets {
-	u64 cc_authority; // grpc.ClientConn.authority
+	u64 cc_target;    // grpc.ClientConn.target (the user's dial target)
 	u64 error_s;      // internal/status.Error.s
 	u64 status_s;     // internal/status.Status.s
 	u64 spb_code;     // genproto rpc/status.Status.Code
@@ -46,9 +46,9 @@ struct grpc_client_event {
 	struct go_error err; // the error finish got (type 0: nil)
 	u32 code;            // spb.Status.Code read as if err were a *status.Error
 	u16 method_len;      // full lengths: more than the buffer means cut
-	u16 authority_len;
+	u16 target_len;
 	char method[GRPC_METHOD_MAX];
-	char authority[GRPC_AUTHORITY_MAX];
+	char target[GRPC_TARGET_MAX];
 };
 
 struct {
@@ -150,12 +150,12 @@ int uprobe_grpc_client_finish(struct go_regs *ctx)
 	asm volatile("" : "+r"(n));
 	if (n > GRPC_METHOD_MAX || bpf_probe_read_user(e->method, n, (void *)s.method) != 0)
 		e->method_len = 0;
-	e->authority_len = 0;
+	e->target_len = 0;
 	if (s.cc) {
-		u64 full = go_string_len(s.cc + off->cc_authority);
-		e->authority_len = read_go_string(e->authority, GRPC_AUTHORITY_MAX, s.cc + off->cc_authority);
-		if (full > e->authority_len)
-			e->authority_len = full > 0xffff ? 0xffff : (u16)full;
+		u64 full = go_string_len(s.cc + off->cc_target);
+		e->target_len = read_go_string(e->target, GRPC_TARGET_MAX, s.cc + off->cc_target);
+		if (full > e->target_len)
+			e->target_len = full > 0xffff ? 0xffff : (u16)full;
 	}
 	submit(ring, e);
 	return 0;

@@ -40,19 +40,19 @@ type bpfGrpcClientEvent struct {
 		Pad        [7]uint8
 		Msg        [40]int8
 	}
-	Code         uint32
-	MethodLen    uint16
-	AuthorityLen uint16
-	Method       [128]int8
-	Authority    [128]int8
+	Code      uint32
+	MethodLen uint16
+	TargetLen uint16
+	Method    [128]int8
+	Target    [192]int8
 }
 
 type bpfGrpcClientOffsets struct {
-	_           structs.HostLayout
-	CcAuthority uint64
-	ErrorS      uint64
-	StatusS     uint64
-	SpbCode     uint64
+	_        structs.HostLayout
+	CcTarget uint64
+	ErrorS   uint64
+	StatusS  uint64
+	SpbCode  uint64
 }
 
 type bpfGrpcClientStart struct {

@@ -6,7 +6,7 @@
 package grpcclient
 
 import (
-	"bytes"
+	"strings"
 	"unsafe"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
@@ -54,7 +54,7 @@ func Metrics() []*aggregator.Metric { return []*aggregator.Metric{rpcClientDurat
 // Structs are the struct fields the family reads (DWARF or proven type
 // data only: grpc-go has no table rows).
 var Structs = []symbols.StructSpec{
-	{Type: "google.golang.org/grpc.ClientConn", Fields: []string{"authority"}},
+	{Type: "google.golang.org/grpc.ClientConn", Fields: []string{"target"}},
 	{Type: "google.golang.org/grpc/internal/status.Error", Fields: []string{"s"}},
 	{Type: "google.golang.org/grpc/internal/status.Status", Fields: []string{"s"}},
 	{Type: "google.golang.org/genproto/googleapis/rpc/status.Status", Fields: []string{"Code"}},
@@ -90,11 +90,11 @@ func Offsets(b *symbols.Binary) (any, error) {
 		return nil, err
 	}
 	var o bpfGrpcClientOffsets
-	cc, _, err := b.StructFields("google.golang.org/grpc.ClientConn", "authority")
+	cc, _, err := b.StructFields("google.golang.org/grpc.ClientConn", "target")
 	if err != nil {
 		return nil, err
 	}
-	o.CcAuthority = cc["authority"]
+	o.CcTarget = cc["target"]
 	e, _, err := b.StructFields("google.golang.org/grpc/internal/status.Error", "s")
 	if err != nil {
 		return nil, err
@@ -176,10 +176,10 @@ func (st *state) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byte)
 	if v != probes.Decoded {
 		return v
 	}
-	if int(ev.AuthorityLen) > len(ev.Authority) {
+	if int(ev.TargetLen) > len(ev.Target) {
 		return probes.InvalidUTF8
 	}
-	hp, v := c.hostPort(sh, label.Chars(ev.Authority[:], int(ev.AuthorityLen)))
+	hp, v := c.hostPort(sh, label.Chars(ev.Target[:], int(ev.TargetLen)))
 	if v != probes.Decoded {
 		return v
 	}
@@ -214,33 +214,65 @@ func (c *shard) method(sh *aggregator.Shard, full []byte) (methodLabels, probes.
 	return ml, probes.Decoded
 }
 
-// hostPort splits the ClientConn's authority ("host:port", "[::1]:443",
-// "host") into server_address and server_port, cached.
-func (c *shard) hostPort(sh *aggregator.Shard, authority []byte) (hostPort, probes.Verdict) {
-	if hp, ok := c.hosts[string(authority)]; ok {
+// hostPort turns the ClientConn's dial target into server_address and
+// server_port, cached.
+func (c *shard) hostPort(sh *aggregator.Shard, target []byte) (hostPort, probes.Verdict) {
+	if hp, ok := c.hosts[string(target)]; ok {
 		return hp, probes.Decoded
 	}
-	text, ok := label.Text(authority, false, false)
+	text, ok := label.Text(target, false, false)
 	if !ok {
 		return hostPort{}, probes.InvalidUTF8
 	}
-	addr, port := text, []byte(nil)
-	if i := bytes.LastIndexByte(text, ':'); i >= 0 && bytes.IndexByte(text[i:], ']') < 0 {
-		addr, port = text[:i], text[i+1:]
-		if !label.PlausiblePort(port) {
-			return hostPort{}, probes.InvalidPort
+	addr, port, ok := SplitTarget(string(text))
+	if !ok {
+		return hostPort{}, probes.InvalidPort
+	}
+	hp := hostPort{addr: sh.InternString(addr)}
+	if port != "" {
+		hp.port = sh.InternString(port)
+	}
+	if len(c.hosts) >= cacheLimit {
+		clear(c.hosts)
+	}
+	c.hosts[string(target)] = hp
+	return hp, probes.Decoded
+}
+
+// SplitTarget splits a grpc-go dial target into the server's address and
+// port: "host:port", "dns:///host:port", "dns://resolver/host:port",
+// "passthrough:///host:port", "[::1]:50051"; "unix:///path", "unix:path"
+// and "unix-abstract:name" give the socket's name and no port. The port is
+// empty where the target names none; false when it is not a port.
+func SplitTarget(target string) (addr, port string, ok bool) {
+	endpoint := target
+	scheme := ""
+	if i := strings.Index(target, "://"); i > 0 {
+		scheme, endpoint = target[:i], target[i+3:]
+		// Skip the authority (the resolver's address) up to the path.
+		if j := strings.IndexByte(endpoint, '/'); j >= 0 {
+			endpoint = endpoint[j+1:]
+		} else {
+			endpoint = ""
+		}
+		if scheme == "unix" {
+			endpoint = "/" + endpoint
+		}
+	} else if s, rest, found := strings.Cut(target, ":"); found && (s == "unix" || s == "unix-abstract") {
+		scheme, endpoint = s, rest
+	}
+	if scheme == "unix" || scheme == "unix-abstract" {
+		return endpoint, "", endpoint != ""
+	}
+	addr = endpoint
+	if i := strings.LastIndexByte(endpoint, ':'); i >= 0 && !strings.Contains(endpoint[i:], "]") {
+		addr, port = endpoint[:i], endpoint[i+1:]
+		if !label.PlausiblePort([]byte(port)) {
+			return "", "", false
 		}
 	}
 	if len(addr) > 1 && addr[0] == '[' && addr[len(addr)-1] == ']' {
 		addr = addr[1 : len(addr)-1]
 	}
-	hp := hostPort{addr: sh.Intern(addr)}
-	if len(port) > 0 {
-		hp.port = sh.Intern(port)
-	}
-	if len(c.hosts) >= cacheLimit {
-		clear(c.hosts)
-	}
-	c.hosts[string(authority)] = hp
-	return hp, probes.Decoded
+	return addr, port, addr != ""
 }

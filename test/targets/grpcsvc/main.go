@@ -49,8 +49,16 @@ func act(ctx context.Context, what string) error {
 	case what == "panic":
 		panic("handler panic asked by the client")
 	case what == "hang":
+		// Until the client gives up. Its deadline reaches the server as a
+		// timeout, so the client's RST_STREAM may come first: a call with
+		// a deadline ends DeadlineExceeded once that has passed here too,
+		// whichever came first; one without ends Canceled.
 		<-ctx.Done()
-		return status.FromContextError(ctx.Err()).Err()
+		if dl, ok := ctx.Deadline(); ok {
+			time.Sleep(time.Until(dl))
+			return status.Error(codes.DeadlineExceeded, "deadline passed")
+		}
+		return status.Error(codes.Canceled, "canceled by the client")
 	}
 	return status.Error(codes.InvalidArgument, "unknown action")
 }
@@ -257,11 +265,13 @@ func main() {
 		panic(err)
 	}
 	fmt.Println("port", ln.Addr().(*net.TCPAddr).Port)
+	rounds := 0
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 		if in.Text() == "run" {
+			rounds++
 			round(s, cc)
-			fmt.Println("done")
+			fmt.Println("done", rounds)
 		}
 	}
 }
