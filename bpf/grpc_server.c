@@ -124,8 +124,10 @@ int uprobe_grpc_server_finish(struct go_regs *ctx)
 	e->ret1 = read_u64(ctx->sp);
 	e->ret2 = ctx->bp ? read_u64(ctx->bp + 8) : 0;
 #else
+	// arm64: the return address is in LR; a Go caller saved its own
+	// return address at 0(RSP) of its frame, which is SP here.
 	e->ret1 = ctx->regs[30];
-	e->ret2 = 0;
+	e->ret2 = read_u64(ctx->sp);
 #endif
 	submit(ring, e);
 	return 0;
