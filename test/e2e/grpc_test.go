@@ -11,7 +11,8 @@ import (
 // test/targets/grpcold the same program with grpc-go v1.60 (Go 1.21 and
 // 1.23, whose grpc-go hands handleStream a *transport.Stream and writes
 // statuses through (*http2Server).WriteStatus). Each build serves and
-// calls itself over TLS or plaintext.
+// calls itself over TLS or plaintext; the Go 1.26 build also as PIE and
+// linked externally.
 var grpcBuilds = []struct {
 	b   matrixBuild
 	tls bool
@@ -19,6 +20,8 @@ var grpcBuilds = []struct {
 	{matrixBuild{"grpcsvc", "plain", 26}, false},
 	{matrixBuild{"grpcsvc", "stripped", 26}, true},
 	{matrixBuild{"grpcsvc", "stripped", 27}, false},
+	{matrixBuild{"grpcsvc", "pie", 26}, true},      // return addresses moved by the load bias
+	{matrixBuild{"grpcsvc", "extlink", 26}, false}, // cgo, linked by the system linker, stripped
 	{matrixBuild{"grpcold", "plain", 23}, true},
 	{matrixBuild{"grpcold", "stripped", 23}, false},
 	{matrixBuild{"grpcold", "stripped", 21}, true},
@@ -85,6 +88,16 @@ func TestGRPC(t *testing.T) {
 		checkFamily(t, ts, "grpc_server")
 		checkFamily(t, ts, "grpc_client")
 		r.p.send(t, "run")
+	}
+	// The status page lists both families for each program.
+	page, err := a.get("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fam := range []string{"grpc_server: 2 functions", "grpc_client: 3 functions"} {
+		if n := strings.Count(string(page), fam); n < len(runs) {
+			t.Errorf("status page shows %q %d times, want %d (one per program)", fam, n, len(runs))
+		}
 	}
 	for _, r := range runs {
 		r.p.waitLine(t, "done 1", 30*time.Second)
