@@ -5,6 +5,8 @@ import (
 	"github.com/blindspot-dev/blindspot/probes"
 	"github.com/blindspot-dev/blindspot/probes/dbsql"
 	"github.com/blindspot-dev/blindspot/probes/goruntime"
+	"github.com/blindspot-dev/blindspot/probes/grpcclient"
+	"github.com/blindspot-dev/blindspot/probes/grpcserver"
 	"github.com/blindspot-dev/blindspot/probes/httpclient"
 	"github.com/blindspot-dev/blindspot/probes/httpserver"
 	"github.com/blindspot-dev/blindspot/probes/userfunc"
@@ -19,6 +21,7 @@ func familyMetrics() []*aggregator.Metric {
 	var out []*aggregator.Metric
 	for _, m := range [][]*aggregator.Metric{
 		httpserver.Metrics(), httpclient.Metrics(), dbsql.Metrics(), goruntime.Metrics(),
+		grpcserver.Metrics(), grpcclient.Metrics(),
 	} {
 		out = append(out, m...)
 	}
@@ -36,6 +39,8 @@ func families(cfg *Config, agg *aggregator.Aggregator, user *userfunc.Probes) []
 			Interval:     cfg.Runtime.Interval,
 			TopFunctions: cfg.Runtime.TopFunctions,
 		}),
+		grpcserver.Family(agg),
+		grpcclient.Family(agg),
 		user.Family(),
 	}
 }

@@ -1,0 +1,162 @@
+//go:build ignore
+
+// gRPC calls made with grpc-go's ClientConn (Invoke for unary calls,
+// NewStream for streams), timed from the creation of the call's stream to
+// its end: the one call of (*clientStream).finish grpc-go makes per call,
+// with the call's error (nil or io.EOF for OK). A stream's end may come on
+// another goroutine than its start (the context watcher, a RecvMsg), so
+// calls in flight are keyed by the *clientStream once it exists.
+//
+//   start:  google.golang.org/grpc.newClientStream      (by goroutine)
+//   bind:   google.golang.org/grpc.(*clientStream).newAttemptLocked
+//           (first attempt: moves the start to the clientStream)
+//   finish: google.golang.org/grpc.(*clientStream).finish
+
+#include "common.h"
+#include "go_error.h"
+
+#define GRPC_METHOD_MAX 128
+#define GRPC_TARGET_MAX 192
+
+// The family's event kind: its own, outside enum family of common.h so
+// that adding it changes no other family's objects (below FAMILY_MAX).
+enum grpc_client_kind {
+	FAMILY_GRPC_CLIENT = 10,
+};
+const enum grpc_client_kind *unused_grpc_client_kind __attribute__((unused));
+
+struct grpc_client_offsets {
+	u64 cc_target;    // grpc.ClientConn.target (the user's dial target)
+	u64 error_s;      // internal/status.Error.s
+	u64 status_s;     // internal/status.Status.s
+	u64 spb_code;     // genproto rpc/status.Status.Code
+};
+
+// A call in flight: keyed first by goroutine, then by clientStream (as a
+// goroutine_key whose g is the *clientStream).
+struct grpc_client_start {
+	u64 start_ns;
+	u64 cc;         // *ClientConn
+	u64 method;     // the method string's data and length
+	u64 method_len;
+};
+
+struct grpc_client_event {
+	struct event_header hdr;
+	struct go_error err; // the error finish got (type 0: nil)
+	u32 code;            // spb.Status.Code read as if err were a *status.Error
+	u16 method_len;      // full lengths: more than the buffer means cut
+	u16 target_len;
+	char method[GRPC_METHOD_MAX];
+	char target[GRPC_TARGET_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, u32);
+	__type(value, struct grpc_client_offsets);
+} grpc_client_config SEC(".maps");
+
+// Calls whose clientStream does not exist yet, by goroutine. LRU: a call
+// that fails before its first attempt leaves its entry to be overwritten
+// by the goroutine's next call or evicted.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct goroutine_key);
+	__type(value, struct grpc_client_start);
+} grpc_client_pending SEC(".maps");
+
+// Calls in flight, by clientStream (LRU, and swept by the agent).
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct goroutine_key);
+	__type(value, struct grpc_client_start);
+} grpc_client_starts SEC(".maps");
+
+const struct grpc_client_event *unused_grpc_client_event __attribute__((unused));
+
+SEC("uprobe/grpc_client_start")
+int uprobe_grpc_client_start(struct go_regs *ctx)
+{
+	struct goroutine_key k = {.tgid = current_tgid(), .g = GO_G(ctx)};
+	// newClientStream(ctx context.Context, desc *StreamDesc, cc *ClientConn,
+	// method string, opts ...CallOption): ctx in args 1-2, desc 3, cc 4,
+	// method 5-6.
+	struct grpc_client_start s = {
+		.start_ns = bpf_ktime_get_ns(),
+		.cc = GO_ARG4(ctx),
+		.method = GO_ARG5(ctx),
+		.method_len = GO_ARG6(ctx),
+	};
+	bpf_map_update_elem(&grpc_client_pending, &k, &s, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe/grpc_client_bind")
+int uprobe_grpc_client_bind(struct go_regs *ctx)
+{
+	struct goroutine_key k = {.tgid = current_tgid(), .g = GO_G(ctx)};
+	struct grpc_client_start *sp = bpf_map_lookup_elem(&grpc_client_pending, &k);
+	if (!sp)
+		return 0; // a retry's attempt, on a goroutine with no new call
+	// (*clientStream).newAttemptLocked(cs, isTransparent): cs in arg 1.
+	struct goroutine_key ck = {.tgid = k.tgid, .g = GO_ARG1(ctx)};
+	struct grpc_client_start s = *sp;
+	bpf_map_delete_elem(&grpc_client_pending, &k);
+	bpf_map_update_elem(&grpc_client_starts, &ck, &s, BPF_NOEXIST);
+	return 0;
+}
+
+SEC("uprobe/grpc_client_finish")
+int uprobe_grpc_client_finish(struct go_regs *ctx)
+{
+	// (*clientStream).finish(cs, err error): cs in arg 1, err's itab and
+	// data in args 2 and 3.
+	struct goroutine_key ck = {.tgid = current_tgid(), .g = GO_ARG1(ctx)};
+	struct grpc_client_start *sp = bpf_map_lookup_elem(&grpc_client_starts, &ck);
+	if (!sp)
+		return 0;
+	struct grpc_client_start s = *sp;
+	bpf_map_delete_elem(&grpc_client_starts, &ck);
+	const struct grpc_client_offsets *off = bpf_map_lookup_elem(&grpc_client_config, &ck.tgid);
+	if (!off)
+		return 0;
+	void *ring;
+	struct grpc_client_event *e = reserve(FAMILY_GRPC_CLIENT, sizeof(*e), &ring);
+	if (!e)
+		return 0;
+	e->hdr.kind = FAMILY_GRPC_CLIENT;
+	e->hdr.flags = 0;
+	e->hdr.pid = ck.tgid;
+	e->hdr.start_ns = s.start_ns;
+	e->hdr.end_ns = bpf_ktime_get_ns();
+	u64 itab = GO_ARG2(ctx), data = GO_ARG3(ctx);
+	capture_go_error(&e->err, itab, data, 0, 0);
+	// The code as a *status.Error holds it; user space uses it only when
+	// the error's type is that one.
+	e->code = 0xffffffff;
+	if (itab && data) {
+		u64 st = read_u64(data + off->error_s);
+		u64 spb = st ? read_u64(st + off->status_s) : 0;
+		if (spb)
+			bpf_probe_read_user(&e->code, sizeof(e->code), (void *)(spb + off->spb_code));
+	}
+	u64 mlen = s.method_len;
+	e->method_len = mlen > 0xffff ? 0xffff : (u16)mlen;
+	u64 n = mlen > GRPC_METHOD_MAX ? GRPC_METHOD_MAX : mlen;
+	asm volatile("" : "+r"(n));
+	if (n > GRPC_METHOD_MAX || bpf_probe_read_user(e->method, n, (void *)s.method) != 0)
+		e->method_len = 0;
+	e->target_len = 0;
+	if (s.cc) {
+		u64 full = go_string_len(s.cc + off->cc_target);
+		e->target_len = read_go_string(e->target, GRPC_TARGET_MAX, s.cc + off->cc_target);
+		if (full > e->target_len)
+			e->target_len = full > 0xffff ? 0xffff : (u16)full;
+	}
+	submit(ring, e);
+	return 0;
+}

@@ -1,0 +1,6 @@
+package grpcserver
+
+// The family's BPF objects, generated from bpf/grpc_server.c and committed
+// so that go build and go test never need clang. Regenerate with
+// `make generate`.
+//go:generate go tool bpf2go -tags linux -cc $BPF_CLANG -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target amd64,arm64 -type grpc_server_event -type grpc_server_offsets bpf ../../bpf/grpc_server.c -- -I../../bpf

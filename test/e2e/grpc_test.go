@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// gRPC builds: test/targets/grpcsvc links grpc-go v1.85 (Go 1.26 and 1.27),
+// test/targets/grpcold the same program with grpc-go v1.60 (Go 1.21 and
+// 1.23, whose grpc-go hands handleStream a *transport.Stream and writes
+// statuses through (*http2Server).WriteStatus). Each build serves and
+// calls itself over TLS or plaintext; the Go 1.26 build also as PIE and
+// linked externally.
+var grpcBuilds = []struct {
+	b   matrixBuild
+	tls bool
+}{
+	{matrixBuild{"grpcsvc", "plain", 26}, false},
+	{matrixBuild{"grpcsvc", "stripped", 26}, true},
+	{matrixBuild{"grpcsvc", "stripped", 27}, false},
+	{matrixBuild{"grpcsvc", "pie", 26}, true},      // return addresses moved by the load bias
+	{matrixBuild{"grpcsvc", "extlink", 26}, false}, // cgo, linked by the system linker, stripped
+	{matrixBuild{"grpcold", "plain", 23}, true},
+	{matrixBuild{"grpcold", "stripped", 23}, false},
+	{matrixBuild{"grpcold", "stripped", 21}, true},
+}
+
+// grpcRound is what one round of the target's script calls: service|method|code
+// → count, as both sides see it (the server sees the unknown method as
+// _OTHER).
+func grpcRound(server bool) map[string]uint64 {
+	const svc = "blindspot.test.Echo"
+	k := func(method, code string) string { return svc + "|" + method + "|" + code }
+	m := map[string]uint64{
+		k("Unary", "0"): 3, k("Unary", "3"): 1, k("Unary", "5"): 1, k("Unary", "7"): 1, k("Unary", "14"): 1,
+		k("Unary", "13"):       1, // a panic recovered into Internal
+		k("Unary", "4"):        1, // deadline exceeded
+		k("Unary", "1"):        1, // canceled by the client
+		k("ServerStream", "0"): 1, k("ServerStream", "9"): 1, k("ServerStream", "13"): 1,
+		k("Bidi", "0"): 1, k("Bidi", "8"): 1,
+	}
+	if server {
+		m["_OTHER|_OTHER|12"] = 1
+	} else {
+		m[k("NoSuchMethod", "12")] = 1
+	}
+	return m
+}
+
+// TestGRPC runs grpc-go servers and clients (two grpc-go releases, four Go
+// releases, plain and stripped, TLS and plaintext) under one agent and
+// checks the exact count of every (service, method, status) on both sides,
+// and the client's server address and port.
+func TestGRPC(t *testing.T) {
+	requireBPF(t)
+	var want []matrixBuild
+	for _, g := range grpcBuilds {
+		want = append(want, g.b)
+	}
+	vs, skipped, err := buildMatrix(env.ctx, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireMatrix(t, skipped)
+	a := startAgent(t, "")
+	type run struct {
+		name string
+		p    *lineProc
+		port string
+	}
+	var runs []run
+	for _, v := range vs {
+		mode := "plaintext"
+		for _, g := range grpcBuilds {
+			if g.b.minor == v.minor && g.b.flavor == v.flavor && strings.Contains(v.exe, g.b.prog+"-") && g.tls {
+				mode = "tls"
+			}
+		}
+		name := fmt.Sprintf("%s-%s-%s", strings.SplitN(strings.TrimPrefix(v.exe, env.dir+"/"), "-", 2)[0], v.name, mode)
+		p := startLineProc(t, v.exe, fmt.Sprintf("e2e-grpc-%s-%d", name, serviceSeq.Add(1)), mode)
+		port := strings.TrimPrefix(p.waitLine(t, "port ", 10*time.Second), "port ")
+		runs = append(runs, run{name, p, port})
+	}
+	for _, r := range runs {
+		ts := a.waitTargeted(t, r.p.pid, 15*time.Second)
+		checkFamily(t, ts, "grpc_server")
+		checkFamily(t, ts, "grpc_client")
+		r.p.send(t, "run")
+	}
+	// The status page lists both families for each program.
+	page, err := a.get("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fam := range []string{"grpc_server: 2 functions", "grpc_client: 3 functions"} {
+		if n := strings.Count(string(page), fam); n < len(runs) {
+			t.Errorf("status page shows %q %d times, want %d (one per program)", fam, n, len(runs))
+		}
+	}
+	for _, r := range runs {
+		r.p.waitLine(t, "done 1", 30*time.Second)
+	}
+	for _, r := range runs {
+		t.Run(r.name, func(t *testing.T) {
+			wantServer := grpcRound(true)
+			wantClient := map[string]uint64{}
+			for k, n := range grpcRound(false) {
+				wantClient[k+"|localhost|"+r.port] = n
+			}
+			var gotServer, gotClient map[string]uint64
+			waitFor(10*time.Second, func() bool {
+				s, err := a.scrape()
+				if err != nil {
+					return false
+				}
+				gotServer = s.histCounts("rpc_server_call_duration_seconds", r.p.service, "rpc_service", "rpc_method", "rpc_grpc_status_code")
+				gotClient = s.histCounts("rpc_client_call_duration_seconds", r.p.service, "rpc_service", "rpc_method", "rpc_grpc_status_code", "server_address", "server_port")
+				return diffCounts(gotServer, wantServer) == "" && diffCounts(gotClient, wantClient) == ""
+			})
+			if d := diffCounts(gotServer, wantServer); d != "" {
+				t.Errorf("rpc_server_call_duration_seconds counts differ:\n%s", d)
+			}
+			if d := diffCounts(gotClient, wantClient); d != "" {
+				t.Errorf("rpc_client_call_duration_seconds counts differ:\n%s", d)
+			}
+			s := a.mustScrape(t)
+			for _, name := range []string{"rpc_server_call_duration_seconds", "rpc_client_call_duration_seconds"} {
+				for _, se := range s.histograms[name] {
+					if se.labels["service_name"] == r.p.service && se.labels["rpc_system"] != "grpc" {
+						t.Errorf("%s: rpc_system = %q, want grpc", name, se.labels["rpc_system"])
+					}
+				}
+			}
+		})
+	}
+}

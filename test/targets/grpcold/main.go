@@ -1,0 +1,1 @@
+../grpcsvc/main.go
