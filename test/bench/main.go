@@ -54,7 +54,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 
 	"github.com/blindspot-dev/blindspot/probes"
 	"github.com/blindspot-dev/blindspot/probes/dbsql"
@@ -155,6 +157,12 @@ func run(ctx context.Context, o options) error {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("raise the locked-memory limit: %w", err)
 	}
+	// Per-program run counts and run time, for as long as the bench runs.
+	stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+	if err != nil {
+		return fmt.Errorf("enable BPF run-time statistics (Linux 5.8+): %w", err)
+	}
+	defer stats.Close()
 
 	dir, err := os.MkdirTemp("", "blindspot-bench-")
 	if err != nil {
@@ -304,6 +312,9 @@ type sample struct {
 	// HostForks is the processes started per second on the whole host
 	// during the round: the agent inspects every new process.
 	HostForks float64 `json:"host_forks_per_s"`
+	// BPF is the kernel's account of the probes' programs (floor: the
+	// empty ones; blindspot: all of the agent's) per operation, by program.
+	BPF map[string]bpfPerOp `json:"bpf_per_op,omitempty"`
 }
 
 type variantResult struct {
@@ -432,8 +443,9 @@ func (e *benchEnv) runVariant(ctx context.Context, v variant) (*variantResult, e
 				v.name, r, s, smp.CPUPerReq, smp.RPS, smp.ClientCPUPerReq, 100*smp.ServerCPUBusy, 100*smp.SoftirqOnServerCPU, 100*smp.OtherOnServerCPU, 100*smp.ServerCPUSteal, smp.HostForks)
 			switch s {
 			case setupFloor:
-				line += fmt.Sprintf("  %.2f hits/req", smp.HitsPerReq)
+				line += fmt.Sprintf("  %.2f hits/req, BPF %.2f runs %.0f ns/req", smp.HitsPerReq, bpfTotal(smp.BPF).Runs, bpfTotal(smp.BPF).Ns)
 			case setupAgent:
+				line += fmt.Sprintf("  BPF %.2f runs %.0f ns/req;", bpfTotal(smp.BPF).Runs, bpfTotal(smp.BPF).Ns)
 				line += fmt.Sprintf("  agent %.3f ms/1k req (idle %.1f ms/s, net %.3f), RSS %.1f MB, counted %.0f of %d (attach %.1fs)",
 					smp.AgentCPUPer1k, smp.AgentIdleCPU, smp.AgentNetPer1k, float64(smp.AgentRSS)/1e6, smp.Counted, smp.Sent, smp.AttachSeconds)
 			}
@@ -455,6 +467,7 @@ type snapshot struct {
 	client time.Duration
 	cpu    cpuStat
 	forks  uint64
+	bpf    progStats
 }
 
 // round runs one measured round of one setup.
@@ -516,6 +529,14 @@ func (e *benchEnv) round(ctx context.Context, vr *variantRun, setup string) (sam
 		}
 		if setup == setupFloor {
 			if s.hits, err = fl.hits(); err != nil {
+				return s, err
+			}
+			if s.bpf, err = readProgStats(os.Getpid()); err != nil {
+				return s, err
+			}
+		}
+		if ag != nil {
+			if s.bpf, err = readProgStats(ag.pid()); err != nil {
 				return s, err
 			}
 		}
@@ -581,6 +602,9 @@ func (e *benchEnv) round(ctx context.Context, vr *variantRun, setup string) (sam
 			smp.SiteHits = append(smp.SiteHits, float64(d)/n)
 		}
 		smp.HitsPerReq = float64(total) / n
+	}
+	if s0.bpf != nil {
+		smp.BPF = perOp(s0.bpf, s1.bpf, n)
 	}
 	if ag != nil {
 		// µs per request is ms per 1,000 requests.

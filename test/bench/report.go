@@ -32,7 +32,13 @@ type summary struct {
 	ClientCPU     float64   `json:"client_cpu_us_per_req"`
 	OtherOnServer float64   `json:"other_on_server_cpu"`
 	HostForks     float64   `json:"host_forks_per_s"`
-	Rounds        []sample  `json:"rounds"`
+	// BPF is each program's median work per operation; BPFRuns and BPFNs
+	// the medians of the rounds' totals (with their ranges).
+	BPF        map[string]bpfPerOp `json:"bpf_per_op,omitempty"`
+	BPFRuns    float64             `json:"bpf_runs_per_op,omitempty"`
+	BPFNs      float64             `json:"bpf_ns_per_op,omitempty"`
+	BPFNsRange [2]float64          `json:"bpf_ns_per_op_range,omitempty"`
+	Rounds     []sample            `json:"rounds"`
 }
 
 type variantSummary struct {
@@ -89,6 +95,17 @@ func summarize(r *variantResult) variantSummary {
 		for _, s := range ss {
 			sum.Errors += s.Errors
 		}
+		if name != setupBaseline {
+			var bpfRounds []map[string]bpfPerOp
+			for _, s := range ss {
+				bpfRounds = append(bpfRounds, s.BPF)
+			}
+			sum.BPF = medianBPF(bpfRounds)
+			ns := per(ss, func(s sample) float64 { return bpfTotal(s.BPF).Ns })
+			sum.BPFRuns = median(per(ss, func(s sample) float64 { return bpfTotal(s.BPF).Runs }))
+			sum.BPFNs = median(ns)
+			sum.BPFNsRange = minMax(ns)
+		}
 		switch name {
 		case setupFloor:
 			sum.HitsPerReq = median(per(ss, func(s sample) float64 { return s.HitsPerReq }))
@@ -128,6 +145,18 @@ func summarize(r *variantResult) variantSummary {
 	vs.AgentMinusBl = median(paired(ag, base, diff))
 	vs.FloorMinusBl = median(paired(fl, base, diff))
 	return vs
+}
+
+// minMax returns the least and greatest of xs.
+func minMax(xs []float64) [2]float64 {
+	if len(xs) == 0 {
+		return [2]float64{}
+	}
+	r := [2]float64{xs[0], xs[0]}
+	for _, x := range xs {
+		r[0], r[1] = min(r[0], x), max(r[1], x)
+	}
+	return r
 }
 
 func observedName(v variant) string {
@@ -185,6 +214,9 @@ func report(w io.Writer, o options, results []*variantResult, elapsed time.Durat
 			sh = append(sh, fmt.Sprintf("%s %.2f", r.floor.labels[i], h))
 		}
 		fmt.Fprintf(w, "floor hits per %s by site: %s\n", unit, strings.Join(sh, ", "))
+		fmt.Fprintf(w, "BPF per %s (kernel's bpf_stats, medians): floor %.2f runs %.0f ns; blindspot %.2f runs %.0f ns (%.0f–%.0f)\n",
+			unit, f.BPFRuns, f.BPFNs, a.BPFRuns, a.BPFNs, a.BPFNsRange[0], a.BPFNsRange[1])
+		fmt.Fprintf(w, "blindspot BPF per %s by program: %s\n", unit, formatBPF(a.BPF, unit))
 		fmt.Fprintf(w, "%s CPU added per %s: floor %+.2f µs, blindspot %+.2f µs, blindspot − floor %+.2f µs (blindspot's BPF work beyond the traps)\n",
 			vs.Observed, unit, vs.FloorMinusBl, vs.AgentMinusBl, vs.AgentMinusFl)
 		// The agent's CPU less its idle rate is its cost of the requests;
