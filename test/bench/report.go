@@ -54,6 +54,10 @@ type variantSummary struct {
 	AgentMinusBl float64             `json:"agent_minus_baseline_us_per_req"`
 	FloorMinusBl float64             `json:"floor_minus_baseline_us_per_req"`
 	CountsMatch  bool                `json:"agent_counts_match"`
+	// HitsByTrap is the floor's hits per operation by trap kind.
+	HitsByTrap map[string]float64 `json:"hits_per_op_by_trap"`
+	// SiteTraps is the trap kind of each probe row (Sites).
+	SiteTraps []string `json:"site_traps"`
 }
 
 // per returns f over the rounds of one setup.
@@ -139,6 +143,8 @@ func summarize(r *variantResult) variantSummary {
 		}
 		vs.Setups[name] = sum
 	}
+	vs.HitsByTrap = r.floor.hitsByTrap(vs.Setups[setupFloor].SiteHits)
+	vs.SiteTraps = r.floor.traps
 	fl, ag := r.samples[setupFloor], r.samples[setupAgent]
 	diff := func(a, b sample) float64 { return a.CPUPerReq - b.CPUPerReq }
 	vs.AgentMinusFl = median(paired(ag, fl, diff))
@@ -211,9 +217,16 @@ func report(w io.Writer, o options, results []*variantResult, elapsed time.Durat
 			if len(r.floor.offsets[i]) == 0 {
 				continue // absent from the binary: not probed
 			}
-			sh = append(sh, fmt.Sprintf("%s %.2f", r.floor.labels[i], h))
+			sh = append(sh, fmt.Sprintf("%s %.2f (%s)", r.floor.labels[i], h, r.floor.traps[i]))
 		}
 		fmt.Fprintf(w, "floor hits per %s by site: %s\n", unit, strings.Join(sh, ", "))
+		var bt []string
+		for _, k := range []string{trapEmulated, trapSingleStep, trapMixed, trapUnclassified} {
+			if h, ok := vs.HitsByTrap[k]; ok {
+				bt = append(bt, fmt.Sprintf("%s %.2f", k, h))
+			}
+		}
+		fmt.Fprintf(w, "hits per %s by trap kind: %s\n", unit, strings.Join(bt, ", "))
 		fmt.Fprintf(w, "BPF per %s (kernel's bpf_stats, medians): floor %.2f runs %.0f ns; blindspot %.2f runs %.0f ns (%.0f–%.0f)\n",
 			unit, f.BPFRuns, f.BPFNs, a.BPFRuns, a.BPFNs, a.BPFNsRange[0], a.BPFNsRange[1])
 		fmt.Fprintf(w, "blindspot BPF per %s by program: %s\n", unit, formatBPF(a.BPF, unit))
