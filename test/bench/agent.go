@@ -41,7 +41,7 @@ func writeAgentConfig(path, targetExe string) error {
 }
 
 // startAgent starts blindspot (on every CPU) and waits until it has
-// attached the probes of family to pid.
+// attached the probes of family to pid (pid 0: until it serves /targets).
 func startAgent(ctx context.Context, path, config string, pid int, family, logFile string, timeout time.Duration) (*agent, error) {
 	port, err := freePort()
 	if err != nil {
@@ -84,7 +84,8 @@ func startAgent(ctx context.Context, path, config string, pid int, family, logFi
 
 var httpc = &http.Client{Timeout: 5 * time.Second}
 
-// ready says whether /targets lists pid with the probes of family attached.
+// ready says whether /targets lists pid with the probes of family attached
+// (pid 0: whether /targets answers).
 func (a *agent) ready(pid int, family string) bool {
 	resp, err := httpc.Get(a.base + "/targets")
 	if err != nil {
@@ -101,6 +102,9 @@ func (a *agent) ready(pid int, family string) bool {
 	}
 	if json.NewDecoder(resp.Body).Decode(&ts) != nil {
 		return false
+	}
+	if pid == 0 {
+		return true // serving, nothing to wait for
 	}
 	for _, t := range ts {
 		if t.PID != pid {

@@ -40,6 +40,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -82,6 +83,9 @@ type options struct {
 	nice           int
 	agentIdle      time.Duration
 	order          []string
+	doc            string
+	scale          int
+	scaleRounds    int
 }
 
 func main() {
@@ -103,7 +107,29 @@ func main() {
 	flag.IntVar(&o.nice, "nice", -10, "nice value of the server, the load generator and the agent (alike), to shield them from other work on a shared machine")
 	flag.DurationVar(&o.agentIdle, "agent-idle", time.Second, "before the load of a blindspot round, measure the agent's CPU use with no traffic for this long (0: skip)")
 	order := flag.String("order", "baseline,floor,blindspot", "order of the setups within a round")
+	flag.StringVar(&o.doc, "doc", "docs/performance.md", "write the results to this Markdown file (empty: don't)")
+	flag.IntVar(&o.scale, "scale", 50, "measure the agent's memory and attach time observing this many programs (0: skip)")
+	flag.IntVar(&o.scaleRounds, "scale-rounds", 5, "attach-time samples of each kind (new executable, second process)")
+	quick := flag.Bool("quick", false, "smoke test (under a minute): one short round of each variant, 5 programs for the scale measurement, no document (unless -doc is given)")
 	flag.Parse()
+	if *quick {
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		def := func(name string, apply func()) {
+			if !set[name] {
+				apply()
+			}
+		}
+		def("rounds", func() { o.rounds = 1 })
+		def("duration", func() { o.duration = time.Second })
+		def("newconn-duration", func() { o.newDuration = time.Second })
+		def("client-duration", func() { o.clientDuration = time.Second })
+		def("warmup", func() { o.warmup = 300 * time.Millisecond })
+		def("agent-idle", func() { o.agentIdle = 0 })
+		def("scale", func() { o.scale = 5 })
+		def("scale-rounds", func() { o.scaleRounds = 2 })
+		def("doc", func() { o.doc = "" })
+	}
 
 	for _, s := range strings.Split(*order, ",") {
 		o.order = append(o.order, strings.TrimSpace(s))
@@ -206,8 +232,24 @@ func run(ctx context.Context, o options) error {
 		}
 		results = append(results, r)
 	}
+	var sc *scaleResult
+	if o.scale > 0 {
+		if sc, err = env.measureScale(ctx, o.scale, o.scaleRounds); err != nil {
+			return fmt.Errorf("scale: %w", err)
+		}
+	}
 	elapsed := time.Since(began)
-	report(os.Stdout, o, results, elapsed)
+	all := report(os.Stdout, o, results, elapsed)
+	if sc != nil {
+		out, _ := json.Marshal(sc)
+		fmt.Println(string(out))
+	}
+	if o.doc != "" {
+		if err := writeDoc(o.doc, o, all, sc, elapsed); err != nil {
+			return fmt.Errorf("write %s: %w", o.doc, err)
+		}
+		logf("wrote %s", o.doc)
+	}
 	return nil
 }
 
@@ -276,7 +318,15 @@ const (
 	setupAgent    = "blindspot"
 )
 
+// setupMiddleware is the server instrumented in process instead, by
+// client_golang's promhttp.InstrumentHandlerDuration (server variants
+// only): another target process, on the same CPU, run after the others.
+const setupMiddleware = "promhttp"
+
 var setups = []string{setupBaseline, setupFloor, setupAgent}
+
+// allSetups orders every setup for the report.
+var allSetups = []string{setupBaseline, setupFloor, setupAgent, setupMiddleware}
 
 // sample is one measured round of one setup.
 type sample struct {
@@ -333,10 +383,14 @@ type benchEnv struct {
 
 // variantRun is what the rounds of one variant share.
 type variantRun struct {
-	v      variant
-	pid    int    // the observed (measured, probed) process
-	peer   int    // the process at the other end, reported for context (0: none)
-	addr   string // the server's address (server variants)
+	v    variant
+	pid  int    // the observed (measured, probed) process
+	peer int    // the process at the other end, reported for context (0: none)
+	addr string // the server's address (server variants)
+	// mwPid and mwAddr are the server instrumented with promhttp (server
+	// variants).
+	mwPid  int
+	mwAddr string
 	ct     *clientTarget
 	floor  *floor
 	config string // agent configuration instrumenting only the observed program
@@ -393,6 +447,15 @@ func (e *benchEnv) runVariant(ctx context.Context, v variant) (*variantResult, e
 		}
 		vr.pid, vr.peer, vr.addr = target.Pid(), os.Getpid(), addr
 		sites = httpserver.Probes
+		mwLog := filepath.Join(e.dir, "target-"+v.name+"-promhttp.log")
+		mw, mwAddr, err := startTarget(ctx, e.targetPath, e.o.serverCPU, mwLog, "-promhttp")
+		if mw != nil {
+			defer mw.stop(2 * time.Second)
+		}
+		if err != nil {
+			return nil, err
+		}
+		vr.mwPid, vr.mwAddr = mw.Pid(), mwAddr
 	}
 	fl, err := newFloor(e.empty, observed, sites)
 	if err != nil {
@@ -417,8 +480,12 @@ func (e *benchEnv) runVariant(ctx context.Context, v variant) (*variantResult, e
 	logf("%s: target pid %d on CPU %s; %d %s, %d rounds x %v (+%v warm-up)",
 		v.name, pid, cpus, v.conns, what, e.o.rounds, v.duration, e.o.warmup)
 	res := &variantResult{variant: v, floor: fl, samples: map[string][]sample{}}
+	order := e.o.order
+	if vr.mwPid != 0 {
+		order = append(order[:len(order):len(order)], setupMiddleware)
+	}
 	for r := 1; r <= e.o.rounds; r++ {
-		for _, s := range e.o.order {
+		for _, s := range order {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
@@ -472,7 +539,10 @@ type snapshot struct {
 
 // round runs one measured round of one setup.
 func (e *benchEnv) round(ctx context.Context, vr *variantRun, setup string) (sample, error) {
-	v, pid, fl := vr.v, vr.pid, vr.floor
+	v, pid, fl, addr := vr.v, vr.pid, vr.floor, vr.addr
+	if setup == setupMiddleware {
+		pid, addr = vr.mwPid, vr.mwAddr
+	}
 	var smp sample
 	var ag *agent
 	switch setup {
@@ -552,7 +622,7 @@ func (e *benchEnv) round(ctx context.Context, vr *variantRun, setup string) (sam
 		}
 		l = r
 	} else {
-		l = startLoad(vr.addr, v.conns, v.newConn, e.o.maxRequests, bound)
+		l = startLoad(addr, v.conns, v.newConn, e.o.maxRequests, bound)
 	}
 	defer l.Stop()
 	if !sleepCtx(ctx, e.o.warmup, l.Finished()) {

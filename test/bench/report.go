@@ -13,25 +13,30 @@ import (
 
 // summary is one setup's medians over the rounds of a variant.
 type summary struct {
-	CPUPerReq     float64   `json:"server_cpu_us_per_req"`
-	RPS           float64   `json:"rps"`
-	CPURatio      float64   `json:"cpu_vs_baseline"`
-	RPSRatio      float64   `json:"rps_vs_baseline"`
-	HitsPerReq    float64   `json:"hits_per_req,omitempty"`
-	SiteHits      []float64 `json:"site_hits_per_req,omitempty"`
-	AgentCPUPer1k float64   `json:"agent_cpu_ms_per_1k_req,omitempty"`
-	AgentIdleCPU  float64   `json:"agent_idle_cpu_ms_per_s,omitempty"`
-	AgentNetPer1k float64   `json:"agent_cpu_net_ms_per_1k_req,omitempty"`
-	AgentRSS      float64   `json:"agent_rss_mb,omitempty"`
-	AgentRSSMax   float64   `json:"agent_rss_mb_max,omitempty"`
-	Sent          int64     `json:"requests_sent,omitempty"`
-	Counted       float64   `json:"agent_counted,omitempty"`
-	EventsPerReq  float64   `json:"agent_events_per_req,omitempty"`
-	AttachSeconds float64   `json:"agent_attach_seconds,omitempty"`
-	Errors        int64     `json:"client_errors"`
-	ClientCPU     float64   `json:"client_cpu_us_per_req"`
-	OtherOnServer float64   `json:"other_on_server_cpu"`
-	HostForks     float64   `json:"host_forks_per_s"`
+	CPUPerReq float64 `json:"server_cpu_us_per_req"`
+	RPS       float64 `json:"rps"`
+	CPURatio  float64 `json:"cpu_vs_baseline"`
+	RPSRatio  float64 `json:"rps_vs_baseline"`
+	// Ranges (least, greatest) over rounds of the CPU per operation and of
+	// the same-round ratios to the baseline.
+	CPURange      [2]float64 `json:"server_cpu_us_per_req_range"`
+	CPURatioRange [2]float64 `json:"cpu_vs_baseline_range"`
+	RPSRatioRange [2]float64 `json:"rps_vs_baseline_range"`
+	HitsPerReq    float64    `json:"hits_per_req,omitempty"`
+	SiteHits      []float64  `json:"site_hits_per_req,omitempty"`
+	AgentCPUPer1k float64    `json:"agent_cpu_ms_per_1k_req,omitempty"`
+	AgentIdleCPU  float64    `json:"agent_idle_cpu_ms_per_s,omitempty"`
+	AgentNetPer1k float64    `json:"agent_cpu_net_ms_per_1k_req,omitempty"`
+	AgentRSS      float64    `json:"agent_rss_mb,omitempty"`
+	AgentRSSMax   float64    `json:"agent_rss_mb_max,omitempty"`
+	Sent          int64      `json:"requests_sent,omitempty"`
+	Counted       float64    `json:"agent_counted,omitempty"`
+	EventsPerReq  float64    `json:"agent_events_per_req,omitempty"`
+	AttachSeconds float64    `json:"agent_attach_seconds,omitempty"`
+	Errors        int64      `json:"client_errors"`
+	ClientCPU     float64    `json:"client_cpu_us_per_req"`
+	OtherOnServer float64    `json:"other_on_server_cpu"`
+	HostForks     float64    `json:"host_forks_per_s"`
 	// BPF is each program's median work per operation; BPFRuns and BPFNs
 	// the medians of the rounds' totals (with their ranges).
 	BPF        map[string]bpfPerOp `json:"bpf_per_op,omitempty"`
@@ -84,13 +89,19 @@ func summarize(r *variantResult) variantSummary {
 	vs := variantSummary{Name: r.name, Observed: observedName(r.variant), Family: r.family, Sites: r.floor.where,
 		NewConn: r.newConn, Conns: r.conns, Seconds: r.duration.Seconds(), Setups: map[string]*summary{}, CountsMatch: true}
 	base := r.samples[setupBaseline]
-	for _, name := range setups {
-		ss := r.samples[name]
+	for _, name := range allSetups {
+		ss, ok := r.samples[name]
+		if !ok {
+			continue
+		}
 		sum := &summary{
 			CPUPerReq:     median(per(ss, func(s sample) float64 { return s.CPUPerReq })),
 			RPS:           median(per(ss, func(s sample) float64 { return s.RPS })),
 			CPURatio:      median(paired(ss, base, func(a, b sample) float64 { return a.CPUPerReq / b.CPUPerReq })),
 			RPSRatio:      median(paired(ss, base, func(a, b sample) float64 { return a.RPS / b.RPS })),
+			CPURange:      minMax(per(ss, func(s sample) float64 { return s.CPUPerReq })),
+			CPURatioRange: minMax(paired(ss, base, func(a, b sample) float64 { return a.CPUPerReq / b.CPUPerReq })),
+			RPSRatioRange: minMax(paired(ss, base, func(a, b sample) float64 { return a.RPS / b.RPS })),
 			ClientCPU:     median(per(ss, func(s sample) float64 { return s.ClientCPUPerReq })),
 			HostForks:     median(per(ss, func(s sample) float64 { return s.HostForks })),
 			OtherOnServer: median(per(ss, func(s sample) float64 { return s.OtherOnServerCPU })),
@@ -99,7 +110,7 @@ func summarize(r *variantResult) variantSummary {
 		for _, s := range ss {
 			sum.Errors += s.Errors
 		}
-		if name != setupBaseline {
+		if name == setupFloor || name == setupAgent {
 			var bpfRounds []map[string]bpfPerOp
 			for _, s := range ss {
 				bpfRounds = append(bpfRounds, s.BPF)
@@ -175,7 +186,7 @@ func observedName(v variant) string {
 	return "server"
 }
 
-func report(w io.Writer, o options, results []*variantResult, elapsed time.Duration) {
+func report(w io.Writer, o options, results []*variantResult, elapsed time.Duration) []variantSummary {
 	var all []variantSummary
 	fmt.Fprintf(w, "\nblindspot overhead: observed program pinned to CPU %d, the other end on CPU %d, %s/%s, %d rounds (medians; ratios and differences are medians of same-round pairs)\n",
 		o.serverCPU, o.clientCPU, runtime.GOOS, runtime.GOARCH, o.rounds)
@@ -199,8 +210,11 @@ func report(w io.Writer, o options, results []*variantResult, elapsed time.Durat
 		fmt.Fprintf(w, "\n== %s: %d %s, %v measured per round after %v warm-up ==\n", r.name, r.conns, mode, r.duration, o.warmup)
 		fmt.Fprintf(w, "observed: %s (%s family); probe sites: %s\n", vs.Observed, vs.Family, strings.Join(r.floor.where, ", "))
 		fmt.Fprintf(w, "%-10s %14s %14s %9s %9s %10s %12s %8s\n", "setup", cpuCol, "throughput", "CPU ×", unit+"/s ×", "hits/"+unit, peerCol, "others")
-		for _, name := range setups {
+		for _, name := range allSetups {
 			s := vs.Setups[name]
+			if s == nil {
+				continue
+			}
 			hits := "-"
 			if name == setupFloor {
 				hits = fmt.Sprintf("%.2f", s.HitsPerReq)
@@ -258,7 +272,10 @@ func report(w io.Writer, o options, results []*variantResult, elapsed time.Durat
 		}
 		fmt.Fprintf(w, "agent count check: %s %.0f, %s made %d: %s (per round %s)\n",
 			r.metric, a.Counted, units, a.Sent, verdict, strings.Join(pr, ", "))
-		for _, name := range setups {
+		for _, name := range allSetups {
+			if vs.Setups[name] == nil {
+				continue
+			}
 			if o := vs.Setups[name].OtherOnServer; o > 0.10 {
 				fmt.Fprintf(w, "WARNING: other programs took %.0f%% of the observed program's CPU in %s rounds (median): throughput is unreliable, CPU per %s less so\n", 100*o, name, unit)
 			}
@@ -284,4 +301,5 @@ func report(w io.Writer, o options, results []*variantResult, elapsed time.Durat
 		"client_cpu": o.clientCPU,
 	})
 	fmt.Fprintln(w, string(out))
+	return all
 }
