@@ -1,10 +1,12 @@
 //go:build linux
 
-// Command bench measures what blindspot costs the program it observes.
+// Command bench measures what blindspot costs the program it observes, and
+// writes the results to docs/performance.md (-doc; never edit that file by
+// hand).
 //
 // In one run it drives a net/http "ok" server (test/bench/target, pinned
 // to one CPU) with a closed-loop loopback client (this process, pinned to
-// another CPU) under three setups, in alternating rounds:
+// another CPU) under these setups, in alternating rounds:
 //
 //	baseline   no probes
 //	floor      empty BPF programs (bpf/bench_empty.c: count hits, nothing
@@ -12,14 +14,18 @@
 //	           target only: the cost of the traps alone
 //	blindspot  the agent built from ./cmd/agent, configured to instrument
 //	           only the target
+//	promhttp   (server variants) a second server process whose handler is
+//	           wrapped in client_golang's promhttp.InstrumentHandlerDuration
 //
 // and reports, per setup, the median server CPU per request (utime+stime
 // of the server from /proc/PID/stat over the load window, divided by the
-// requests completed in it), throughput, probe hits per request, the
-// agent's CPU per 1,000 requests and RSS, and checks the agent's request
-// count against the requests sent. It does so for keep-alive connections
-// and again with a new connection per request. The last line of output is
-// the results as JSON.
+// requests completed in it), throughput, probe hits per request by trap
+// kind (emulated or single-stepped), the BPF programs' runs and run time
+// per request as the kernel accounts them (BPF_ENABLE_STATS, held for the
+// run), the agent's CPU per 1,000 requests and RSS, and checks the agent's
+// request count against the requests sent. It does so for keep-alive
+// connections and again with a new connection per request. The last lines
+// of output are the results as JSON.
 //
 // Two more variants measure the client side, the calling program being
 // the one observed (pinned to the server's CPU) and probed:
@@ -34,6 +40,14 @@
 //
 // Their floor places empty programs at every site of the family, as the
 // agent does, and their count check reads the family's duration histogram.
+//
+// Last (-scale), one agent observes 50 copies of the server started one
+// after the other: its RSS with none, one and all of them, and the time
+// from a program's exec to its probes being placed, for a new executable
+// and for a second process of one already parsed.
+//
+// -quick runs one short round of everything and writes no document: a
+// smoke test under a minute.
 //
 // Run as root from the repository root: go run ./test/bench
 package main
