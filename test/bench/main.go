@@ -104,8 +104,8 @@ type options struct {
 
 func main() {
 	var o options
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds of baseline, floor and blindspot, alternating")
-	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured load per round, keep-alive variant")
+	flag.IntVar(&o.rounds, "rounds", 5, "rounds of every setup, alternating")
+	flag.DurationVar(&o.duration, "duration", 3*time.Second, "measured load per round, keep-alive variant")
 	flag.DurationVar(&o.newDuration, "newconn-duration", 3*time.Second, "measured load per round, new-connection variant")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "load before each measurement (counted by the agent check, not measured)")
 	flag.IntVar(&o.conns, "conns", 8, "concurrent keep-alive connections")
