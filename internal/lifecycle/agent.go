@@ -269,6 +269,9 @@ func (a *Agent) started(p discover.Process) {
 	}
 	release = false
 	user := a.attachUser(p, svc, bin, id)
+	// What attaching needed from the DWARF is cached in bin; its
+	// decompressed sections would stay for as long as the program runs.
+	bin.ReleaseDWARF()
 	a.mu.Lock()
 	// A family the invalid-event policy detached since Attach returned
 	// (familyDetached found no target then) shows in Status.
