@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -195,6 +196,7 @@ func (a *Agent) Run(ctx context.Context, d Discovery) {
 			a.detachAll()
 			return
 		case evs := <-events:
+			parsed := a.binariesRead()
 			for _, ev := range evs {
 				switch ev.Kind {
 				case discover.Started:
@@ -203,12 +205,28 @@ func (a *Agent) Run(ctx context.Context, d Discovery) {
 					a.exited(ev.Process)
 				}
 			}
+			if a.binariesRead() > parsed {
+				// Reading a binary leaves several times what it keeps as
+				// garbage (decompressed DWARF, section copies): give it
+				// back now rather than hold it as heap headroom. A few ms,
+				// against the tens a new binary took to read.
+				debug.FreeOSMemory()
+			}
 		case now := <-expire.C:
 			a.agg.Expire(now)
 		case now := <-closeBins.C:
 			a.bins.Expire(now)
 		}
 	}
+}
+
+// binariesRead is how many binaries the cache holds parsed (0 when it does
+// not say).
+func (a *Agent) binariesRead() int {
+	if l, ok := a.bins.(interface{ Len() int }); ok {
+		return l.Len()
+	}
+	return 0
 }
 
 // expiryInterval is how often the agent drops the series of processes past
