@@ -12,19 +12,23 @@ import (
 )
 
 // The agent's memory and attach latency as the programs it observes grow:
-// one agent instruments copies of the "ok" server (each copy a distinct
-// executable at its own path), started one after the other.
+// one agent instruments n processes of the "ok" server, then one process
+// of each of n copies of it (each a distinct executable at its own path,
+// read anew), started one after the other.
 
 // scaleResult is what the scale measurement found.
 type scaleResult struct {
-	// Programs are the processes observed at the end, Executables the
-	// distinct executables they run.
+	// Programs are the processes observed at once, Executables the
+	// distinct executables they run in the last measure.
 	Programs    int `json:"programs"`
 	Executables int `json:"executables"`
-	// RSS of the agent in MB: observing nothing, one program, all of them.
-	RSSIdle float64 `json:"agent_rss_mb_idle"`
-	RSS1    float64 `json:"agent_rss_mb_1"`
-	RSSAll  float64 `json:"agent_rss_mb_all"`
+	// RSS of the agent in MB: observing nothing, one program, Programs
+	// processes of one executable, and one process of each of
+	// Executables.
+	RSSIdle   float64 `json:"agent_rss_mb_idle"`
+	RSS1      float64 `json:"agent_rss_mb_1"`
+	RSSOneExe float64 `json:"agent_rss_mb_one_executable"`
+	RSSAll    float64 `json:"agent_rss_mb_all_executables"`
 	// Attach latencies in ms, from the exec of a program to /targets
 	// listing it with its HTTP server probes placed: a new executable
 	// (parsed for the first time), and a second process of one already
@@ -111,38 +115,49 @@ func (e *benchEnv) measureScale(ctx context.Context, n, rounds int) (*scaleResul
 		}
 		return float64(time.Since(t0).Microseconds()) / 1000, nil
 	}
-	for i := 0; i < rounds && i < n; i++ {
+	stopAll := func() {
+		for _, p := range procs {
+			p.stop(2 * time.Second)
+		}
+		procs = nil
+	}
+	// One executable: its first process, then n-1 more of it.
+	ms, err := start(exes[0])
+	if err != nil {
+		return nil, err
+	}
+	res.AttachNew = append(res.AttachNew, ms)
+	if res.RSS1, err = settle(); err != nil {
+		return nil, err
+	}
+	for i := 1; i < n; i++ {
+		ms, err := start(exes[0])
+		if err != nil {
+			return nil, err
+		}
+		if i <= rounds {
+			res.AttachSecond = append(res.AttachSecond, ms)
+		}
+	}
+	if res.RSSOneExe, err = settle(); err != nil {
+		return nil, err
+	}
+	// n executables, one process each.
+	stopAll()
+	for i := 0; i < n; i++ {
 		ms, err := start(exes[i])
 		if err != nil {
 			return nil, err
 		}
-		res.AttachNew = append(res.AttachNew, ms)
-		if i == 0 {
-			if res.RSS1, err = settle(); err != nil {
-				return nil, err
-			}
-		}
-		if ms, err = start(exes[i]); err != nil {
-			return nil, err
-		}
-		res.AttachSecond = append(res.AttachSecond, ms)
-	}
-	// The rest, one process each, up to n programs in all.
-	for i := len(procs); i < n; i++ {
-		if _, err := start(exes[i]); err != nil {
-			return nil, err
+		if i > 0 && i <= rounds-1 {
+			res.AttachNew = append(res.AttachNew, ms)
 		}
 	}
 	if res.RSSAll, err = settle(); err != nil {
 		return nil, err
 	}
-	res.Programs = len(procs)
-	seen := map[string]bool{}
-	for _, p := range procs {
-		seen[p.cmd.Path] = true
-	}
-	res.Executables = len(seen)
-	logf("scale: agent RSS %.1f MB observing nothing, %.1f MB with 1 program, %.1f MB with %d (%d executables); attach: new executable %.0f ms, second process %.0f ms (medians)",
-		res.RSSIdle, res.RSS1, res.RSSAll, res.Programs, res.Executables, median(res.AttachNew), median(res.AttachSecond))
+	res.Programs, res.Executables = len(procs), n
+	logf("scale: agent RSS %.1f MB observing nothing, %.1f MB with 1 program, %.1f MB with %d processes of it, %.1f MB with %d executables; attach: new executable %.0f ms, second process %.0f ms (medians)",
+		res.RSSIdle, res.RSS1, res.RSSOneExe, res.Programs, res.RSSAll, res.Executables, median(res.AttachNew), median(res.AttachSecond))
 	return res, nil
 }
