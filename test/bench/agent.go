@@ -119,6 +119,21 @@ func (a *agent) ready(pid int, family string) bool {
 	return false
 }
 
+// targets returns how many programs /targets lists (-1 when it does not
+// answer).
+func (a *agent) targets() int {
+	resp, err := httpc.Get(a.base + "/targets")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var ts []json.RawMessage
+	if json.NewDecoder(resp.Body).Decode(&ts) != nil {
+		return -1
+	}
+	return len(ts)
+}
+
 // metrics returns the total of metric (a histogram's _count) and of
 // blindspot_events_total{probe=family}.
 func (a *agent) metrics(metric, family string) (count, events float64, err error) {

@@ -142,8 +142,18 @@ func (e *benchEnv) measureScale(ctx context.Context, n, rounds int) (*scaleResul
 	if res.RSSOneExe, err = settle(); err != nil {
 		return nil, err
 	}
-	// n executables, one process each.
+	// n executables, one process each, once the agent has let the
+	// processes of the first go (their detach is not what is measured).
 	stopAll()
+	for limit := time.Now().Add(30 * time.Second); ag.targets() > 0; {
+		if time.Now().After(limit) {
+			return nil, fmt.Errorf("blindspot still lists stopped programs after 30s; log: %s", ag.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err = settle(); err != nil {
+		return nil, err
+	}
 	for i := 0; i < n; i++ {
 		ms, err := start(exes[i])
 		if err != nil {

@@ -33,7 +33,12 @@ func trapKind(path string, off uint64) string {
 	defer f.Close()
 	code := make([]byte, 16)
 	n, _ := f.ReadAt(code, int64(off))
-	inst, err := x86asm.Decode(code[:n], 64)
+	return trapKindAMD64(code[:n])
+}
+
+// trapKindAMD64 classifies the amd64 instruction at the start of code.
+func trapKindAMD64(code []byte) string {
+	inst, err := x86asm.Decode(code, 64)
 	if err != nil {
 		return trapUnclassified
 	}
