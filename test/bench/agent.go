@@ -35,8 +35,9 @@ func freePort() (int, error) {
 }
 
 // writeAgentConfig writes a configuration that instruments only the target.
-func writeAgentConfig(path, targetExe string) error {
-	cfg := fmt.Sprintf("include:\n  - exe: %q\ndiscovery_interval: 500ms\n", targetExe)
+// extra is appended (the business variant's functions).
+func writeAgentConfig(path, targetExe, extra string) error {
+	cfg := fmt.Sprintf("include:\n  - exe: %q\ndiscovery_interval: 500ms\n", targetExe) + extra
 	return os.WriteFile(path, []byte(cfg), 0o644)
 }
 
@@ -112,6 +113,10 @@ func (a *agent) ready(pid int, family string) bool {
 		}
 		for _, p := range t.Probes {
 			if p.Family == family && p.Error == "" && len(p.Sites) > 0 {
+				return true
+			}
+			// Business functions are listed one per metric.
+			if strings.HasPrefix(p.Family, family+":") && p.Error == "" {
 				return true
 			}
 		}

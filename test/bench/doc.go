@@ -34,8 +34,11 @@ func writeDoc(path string, o options, all []variantSummary, sc *scaleResult, ela
 	p("Setups: **none** (no probes); **empty probes** (a BPF program that only counts, at every site blindspot probes: the floor any uprobe agent pays for these events); **blindspot** (the agent from ./cmd/agent, instrumenting only the observed program); **promhttp** (server only: no probes, the handler wrapped in client_golang's `promhttp.InstrumentHandlerDuration`).\n\n")
 	for _, v := range all {
 		unit, units := "request", "requests"
-		if v.Name == "sql" {
+		switch v.Name {
+		case "sql":
 			unit, units = "query", "queries"
+		case "business":
+			unit, units = "call", "calls"
 		}
 		p("## %s\n\n", variantTitle(v))
 		p("| setup | CPU per %s (µs) | CPU × none | throughput × none | probe hits per %s | BPF runs per %s | BPF ns per %s |\n", unit, unit, unit, unit)
@@ -110,6 +113,8 @@ func variantTitle(v variantSummary) string {
 		return fmt.Sprintf("HTTP client (net/http keep-alive GETs, %d goroutines)", v.Conns)
 	case "sql":
 		return fmt.Sprintf("database/sql (QueryRow(\"SELECT 1\").Scan, modernc.org/sqlite in memory, %d goroutine)", v.Conns)
+	case "business":
+		return fmt.Sprintf("Business function (main.Checkout as a duration with a label and an outcome, %d goroutine)", v.Conns)
 	}
 	return v.Name
 }

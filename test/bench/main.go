@@ -27,7 +27,7 @@
 // connections and again with a new connection per request. The last lines
 // of output are the results as JSON.
 //
-// Two more variants measure the client side, the calling program being
+// More variants measure the client side, the calling program being
 // the one observed (pinned to the server's CPU) and probed:
 //
 //	httpclient  test/bench/clienttarget: a net/http client making
@@ -37,6 +37,9 @@
 //	sql         test/bench/sqltarget (its own module): db.QueryRow("SELECT
 //	            1").Scan over modernc.org/sqlite in memory; probed by the db
 //	            family (two hits per query)
+//	business    test/bench/biztarget: main.Checkout called in a loop,
+//	            measured as a duration metric with a label and an outcome
+//	            (probed at its entry and every RET)
 //
 // Their floor places empty programs at every site of the family, as the
 // agent does, and their count check reads the family's duration histogram.
@@ -77,7 +80,20 @@ import (
 	"github.com/blindspot-dev/blindspot/probes/dbsql"
 	"github.com/blindspot-dev/blindspot/probes/httpclient"
 	"github.com/blindspot-dev/blindspot/probes/httpserver"
+	"github.com/blindspot-dev/blindspot/probes/userfunc"
 )
+
+// The business variant's metric: main.Checkout of test/bench/biztarget as
+// a duration with a label and an outcome, probed at its entry and RETs.
+const (
+	bizMetric = "bench_checkout_duration_seconds"
+	bizConfig = "functions:\n  - metric: " + bizMetric + "\n    function: main.Checkout\n    labels: {order_type: orderType}\n    outcome: status\n"
+)
+
+var bizProbes = []probes.Probe{
+	{Function: "main.Checkout", Program: "entry", Idempotent: true},
+	{Function: "main.Checkout", Program: "exit", Returns: true},
+}
 
 type options struct {
 	rounds         int
@@ -111,7 +127,7 @@ func main() {
 	flag.IntVar(&o.conns, "conns", 8, "concurrent keep-alive connections")
 	flag.IntVar(&o.newConns, "newconn-conns", 8, "concurrent clients in the new-connection variant")
 	flag.Int64Var(&o.maxRequests, "max-requests", 2_000_000, "upper bound on the requests of one round (warm-up included)")
-	flag.StringVar(&o.variants, "variants", "keepalive,newconn,httpclient,sql", "variants to run: keepalive, newconn, httpclient, sql")
+	flag.StringVar(&o.variants, "variants", "keepalive,newconn,httpclient,sql,business", "variants to run: keepalive, newconn, httpclient, sql, business")
 	flag.DurationVar(&o.clientDuration, "client-duration", 2*time.Second, "measured load per round, httpclient and sql variants")
 	flag.IntVar(&o.clientConns, "httpclient-conns", 4, "concurrent requests (keep-alive connections) of the httpclient target")
 	flag.IntVar(&o.sqlConns, "sql-conns", 1, "concurrent queries of the sql target")
@@ -187,8 +203,10 @@ func run(ctx context.Context, o options) error {
 			variants = append(variants, variant{name: "httpclient", client: true, conns: o.clientConns, duration: o.clientDuration, family: "http_client", metric: "http_client_request_duration_seconds_count"})
 		case "sql":
 			variants = append(variants, variant{name: "sql", client: true, conns: o.sqlConns, duration: o.clientDuration, family: "db", metric: "db_client_operation_duration_seconds_count"})
+		case "business":
+			variants = append(variants, variant{name: "business", client: true, conns: o.sqlConns, duration: o.clientDuration, family: userfunc.FamilyName, metric: bizMetric + "_count"})
 		default:
-			return fmt.Errorf("unknown variant %q (use keepalive, newconn, httpclient, sql)", v)
+			return fmt.Errorf("unknown variant %q (use keepalive, newconn, httpclient, sql, business)", v)
 		}
 	}
 	if others := otherAgents(); len(others) > 0 {
@@ -222,6 +240,8 @@ func run(ctx context.Context, o options) error {
 			builds = append(builds, build{filepath.Join(dir, "clienttarget"), ".", "./test/bench/clienttarget"})
 		case "sql":
 			builds = append(builds, build{filepath.Join(dir, "sqltarget"), "test/bench/sqltarget", "."})
+		case "business":
+			builds = append(builds, build{filepath.Join(dir, "biztarget"), ".", "./test/bench/biztarget"})
 		}
 	}
 	if err := buildAll(ctx, builds); err != nil {
@@ -417,7 +437,7 @@ func (e *benchEnv) runVariant(ctx context.Context, v variant) (*variantResult, e
 	observed := e.targetPath
 	var sites []probes.Probe
 	switch v.name {
-	case "httpclient", "sql":
+	case "httpclient", "sql", "business":
 		var args []string
 		if v.name == "httpclient" {
 			// The "ok" server runs on the load generator's CPU (this
@@ -440,6 +460,10 @@ func (e *benchEnv) runVariant(ctx context.Context, v variant) (*variantResult, e
 				}
 				return nil
 			}
+		} else if v.name == "business" {
+			observed = filepath.Join(e.dir, "biztarget")
+			args = []string{"-conns", fmt.Sprint(v.conns)}
+			sites = bizProbes
 		} else {
 			observed = filepath.Join(e.dir, "sqltarget")
 			args = []string{"-conns", fmt.Sprint(v.conns)}
@@ -479,7 +503,11 @@ func (e *benchEnv) runVariant(ctx context.Context, v variant) (*variantResult, e
 	vr.floor = fl
 	logf("%s: empty probes at %s", v.name, strings.Join(fl.where, ", "))
 	vr.config = filepath.Join(e.dir, "blindspot-"+v.name+".yaml")
-	if err := writeAgentConfig(vr.config, observed); err != nil {
+	extra := ""
+	if v.name == "business" {
+		extra = bizConfig
+	}
+	if err := writeAgentConfig(vr.config, observed, extra); err != nil {
 		return nil, err
 	}
 	pid := vr.pid
@@ -490,6 +518,8 @@ func (e *benchEnv) runVariant(ctx context.Context, v variant) (*variantResult, e
 		what = "client goroutines with keep-alive connections to a server on CPU " + fmt.Sprint(e.o.clientCPU)
 	case "sql":
 		what = "goroutines querying SQLite"
+	case "business":
+		what = "goroutines calling main.Checkout"
 	}
 	logf("%s: target pid %d on CPU %s; %d %s, %d rounds x %v (+%v warm-up)",
 		v.name, pid, cpus, v.conns, what, e.o.rounds, v.duration, e.o.warmup)

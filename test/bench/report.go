@@ -182,6 +182,8 @@ func observedName(v variant) string {
 		return "http client"
 	case "sql":
 		return "database/sql client"
+	case "business":
+		return "business function"
 	}
 	return "server"
 }
@@ -206,6 +208,9 @@ func report(w io.Writer, o options, results []*variantResult, elapsed time.Durat
 		case r.name == "sql":
 			unit, units, cpuCol, peerCol = "query", "queries", "CPU/query", "-"
 			mode = "goroutine(s) running db.QueryRow(\"SELECT 1\").Scan, modernc.org/sqlite in memory"
+		case r.name == "business":
+			unit, units, cpuCol, peerCol = "call", "calls", "CPU/call", "-"
+			mode = "goroutine(s) calling main.Checkout (a duration metric with a label and an outcome)"
 		}
 		fmt.Fprintf(w, "\n== %s: %d %s, %v measured per round after %v warm-up ==\n", r.name, r.conns, mode, r.duration, o.warmup)
 		fmt.Fprintf(w, "observed: %s (%s family); probe sites: %s\n", vs.Observed, vs.Family, strings.Join(r.floor.where, ", "))
