@@ -546,6 +546,12 @@ func (e *benchEnv) runVariant(ctx context.Context, v variant) (*variantResult, e
 				}
 			}
 			smp, err := e.round(ctx, vr, s)
+			for retry := 0; errors.Is(err, errNoRequests) && retry < 2; retry++ {
+				// The machine is shared: another program can starve a
+				// round entirely. Run it again rather than lose the run.
+				logf("%s round %d %s: no requests completed (the machine is busy); again", v.name, r, s)
+				smp, err = e.round(ctx, vr, s)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("round %d %s: %w", r, s, err)
 			}
@@ -694,7 +700,7 @@ func (e *benchEnv) round(ctx context.Context, vr *variantRun, setup string) (sam
 	smp.Seconds = s1.at.Sub(s0.at).Seconds()
 	smp.Errors = l.Errs()
 	if smp.Requests <= 0 {
-		return smp, firstNonNil(l.Err(), errors.New("no requests completed"))
+		return smp, firstNonNil(l.Err(), errNoRequests)
 	}
 	n := float64(smp.Requests)
 	smp.CPUPerReq = float64((s1.server - s0.server).Microseconds()) / n
@@ -737,6 +743,9 @@ func (e *benchEnv) round(ctx context.Context, vr *variantRun, setup string) (sam
 	}
 	return smp, nil
 }
+
+// errNoRequests says a round completed no operation in its window.
+var errNoRequests = errors.New("no requests completed")
 
 // sleepCtx sleeps for d; it returns false if ctx or done ended first.
 func sleepCtx(ctx context.Context, d time.Duration, done <-chan struct{}) bool {
