@@ -4,6 +4,7 @@
 #                 workload when no other Go program is running)
 #   make test     install what the tests need, then run the whole suite as root
 #   make bench    measure the agent's overhead against a baseline in one run
+#                 and write docs/performance.md (make bench-quick: a smoke test)
 #   make generate regenerate the committed BPF objects (installs Debian clang-19)
 #   make image    build the container image (Dockerfile) with docker or podman
 
@@ -27,7 +28,7 @@ CONTAINER ?= $(shell command -v docker >/dev/null 2>&1 && docker info >/dev/null
 SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 APT       := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: all build run demo test vet generate bench deps test-deps generate-deps image
+.PHONY: all build run demo test vet generate bench bench-quick deps test-deps generate-deps image
 
 all: build
 
@@ -86,6 +87,9 @@ test: test-deps vet
 
 bench: build
 	$(SUDO) env "PATH=$$PATH" $(GO) run ./test/bench
+
+bench-quick: build
+	$(SUDO) env "PATH=$$PATH" $(GO) run ./test/bench -quick
 
 # Debian's clang-19 (llvm-19): clang 14 emits code the verifier rejects for
 # the user-function programs (a modified context pointer).

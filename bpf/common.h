@@ -162,16 +162,16 @@ static __always_inline u64 go_string_len(u64 addr)
 	return (u64)len;
 }
 
-// read_go_string copies at most max bytes of the Go string whose header
-// (pointer, length) sits at addr; it returns the number of bytes copied.
-static __always_inline u32 read_go_string(char *dst, u32 max, u64 addr)
+// A Go string's header as it sits in memory.
+struct go_string {
+	u64 ptr;
+	s64 len;
+};
+
+// copy_go_string copies at most max bytes of the Go string whose header
+// was read already; it returns the number of bytes copied.
+static __always_inline u32 copy_go_string(char *dst, u32 max, struct go_string s)
 {
-	struct {
-		u64 ptr;
-		s64 len;
-	} s;
-	if (bpf_probe_read_user(&s, sizeof(s), (void *)addr) != 0)
-		return 0;
 	if (s.len <= 0 || s.ptr == 0)
 		return 0;
 	u64 n = (u64)s.len;
@@ -183,6 +183,16 @@ static __always_inline u32 read_go_string(char *dst, u32 max, u64 addr)
 	if (bpf_probe_read_user(dst, n, (void *)s.ptr) != 0)
 		return 0;
 	return n;
+}
+
+// read_go_string copies at most max bytes of the Go string whose header
+// (pointer, length) sits at addr; it returns the number of bytes copied.
+static __always_inline u32 read_go_string(char *dst, u32 max, u64 addr)
+{
+	struct go_string s;
+	if (bpf_probe_read_user(&s, sizeof(s), (void *)addr) != 0)
+		return 0;
+	return copy_go_string(dst, max, s);
 }
 
 static __always_inline u64 read_u64(u64 addr)

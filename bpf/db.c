@@ -82,14 +82,19 @@ struct {
 	__type(value, struct db_offsets);
 } db_config SEC(".maps");
 
+// Operations in flight: a plain hash, cheaper per update than an LRU map
+// and never evicting an operation in flight silently; a start that finds
+// it full is counted as lost, and the agent sweeps starts whose end never
+// came.
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct goroutine_key);
 	__type(value, struct db_start);
 } db_starts SEC(".maps");
 
-// Waits for a connection in flight: start time by goroutine.
+// Waits for a connection in flight: start time by goroutine. LRU: the
+// agent does not sweep this rare path's map.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -110,7 +115,8 @@ static __always_inline int start(struct go_regs *ctx, u64 db, u64 q, u64 qlen, u
 		.op = op,
 		.err_pos = err_pos,
 	};
-	bpf_map_update_elem(&db_starts, &k, &s, BPF_ANY);
+	if (bpf_map_update_elem(&db_starts, &k, &s, BPF_ANY) != 0)
+		count_lost(FAMILY_DB);
 	return 0;
 }
 

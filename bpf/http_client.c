@@ -62,8 +62,11 @@ struct {
 	__type(value, struct http_client_offsets);
 } http_client_config SEC(".maps");
 
+// Requests in flight: a plain hash, cheaper per update than an LRU map and
+// never evicting a request in flight silently; a start that finds it full
+// is counted as lost, and the agent sweeps starts whose end never came.
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct goroutine_key);
 	__type(value, struct http_client_start);
@@ -77,7 +80,8 @@ int uprobe_http_client_start(struct go_regs *ctx)
 	struct goroutine_key k = {.tgid = current_tgid(), .g = GO_G(ctx)};
 	// (*Transport).roundTrip(t, req): t in arg 1, req in arg 2.
 	struct http_client_start s = {.start_ns = bpf_ktime_get_ns(), .req = GO_ARG2(ctx)};
-	bpf_map_update_elem(&http_client_starts, &k, &s, BPF_ANY);
+	if (bpf_map_update_elem(&http_client_starts, &k, &s, BPF_ANY) != 0)
+		count_lost(FAMILY_HTTP_CLIENT);
 	return 0;
 }
 
@@ -116,10 +120,23 @@ int uprobe_http_client_finish(struct go_regs *ctx)
 		e->hdr.flags |= HTTPC_FLAG_RESPONSE;
 	}
 	capture_go_error(&e->err, GO_ARG2(ctx), GO_ARG3(ctx), off->op_err_err, off->syscall_err_err);
-	e->method_len = read_go_string(e->method, HTTPC_METHOD_MAX, s.req + off->req_method);
+	// Method's header and the URL pointer beside it (the first two fields
+	// of net/http.Request in every Go release; checked at run time) in one
+	// read: each read from the program costs ~70 ns.
+	struct {
+		struct go_string method;
+		u64 url;
+	} rq = {};
+	if (off->req_url == off->req_method + sizeof(struct go_string)) {
+		bpf_probe_read_user(&rq, sizeof(rq), (void *)(s.req + off->req_method));
+	} else {
+		bpf_probe_read_user(&rq.method, sizeof(rq.method), (void *)(s.req + off->req_method));
+		rq.url = read_u64(s.req + off->req_url);
+	}
+	e->method_len = copy_go_string(e->method, HTTPC_METHOD_MAX, rq.method);
 	e->scheme_len = 0;
 	e->host_len = 0;
-	u64 url = read_u64(s.req + off->req_url);
+	u64 url = rq.url;
 	if (url) {
 		e->scheme_len = read_go_string(e->scheme, HTTPC_SCHEME_MAX, url + off->url_scheme);
 		u64 full = go_string_len(url + off->url_host);

@@ -66,9 +66,13 @@ type Binary struct {
 	symtab map[string]Func // functions as .symtab has them (nil when absent)
 	pcln   map[string]Func // functions as .gopclntab has them (nil when absent)
 
-	dwarfOnce sync.Once
-	dwarf     *dwarf.Data
-	dwarfErr  error
+	dwarfMu  sync.Mutex // guards dwarf and dwarfErr (ReleaseDWARF drops dwarf)
+	dwarf    *dwarf.Data
+	dwarfErr error
+
+	dwarfIndexOnce sync.Once
+	dwarfIndex     map[string]dwarf.Offset // struct types with members, by name
+	dwarfIndexErr  error
 
 	typeOnce sync.Once
 	types    *typeData

@@ -89,15 +89,32 @@ func (b *Binary) Params(funcName string) (sig Signature, err error) {
 }
 
 func (b *Binary) dwarfData() (*dwarf.Data, error) {
-	b.dwarfOnce.Do(func() {
+	b.dwarfMu.Lock()
+	defer b.dwarfMu.Unlock()
+	if b.dwarf != nil || b.dwarfErr != nil {
+		return b.dwarf, b.dwarfErr
+	}
+	func() {
 		defer func() {
 			if p := recover(); p != nil {
 				b.dwarfErr = fmt.Errorf("internal error: %v", p)
 			}
 		}()
 		b.dwarf, b.dwarfErr = b.ef.DWARF()
-	})
+	}()
 	return b.dwarf, b.dwarfErr
+}
+
+// ReleaseDWARF lets the binary's decompressed DWARF go (a few MB for a
+// typical server) once what was needed from it has been read: lookups made
+// already stay cached, and a later one reads the DWARF again. An agent
+// observing many executables would otherwise keep every one's.
+func (b *Binary) ReleaseDWARF() {
+	b.dwarfMu.Lock()
+	defer b.dwarfMu.Unlock()
+	if b.dwarfErr == nil {
+		b.dwarf = nil
+	}
 }
 
 // convertDWARF reduces a DWARF type to a Type. Go describes strings,

@@ -148,18 +148,11 @@ func (b *Binary) dwarfStructFields(typeName string) (map[string]uint64, error) {
 		}
 		return cached, nil
 	}
-	b.dwarfOnce.Do(func() {
-		defer func() {
-			if p := recover(); p != nil {
-				b.dwarfErr = fmt.Errorf("internal error: %v", p)
-			}
-		}()
-		b.dwarf, b.dwarfErr = b.ef.DWARF()
-	})
-	if b.dwarfErr != nil {
-		return nil, b.dwarfErr
+	d, err := b.dwarfData()
+	if err != nil {
+		return nil, err
 	}
-	fields, err := findDWARFStruct(b.dwarf, typeName)
+	fields, err := b.findDWARFStruct(d, typeName)
 	if err != nil && !errors.Is(err, errNoStruct) {
 		return nil, err
 	}
@@ -172,12 +165,43 @@ func (b *Binary) dwarfStructFields(typeName string) (map[string]uint64, error) {
 	return fields, err
 }
 
-func findDWARFStruct(d *dwarf.Data, typeName string) (fields map[string]uint64, err error) {
+// findDWARFStruct reads the members of the first struct type named
+// typeName that has members, or returns errNoStruct.
+func (b *Binary) findDWARFStruct(d *dwarf.Data, typeName string) (fields map[string]uint64, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			fields, err = nil, fmt.Errorf("internal error: %v", p)
 		}
 	}()
+	b.dwarfIndexOnce.Do(func() { b.dwarfIndex, b.dwarfIndexErr = indexDWARFStructs(d) })
+	if b.dwarfIndexErr != nil {
+		return nil, b.dwarfIndexErr
+	}
+	off, ok := b.dwarfIndex[typeName]
+	if !ok {
+		return nil, errNoStruct
+	}
+	r := d.Reader()
+	r.Seek(off)
+	if e, err := r.Next(); err != nil {
+		return nil, err
+	} else if e == nil || e.Tag != dwarf.TagStructType {
+		return nil, errNoStruct
+	}
+	return DWARFMembers(r)
+}
+
+// indexDWARFStructs finds, in one pass, where the first struct type of each
+// name that has members starts. The families ask a binary for some twenty
+// struct types, several absent: each lookup was a scan of all of
+// .debug_info, most of the time it took to attach to a new executable.
+func indexDWARFStructs(d *dwarf.Data) (idx map[string]dwarf.Offset, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			idx, err = nil, fmt.Errorf("internal error: %v", p)
+		}
+	}()
+	idx = make(map[string]dwarf.Offset)
 	r := d.Reader()
 	for {
 		e, err := r.Next()
@@ -185,21 +209,21 @@ func findDWARFStruct(d *dwarf.Data, typeName string) (fields map[string]uint64, 
 			return nil, err
 		}
 		if e == nil {
-			return nil, errNoStruct
+			return idx, nil
 		}
 		if e.Tag == dwarf.TagCompileUnit {
 			continue
 		}
-		if e.Tag != dwarf.TagStructType || e.Val(dwarf.AttrName) != typeName {
-			if e.Children {
-				r.SkipChildren()
+		if e.Tag == dwarf.TagStructType && e.Children {
+			if name, ok := e.Val(dwarf.AttrName).(string); ok {
+				if _, seen := idx[name]; !seen {
+					idx[name] = e.Offset
+				}
 			}
-			continue
 		}
-		if !e.Children {
-			continue // a declaration
+		if e.Children {
+			r.SkipChildren()
 		}
-		return DWARFMembers(r)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -222,6 +223,7 @@ func (a *Agent) Run(ctx context.Context, d Discovery) {
 			a.detachAll()
 			return
 		case evs := <-events:
+			parsed := a.binariesRead()
 			for _, ev := range evs {
 				switch ev.Kind {
 				case discover.Started:
@@ -229,6 +231,13 @@ func (a *Agent) Run(ctx context.Context, d Discovery) {
 				case discover.Exited:
 					a.exited(ev.Process)
 				}
+			}
+			if a.binariesRead() > parsed {
+				// Reading a binary leaves several times what it keeps as
+				// garbage (decompressed DWARF, section copies): give it
+				// back now rather than hold it as heap headroom. A few ms,
+				// against the tens a new binary took to read.
+				debug.FreeOSMemory()
 			}
 		case now := <-expire.C:
 			a.agg.Expire(now)
@@ -238,6 +247,15 @@ func (a *Agent) Run(ctx context.Context, d Discovery) {
 			a.placementChanged()
 		}
 	}
+}
+
+// binariesRead is how many binaries the cache holds parsed (0 when it does
+// not say).
+func (a *Agent) binariesRead() int {
+	if l, ok := a.bins.(interface{ Len() int }); ok {
+		return l.Len()
+	}
+	return 0
 }
 
 // expiryInterval is how often the agent drops the series of processes past
@@ -305,6 +323,9 @@ func (a *Agent) started(p discover.Process) {
 	}
 	release = false
 	user := a.attachUser(p, svc, bin, id)
+	// What attaching needed from the DWARF is cached in bin; its
+	// decompressed sections would stay for as long as the program runs.
+	bin.ReleaseDWARF()
 	a.mu.Lock()
 	// A family the invalid-event policy detached since Attach returned
 	// (familyDetached found no target then) shows in Status.

@@ -35,13 +35,14 @@ func freePort() (int, error) {
 }
 
 // writeAgentConfig writes a configuration that instruments only the target.
-func writeAgentConfig(path, targetExe string) error {
-	cfg := fmt.Sprintf("include:\n  - exe: %q\ndiscovery_interval: 500ms\n", targetExe)
+// extra is appended (the business variant's functions).
+func writeAgentConfig(path, targetExe, extra string) error {
+	cfg := fmt.Sprintf("include:\n  - exe: %q\ndiscovery_interval: 500ms\n", targetExe) + extra
 	return os.WriteFile(path, []byte(cfg), 0o644)
 }
 
 // startAgent starts blindspot (on every CPU) and waits until it has
-// attached the probes of family to pid.
+// attached the probes of family to pid (pid 0: until it serves /targets).
 func startAgent(ctx context.Context, path, config string, pid int, family, logFile string, timeout time.Duration) (*agent, error) {
 	port, err := freePort()
 	if err != nil {
@@ -84,7 +85,8 @@ func startAgent(ctx context.Context, path, config string, pid int, family, logFi
 
 var httpc = &http.Client{Timeout: 5 * time.Second}
 
-// ready says whether /targets lists pid with the probes of family attached.
+// ready says whether /targets lists pid with the probes of family attached
+// (pid 0: whether /targets answers).
 func (a *agent) ready(pid int, family string) bool {
 	resp, err := httpc.Get(a.base + "/targets")
 	if err != nil {
@@ -102,6 +104,9 @@ func (a *agent) ready(pid int, family string) bool {
 	if json.NewDecoder(resp.Body).Decode(&ts) != nil {
 		return false
 	}
+	if pid == 0 {
+		return true // serving, nothing to wait for
+	}
 	for _, t := range ts {
 		if t.PID != pid {
 			continue
@@ -110,9 +115,28 @@ func (a *agent) ready(pid int, family string) bool {
 			if p.Family == family && p.Error == "" && len(p.Sites) > 0 {
 				return true
 			}
+			// Business functions are listed one per metric.
+			if strings.HasPrefix(p.Family, family+":") && p.Error == "" {
+				return true
+			}
 		}
 	}
 	return false
+}
+
+// targets returns how many programs /targets lists (-1 when it does not
+// answer).
+func (a *agent) targets() int {
+	resp, err := httpc.Get(a.base + "/targets")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var ts []json.RawMessage
+	if json.NewDecoder(resp.Body).Decode(&ts) != nil {
+		return -1
+	}
+	return len(ts)
 }
 
 // metrics returns the total of metric (a histogram's _count) and of

@@ -63,6 +63,7 @@ type floor struct {
 	offsets [][]uint64 // file offsets, per row (empty: function absent)
 	where   []string   // "function+0xN[,+0xM]", per row
 	labels  []string   // short name per row, for the report
+	traps   []string   // trap kind per row (emulated, single-stepped)
 	ex      *link.Executable
 	links   []link.Link
 }
@@ -97,6 +98,7 @@ func newFloor(progs *emptyProgs, targetPath string, sites []probes.Probe) (*floo
 			rel += fmt.Sprintf("+%#x", a-base)
 		}
 		f.offsets = append(f.offsets, offs)
+		f.traps = append(f.traps, rowTrapKind(targetPath, offs))
 		name := fn[lastDot(fn)+1:]
 		switch {
 		case s.Returns:
@@ -166,6 +168,17 @@ func (f *floor) detach() {
 		l.Close()
 	}
 	f.links = nil
+}
+
+// hitsByTrap sums per-row hits per operation by the rows' trap kinds.
+func (f *floor) hitsByTrap(siteHits []float64) map[string]float64 {
+	out := map[string]float64{}
+	for i, h := range siteHits {
+		if i < len(f.traps) && len(f.offsets[i]) > 0 {
+			out[f.traps[i]] += h
+		}
+	}
+	return out
 }
 
 // hits returns the hits so far of every row, summed over CPUs.

@@ -199,8 +199,8 @@ func killAll() {
 }
 
 // startTarget starts the HTTP server pinned to cpu and returns its address.
-func startTarget(ctx context.Context, path string, cpu int, logFile string) (*child, string, error) {
-	cmd := exec.Command(path, "-listen", "127.0.0.1:0")
+func startTarget(ctx context.Context, path string, cpu int, logFile string, args ...string) (*child, string, error) {
+	cmd := exec.Command(path, append([]string{"-listen", "127.0.0.1:0"}, args...)...)
 	stderr, err := os.Create(logFile)
 	if err != nil {
 		return nil, "", err

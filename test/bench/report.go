@@ -13,26 +13,37 @@ import (
 
 // summary is one setup's medians over the rounds of a variant.
 type summary struct {
-	CPUPerReq     float64   `json:"server_cpu_us_per_req"`
-	RPS           float64   `json:"rps"`
-	CPURatio      float64   `json:"cpu_vs_baseline"`
-	RPSRatio      float64   `json:"rps_vs_baseline"`
-	HitsPerReq    float64   `json:"hits_per_req,omitempty"`
-	SiteHits      []float64 `json:"site_hits_per_req,omitempty"`
-	AgentCPUPer1k float64   `json:"agent_cpu_ms_per_1k_req,omitempty"`
-	AgentIdleCPU  float64   `json:"agent_idle_cpu_ms_per_s,omitempty"`
-	AgentNetPer1k float64   `json:"agent_cpu_net_ms_per_1k_req,omitempty"`
-	AgentRSS      float64   `json:"agent_rss_mb,omitempty"`
-	AgentRSSMax   float64   `json:"agent_rss_mb_max,omitempty"`
-	Sent          int64     `json:"requests_sent,omitempty"`
-	Counted       float64   `json:"agent_counted,omitempty"`
-	EventsPerReq  float64   `json:"agent_events_per_req,omitempty"`
-	AttachSeconds float64   `json:"agent_attach_seconds,omitempty"`
-	Errors        int64     `json:"client_errors"`
-	ClientCPU     float64   `json:"client_cpu_us_per_req"`
-	OtherOnServer float64   `json:"other_on_server_cpu"`
-	HostForks     float64   `json:"host_forks_per_s"`
-	Rounds        []sample  `json:"rounds"`
+	CPUPerReq float64 `json:"server_cpu_us_per_req"`
+	RPS       float64 `json:"rps"`
+	CPURatio  float64 `json:"cpu_vs_baseline"`
+	RPSRatio  float64 `json:"rps_vs_baseline"`
+	// Ranges (least, greatest) over rounds of the CPU per operation and of
+	// the same-round ratios to the baseline.
+	CPURange      [2]float64 `json:"server_cpu_us_per_req_range"`
+	CPURatioRange [2]float64 `json:"cpu_vs_baseline_range"`
+	RPSRatioRange [2]float64 `json:"rps_vs_baseline_range"`
+	HitsPerReq    float64    `json:"hits_per_req,omitempty"`
+	SiteHits      []float64  `json:"site_hits_per_req,omitempty"`
+	AgentCPUPer1k float64    `json:"agent_cpu_ms_per_1k_req,omitempty"`
+	AgentIdleCPU  float64    `json:"agent_idle_cpu_ms_per_s,omitempty"`
+	AgentNetPer1k float64    `json:"agent_cpu_net_ms_per_1k_req,omitempty"`
+	AgentRSS      float64    `json:"agent_rss_mb,omitempty"`
+	AgentRSSMax   float64    `json:"agent_rss_mb_max,omitempty"`
+	Sent          int64      `json:"requests_sent,omitempty"`
+	Counted       float64    `json:"agent_counted,omitempty"`
+	EventsPerReq  float64    `json:"agent_events_per_req,omitempty"`
+	AttachSeconds float64    `json:"agent_attach_seconds,omitempty"`
+	Errors        int64      `json:"client_errors"`
+	ClientCPU     float64    `json:"client_cpu_us_per_req"`
+	OtherOnServer float64    `json:"other_on_server_cpu"`
+	HostForks     float64    `json:"host_forks_per_s"`
+	// BPF is each program's median work per operation; BPFRuns and BPFNs
+	// the medians of the rounds' totals (with their ranges).
+	BPF        map[string]bpfPerOp `json:"bpf_per_op,omitempty"`
+	BPFRuns    float64             `json:"bpf_runs_per_op,omitempty"`
+	BPFNs      float64             `json:"bpf_ns_per_op,omitempty"`
+	BPFNsRange [2]float64          `json:"bpf_ns_per_op_range,omitempty"`
+	Rounds     []sample            `json:"rounds"`
 }
 
 type variantSummary struct {
@@ -48,6 +59,10 @@ type variantSummary struct {
 	AgentMinusBl float64             `json:"agent_minus_baseline_us_per_req"`
 	FloorMinusBl float64             `json:"floor_minus_baseline_us_per_req"`
 	CountsMatch  bool                `json:"agent_counts_match"`
+	// HitsByTrap is the floor's hits per operation by trap kind.
+	HitsByTrap map[string]float64 `json:"hits_per_op_by_trap"`
+	// SiteTraps is the trap kind of each probe row (Sites).
+	SiteTraps []string `json:"site_traps"`
 }
 
 // per returns f over the rounds of one setup.
@@ -74,13 +89,19 @@ func summarize(r *variantResult) variantSummary {
 	vs := variantSummary{Name: r.name, Observed: observedName(r.variant), Family: r.family, Sites: r.floor.where,
 		NewConn: r.newConn, Conns: r.conns, Seconds: r.duration.Seconds(), Setups: map[string]*summary{}, CountsMatch: true}
 	base := r.samples[setupBaseline]
-	for _, name := range setups {
-		ss := r.samples[name]
+	for _, name := range allSetups {
+		ss, ok := r.samples[name]
+		if !ok {
+			continue
+		}
 		sum := &summary{
 			CPUPerReq:     median(per(ss, func(s sample) float64 { return s.CPUPerReq })),
 			RPS:           median(per(ss, func(s sample) float64 { return s.RPS })),
 			CPURatio:      median(paired(ss, base, func(a, b sample) float64 { return a.CPUPerReq / b.CPUPerReq })),
 			RPSRatio:      median(paired(ss, base, func(a, b sample) float64 { return a.RPS / b.RPS })),
+			CPURange:      minMax(per(ss, func(s sample) float64 { return s.CPUPerReq })),
+			CPURatioRange: minMax(paired(ss, base, func(a, b sample) float64 { return a.CPUPerReq / b.CPUPerReq })),
+			RPSRatioRange: minMax(paired(ss, base, func(a, b sample) float64 { return a.RPS / b.RPS })),
 			ClientCPU:     median(per(ss, func(s sample) float64 { return s.ClientCPUPerReq })),
 			HostForks:     median(per(ss, func(s sample) float64 { return s.HostForks })),
 			OtherOnServer: median(per(ss, func(s sample) float64 { return s.OtherOnServerCPU })),
@@ -88,6 +109,17 @@ func summarize(r *variantResult) variantSummary {
 		}
 		for _, s := range ss {
 			sum.Errors += s.Errors
+		}
+		if name == setupFloor || name == setupAgent {
+			var bpfRounds []map[string]bpfPerOp
+			for _, s := range ss {
+				bpfRounds = append(bpfRounds, s.BPF)
+			}
+			sum.BPF = medianBPF(bpfRounds)
+			ns := per(ss, func(s sample) float64 { return bpfTotal(s.BPF).Ns })
+			sum.BPFRuns = median(per(ss, func(s sample) float64 { return bpfTotal(s.BPF).Runs }))
+			sum.BPFNs = median(ns)
+			sum.BPFNsRange = minMax(ns)
 		}
 		switch name {
 		case setupFloor:
@@ -122,6 +154,8 @@ func summarize(r *variantResult) variantSummary {
 		}
 		vs.Setups[name] = sum
 	}
+	vs.HitsByTrap = r.floor.hitsByTrap(vs.Setups[setupFloor].SiteHits)
+	vs.SiteTraps = r.floor.traps
 	fl, ag := r.samples[setupFloor], r.samples[setupAgent]
 	diff := func(a, b sample) float64 { return a.CPUPerReq - b.CPUPerReq }
 	vs.AgentMinusFl = median(paired(ag, fl, diff))
@@ -130,17 +164,31 @@ func summarize(r *variantResult) variantSummary {
 	return vs
 }
 
+// minMax returns the least and greatest of xs.
+func minMax(xs []float64) [2]float64 {
+	if len(xs) == 0 {
+		return [2]float64{}
+	}
+	r := [2]float64{xs[0], xs[0]}
+	for _, x := range xs {
+		r[0], r[1] = min(r[0], x), max(r[1], x)
+	}
+	return r
+}
+
 func observedName(v variant) string {
 	switch v.name {
 	case "httpclient":
 		return "http client"
 	case "sql":
 		return "database/sql client"
+	case "business":
+		return "business function"
 	}
 	return "server"
 }
 
-func report(w io.Writer, o options, results []*variantResult, elapsed time.Duration) {
+func report(w io.Writer, o options, results []*variantResult, elapsed time.Duration) []variantSummary {
 	var all []variantSummary
 	fmt.Fprintf(w, "\nblindspot overhead: observed program pinned to CPU %d, the other end on CPU %d, %s/%s, %d rounds (medians; ratios and differences are medians of same-round pairs)\n",
 		o.serverCPU, o.clientCPU, runtime.GOOS, runtime.GOARCH, o.rounds)
@@ -160,12 +208,18 @@ func report(w io.Writer, o options, results []*variantResult, elapsed time.Durat
 		case r.name == "sql":
 			unit, units, cpuCol, peerCol = "query", "queries", "CPU/query", "-"
 			mode = "goroutine(s) running db.QueryRow(\"SELECT 1\").Scan, modernc.org/sqlite in memory"
+		case r.name == "business":
+			unit, units, cpuCol, peerCol = "call", "calls", "CPU/call", "-"
+			mode = "goroutine(s) calling main.Checkout (a duration metric with a label and an outcome)"
 		}
 		fmt.Fprintf(w, "\n== %s: %d %s, %v measured per round after %v warm-up ==\n", r.name, r.conns, mode, r.duration, o.warmup)
 		fmt.Fprintf(w, "observed: %s (%s family); probe sites: %s\n", vs.Observed, vs.Family, strings.Join(r.floor.where, ", "))
 		fmt.Fprintf(w, "%-10s %14s %14s %9s %9s %10s %12s %8s\n", "setup", cpuCol, "throughput", "CPU ×", unit+"/s ×", "hits/"+unit, peerCol, "others")
-		for _, name := range setups {
+		for _, name := range allSetups {
 			s := vs.Setups[name]
+			if s == nil {
+				continue
+			}
 			hits := "-"
 			if name == setupFloor {
 				hits = fmt.Sprintf("%.2f", s.HitsPerReq)
@@ -182,9 +236,19 @@ func report(w io.Writer, o options, results []*variantResult, elapsed time.Durat
 			if len(r.floor.offsets[i]) == 0 {
 				continue // absent from the binary: not probed
 			}
-			sh = append(sh, fmt.Sprintf("%s %.2f", r.floor.labels[i], h))
+			sh = append(sh, fmt.Sprintf("%s %.2f (%s)", r.floor.labels[i], h, r.floor.traps[i]))
 		}
 		fmt.Fprintf(w, "floor hits per %s by site: %s\n", unit, strings.Join(sh, ", "))
+		var bt []string
+		for _, k := range []string{trapEmulated, trapSingleStep, trapMixed, trapUnclassified} {
+			if h, ok := vs.HitsByTrap[k]; ok {
+				bt = append(bt, fmt.Sprintf("%s %.2f", k, h))
+			}
+		}
+		fmt.Fprintf(w, "hits per %s by trap kind: %s\n", unit, strings.Join(bt, ", "))
+		fmt.Fprintf(w, "BPF per %s (kernel's bpf_stats, medians): floor %.2f runs %.0f ns; blindspot %.2f runs %.0f ns (%.0f–%.0f)\n",
+			unit, f.BPFRuns, f.BPFNs, a.BPFRuns, a.BPFNs, a.BPFNsRange[0], a.BPFNsRange[1])
+		fmt.Fprintf(w, "blindspot BPF per %s by program: %s\n", unit, formatBPF(a.BPF, unit))
 		fmt.Fprintf(w, "%s CPU added per %s: floor %+.2f µs, blindspot %+.2f µs, blindspot − floor %+.2f µs (blindspot's BPF work beyond the traps)\n",
 			vs.Observed, unit, vs.FloorMinusBl, vs.AgentMinusBl, vs.AgentMinusFl)
 		// The agent's CPU less its idle rate is its cost of the requests;
@@ -213,7 +277,10 @@ func report(w io.Writer, o options, results []*variantResult, elapsed time.Durat
 		}
 		fmt.Fprintf(w, "agent count check: %s %.0f, %s made %d: %s (per round %s)\n",
 			r.metric, a.Counted, units, a.Sent, verdict, strings.Join(pr, ", "))
-		for _, name := range setups {
+		for _, name := range allSetups {
+			if vs.Setups[name] == nil {
+				continue
+			}
 			if o := vs.Setups[name].OtherOnServer; o > 0.10 {
 				fmt.Fprintf(w, "WARNING: other programs took %.0f%% of the observed program's CPU in %s rounds (median): throughput is unreliable, CPU per %s less so\n", 100*o, name, unit)
 			}
@@ -239,4 +306,5 @@ func report(w io.Writer, o options, results []*variantResult, elapsed time.Durat
 		"client_cpu": o.clientCPU,
 	})
 	fmt.Fprintln(w, string(out))
+	return all
 }
