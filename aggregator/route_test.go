@@ -105,3 +105,34 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+func TestRouterRoute(t *testing.T) {
+	for _, c := range []struct {
+		syntax RouteSyntax
+		in     string
+		want   string
+	}{
+		{ColonSyntax, "/users/:id", "/users/{id}"},
+		{ColonSyntax, "/users/:id/orders/:order", "/users/{id}/orders/{order}"},
+		{ColonSyntax, "/files/*path", "/files/{path...}"},
+		{ColonSyntax, "/static/*", "/static/*"},
+		{ColonSyntax, "/", "/"},
+		{ColonSyntax, "", "/"},
+		{ColonSyntax, "/a:b", "/a:b"},
+		{ChiSyntax, "/users/{id}", "/users/{id}"},
+		{ChiSyntax, "/api/*/items/{item}", "/api/items/{item}"},
+		{ChiSyntax, "/a/*/b/*/c/{id:[0-9]+}", "/a/b/c/{id}"},
+		{ChiSyntax, "/files/*", "/files/*"},
+		{ChiSyntax, "/api/*/", "/api"},
+		{ChiSyntax, "/", "/"},
+		{BraceSyntax, "/users/{id:[0-9]+}", "/users/{id}"},
+		{BraceSyntax, "/users/{id:[0-9]{3}}/x", "/users/{id}/x"},
+		{BraceSyntax, "/users/{id}", "/users/{id}"},
+		{BraceSyntax, "/files/", "/files/"},
+		{BraceSyntax, "/bad/{id:[0-9]+", "/bad/{id:[0-9]+"},
+	} {
+		if got := RouterRoute(c.syntax, c.in); got != c.want {
+			t.Errorf("RouterRoute(%d, %q) = %q, want %q", c.syntax, c.in, got, c.want)
+		}
+	}
+}
