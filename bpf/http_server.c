@@ -74,7 +74,7 @@ struct http_server_offsets {
 	u64 gin_full_path;     // github.com/gin-gonic/gin.Context.fullPath
 	u64 chi_patterns;      // github.com/go-chi/chi/v5.Context.RoutePatterns
 	u64 echo_path;         // github.com/labstack/echo/v4.context.path
-	u64 mux_path;          // github.com/gorilla/mux.Route.regexp + routeRegexpGroup.path
+	u64 mux_path;          // github.com/gorilla/mux.Route.routeConf + routeConf.regexp + routeRegexpGroup.path
 	u64 mux_template;      // github.com/gorilla/mux.routeRegexp.template
 	u32 pattern_kind;      // 0: no ServeMux patterns (before Go 1.22)
 	u32 routers;           // nonzero when a router's route probe is attached

@@ -76,7 +76,13 @@ var httpRouters = []httpRouter{
 		// matched: the route's path template.
 		probe: probes.Probe{Function: "github.com/gorilla/mux.(*Router).ServeHTTP", Call: "github.com/gorilla/mux.requestWithRoute", Program: "uprobe_http_route_mux", Optional: true},
 		offsets: func(b *symbols.Binary, o *bpfHttpServerOffsets) error {
-			r, _, err := b.StructFields("github.com/gorilla/mux.Route", "regexp")
+			// Route embeds routeConf (v1.7 and later), which holds the
+			// route's regexp group; its path matcher has the template.
+			r, _, err := b.StructFields("github.com/gorilla/mux.Route", "routeConf")
+			if err != nil {
+				return err
+			}
+			c, _, err := b.StructFields("github.com/gorilla/mux.routeConf", "regexp")
 			if err != nil {
 				return err
 			}
@@ -88,7 +94,7 @@ var httpRouters = []httpRouter{
 			if err != nil {
 				return err
 			}
-			o.MuxPath, o.MuxTemplate = r["regexp"]+g["path"], t["template"]
+			o.MuxPath, o.MuxTemplate = r["routeConf"]+c["regexp"]+g["path"], t["template"]
 			return nil
 		},
 	},

@@ -1,0 +1,137 @@
+package e2e
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The routers target (test/targets/routers): one service per router, built
+// with the routers' real modules, plain and stripped.
+var routerBuilds struct {
+	once     sync.Once
+	variants []variant
+	skipped  []string
+	err      error
+}
+
+func routerVariants(t *testing.T) []variant {
+	t.Helper()
+	routerBuilds.once.Do(func() {
+		want := []matrixBuild{{"routers", "plain", 26}, {"routers", "stripped", 26}}
+		routerBuilds.variants, routerBuilds.skipped, routerBuilds.err = buildMatrix(env.ctx, want)
+	})
+	if routerBuilds.err != nil {
+		t.Fatal(routerBuilds.err)
+	}
+	for _, s := range routerBuilds.skipped {
+		t.Logf("left out: %s", s)
+	}
+	return routerBuilds.variants
+}
+
+// routerCase is one router and the route its templates render as.
+type routerCase struct {
+	router, probed string
+	files          string // http_route of the catch-all route
+}
+
+var routerCases = []routerCase{
+	{"gin", "github.com/gin-gonic/gin.(*Engine).ServeHTTP", "/files/{path...}"},
+	{"chi", "github.com/go-chi/chi/v5.(*Mux).ServeHTTP", "/files/*"},
+	{"echo", "github.com/labstack/echo/v4.(*Echo).ServeHTTP", "/files/*"},
+	{"mux", "github.com/gorilla/mux.(*Router).ServeHTTP", "/files/"},
+}
+
+// TestRouterRoutes serves a known mix through gin, chi, echo and
+// gorilla/mux, plain and stripped, and checks that every request is
+// counted once under the route template the program registered (in
+// ServeMux syntax: ":id" and "{id:[a-z0-9]+}" are "{id}"), sub-routers'
+// routes joined to their mount point, and that a request no route matched
+// keeps today's route from its path.
+func TestRouterRoutes(t *testing.T) {
+	requireBPF(t)
+	vs := routerVariants(t)
+	a := startAgent(t, "")
+	for _, v := range vs {
+		for _, rc := range routerCases {
+			t.Run(v.name+"/"+rc.router, func(t *testing.T) {
+				tp := startTarget(t, v.exe, uniqueService("rt-"+rc.router, v), "-router", rc.router)
+				st := a.waitTargeted(t, tp.pid, 10*time.Second)
+				checkRouterProbed(t, st, rc.probed)
+				mix := []struct {
+					path   string
+					n      int
+					status int
+				}{
+					{"/users/42", 3, 200},
+					{"/users/alice", 2, 200}, // not folded from the path: the route says {id}
+					{"/api/items/abc", 2, 200},
+					{"/files/a/b.txt", 2, 200},
+					{"/nope/12345", 3, 404}, // matches no route
+				}
+				sent := 0
+				for _, m := range mix {
+					for i := 0; i < m.n; i++ {
+						status, _, err := tp.do("GET", m.path)
+						if err != nil {
+							t.Fatalf("GET %s: %v (target stderr: %s)", m.path, err, tp.stderr.String())
+						}
+						if status != m.status {
+							t.Fatalf("GET %s: status %d, want %d", m.path, status, m.status)
+						}
+						sent++
+					}
+				}
+				want := map[httpKey]uint64{
+					{"GET", "200", "/users/{id}", ""}:       5,
+					{"GET", "200", "/api/items/{item}", ""}: 2,
+					{"GET", "200", rc.files, ""}:            2,
+					{"GET", "404", "/nope/{id}", ""}:        3,
+				}
+				got := waitTotal(t, a, tp.service, uint64(sent), 15*time.Second)
+				for k, n := range want {
+					if got[k].count != n {
+						t.Errorf("%v: count %d, want %d", k, got[k].count, n)
+					}
+				}
+				for k, se := range got {
+					if _, ok := want[k]; !ok {
+						t.Errorf("unexpected series %v count=%d", k, se.count)
+					}
+				}
+				if t.Failed() {
+					t.Logf("series of %s:\n%s", tp.service, dump(got))
+				}
+			})
+		}
+	}
+}
+
+// checkRouterProbed checks that the http_server family placed the router's
+// probe (at its CALL site) and left nothing of it out.
+func checkRouterProbed(t *testing.T, st targetStatus, fn string) {
+	t.Helper()
+	for _, p := range st.Probes {
+		if p.Family != "http_server" {
+			continue
+		}
+		if p.Error != "" {
+			t.Fatalf("http_server not attached: %s", p.Error)
+		}
+		for _, l := range p.Left {
+			if strings.HasPrefix(l, fn) {
+				t.Fatalf("router probe left out: %s", l)
+			}
+		}
+		for _, s := range p.Sites {
+			if strings.HasPrefix(s, fn) {
+				return
+			}
+		}
+		t.Fatalf("no site in %s among %v", fn, p.Sites)
+	}
+	t.Fatalf("no http_server family in %+v", st.Probes)
+}
+
