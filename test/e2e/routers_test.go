@@ -135,3 +135,69 @@ func checkRouterProbed(t *testing.T, st targetStatus, fn string) {
 	t.Fatalf("no http_server family in %+v", st.Probes)
 }
 
+
+// TestRouterLeftOut runs a stripped gorilla/mux v1.6.2 service, whose
+// Route has no layout the agent can prove: the router's probe is left out
+// and /targets says why, and its requests are still counted exactly, with
+// today's route from their path.
+func TestRouterLeftOut(t *testing.T) {
+	requireBPF(t)
+	vs, skipped, err := buildMatrix(env.ctx, []matrixBuild{{"oldmux", "stripped", 26}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) == 0 {
+		t.Skipf("no build: %v", skipped)
+	}
+	v := vs[0]
+	a := startAgent(t, "")
+	tp := startTarget(t, v.exe, uniqueService("rt-oldmux", v))
+	st := a.waitTargeted(t, tp.pid, 10*time.Second)
+	const fn = "github.com/gorilla/mux.(*Router).ServeHTTP"
+	var why string
+	for _, p := range st.Probes {
+		if p.Family != "http_server" {
+			continue
+		}
+		if p.Error != "" {
+			t.Fatalf("http_server not attached: %s", p.Error)
+		}
+		for _, s := range p.Sites {
+			if strings.HasPrefix(s, fn) {
+				t.Errorf("router probe placed at %s without proven offsets", s)
+			}
+		}
+		for _, l := range p.Left {
+			if strings.HasPrefix(l, fn) {
+				why = l
+			}
+		}
+	}
+	if !strings.Contains(why, "gorilla/mux routes not read") || !strings.Contains(why, "routeConf") {
+		t.Errorf("/targets left_out for %s = %q, want the reason its routes are not read", fn, why)
+	}
+	t.Logf("left out: %s", why)
+	for i := 0; i < 4; i++ {
+		if status, _, err := tp.do("GET", "/users/alice"); err != nil || status != 200 {
+			t.Fatalf("GET /users/alice: %d %v", status, err)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if status, _, err := tp.do("GET", "/nope/12345"); err != nil || status != 404 {
+			t.Fatalf("GET /nope/12345: %d %v", status, err)
+		}
+	}
+	got := waitTotal(t, a, tp.service, 6, 15*time.Second)
+	want := map[httpKey]uint64{
+		{"GET", "200", "/users/alice", ""}: 4,
+		{"GET", "404", "/nope/{id}", ""}:   2,
+	}
+	for k, n := range want {
+		if got[k].count != n {
+			t.Errorf("%v: count %d, want %d", k, got[k].count, n)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("series:\n%s", dump(got))
+	}
+}
