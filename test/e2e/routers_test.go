@@ -8,7 +8,7 @@ import (
 )
 
 // The routers target (test/targets/routers): one service per router, built
-// with the routers' real modules, plain and stripped.
+// with the routers' real modules, plain and stripped, on two Go releases.
 var routerBuilds struct {
 	once     sync.Once
 	variants []variant
@@ -19,7 +19,7 @@ var routerBuilds struct {
 func routerVariants(t *testing.T) []variant {
 	t.Helper()
 	routerBuilds.once.Do(func() {
-		want := []matrixBuild{{"routers", "plain", 26}, {"routers", "stripped", 26}}
+		want := []matrixBuild{{"routers", "plain", 26}, {"routers", "stripped", 26}, {"routers", "stripped", 27}}
 		routerBuilds.variants, routerBuilds.skipped, routerBuilds.err = buildMatrix(env.ctx, want)
 	})
 	if routerBuilds.err != nil {
