@@ -135,7 +135,6 @@ func checkRouterProbed(t *testing.T, st targetStatus, fn string) {
 	t.Fatalf("no http_server family in %+v", st.Probes)
 }
 
-
 // TestRouterLeftOut runs a stripped gorilla/mux v1.6.2 service, whose
 // Route has no layout the agent can prove: the router's probe is left out
 // and /targets says why, and its requests are still counted exactly, with
