@@ -50,62 +50,78 @@ var routerCases = []routerCase{
 // ServeMux syntax: ":id" and "{id:[a-z0-9]+}" are "{id}"), sub-routers'
 // routes joined to their mount point, and that a request no route matched
 // keeps today's route from its path.
+//
+// Served through a ServeMux pattern "/" (Go 1.22+), a router's route
+// replaces the pattern, and a request no route matched keeps the pattern.
 func TestRouterRoutes(t *testing.T) {
 	requireBPF(t)
 	vs := routerVariants(t)
 	a := startAgent(t, "")
 	for _, v := range vs {
 		for _, rc := range routerCases {
-			t.Run(v.name+"/"+rc.router, func(t *testing.T) {
-				tp := startTarget(t, v.exe, uniqueService("rt-"+rc.router, v), "-router", rc.router)
-				st := a.waitTargeted(t, tp.pid, 10*time.Second)
-				checkRouterProbed(t, st, rc.probed)
-				mix := []struct {
-					path   string
-					n      int
-					status int
-				}{
-					{"/users/42", 3, 200},
-					{"/users/alice", 2, 200}, // not folded from the path: the route says {id}
-					{"/api/items/abc", 2, 200},
-					{"/files/a/b.txt", 2, 200},
-					{"/nope/12345", 3, 404}, // matches no route
-				}
-				sent := 0
-				for _, m := range mix {
-					for i := 0; i < m.n; i++ {
-						status, _, err := tp.do("GET", m.path)
-						if err != nil {
-							t.Fatalf("GET %s: %v (target stderr: %s)", m.path, err, tp.stderr.String())
-						}
-						if status != m.status {
-							t.Fatalf("GET %s: status %d, want %d", m.path, status, m.status)
-						}
-						sent++
+			for _, underMux := range []bool{false, true} {
+				name, args, notFound := v.name+"/"+rc.router, []string{"-router", rc.router}, "/nope/{id}"
+				if underMux {
+					if v.name != "go126-plain" {
+						continue
 					}
+					name, args, notFound = name+"/servemux", append(args, "-servemux"), "/"
 				}
-				want := map[httpKey]uint64{
-					{"GET", "200", "/users/{id}", ""}:       5,
-					{"GET", "200", "/api/items/{item}", ""}: 2,
-					{"GET", "200", rc.files, ""}:            2,
-					{"GET", "404", "/nope/{id}", ""}:        3,
-				}
-				got := waitTotal(t, a, tp.service, uint64(sent), 15*time.Second)
-				for k, n := range want {
-					if got[k].count != n {
-						t.Errorf("%v: count %d, want %d", k, got[k].count, n)
-					}
-				}
-				for k, se := range got {
-					if _, ok := want[k]; !ok {
-						t.Errorf("unexpected series %v count=%d", k, se.count)
-					}
-				}
-				if t.Failed() {
-					t.Logf("series of %s:\n%s", tp.service, dump(got))
-				}
-			})
+				t.Run(name, func(t *testing.T) { routerRoutes(t, a, v, rc, args, notFound) })
+			}
 		}
+	}
+}
+
+// routerRoutes drives the mix through one router and checks the counts;
+// notFound is the route of a request no route matched.
+func routerRoutes(t *testing.T, a *agentProc, v variant, rc routerCase, args []string, notFound string) {
+	tp := startTarget(t, v.exe, uniqueService("rt-"+rc.router, v), args...)
+	st := a.waitTargeted(t, tp.pid, 10*time.Second)
+	checkRouterProbed(t, st, rc.probed)
+	mix := []struct {
+		path   string
+		n      int
+		status int
+	}{
+		{"/users/42", 3, 200},
+		{"/users/alice", 2, 200}, // not folded from the path: the route says {id}
+		{"/api/items/abc", 2, 200},
+		{"/files/a/b.txt", 2, 200},
+		{"/nope/12345", 3, 404}, // matches no route
+	}
+	sent := 0
+	for _, m := range mix {
+		for i := 0; i < m.n; i++ {
+			status, _, err := tp.do("GET", m.path)
+			if err != nil {
+				t.Fatalf("GET %s: %v (target stderr: %s)", m.path, err, tp.stderr.String())
+			}
+			if status != m.status {
+				t.Fatalf("GET %s: status %d, want %d", m.path, status, m.status)
+			}
+			sent++
+		}
+	}
+	want := map[httpKey]uint64{
+		{"GET", "200", "/users/{id}", ""}:       5,
+		{"GET", "200", "/api/items/{item}", ""}: 2,
+		{"GET", "200", rc.files, ""}:            2,
+		{"GET", "404", notFound, ""}:            3,
+	}
+	got := waitTotal(t, a, tp.service, uint64(sent), 15*time.Second)
+	for k, n := range want {
+		if got[k].count != n {
+			t.Errorf("%v: count %d, want %d", k, got[k].count, n)
+		}
+	}
+	for k, se := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("unexpected series %v count=%d", k, se.count)
+		}
+	}
+	if t.Failed() {
+		t.Logf("series of %s:\n%s", tp.service, dump(got))
 	}
 }
 

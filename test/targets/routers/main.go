@@ -3,7 +3,7 @@
 // mux for gorilla/mux), whose route templates the agent must report as
 // http_route.
 //
-// Usage: routers -router NAME [-listen 127.0.0.1:PORT]
+// Usage: routers -router NAME [-servemux] [-listen 127.0.0.1:PORT]
 //
 // Every router serves the same routes, each written in its own syntax:
 //
@@ -11,8 +11,9 @@
 //	GET /api/items/{item}        a route of a sub-router mounted at /api
 //	GET /files/{path...}         a catch-all
 //
-// Anything else matches no route and is answered 404. Once it listens, it
-// prints "listening on ADDR" on stdout.
+// Anything else matches no route and is answered 404. With -servemux the
+// router is served through a net/http ServeMux's pattern "/". Once it
+// listens, it prints "listening on ADDR" on stdout.
 package main
 
 import (
@@ -33,6 +34,7 @@ import (
 func main() {
 	router := flag.String("router", "gin", "gin, chi, echo or mux")
 	listen := flag.String("listen", "127.0.0.1:0", "loopback address to listen on")
+	underMux := flag.Bool("servemux", false, "serve the router through a net/http ServeMux pattern \"/\"")
 	flag.Parse()
 	host, _, err := net.SplitHostPort(*listen)
 	if err != nil {
@@ -53,6 +55,11 @@ func main() {
 		h = muxRouter()
 	default:
 		log.Fatalf("unknown router %q: want gin, chi, echo or mux", *router)
+	}
+	if *underMux {
+		sm := http.NewServeMux()
+		sm.Handle("/", h)
+		h = sm
 	}
 	l, err := net.Listen("tcp", *listen)
 	if err != nil {
