@@ -36,6 +36,7 @@ enum http_server_flag {
 	HTTP_FLAG_HTTP2 = 8,
 	HTTP_FLAG_TLS = 16, // the request came over TLS (Request.TLS set)
 };
+const enum http_server_flag *unused_http_server_flag __attribute__((unused));
 
 // Routers whose route templates the family reads: the event's router says
 // which one wrote its pattern (0: the pattern is net/http's ServeMux's).
@@ -50,7 +51,6 @@ const enum http_router *unused_http_router __attribute__((unused));
 // CHI_PATTERNS_MAX bounds the chi patterns joined into one route: one per
 // nested router a request passed through.
 #define CHI_PATTERNS_MAX 4
-const enum http_server_flag *unused_http_server_flag __attribute__((unused));
 
 // Where the fields live in this process's binary: read from its DWARF or
 // runtime type data by the agent ((*symbols.Binary).StructFields).
