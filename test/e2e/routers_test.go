@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"crypto/tls"
+	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -67,16 +70,61 @@ func TestRouterRoutes(t *testing.T) {
 					}
 					name, args, notFound = name+"/servemux", append(args, "-servemux"), "/"
 				}
-				t.Run(name, func(t *testing.T) { routerRoutes(t, a, v, rc, args, notFound) })
+				t.Run(name, func(t *testing.T) { routerRoutes(t, a, v, rc, args, notFound, false) })
 			}
 		}
 	}
 }
 
+// TestRouterRoutesHTTP2 drives the same mix over HTTP/2 (TLS, net/http's
+// HTTP/2 server): the route is read on the stream's handler goroutine as
+// on a connection's.
+func TestRouterRoutesHTTP2(t *testing.T) {
+	requireBPF(t)
+	var v variant
+	for _, rv := range routerVariants(t) {
+		if rv.name == "go126-plain" {
+			v = rv
+		}
+	}
+	if v.exe == "" {
+		t.Fatal("no go126-plain build of the routers target")
+	}
+	a := startAgent(t, "")
+	for _, rc := range routerCases {
+		t.Run(rc.router, func(t *testing.T) {
+			routerRoutes(t, a, v, rc, []string{"-router", rc.router, "-tls"}, "/nope/{id}", true)
+		})
+	}
+}
+
 // routerRoutes drives the mix through one router and checks the counts;
-// notFound is the route of a request no route matched.
-func routerRoutes(t *testing.T, a *agentProc, v variant, rc routerCase, args []string, notFound string) {
+// notFound is the route of a request no route matched; h2 drives it over
+// HTTPS and HTTP/2.
+func routerRoutes(t *testing.T, a *agentProc, v variant, rc routerCase, args []string, notFound string, h2 bool) {
 	tp := startTarget(t, v.exe, uniqueService("rt-"+rc.router, v), args...)
+	do := func(path string) (int, error) {
+		status, _, err := tp.do("GET", path)
+		return status, err
+	}
+	if h2 {
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			Proxy: nil, ForceAttemptHTTP2: true,
+			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // the target's throwaway certificate
+		}}
+		defer c.CloseIdleConnections()
+		do = func(path string) (int, error) {
+			resp, err := c.Get("https://" + tp.addr + path)
+			if err != nil {
+				return 0, err
+			}
+			defer resp.Body.Close()
+			if resp.ProtoMajor != 2 {
+				return 0, fmt.Errorf("served over %s, want HTTP/2", resp.Proto)
+			}
+			return resp.StatusCode, nil
+		}
+	}
 	st := a.waitTargeted(t, tp.pid, 10*time.Second)
 	checkRouterProbed(t, st, rc.probed)
 	mix := []struct {
@@ -93,7 +141,7 @@ func routerRoutes(t *testing.T, a *agentProc, v variant, rc routerCase, args []s
 	sent := 0
 	for _, m := range mix {
 		for i := 0; i < m.n; i++ {
-			status, _, err := tp.do("GET", m.path)
+			status, err := do(m.path)
 			if err != nil {
 				t.Fatalf("GET %s: %v (target stderr: %s)", m.path, err, tp.stderr.String())
 			}
@@ -118,6 +166,13 @@ func routerRoutes(t *testing.T, a *agentProc, v variant, rc routerCase, args []s
 	for k, se := range got {
 		if _, ok := want[k]; !ok {
 			t.Errorf("unexpected series %v count=%d", k, se.count)
+		}
+	}
+	if h2 {
+		for k, se := range got {
+			if se.labels["url_scheme"] != "https" || se.labels["network_protocol_version"] != "2" {
+				t.Errorf("%v: url_scheme %q network_protocol_version %q, want https and 2", k, se.labels["url_scheme"], se.labels["network_protocol_version"])
+			}
 		}
 	}
 	if t.Failed() {

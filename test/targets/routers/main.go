@@ -3,7 +3,7 @@
 // mux for gorilla/mux), whose route templates the agent must report as
 // http_route.
 //
-// Usage: routers -router NAME [-servemux] [-listen 127.0.0.1:PORT]
+// Usage: routers -router NAME [-servemux] [-tls] [-listen 127.0.0.1:PORT]
 //
 // Every router serves the same routes, each written in its own syntax:
 //
@@ -12,14 +12,22 @@
 //	GET /files/{path...}         a catch-all
 //
 // Anything else matches no route and is answered 404. With -servemux the
-// router is served through a net/http ServeMux's pattern "/". Once it
+// router is served through a net/http ServeMux's pattern "/"; with -tls,
+// over HTTPS (HTTP/2 and HTTP/1.1). Once it
 // listens, it prints "listening on ADDR" on stdout.
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"flag"
 	"fmt"
 	"log"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -35,6 +43,7 @@ func main() {
 	router := flag.String("router", "gin", "gin, chi, echo or mux")
 	listen := flag.String("listen", "127.0.0.1:0", "loopback address to listen on")
 	underMux := flag.Bool("servemux", false, "serve the router through a net/http ServeMux pattern \"/\"")
+	useTLS := flag.Bool("tls", false, "serve HTTPS with a fresh self-signed certificate (HTTP/2 and HTTP/1.1)")
 	flag.Parse()
 	host, _, err := net.SplitHostPort(*listen)
 	if err != nil {
@@ -68,7 +77,37 @@ func main() {
 	fmt.Printf("listening on %s\n", l.Addr())
 	os.Stdout.Sync()
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	if *useTLS {
+		cert, err := selfSigned()
+		if err != nil {
+			log.Fatal(err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+		log.Fatal(srv.ServeTLS(l, "", ""))
+	}
 	log.Fatal(srv.Serve(l))
+}
+
+// selfSigned makes a throwaway certificate for 127.0.0.1.
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 func ginRouter() http.Handler {
