@@ -136,3 +136,18 @@ func TestRouterRoute(t *testing.T) {
 		}
 	}
 }
+
+// Whatever text a router's state holds, rendering it never panics and grows
+// it at most threefold ("*p" is "{p...}").
+func FuzzRouterRoute(f *testing.F) {
+	for _, s := range []string{"/users/:id", "/files/*path", "/api/*/x/{id:[0-9]{3}}", "{", "}{:", "/*/*/", ":", "*"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for syntax := ColonSyntax; syntax < routeSyntaxes; syntax++ {
+			if out := RouterRoute(syntax, s); len(out) > 3*len(s)+1 {
+				t.Errorf("RouterRoute(%d, %q) = %q: longer than the template allows", syntax, s, out)
+			}
+		}
+	})
+}
