@@ -42,7 +42,8 @@ var httpServerDuration = &aggregator.Metric{
 // The HTTP server is timed from serverHandler.ServeHTTP, which every
 // net/http request passes through, to the bookkeeping net/http does right
 // after the handler returns. Both are probed at an instruction the kernel
-// emulates, and no return site is needed: two cheap hits per request.
+// emulates, and no return site is needed: two cheap hits per request (one
+// more, also emulated, where a router's route is read: routers.go).
 //
 // Every program is idempotent: a start hit twice rewrites the same start, an
 // end hit twice finds its start gone the second time.
