@@ -134,6 +134,15 @@ func TestRouteLimit(t *testing.T) {
 	if r := a.str(sh.Route(tid, nil, []byte("GET /items/{id}"))); r != RouteOverflow {
 		t.Fatalf("patterns count against the bound too: got %q", r)
 	}
+	if r := a.str(sh.RouterRoute(tid, ColonSyntax, []byte("/users/:id"))); r != RouteOverflow {
+		t.Fatalf("routers' routes count against the bound too: got %q", r)
+	}
+	if r := a.str(sh.RouterRoute(tid, ColonSyntax, []byte("/a"))); r != "/a" {
+		t.Fatalf("a router's route already counted: got %q, want /a", r)
+	}
+	if r := a.str(sh.RouterRoute(other, ChiSyntax, []byte("/api/*/items/{id:[0-9]+}"))); r != "/api/items/{id}" {
+		t.Fatalf("chi route: got %q", r)
+	}
 }
 
 func TestExpireAfterGrace(t *testing.T) {

@@ -24,6 +24,108 @@ func PatternRoute(pattern string) string {
 	return pattern
 }
 
+// RouteSyntax names how a router writes its route templates.
+type RouteSyntax int
+
+const (
+	// ColonSyntax: gin and echo, "/users/:id", "/files/*path", "/static/*".
+	ColonSyntax RouteSyntax = 1 + iota
+	// ChiSyntax: chi, "/users/{id}", "/users/{id:[0-9]+}", "/files/*", and
+	// the patterns of nested routers joined ("/api/*" + "/items/{id}").
+	ChiSyntax
+	// BraceSyntax: gorilla/mux, "/users/{id}", "/users/{id:[0-9]+}".
+	BraceSyntax
+	routeSyntaxes
+)
+
+// RouterRoute renders a route template a router matched as an http_route
+// in ServeMux's syntax, the one OpenTelemetry's examples use: a parameter
+// is "{name}" whatever the router's syntax (":id" and "{id:[0-9]+}" both
+// become "{id}"), a named catch-all is "{name...}" (gin's "*path"), and an
+// unnamed catch-all stays "*" as written (chi's and echo's "/files/*").
+// chi's nested routers are joined as chi's own RoutePattern joins them.
+func RouterRoute(syntax RouteSyntax, template string) string {
+	switch syntax {
+	case ColonSyntax:
+		template = colonParams(template)
+	case ChiSyntax:
+		for strings.Contains(template, "/*/") {
+			template = strings.ReplaceAll(template, "/*/", "/")
+		}
+		if template != "/" {
+			template = strings.TrimSuffix(strings.TrimSuffix(template, "//"), "/")
+		}
+		template = braceParams(template)
+	case BraceSyntax:
+		template = braceParams(template)
+	}
+	if template == "" {
+		return "/"
+	}
+	return template
+}
+
+// colonParams rewrites ":name" segments as "{name}" and a final "*name" as
+// "{name...}".
+func colonParams(t string) string {
+	if !strings.ContainsAny(t, ":*") {
+		return t
+	}
+	var b strings.Builder
+	for i, seg := range strings.Split(t, "/") {
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		switch {
+		case len(seg) > 1 && seg[0] == ':':
+			b.WriteString("{" + seg[1:] + "}")
+		case len(seg) > 1 && seg[0] == '*':
+			b.WriteString("{" + seg[1:] + "...}")
+		default:
+			b.WriteString(seg)
+		}
+	}
+	return b.String()
+}
+
+// braceParams drops the regular expression of "{name:regexp}" parameters,
+// whose braces may nest ("{id:[0-9]{3}}"), keeping "{name}".
+func braceParams(t string) string {
+	if !strings.Contains(t, ":") {
+		return t
+	}
+	var b strings.Builder
+	for i := 0; i < len(t); i++ {
+		if t[i] != '{' {
+			b.WriteByte(t[i])
+			continue
+		}
+		depth, end := 0, -1
+		for j := i; j < len(t); j++ {
+			if t[j] == '{' {
+				depth++
+			} else if t[j] == '}' {
+				depth--
+				if depth == 0 {
+					end = j
+					break
+				}
+			}
+		}
+		if end < 0 { // unbalanced: keep the rest as written
+			b.WriteString(t[i:])
+			break
+		}
+		name := t[i+1 : end]
+		if c := strings.IndexByte(name, ':'); c >= 0 {
+			name = name[:c]
+		}
+		b.WriteString("{" + strings.TrimSpace(name) + "}")
+		i = end
+	}
+	return b.String()
+}
+
 // Templates are user-configured route templates such as
 // "/api/users/{user}/orders/{order}". A segment "{name}" matches any one
 // segment; a final "{name...}" matches the rest of the path.

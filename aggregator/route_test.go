@@ -105,3 +105,49 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+func TestRouterRoute(t *testing.T) {
+	for _, c := range []struct {
+		syntax RouteSyntax
+		in     string
+		want   string
+	}{
+		{ColonSyntax, "/users/:id", "/users/{id}"},
+		{ColonSyntax, "/users/:id/orders/:order", "/users/{id}/orders/{order}"},
+		{ColonSyntax, "/files/*path", "/files/{path...}"},
+		{ColonSyntax, "/static/*", "/static/*"},
+		{ColonSyntax, "/", "/"},
+		{ColonSyntax, "", "/"},
+		{ColonSyntax, "/a:b", "/a:b"},
+		{ChiSyntax, "/users/{id}", "/users/{id}"},
+		{ChiSyntax, "/api/*/items/{item}", "/api/items/{item}"},
+		{ChiSyntax, "/a/*/b/*/c/{id:[0-9]+}", "/a/b/c/{id}"},
+		{ChiSyntax, "/files/*", "/files/*"},
+		{ChiSyntax, "/api/*/", "/api"},
+		{ChiSyntax, "/", "/"},
+		{BraceSyntax, "/users/{id:[0-9]+}", "/users/{id}"},
+		{BraceSyntax, "/users/{id:[0-9]{3}}/x", "/users/{id}/x"},
+		{BraceSyntax, "/users/{id}", "/users/{id}"},
+		{BraceSyntax, "/files/", "/files/"},
+		{BraceSyntax, "/bad/{id:[0-9]+", "/bad/{id:[0-9]+"},
+	} {
+		if got := RouterRoute(c.syntax, c.in); got != c.want {
+			t.Errorf("RouterRoute(%d, %q) = %q, want %q", c.syntax, c.in, got, c.want)
+		}
+	}
+}
+
+// Whatever text a router's state holds, rendering it never panics and grows
+// it at most threefold ("*p" is "{p...}").
+func FuzzRouterRoute(f *testing.F) {
+	for _, s := range []string{"/users/:id", "/files/*path", "/api/*/x/{id:[0-9]{3}}", "{", "}{:", "/*/*/", ":", "*"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for syntax := ColonSyntax; syntax < routeSyntaxes; syntax++ {
+			if out := RouterRoute(syntax, s); len(out) > 3*len(s)+1 {
+				t.Errorf("RouterRoute(%d, %q) = %q: longer than the template allows", syntax, s, out)
+			}
+		}
+	})
+}

@@ -30,6 +30,7 @@ type Shard struct {
 type routeCache struct {
 	paths    map[string]Value
 	patterns map[string]Value
+	routers  [routeSyntaxes]map[string]Value // by RouteSyntax
 }
 
 type series struct {
@@ -126,6 +127,35 @@ func (s *Shard) Route(t TargetID, path, pattern []byte) Value {
 		rc.paths = map[string]Value{}
 	}
 	rc.paths[p] = v
+	return v
+}
+
+// RouterRoute returns the http_route value of a route template a router
+// matched, written in that router's syntax (see RouterRoute).
+func (s *Shard) RouterRoute(t TargetID, syntax RouteSyntax, template []byte) Value {
+	if syntax <= 0 || syntax >= routeSyntaxes {
+		return s.Route(t, template, nil) // unknown syntax: today's route from the text
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rc := s.routes[t]
+	if rc == nil {
+		rc = &routeCache{paths: map[string]Value{}, patterns: map[string]Value{}}
+		s.routes[t] = rc
+	}
+	m := rc.routers[syntax]
+	if m == nil {
+		m = map[string]Value{}
+		rc.routers[syntax] = m
+	}
+	if v, ok := m[string(template)]; ok {
+		return v
+	}
+	p := string(template)
+	v := s.agg.routeValue(s.service(t), RouterRoute(syntax, p))
+	if len(m) < pathCacheLimit {
+		m[p] = v
+	}
 	return v
 }
 

@@ -12,6 +12,14 @@
 //           net/http.(*http2serverConn).runHandler.func1 (HTTP/2 stream's deferred func, which
 //                                                      also calls handlerDone: it ends a request only
 //                                                      while the goroutine unwinds a panic)
+//   route:  the route template a router matched, read from the router's own
+//           state on the request's goroutine after the handler ran and before
+//           the request ends (one emulated CALL site per request):
+//           gin      (*Engine).ServeHTTP's CALL sync.(*Pool).Put   (Context.fullPath)
+//           chi      (*Mux).ServeHTTP's CALL sync.(*Pool).Put      (Context.RoutePatterns)
+//           echo     (*Echo).ServeHTTP's CALL sync.(*Pool).Put     (context.path)
+//           gorilla  (*Router).ServeHTTP's CALL requestWithRoute   (Route's path template;
+//                    before the handler, on the matched route only)
 
 #include "common.h"
 
@@ -29,6 +37,20 @@ enum http_server_flag {
 	HTTP_FLAG_TLS = 16, // the request came over TLS (Request.TLS set)
 };
 const enum http_server_flag *unused_http_server_flag __attribute__((unused));
+
+// Routers whose route templates the family reads: the event's router says
+// which one wrote its pattern (0: the pattern is net/http's ServeMux's).
+enum http_router {
+	HTTP_ROUTER_GIN = 1,
+	HTTP_ROUTER_CHI = 2,
+	HTTP_ROUTER_ECHO = 3,
+	HTTP_ROUTER_MUX = 4,
+};
+const enum http_router *unused_http_router __attribute__((unused));
+
+// CHI_PATTERNS_MAX bounds the chi patterns joined into one route: one per
+// nested router a request passed through.
+#define CHI_PATTERNS_MAX 4
 
 // Where the fields live in this process's binary: read from its DWARF or
 // runtime type data by the agent ((*symbols.Binary).StructFields).
@@ -49,8 +71,13 @@ struct http_server_offsets {
 	u64 h2_status;         // net/http.http2responseWriterState.status
 	u64 h2_wrote_header;   // net/http.http2responseWriterState.wroteHeader
 	u64 g_panic;           // runtime.g._panic: set while a panic or Goexit unwinds
+	u64 gin_full_path;     // github.com/gin-gonic/gin.Context.fullPath
+	u64 chi_patterns;      // github.com/go-chi/chi/v5.Context.RoutePatterns
+	u64 echo_path;         // github.com/labstack/echo/v4.context.path
+	u64 mux_path;          // github.com/gorilla/mux.Route.routeConf + routeConf.regexp + routeRegexpGroup.path
+	u64 mux_template;      // github.com/gorilla/mux.routeRegexp.template
 	u32 pattern_kind;      // 0: no ServeMux patterns (before Go 1.22)
-	u32 _pad;
+	u32 routers;           // nonzero when a router's route probe is attached
 };
 
 struct http_start {
@@ -63,7 +90,7 @@ struct http_server_event {
 	struct event_header hdr;
 	u16 status;
 	u8 method_len;
-	u8 _pad;
+	u8 router; // enum http_router that wrote pattern, 0 for ServeMux's
 	u16 path_len;
 	u16 pattern_len;
 	u8 proto_major; // Request.ProtoMajor and ProtoMinor, 255 where larger
@@ -91,6 +118,35 @@ struct {
 	__type(key, struct goroutine_key);
 	__type(value, struct http_start);
 } http_server_starts SEC(".maps");
+
+// The route a router matched, recorded on the request's goroutine until the
+// request ends. start_ns ties it to one request: a route left behind by a
+// request that never ended is never given to the next one.
+struct http_route {
+	u64 start_ns;
+	u16 len;
+	u8 router;
+	u8 _pad[5];
+	char route[2 * HTTP_PATTERN_MAX]; // room for a bounded append past the end
+};
+
+// Routes recorded and not yet consumed: a route lives from its router's
+// probe to the end of its request on the same goroutine. LRU: an entry
+// whose request never ended is evicted first.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct goroutine_key);
+	__type(value, struct http_route);
+} http_server_routes SEC(".maps");
+
+// A route is built here, not on the BPF stack (512 bytes).
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct http_route);
+} http_route_scratch SEC(".maps");
 
 // Dummy use so that bpf2go emits the Go types of the event and offsets.
 const struct http_server_event *unused_http_server_event __attribute__((unused));
@@ -123,7 +179,7 @@ static __always_inline void emit(struct goroutine_key *k, struct http_start *s,
 	e->hdr.start_ns = s->start_ns;
 	e->hdr.end_ns = bpf_ktime_get_ns();
 	e->status = status;
-	e->_pad = 0;
+	e->router = 0;
 	u64 req = s->req;
 	// Each read from the program costs ~70 ns: Method's header, the URL
 	// pointer, Proto's header and ProtoMajor/ProtoMinor beside them (the
@@ -159,6 +215,19 @@ static __always_inline void emit(struct goroutine_key *k, struct http_start *s,
 		u64 pat = read_u64(req + off->req_pattern);
 		if (pat)
 			e->pattern_len = read_go_string(e->pattern, HTTP_PATTERN_MAX, pat + off->pattern_str);
+	}
+	// A router's route, when one was recorded for this very request,
+	// replaces the ServeMux pattern: it is the handler's own route.
+	if (off->routers) {
+		struct http_route *r = bpf_map_lookup_elem(&http_server_routes, k);
+		if (r) {
+			if (r->start_ns == s->start_ns && r->len > 0 && r->len < HTTP_PATTERN_MAX) {
+				__builtin_memcpy(e->pattern, r->route, HTTP_PATTERN_MAX);
+				e->pattern_len = r->len;
+				e->router = r->router;
+			}
+			bpf_map_delete_elem(&http_server_routes, k);
+		}
 	}
 	e->path_len = 0;
 	if (e->pattern_len == 0 && rq.url)
@@ -266,4 +335,124 @@ SEC("uprobe/http2_server_abort")
 int uprobe_http2_server_abort(struct go_regs *ctx)
 {
 	return finish_http2(ctx, HTTP_FLAG_PANIC);
+}
+
+// append_string appends the Go string whose header sits at addr to r's
+// route; 0 when it cannot be read or the route would not fit an event
+// (a cut route would be a wrong label: the request keeps today's route).
+static __always_inline int append_string(struct http_route *r, u64 addr)
+{
+	struct {
+		u64 ptr;
+		s64 len;
+	} s;
+	if (bpf_probe_read_user(&s, sizeof(s), (void *)addr) != 0)
+		return 0;
+	if (s.len < 0 || (s.len > 0 && s.ptr == 0))
+		return 0;
+	u64 at = r->len;
+	u64 n = (u64)s.len;
+	if (at + n >= HTTP_PATTERN_MAX)
+		return 0;
+	// Bounds the verifier sees (the compiler would drop them after the
+	// check above): at + n stays inside route's 2 * HTTP_PATTERN_MAX.
+	asm volatile("" : "+r"(at), "+r"(n));
+	at &= HTTP_PATTERN_MAX - 1;
+	n &= HTTP_PATTERN_MAX - 1;
+	if (n > 0 && bpf_probe_read_user(r->route + at, n, (void *)s.ptr) != 0)
+		return 0;
+	r->len = at + n;
+	return 1;
+}
+
+// record_route stores the route the router matched for the request running
+// on this goroutine. obj is the router's per-request state (gin, chi, echo)
+// or the matched route (gorilla/mux), read where the agent proved its
+// fields' offsets (probes that cannot be proven are left out).
+static __always_inline int record_route(struct go_regs *ctx, u8 router, u64 obj)
+{
+	struct goroutine_key k = {.tgid = current_tgid(), .g = GO_G(ctx)};
+	struct http_start *sp = bpf_map_lookup_elem(&http_server_starts, &k);
+	if (!sp || !obj)
+		return 0;
+	const struct http_server_offsets *off = bpf_map_lookup_elem(&http_server_config, &k.tgid);
+	if (!off)
+		return 0;
+	u32 zero = 0;
+	struct http_route *r = bpf_map_lookup_elem(&http_route_scratch, &zero);
+	if (!r)
+		return 0;
+	r->start_ns = sp->start_ns;
+	r->router = router;
+	r->len = 0;
+	int ok = 0;
+	switch (router) {
+	case HTTP_ROUTER_GIN:
+		ok = append_string(r, obj + off->gin_full_path);
+		break;
+	case HTTP_ROUTER_ECHO:
+		ok = append_string(r, obj + off->echo_path);
+		break;
+	case HTTP_ROUTER_MUX: {
+		u64 re = read_u64(obj + off->mux_path);
+		ok = re && append_string(r, re + off->mux_template);
+		break;
+	}
+	case HTTP_ROUTER_CHI: {
+		// RoutePatterns: one pattern per router the request passed
+		// through, joined as chi's RoutePattern joins them (the
+		// decoder removes the "/*" between a mount and its sub-router).
+		struct {
+			u64 ptr;
+			s64 len;
+			s64 cap;
+		} sl;
+		if (bpf_probe_read_user(&sl, sizeof(sl), (void *)(obj + off->chi_patterns)) != 0)
+			break;
+		if (sl.len <= 0 || sl.len > CHI_PATTERNS_MAX || sl.ptr == 0)
+			break;
+		ok = 1;
+		for (int i = 0; i < CHI_PATTERNS_MAX; i++) {
+			if (i >= sl.len)
+				break;
+			if (!append_string(r, sl.ptr + 16 * i)) {
+				ok = 0;
+				break;
+			}
+		}
+		break;
+	}
+	}
+	// No route (a request that matched none: gin, chi and echo leave it
+	// empty) keeps today's route, from the path.
+	if (!ok || r->len == 0)
+		return 0;
+	bpf_map_update_elem(&http_server_routes, &k, r, BPF_ANY);
+	return 0;
+}
+
+// sync.(*Pool).Put(pool, x any): the router's context is x's data word.
+SEC("uprobe/http_route_gin")
+int uprobe_http_route_gin(struct go_regs *ctx)
+{
+	return record_route(ctx, HTTP_ROUTER_GIN, GO_ARG3(ctx));
+}
+
+SEC("uprobe/http_route_chi")
+int uprobe_http_route_chi(struct go_regs *ctx)
+{
+	return record_route(ctx, HTTP_ROUTER_CHI, GO_ARG3(ctx));
+}
+
+SEC("uprobe/http_route_echo")
+int uprobe_http_route_echo(struct go_regs *ctx)
+{
+	return record_route(ctx, HTTP_ROUTER_ECHO, GO_ARG3(ctx));
+}
+
+// gorilla/mux's requestWithRoute(r *http.Request, route *Route).
+SEC("uprobe/http_route_mux")
+int uprobe_http_route_mux(struct go_regs *ctx)
+{
+	return record_route(ctx, HTTP_ROUTER_MUX, GO_ARG2(ctx));
 }

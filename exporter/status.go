@@ -29,7 +29,7 @@ th{background:#f4f4f4}.err{color:#b00}td.n{text-align:right;font-variant-numeric
 {{end}}<h2>Instrumented programs ({{len .Targets}})</h2>
 <table id="targets"><tr><th>PID</th><th>Service</th><th>Executable</th><th>Go</th><th>Probes</th></tr>
 {{range .Targets}}<tr class="target" data-pid="{{.PID}}"><td>{{.PID}}</td><td>{{.ServiceName}}{{with .Kubernetes}}<div>{{.k8s_namespace_name}}/{{.k8s_pod_name}}{{with .k8s_container_name}} ({{.}}){{end}}</div>{{end}}</td><td>{{.Exe}}</td><td>{{.GoVersion}}</td><td>
-{{range .Probes}}<div>{{.Family}}{{if .Error}} <span class="err">error: {{.Error}}</span>{{else}}: {{len .Sites}} functions{{end}}{{range .Left}}<div class="err">left out: {{.}}</div>{{end}}</div>{{else}}none{{end}}</td></tr>
+{{range .Probes}}<div>{{.Family}}{{if .Error}} <span class="err">error: {{.Error}}</span>{{else}}: <details><summary>{{len .Sites}} functions</summary>{{range .Sites}}<div>{{.}}</div>{{end}}</details>{{end}}{{range .Left}}<div class="err">left out: {{.}}</div>{{end}}</div>{{else}}none{{end}}</td></tr>
 {{else}}<tr><td colspan="5">No Go program instrumented yet.</td></tr>
 {{end}}</table>
 <h2>Skipped programs ({{len .Skipped}})</h2>

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"encoding/json"
+	"html"
 	"io"
 	"net/http/httptest"
 	"strings"
@@ -92,6 +93,31 @@ func TestInvalidEventsShown(t *testing.T) {
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+// The status page lists the functions each family probes in a program: a
+// router whose routes become http_route shows there by its function.
+func TestStatusListsProbedFunctions(t *testing.T) {
+	h, _ := testMetrics()
+	st := fixedState{targets: []Target{{PID: 7, ServiceName: "api", Exe: "/srv/api", GoVersion: "go1.26.0", Probes: []ProbeStatus{
+		{Family: "http_server", Sites: []string{"net/http.serverHandler.ServeHTTP+0x6", "github.com/gin-gonic/gin.(*Engine).ServeHTTP+0x1a0"},
+			Left: []string{"github.com/gorilla/mux.(*Router).ServeHTTP: gorilla/mux routes not read (http_route from the path instead): no call"}},
+	}}}}
+	agg := aggregator.New([]*aggregator.Metric{h}, aggregator.Options{})
+	s, err := New(agg, st, Options{Logger: newDiscardLogger(io.Discard)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := html.UnescapeString(get(t, s, "/"))
+	for _, want := range []string{
+		"2 functions",
+		"github.com/gin-gonic/gin.(*Engine).ServeHTTP+0x1a0",
+		"left out: github.com/gorilla/mux.(*Router).ServeHTTP: gorilla/mux routes not read",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("status page lacks %q", want)
 		}
 	}
 }

@@ -20,6 +20,15 @@ type bpfGoroutineKey struct {
 	G    uint64
 }
 
+type bpfHttpRoute struct {
+	_       structs.HostLayout
+	StartNs uint64
+	Len     uint16
+	Router  uint8
+	Pad     [5]uint8
+	Route   [256]int8
+}
+
 type bpfHttpServerEvent struct {
 	_   structs.HostLayout
 	Hdr struct {
@@ -32,7 +41,7 @@ type bpfHttpServerEvent struct {
 	}
 	Status     uint16
 	MethodLen  uint8
-	Pad        uint8
+	Router     uint8
 	PathLen    uint16
 	PatternLen uint16
 	ProtoMajor uint8
@@ -61,8 +70,13 @@ type bpfHttpServerOffsets struct {
 	H2Status        uint64
 	H2WroteHeader   uint64
 	G_panic         uint64
+	GinFullPath     uint64
+	ChiPatterns     uint64
+	EchoPath        uint64
+	MuxPath         uint64
+	MuxTemplate     uint64
 	PatternKind     uint32
-	Pad             uint32
+	Routers         uint32
 }
 
 type bpfHttpStart struct {
@@ -76,16 +90,23 @@ type bpfHttpStart struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	bpfMapHttpRouteScratch         = "http_route_scratch"
 	bpfMapHttpServerConfig         = "http_server_config"
+	bpfMapHttpServerRoutes         = "http_server_routes"
 	bpfMapHttpServerStarts         = "http_server_starts"
 	bpfMapLost                     = "lost"
 	bpfMapRings                    = "rings"
 	bpfProgUprobeHttp2ServerAbort  = "uprobe_http2_server_abort"
 	bpfProgUprobeHttp2ServerFinish = "uprobe_http2_server_finish"
+	bpfProgUprobeHttpRouteChi      = "uprobe_http_route_chi"
+	bpfProgUprobeHttpRouteEcho     = "uprobe_http_route_echo"
+	bpfProgUprobeHttpRouteGin      = "uprobe_http_route_gin"
+	bpfProgUprobeHttpRouteMux      = "uprobe_http_route_mux"
 	bpfProgUprobeHttpServerAbort   = "uprobe_http_server_abort"
 	bpfProgUprobeHttpServerFinish  = "uprobe_http_server_finish"
 	bpfProgUprobeHttpServerStart   = "uprobe_http_server_start"
 	bpfVarUnusedFamily             = "unused_family"
+	bpfVarUnusedHttpRouter         = "unused_http_router"
 	bpfVarUnusedHttpServerEvent    = "unused_http_server_event"
 	bpfVarUnusedHttpServerFlag     = "unused_http_server_flag"
 	bpfVarWakeBytes                = "wake_bytes"
@@ -135,6 +156,10 @@ type bpfSpecs struct {
 type bpfProgramSpecs struct {
 	UprobeHttp2ServerAbort  *ebpf.ProgramSpec `ebpf:"uprobe_http2_server_abort"`
 	UprobeHttp2ServerFinish *ebpf.ProgramSpec `ebpf:"uprobe_http2_server_finish"`
+	UprobeHttpRouteChi      *ebpf.ProgramSpec `ebpf:"uprobe_http_route_chi"`
+	UprobeHttpRouteEcho     *ebpf.ProgramSpec `ebpf:"uprobe_http_route_echo"`
+	UprobeHttpRouteGin      *ebpf.ProgramSpec `ebpf:"uprobe_http_route_gin"`
+	UprobeHttpRouteMux      *ebpf.ProgramSpec `ebpf:"uprobe_http_route_mux"`
 	UprobeHttpServerAbort   *ebpf.ProgramSpec `ebpf:"uprobe_http_server_abort"`
 	UprobeHttpServerFinish  *ebpf.ProgramSpec `ebpf:"uprobe_http_server_finish"`
 	UprobeHttpServerStart   *ebpf.ProgramSpec `ebpf:"uprobe_http_server_start"`
@@ -144,7 +169,9 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
+	HttpRouteScratch *ebpf.MapSpec `ebpf:"http_route_scratch"`
 	HttpServerConfig *ebpf.MapSpec `ebpf:"http_server_config"`
+	HttpServerRoutes *ebpf.MapSpec `ebpf:"http_server_routes"`
 	HttpServerStarts *ebpf.MapSpec `ebpf:"http_server_starts"`
 	Lost             *ebpf.MapSpec `ebpf:"lost"`
 	Rings            *ebpf.MapSpec `ebpf:"rings"`
@@ -155,6 +182,7 @@ type bpfMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
 	UnusedFamily          *ebpf.VariableSpec `ebpf:"unused_family"`
+	UnusedHttpRouter      *ebpf.VariableSpec `ebpf:"unused_http_router"`
 	UnusedHttpServerEvent *ebpf.VariableSpec `ebpf:"unused_http_server_event"`
 	UnusedHttpServerFlag  *ebpf.VariableSpec `ebpf:"unused_http_server_flag"`
 	WakeBytes             *ebpf.VariableSpec `ebpf:"wake_bytes"`
@@ -180,7 +208,9 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
+	HttpRouteScratch *ebpf.Map `ebpf:"http_route_scratch"`
 	HttpServerConfig *ebpf.Map `ebpf:"http_server_config"`
+	HttpServerRoutes *ebpf.Map `ebpf:"http_server_routes"`
 	HttpServerStarts *ebpf.Map `ebpf:"http_server_starts"`
 	Lost             *ebpf.Map `ebpf:"lost"`
 	Rings            *ebpf.Map `ebpf:"rings"`
@@ -188,7 +218,9 @@ type bpfMaps struct {
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
+		m.HttpRouteScratch,
 		m.HttpServerConfig,
+		m.HttpServerRoutes,
 		m.HttpServerStarts,
 		m.Lost,
 		m.Rings,
@@ -200,6 +232,7 @@ func (m *bpfMaps) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
 	UnusedFamily          *ebpf.Variable `ebpf:"unused_family"`
+	UnusedHttpRouter      *ebpf.Variable `ebpf:"unused_http_router"`
 	UnusedHttpServerEvent *ebpf.Variable `ebpf:"unused_http_server_event"`
 	UnusedHttpServerFlag  *ebpf.Variable `ebpf:"unused_http_server_flag"`
 	WakeBytes             *ebpf.Variable `ebpf:"wake_bytes"`
@@ -211,6 +244,10 @@ type bpfVariables struct {
 type bpfPrograms struct {
 	UprobeHttp2ServerAbort  *ebpf.Program `ebpf:"uprobe_http2_server_abort"`
 	UprobeHttp2ServerFinish *ebpf.Program `ebpf:"uprobe_http2_server_finish"`
+	UprobeHttpRouteChi      *ebpf.Program `ebpf:"uprobe_http_route_chi"`
+	UprobeHttpRouteEcho     *ebpf.Program `ebpf:"uprobe_http_route_echo"`
+	UprobeHttpRouteGin      *ebpf.Program `ebpf:"uprobe_http_route_gin"`
+	UprobeHttpRouteMux      *ebpf.Program `ebpf:"uprobe_http_route_mux"`
 	UprobeHttpServerAbort   *ebpf.Program `ebpf:"uprobe_http_server_abort"`
 	UprobeHttpServerFinish  *ebpf.Program `ebpf:"uprobe_http_server_finish"`
 	UprobeHttpServerStart   *ebpf.Program `ebpf:"uprobe_http_server_start"`
@@ -220,6 +257,10 @@ func (p *bpfPrograms) Close() error {
 	return _BpfClose(
 		p.UprobeHttp2ServerAbort,
 		p.UprobeHttp2ServerFinish,
+		p.UprobeHttpRouteChi,
+		p.UprobeHttpRouteEcho,
+		p.UprobeHttpRouteGin,
+		p.UprobeHttpRouteMux,
 		p.UprobeHttpServerAbort,
 		p.UprobeHttpServerFinish,
 		p.UprobeHttpServerStart,

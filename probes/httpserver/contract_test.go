@@ -28,6 +28,10 @@ func contract() bpfcheck.Family {
 			{Name: "HTTP_FLAG_PANIC", Value: httpFlagPanic},
 			{Name: "HTTP_FLAG_STATUS", Value: httpFlagStatus},
 			{Name: "HTTP_FLAG_HTTP2", Value: httpFlagHTTP2},
+			{Name: "HTTP_ROUTER_GIN", Value: httpRouterGin},
+			{Name: "HTTP_ROUTER_CHI", Value: httpRouterChi},
+			{Name: "HTTP_ROUTER_ECHO", Value: httpRouterEcho},
+			{Name: "HTTP_ROUTER_MUX", Value: httpRouterMux},
 		},
 	}
 }

@@ -69,6 +69,15 @@ func TestDecodeRefusesImplausibleEvents(t *testing.T) {
 		{"server pattern invalid UTF-8", serverEvent(func(e *bpfHttpServerEvent) {
 			e.PatternLen = uint16(setChars(e.Pattern[:], "GET /\xc3\x28"))
 		}), probes.InvalidUTF8, "utf8"},
+		{"server unknown router", serverEvent(func(e *bpfHttpServerEvent) {
+			e.Router = 7
+			e.PatternLen = uint16(setChars(e.Pattern[:], "/users/:id"))
+		}), probes.Malformed, ""},
+		{"server router without a route", serverEvent(func(e *bpfHttpServerEvent) { e.Router = httpRouterGin }), probes.Malformed, ""},
+		{"server router route invalid UTF-8", serverEvent(func(e *bpfHttpServerEvent) {
+			e.Router = httpRouterChi
+			e.PatternLen = uint16(setChars(e.Pattern[:], "/\xc3\x28/{id}"))
+		}), probes.InvalidUTF8, "utf8"},
 		{"server end before start", serverEvent(func(e *bpfHttpServerEvent) { e.Hdr.StartNs, e.Hdr.EndNs = 3000000, 1000000 }), probes.InvalidDuration, "duration"},
 		{"server a day long", serverEvent(func(e *bpfHttpServerEvent) { e.Hdr.EndNs = e.Hdr.StartNs + uint64(25*time.Hour) }), probes.InvalidDuration, "duration"},
 	}
@@ -184,5 +193,43 @@ func TestDecodeSchemeAndVersion(t *testing.T) {
 	}
 	if l := httpServerDuration.Labels; l[4] != "url_scheme" || l[5] != "network_protocol_version" {
 		t.Errorf("labels %v", l)
+	}
+}
+
+// A route a router recorded is the request's http_route, in ServeMux
+// syntax whatever the router's; without one the path's route stays; the
+// routes of a service stay bounded (http.route_limit).
+func TestDecodeRouterRoutes(t *testing.T) {
+	r := newDecoderRig(t)
+	for _, c := range []struct {
+		router uint8
+		route  string
+		want   string
+	}{
+		{httpRouterGin, "/users/:id", "/users/{id}"},
+		{httpRouterGin, "/files/*path", "/files/{path...}"},
+		{httpRouterEcho, "/users/:id", "/users/{id}"},
+		{httpRouterChi, "/api/*/items/{item}", "/api/items/{item}"},
+		{httpRouterMux, "/orders/{order:[0-9]+}", "/orders/{order}"},
+		{0, "", "/items/{id}"}, // no route recorded: the path, folded
+	} {
+		raw := serverEvent(func(e *bpfHttpServerEvent) {
+			e.PathLen = uint16(setChars(e.Path[:], "/items/42"))
+			e.PatternLen = uint16(setChars(e.Pattern[:], c.route))
+			e.Router = c.router
+		})
+		if v := r.Decode(r.Sh, r.TID, raw); v != probes.Decoded {
+			t.Fatalf("%q: verdict %d, want decoded", c.route, v)
+		}
+		if allocs := testing.AllocsPerRun(50, func() { r.Decode(r.Sh, r.TID, raw) }); allocs != 0 {
+			t.Errorf("%q: %v allocations per event, want 0", c.route, allocs)
+		}
+		found := false
+		for _, p := range r.Agg.Snapshot() {
+			found = found || p.Labels[2] == c.want
+		}
+		if !found {
+			t.Errorf("router %d route %q: no series with http_route %q", c.router, c.route, c.want)
+		}
 	}
 }

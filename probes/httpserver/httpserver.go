@@ -42,7 +42,8 @@ var httpServerDuration = &aggregator.Metric{
 // The HTTP server is timed from serverHandler.ServeHTTP, which every
 // net/http request passes through, to the bookkeeping net/http does right
 // after the handler returns. Both are probed at an instruction the kernel
-// emulates, and no return site is needed: two cheap hits per request.
+// emulates, and no return site is needed: two cheap hits per request (one
+// more, also emulated, where a router's route is read: routers.go).
 //
 // Every program is idempotent: a start hit twice rewrites the same start, an
 // end hit twice finds its start gone the second time.
@@ -57,6 +58,10 @@ var Probes = []probes.Probe{
 	{Function: h2Internal.handlerDone, Program: "uprobe_http2_server_finish", Optional: true, Idempotent: true},
 	{Function: h2Internal.runHandler, Program: "uprobe_http2_server_abort", Optional: true, Idempotent: true},
 }
+
+// probeList is every probe of the family: net/http's, then the routers'
+// (routers.go), each optional.
+var probeList = append(append([]probes.Probe(nil), Probes...), routerProbes()...)
 
 // Metrics returns the family's metrics, for the aggregator.
 func Metrics() []*aggregator.Metric {
@@ -87,7 +92,7 @@ func Family() *probes.Family {
 		Name:      "http_server",
 		Kind:      kindHTTPServer,
 		Anchor:    "net/http.serverHandler.ServeHTTP",
-		Probes:    Probes,
+		Probes:    probeList,
 		Spec:      loadBpf,
 		ConfigMap: "http_server_config",
 		StartMap:  "http_server_starts",
@@ -154,6 +159,7 @@ func httpServerOffsets(b *symbols.Binary) (any, error) {
 	if h2, err := http2Offsets(b); err == nil {
 		o.H2Rws, o.H2Status, o.H2WroteHeader = h2[0], h2[1], h2[2]
 	}
+	routerOffsets(b, &o)
 	return &o, nil
 }
 
@@ -200,15 +206,17 @@ func http2Offsets(b *symbols.Binary) ([3]uint64, error) {
 
 // httpServerLeaveOut leaves the HTTP/2 probes out of a program whose HTTP/2
 // struct offsets are not proven: its programs would read garbage.
+// Routers whose fields or call site cannot be proven are left out too.
 func httpServerLeaveOut(b *symbols.Binary) map[string]string {
+	var o bpfHttpServerOffsets
+	left := routerOffsets(b, &o)
 	if _, err := http2Offsets(b); err != nil {
 		why := "HTTP/2 requests not measured: " + err.Error()
-		return map[string]string{
-			h2Bundled.handlerDone: why, h2Bundled.runHandler: why,
-			h2Internal.handlerDone: why, h2Internal.runHandler: why,
+		for _, f := range []string{h2Bundled.handlerDone, h2Bundled.runHandler, h2Internal.handlerDone, h2Internal.runHandler} {
+			left[f] = why
 		}
 	}
-	return nil
+	return left
 }
 
 // decodeHTTPServer folds one http_server_event into a shard. Every value
@@ -253,6 +261,16 @@ func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) p
 	if !ok {
 		return probes.InvalidUTF8
 	}
+	// A router's route (routers.go) is in the router's syntax.
+	var syntax aggregator.RouteSyntax
+	if ev.Router != 0 {
+		if int(ev.Router) < len(routerSyntax) {
+			syntax = routerSyntax[ev.Router]
+		}
+		if syntax == 0 || len(pattern) == 0 {
+			return probes.Malformed // no program of the family writes these
+		}
+	}
 	var path []byte
 	if len(pattern) == 0 {
 		if path, ok = label.Text(label.Chars(ev.Path[:], int(ev.PathLen)), int(ev.PathLen) >= len(ev.Path), false); !ok {
@@ -273,7 +291,11 @@ func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) p
 		l[0] = sh.InternString("_OTHER")
 	}
 	l[1] = sh.Status(status)
-	l[2] = sh.Route(t, path, pattern)
+	if syntax != 0 {
+		l[2] = sh.RouterRoute(t, syntax, pattern)
+	} else {
+		l[2] = sh.Route(t, path, pattern)
+	}
 	switch {
 	case ev.Hdr.Flags&httpFlagPanic != 0:
 		l[3] = sh.InternString("panic")

@@ -162,6 +162,7 @@ type targetStatus struct {
 		Family string   `json:"family"`
 		Sites  []string `json:"sites"`
 		Error  string   `json:"error"`
+		Left   []string `json:"left_out"`
 	} `json:"probes"`
 }
 
