@@ -532,6 +532,9 @@ func checkLabelsScraped(t *testing.T, s *scrape) {
 	// that exist only where known (service_namespace: Kubernetes) or asked
 	// for (service_instance_id).
 	ok := map[string]bool{"job": true, "instance": true, "__name__": true, "service_namespace": true, "service_instance_id": true}
+	// The business rules' outcome label, on entries a user declares (none
+	// in this scrape): TestScenarios scrapes it and sees those alerts fire.
+	ok["status"] = true
 	for _, fam := range []map[string][]series{s.gauges, s.histograms} {
 		for _, ss := range fam {
 			for _, se := range ss {

@@ -1,5 +1,5 @@
 // Order fulfilment times out under load: every request holds a PostgreSQL
-// connection for 100ms; with -fault the pool is cut to one connection, so
+// connection for 100ms; with -fault, after the warm-up, the pool is cut to one connection, so
 // requests queue for it and GET /orders/{id} takes close to a second.
 package main
 
@@ -23,9 +23,7 @@ func main() {
 		log.Fatal(err)
 	}
 	db.SetMaxOpenConns(10)
-	if scenario.Faulty() {
-		db.SetMaxOpenConns(1)
-	}
+	scenario.WhenFaulty(func() { db.SetMaxOpenConns(1) })
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /orders/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := db.ExecContext(r.Context(), "SELECT pg_sleep(0.1)"); err != nil {

@@ -31,6 +31,13 @@ func Parse() {
 // Faulty says whether the incident is on now.
 func Faulty() bool { return *fault && time.Since(start) >= *faultAfter }
 
+// WhenFaulty runs f once when the incident starts (never when healthy).
+func WhenFaulty(f func()) {
+	if *fault {
+		time.AfterFunc(*faultAfter-time.Since(start), f)
+	}
+}
+
 // Loop runs f in n workers, each at most once per every, until -duration
 // ends the process.
 func Loop(n int, every time.Duration, f func(worker int)) {
