@@ -13,8 +13,9 @@ import (
 var never = make(chan byte)
 
 // subscribe serves one subscription until it ends.
-func subscribe(buf []byte, leaks bool) {
-	if leaks {
+func subscribe() {
+	buf := make([]byte, 64<<10)
+	if scenario.Faulty() {
 		buf[0] = <-never
 	}
 	time.Sleep(100 * time.Millisecond)
@@ -24,6 +25,6 @@ func subscribe(buf []byte, leaks bool) {
 func main() {
 	scenario.Parse()
 	scenario.Loop(1, 50*1e6, func(int) {
-		go subscribe(make([]byte, 64<<10), scenario.Faulty())
+		go subscribe()
 	})
 }
