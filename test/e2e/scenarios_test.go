@@ -373,6 +373,21 @@ func TestScenarios(t *testing.T) {
 			t.Errorf("%s-healthy: alerts fired in the healthy run: %v", inc.name, f)
 		}
 	}
+	// The leak is memory too: each leaked goroutine holds 64 KiB.
+	if procs["leak-faulty"] != nil {
+		used := func(svc string) float64 {
+			v, ok, err := p.query(fmt.Sprintf(`go_memory_used_bytes{service_name=%q}`, svc))
+			if err != nil || !ok {
+				t.Errorf("go_memory_used_bytes of %s: %v (present %v)", svc, err, ok)
+			}
+			return v
+		}
+		healthy, faulty := used("leak-healthy"), used("leak-faulty")
+		t.Logf("go_memory_used_bytes: leak-healthy %.1f MiB, leak-faulty %.1f MiB", healthy/(1<<20), faulty/(1<<20))
+		if faulty < 4*healthy {
+			t.Errorf("go_memory_used_bytes of leak-faulty %.0f, not over 4x leak-healthy's %.0f", faulty, healthy)
+		}
+	}
 	// Alerts about the agent itself are worth knowing, not a scenario's.
 	for _, f := range w.of("") {
 		if f.labels["service_name"] == "" {
