@@ -373,7 +373,7 @@ func TestScenarios(t *testing.T) {
 			t.Errorf("%s-healthy: alerts fired in the healthy run: %v", inc.name, f)
 		}
 	}
-	// The leak is memory too: each leaked goroutine holds 64 KiB.
+	// The leak is memory too: each leaked goroutine holds 100 KiB.
 	if procs["leak-faulty"] != nil {
 		used := func(svc string) float64 {
 			v, ok, err := p.query(fmt.Sprintf(`go_memory_used_bytes{service_name=%q}`, svc))

@@ -1,5 +1,5 @@
 // A goroutine leak grows until memory pressure: twenty subscriptions a
-// second each run a goroutine holding a 64 KiB buffer. Healthy, a
+// second each run a goroutine holding a 100 KiB buffer. Healthy, a
 // subscription ends after 100ms; with -fault, after the warm-up, it waits
 // forever for a message that never comes.
 package main
@@ -14,7 +14,7 @@ var never = make(chan byte)
 
 // subscribe serves one subscription until it ends.
 func subscribe() {
-	buf := make([]byte, 64<<10)
+	buf := make([]byte, 100<<10) // over 64 KiB: on the heap, not the stack
 	if scenario.Faulty() {
 		buf[0] = <-never
 	}
