@@ -363,6 +363,7 @@ func TestScenarios(t *testing.T) {
 			t.Logf("%s: %s %v fired %.1fs after the fault started", svc, want.name, want.labels, at.Sub(sp.faultStart).Seconds())
 		}
 		for _, f := range w.of(svc) {
+			t.Logf("%s: firing %.1fs after the fault started: %v", svc, f.at.Sub(sp.faultStart).Seconds(), f.labels)
 			for _, q := range inc.quiet {
 				if f.labels["alertname"] == q {
 					t.Errorf("%s: %s fired (%v): it must stay quiet in this incident", svc, q, f.labels)
@@ -386,6 +387,21 @@ func TestScenarios(t *testing.T) {
 		t.Logf("go_memory_used_bytes: leak-healthy %.1f MiB, leak-faulty %.1f MiB", healthy/(1<<20), faulty/(1<<20))
 		if faulty < 4*healthy {
 			t.Errorf("go_memory_used_bytes of leak-faulty %.0f, not over 4x leak-healthy's %.0f", faulty, healthy)
+		}
+	}
+	// Orders time out under load: goroutines pile up.
+	if procs["orders-faulty"] != nil {
+		count := func(svc string) float64 {
+			v, ok, err := p.query(fmt.Sprintf(`go_goroutine_count{service_name=%q}`, svc))
+			if err != nil || !ok {
+				t.Errorf("go_goroutine_count of %s: %v (present %v)", svc, err, ok)
+			}
+			return v
+		}
+		healthy, faulty := count("orders-healthy"), count("orders-faulty")
+		t.Logf("go_goroutine_count: orders-healthy %.0f, orders-faulty %.0f", healthy, faulty)
+		if faulty < 3*healthy {
+			t.Errorf("go_goroutine_count of orders-faulty %.0f, not over 3x orders-healthy's %.0f", faulty, healthy)
 		}
 	}
 	// Alerts about the agent itself are worth knowing, not a scenario's.

@@ -1,6 +1,8 @@
-// Order fulfilment times out under load: every request holds a PostgreSQL
-// connection for 100ms; with -fault, after the warm-up, the pool is cut to one connection, so
-// requests queue for it and GET /orders/{id} takes close to a second.
+// Order fulfilment times out under load: twenty orders a second arrive
+// (each client gives up after 3s), every one holding a PostgreSQL connection
+// for 100ms. With -fault, after the warm-up, the pool is cut to one
+// connection: requests queue for it, GET /orders/{id} slows to seconds and
+// times out, and goroutines pile up.
 package main
 
 import (
@@ -9,6 +11,7 @@ import (
 	"fmt"
 	"log"
 	"net/http"
+	"time"
 
 	_ "github.com/lib/pq"
 
@@ -33,8 +36,10 @@ func main() {
 		fmt.Fprintf(w, "order %s fulfilled\n", r.PathValue("id"))
 	})
 	addr := scenario.Serve("127.0.0.1:0", mux)
-	c := &http.Client{}
-	scenario.Loop(8, 0, func(w int) {
-		scenario.Get(c, fmt.Sprintf("http://%s/orders/%d", addr, 1000+w))
+	c := &http.Client{Timeout: 3 * time.Second}
+	n := 0
+	scenario.Loop(1, 50*time.Millisecond, func(int) {
+		n++
+		go scenario.Get(c, fmt.Sprintf("http://%s/orders/%d", addr, 1000+n%100))
 	})
 }
