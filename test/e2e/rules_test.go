@@ -184,6 +184,7 @@ var (
 	promBraces   = regexp.MustCompile(`\{[^{}]*\}`)
 	promGrouping = regexp.MustCompile(`\b(by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)`)
 	promRange    = regexp.MustCompile(`\[[^\[\]]*\]`)
+	promOffset   = regexp.MustCompile(`\boffset\s+-?[0-9][0-9a-z]*`)
 	promString   = regexp.MustCompile(`"[^"]*"`)
 	promIdent    = regexp.MustCompile(`[A-Za-z_:][A-Za-z0-9_:]*(\s*\()?`)
 	promMatcher  = regexp.MustCompile(`([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*""`)
@@ -202,6 +203,7 @@ func metricNames(expr string) []string {
 	s := promString.ReplaceAllString(expr, `""`)
 	s = promBraces.ReplaceAllString(s, "{}")
 	s = promRange.ReplaceAllString(s, "[]")
+	s = promOffset.ReplaceAllString(s, "")
 	s = promGrouping.ReplaceAllString(s, "")
 	var out []string
 	for _, m := range promIdent.FindAllString(s, -1) {
@@ -317,7 +319,7 @@ func TestDashboardJSON(t *testing.T) {
 	promtool := requireTool(t, promtoolPath, "prometheus")
 	// The name and label extraction the checks rely on.
 	const probe = `sum by (http_route, le) (rate(a_bucket{x="y", z=~"$v"}[$__rate_interval])) / on (k) b and histogram_quantile(0.9, c) > bool 1`
-	if got := metricNames(grafanaToPromQL(probe)); strings.Join(got, " ") != "a_bucket b c" {
+	if got := metricNames(grafanaToPromQL(probe + " > d offset 5m")); strings.Join(got, " ") != "a_bucket b c d" {
 		t.Fatalf("metricNames: %q", got)
 	}
 	if got := labelNames(grafanaToPromQL(probe)); strings.Join(got, " ") != "x z http_route le k" {
@@ -532,6 +534,9 @@ func checkLabelsScraped(t *testing.T, s *scrape) {
 	// that exist only where known (service_namespace: Kubernetes) or asked
 	// for (service_instance_id).
 	ok := map[string]bool{"job": true, "instance": true, "__name__": true, "service_namespace": true, "service_instance_id": true}
+	// The business rules' outcome label, on entries a user declares (none
+	// in this scrape): TestScenarios scrapes it and sees those alerts fire.
+	ok["status"] = true
 	for _, fam := range []map[string][]series{s.gauges, s.histograms} {
 		for _, ss := range fam {
 			for _, se := range ss {
