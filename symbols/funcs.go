@@ -27,7 +27,7 @@ type Func struct {
 // pclntab so that stripped and unstripped builds report identical Funcs.
 func (b *Binary) loadFuncs() error {
 	var symText uint64 // runtime.text from .symtab
-	syms, symErr := b.ef.Symbols()
+	syms, symErr := b.symbols()
 	if symErr == nil {
 		b.HasSymtab = true
 		b.symtab = make(map[string]Func)
@@ -46,7 +46,9 @@ func (b *Binary) loadFuncs() error {
 			b.symtab[s.Name] = Func{Name: s.Name, Entry: s.Value, End: s.Value + s.Size}
 		}
 	} else if !errors.Is(symErr, elf.ErrNoSymbols) {
-		return fmt.Errorf("read symtab: %w", symErr)
+		// A damaged .symtab is not needed: the pclntab names the
+		// functions of stripped binaries too.
+		b.symtabErr = fmt.Errorf("read symtab: %w", symErr)
 	}
 
 	sec := b.ef.Section(".gopclntab")
@@ -57,7 +59,7 @@ func (b *Binary) loadFuncs() error {
 	if sec == nil {
 		pclnErr = errors.New("no .gopclntab section")
 		b.moduleErr = errNoModuleData
-	} else if data, err := sectionData(sec); err != nil {
+	} else if data, err := b.sectionData(sec); err != nil {
 		pclnErr = err
 		b.moduleErr = errNoModuleData
 	} else {
@@ -83,6 +85,9 @@ func (b *Binary) loadFuncs() error {
 		}
 	}
 	if b.pcln == nil && b.symtab == nil {
+		if b.symtabErr != nil {
+			return fmt.Errorf("read pclntab: %w (and %w)", pclnErr, b.symtabErr)
+		}
 		return fmt.Errorf("read pclntab: %w", pclnErr)
 	}
 

@@ -148,7 +148,7 @@ func (b *Binary) pclnView() (*pclnView, error) {
 	if sec == nil {
 		return nil, errors.New("no .gopclntab section")
 	}
-	data, err := sectionData(sec)
+	data, err := b.sectionData(sec)
 	if err != nil {
 		return nil, fmt.Errorf("read pclntab: %w", err)
 	}
@@ -268,7 +268,7 @@ func (b *Binary) goFuncBase(v *pclnView) (uint64, error) {
 	if !v.go120 {
 		return 0, errors.New("inline trees are read for Go 1.20 and later")
 	}
-	if syms, err := b.ef.Symbols(); err == nil {
+	if syms, err := b.symbols(); b.HasSymtab && err == nil {
 		for _, s := range syms {
 			if s.Name == "go:func.*" && s.Value != 0 {
 				if !b.inlineTreesDecode(v, s.Value) {
