@@ -64,12 +64,12 @@ type Binary struct {
 	loads  []*elf.Prog
 	budget *atomic.Int64 // bytes sections may still claim (sectionData)
 
-	funcs  []Func          // sorted by Entry
-	byName map[string]int  // index into funcs
-	names  []string        // sorted, unique
-	symtab map[string]Func // functions as .symtab has them (nil when absent)
-	symtabErr error // why a .symtab present in the file was not used
-	pcln   map[string]Func // functions as .gopclntab has them (nil when absent)
+	funcs     []Func          // sorted by Entry
+	byName    map[string]int  // index into funcs
+	names     []string        // sorted, unique
+	symtab    map[string]Func // functions as .symtab has them (nil when absent)
+	symtabErr error           // why a .symtab present in the file was not used
+	pcln      map[string]Func // functions as .gopclntab has them (nil when absent)
 
 	dwarfMu  sync.Mutex // guards dwarf and dwarfErr (ReleaseDWARF drops dwarf)
 	dwarf    *dwarf.Data
