@@ -63,6 +63,7 @@ type Binary struct {
 	closer io.Closer
 	loads  []*elf.Prog
 	budget *atomic.Int64 // bytes sections may still claim (sectionData)
+	size   int64         // of the file, -1 if unknown
 
 	funcs     []Func          // sorted by Entry
 	byName    map[string]int  // index into funcs
@@ -139,7 +140,7 @@ func NewBinary(r io.ReaderAt, path string) (b *Binary, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse elf: %w", err)
 	}
-	b = &Binary{Path: path, ef: ef, PIE: ef.Type == elf.ET_DYN, budget: newReadBudget(size)}
+	b = &Binary{Path: path, ef: ef, PIE: ef.Type == elf.ET_DYN, budget: newReadBudget(size), size: size}
 	switch ef.Machine {
 	case elf.EM_X86_64:
 		b.Arch = "amd64"

@@ -64,6 +64,9 @@ func (b *Binary) loadFuncs() error {
 		b.moduleErr = errNoModuleData
 	} else {
 		b.module, b.moduleErr = b.findModuleData(sec.Addr, pclnFuncnameOffset(data))
+		if errors.Is(b.moduleErr, errBudget) {
+			return b.moduleErr
+		}
 		b.pclnText = pclnHeaderText(data)
 		if b.pclnText == 0 {
 			b.pclnText = b.textStart(symText)

@@ -28,7 +28,7 @@ import (
 //     string table, and the bytes of names read are bounded by the table's
 //     size (nameTable, symbols).
 const (
-	readBudgetFactor    = 8
+	readBudgetFactor    = 4
 	maxCompressionRatio = 64
 )
 
@@ -83,6 +83,9 @@ func (b *Binary) sectionData(s *elf.Section) ([]byte, error) {
 	if s.Flags&elf.SHF_COMPRESSED != 0 && s.Size/maxCompressionRatio > s.FileSize {
 		return nil, fmt.Errorf("section %s claims %d bytes from %d compressed", s.Name, s.Size, s.FileSize)
 	}
+	if b.size > 0 && (s.Offset > uint64(b.size) || s.FileSize > uint64(b.size)-s.Offset) {
+		return nil, fmt.Errorf("section %s lies outside the file", s.Name)
+	}
 	if err := b.charge(s.Size); err != nil {
 		return nil, fmt.Errorf("read section %s: %w", s.Name, err)
 	}
@@ -124,7 +127,8 @@ func (b *Binary) checkDWARF() error {
 // checkELF checks what debug/elf would read without bound before it
 // reads it: the file must be a 64-bit little-endian ELF file, and its
 // section names, counted once per section, may not exceed a few times the
-// size of their string table. size is the file's size, -1 if unknown.
+// size of their string table (plus 64 bytes a section: at most the file's
+// size, since a section header takes 64). size is the file's size, -1 if unknown.
 func checkELF(r io.ReaderAt, size int64) error {
 	var h [64]byte
 	if _, err := r.ReadAt(h[:], 0); err != nil {
@@ -199,7 +203,7 @@ func checkELF(r io.ReaderAt, size int64) error {
 	if _, err := r.ReadAt(hdrs, int64(shoff)); err != nil {
 		return fmt.Errorf("read section headers: %w", err)
 	}
-	budget := 4*len(strs) + 1024
+	budget := 4*len(strs) + 64*int(shnum) // linkers share suffixes: ".rela.text", ".text"
 	for i := uint64(0); i < shnum; i++ {
 		nameOff := uint64(le.Uint32(hdrs[i*shentsize:]))
 		if nameOff >= uint64(len(strs)) {

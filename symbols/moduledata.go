@@ -94,6 +94,9 @@ func (b *Binary) findModuleData(pclnAddr, funcnameOff uint64) (moduleData, error
 			continue
 		}
 		data, err := b.sectionData(s)
+		if errors.Is(err, errBudget) {
+			return moduleData{}, err
+		}
 		if err != nil {
 			continue
 		}
