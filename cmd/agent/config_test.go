@@ -2,7 +2,9 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -66,6 +68,9 @@ func TestConfigErrors(t *testing.T) {
 		"bad template":      `http: {routes: ["users/{id}"]}`,
 		"negative limit":    "series_limit: -1",
 		"bad duration":      "grace: soon",
+		"two documents":     "series_limit: 10\n---\ninclude: [{exe: /x}]\n",
+		"discovery 1ns":     "discovery_interval: 1ns",
+		"runtime 1ns":       "runtime: {interval: 1ns}",
 	}
 	for name, text := range cases {
 		_, err := ParseConfig([]byte(text))
@@ -96,5 +101,45 @@ func TestREADMEConfigExample(t *testing.T) {
 	example, _, _ := strings.Cut(rest, "```")
 	if _, err := ParseConfig([]byte(example)); err != nil {
 		t.Fatalf("README example: %v\n%s", err, example)
+	}
+}
+
+// One document, even with the optional markers, is one document.
+func TestConfigDocumentMarkers(t *testing.T) {
+	for _, text := range []string{"---\nseries_limit: 10\n", "series_limit: 10\n...\n", "# only a comment\n"} {
+		if _, err := ParseConfig([]byte(text)); err != nil {
+			t.Errorf("%q: %v", text, err)
+		}
+	}
+}
+
+// Files that are not regular, or too large, are refused at once with a
+// reason, never read without end nor waited on.
+func TestLoadConfigRefusesOddFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, []byte("# "+strings.Repeat("x", maxConfigSize)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for file, want := range map[string]string{
+		fifo:        "not a regular file (a FIFO)",
+		"/dev/zero": "not a regular file (a character device)",
+		dir:         "not a regular file (a directory)",
+		big:         "larger than 1024 KiB",
+	} {
+		done := make(chan error, 1)
+		go func() { _, err := LoadConfig(file); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: err = %v, want %q", file, err, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: LoadConfig still reading after 10s", file)
+		}
 	}
 }
