@@ -184,11 +184,17 @@ func New(agg *aggregator.Aggregator, state State, opts Options) (*Server, error)
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/targets", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		var v any = state.Targets()
-		if r.URL.Query().Get("state") == "skipped" {
+		var v any
+		switch st := r.URL.Query().Get("state"); st {
+		case "", "instrumented":
+			v = state.Targets()
+		case "skipped":
 			v = state.Skipped()
+		default:
+			http.Error(w, fmt.Sprintf("unknown state %q: give state=instrumented (the default) or state=skipped", st), http.StatusBadRequest)
+			return
 		}
+		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		enc.Encode(v)

@@ -32,10 +32,7 @@ func NewFunc(e *Entry) *Func {
 		Name:   e.Metric,
 		Help:   e.Help,
 		Labels: e.LabelNames(),
-		Limit:  e.SeriesLimit,
-	}
-	if m.Limit == 0 {
-		m.Limit = DefaultSeriesLimit
+		Limit:  e.SeriesLimit, // 0: the agent's series_limit (aggregator.AddMetric)
 	}
 	if e.Outcome != "" {
 		m.Labels = append(m.Labels, e.Outcome)
