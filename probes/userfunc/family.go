@@ -88,6 +88,7 @@ type userSpec struct {
 	plan   *Plan
 	err    error
 	skip   bool // the program does not link the function's package
+	left   string // why a main.* function is not in the program
 	entry  []uint64
 	exits  []uint64
 	loaded bool // stored in uf_specs
@@ -303,6 +304,11 @@ func (u *Probes) attachEntry(p *userProc, f *Func) {
 		return
 	}
 	st := probes.ProbeStatus{Family: statusName(f)}
+	if s.left != "" {
+		st.Left = []string{s.left}
+		p.statuses[key] = st
+		return
+	}
 	if s.err != nil {
 		st.Error = s.err.Error()
 		p.statuses[key] = st
@@ -357,6 +363,10 @@ func (u *Probes) spec(key string, f *Func, bin *symbols.Binary) *userSpec {
 	plan, err := Resolve(f.Entry, bin)
 	if errors.Is(err, ErrNotLinked) {
 		s.skip = true
+		return s
+	}
+	if errors.Is(err, ErrNotInProgram) {
+		s.left = err.Error()
 		return s
 	}
 	if err != nil {
