@@ -87,7 +87,7 @@ type userSpec struct {
 	id     uint32
 	plan   *Plan
 	err    error
-	skip   bool // the program does not link the function's package
+	skip   bool   // the program does not link the function's package
 	left   string // why a main.* function is not in the program
 	entry  []uint64
 	exits  []uint64
