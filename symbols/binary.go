@@ -175,6 +175,12 @@ func NewBinary(r io.ReaderAt, path string) (b *Binary, err error) {
 	if err := b.loadFuncs(); err != nil {
 		return nil, err
 	}
+	if _, ok := b.byName["runtime.main"]; !ok {
+		// A C program can carry a .go.buildinfo section (copied, or from
+		// a Go library it links): without the Go runtime there is
+		// nothing to observe.
+		return nil, fmt.Errorf("%w: Go build info, but no Go runtime (runtime.main)", ErrNotGo)
+	}
 	return b, nil
 }
 

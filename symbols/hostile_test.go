@@ -2,10 +2,15 @@ package symbols
 
 import (
 	"bytes"
+	"debug/buildinfo"
+	"debug/elf"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 
@@ -192,4 +197,50 @@ func TestDamagedSymtab(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A C program carrying a .go.buildinfo section (here, a copy of a Go
+// program's) is no Go program: there is no Go runtime to observe.
+func TestCProgramWithBuildInfo(t *testing.T) {
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("gcc missing")
+		}
+		t.Skip("gcc missing")
+	}
+	ef, err := elf.Open(tinyTarget(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bi, err := ef.Section(".go.buildinfo").Data()
+	ef.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var src strings.Builder
+	src.WriteString("__attribute__((section(\".go.buildinfo\"), aligned(16), used))\nconst unsigned char buildinfo[] = {")
+	for _, c := range bi {
+		fmt.Fprintf(&src, "%d,", c)
+	}
+	src.WriteString("};\nint main(void) { return 0; }\n")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "c.c"), []byte(src.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "c")
+	if out, err := exec.Command(gcc, "-O1", "-o", exe, filepath.Join(dir, "c.c")).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(exe).CombinedOutput(); err != nil {
+		t.Fatalf("the C program does not run: %v\n%s", err, out)
+	}
+	if _, err := buildinfo.ReadFile(exe); err != nil {
+		t.Fatalf("the C program carries no build info Go reads: %v", err)
+	}
+	_, err = Open(exe)
+	if !errors.Is(err, ErrNotGo) {
+		t.Fatalf("err = %v, want %v", err, ErrNotGo)
+	}
+	t.Log(err)
 }
