@@ -141,15 +141,22 @@ func checkELF(r io.ReaderAt, size int64) error {
 		return fmt.Errorf("%w: %v %v", ErrUnsupportedArch, elf.Class(h[4]), elf.Data(h[5]))
 	}
 	le := binary.LittleEndian
+	if size < 0 {
+		size = 1 << 62
+	}
+	// debug/elf reads the program headers in one piece, however many
+	// their count and size claim.
+	phoff := le.Uint64(h[0x20:])
+	phentsize, phnum := uint64(le.Uint16(h[0x36:])), uint64(le.Uint16(h[0x38:]))
+	if phnum > 0 && (phoff > uint64(size) || phnum*phentsize > uint64(size)-phoff) {
+		return fmt.Errorf("%d program headers of %d bytes do not fit in a %d-byte file", phnum, phentsize, size)
+	}
 	shoff := le.Uint64(h[0x28:])
 	shentsize := uint64(le.Uint16(h[0x3a:]))
 	shnum := uint64(le.Uint16(h[0x3c:]))
 	shstrndx := uint64(le.Uint16(h[0x3e:]))
 	if shoff == 0 || shentsize < 64 {
 		return nil // no sections, or a header debug/elf rejects
-	}
-	if size < 0 {
-		size = 1 << 62
 	}
 	readHeader := func(i uint64) ([]byte, error) {
 		off := shoff + i*shentsize
