@@ -16,7 +16,7 @@ func setChars(dst []int8, s string) uint8 { return eventbytes.SetChars(dst, s) }
 
 type decoderRig = decodetest.Rig
 
-func newDecoderRig(t *testing.T) *decoderRig {
+func newDecoderRig(t testing.TB) *decoderRig {
 	t.Helper()
 	return decodetest.NewRig(Metrics(), func(agg *aggregator.Aggregator) *probes.Family { return Family() })
 }
@@ -185,4 +185,10 @@ func TestDecodeSchemeAndVersion(t *testing.T) {
 	if l := httpServerDuration.Labels; l[4] != "url_scheme" || l[5] != "network_protocol_version" {
 		t.Errorf("labels %v", l)
 	}
+}
+
+// FuzzDecode: arbitrary ring events never panic the decoder nor make it
+// allocate beyond a bound.
+func FuzzDecode(f *testing.F) {
+	newDecoderRig(f).Fuzz(f, serverEvent(nil))
 }
