@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -142,4 +143,40 @@ func TestLoadConfigRefusesOddFiles(t *testing.T) {
 			t.Fatalf("%s: LoadConfig still reading after 10s", file)
 		}
 	}
+}
+
+// FuzzParseConfig: any file is accepted or refused with a one-line error,
+// without panicking, and what is accepted has its business entries
+// validated without panicking either; memory stays bounded by the input.
+func FuzzParseConfig(f *testing.F) {
+	for _, seed := range []string{
+		"",
+		"include: [{exe: \"/opt/*\"}]\nseries_limit: 10\n",
+		"services: [{exe: /x, name: y, namespace: z}]\nhttp: {route_limit: 5, routes: [\"/users/{id}\"]}\n",
+		"functions:\n  - function: main.processOrder\n    metric: orders_total\n    labels: {kind: \"arg:1\"}\n",
+		"runtime: {interval: 2s, top_functions: 5}\notlp: {endpoint: \"http://c:4318\", protocol: grpc}\n",
+		"a: &a [*a, *a, *a, *a]\n",
+		"x: 1\n---\ny: 2\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		cfg, err := ParseConfig(data)
+		runtime.ReadMemStats(&after)
+		// yaml.v3 refuses alias expansion beyond a ratio of the input.
+		if n := after.TotalAlloc - before.TotalAlloc; n > uint64(1024*len(data)+4<<20) {
+			t.Fatalf("parsing %d bytes allocated %d", len(data), n)
+		}
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error spans lines: %q", err)
+			}
+			return
+		}
+		for i := range cfg.Functions {
+			cfg.Functions[i].Validate(nil)
+		}
+	})
 }
