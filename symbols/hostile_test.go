@@ -121,9 +121,23 @@ func TestCraftedBinaries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	plain, err := os.ReadFile(tinyWithSymtab(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type damaged struct {
+		name string
+		exe  []byte
+		make func([]byte) ([]byte, error)
+	}
+	var all []damaged
 	for _, v := range crafted.Variants(512 << 10) {
-		t.Run(v.Name, func(t *testing.T) {
-			data, err := v.Make(stripped)
+		all = append(all, damaged{v.Name, stripped, v.Make})
+	}
+	all = append(all, damaged{"truncated", plain, crafted.Truncated})
+	for _, v := range all {
+		t.Run(v.name, func(t *testing.T) {
+			data, err := v.make(v.exe)
 			if err != nil {
 				t.Fatal(err)
 			}

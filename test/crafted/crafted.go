@@ -319,6 +319,30 @@ func BrokenSymtabLink(exe []byte) ([]byte, error) {
 	return f.data, nil
 }
 
+// Truncated returns exe cut halfway between the end of its last loaded
+// segment and the end of the file: the program still runs, but what lies
+// after (.symtab, DWARF, and for some linkers the section headers) is
+// cut.
+func Truncated(exe []byte) ([]byte, error) {
+	f, err := parse(exe)
+	if err != nil {
+		return nil, err
+	}
+	phoff := le.Uint64(f.data[0x20:])
+	phentsize, phnum := uint64(le.Uint16(f.data[0x36:])), uint64(le.Uint16(f.data[0x38:]))
+	end := uint64(0)
+	for i := uint64(0); i < phnum; i++ {
+		ph := f.data[phoff+i*phentsize:]
+		if elf.ProgType(le.Uint32(ph)) == elf.PT_LOAD {
+			end = max(end, le.Uint64(ph[8:])+le.Uint64(ph[32:]))
+		}
+	}
+	if end == 0 || end >= uint64(len(f.data)) {
+		return nil, errors.New("nothing follows the loaded segments")
+	}
+	return f.data[:end+(uint64(len(f.data))-end)/2], nil
+}
+
 // Variant is one way of damaging an executable.
 type Variant struct {
 	// Name says what is damaged, e.g. "pclntab-shared-name".
@@ -327,8 +351,10 @@ type Variant struct {
 	Make func(exe []byte) ([]byte, error)
 }
 
-// Variants returns every damage this package knows, each keeping the
-// program runnable, with tables of about tableSize bytes.
+// Variants returns the damages of one table or header this package
+// knows, each keeping the program runnable, with tables of about tableSize
+// bytes. (The damages to .symtab and Truncated need an unstripped
+// program.)
 func Variants(tableSize int) []Variant {
 	text := uint64(0x401000)
 	return []Variant{
