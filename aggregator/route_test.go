@@ -1,6 +1,7 @@
 package aggregator
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -86,7 +87,13 @@ func FuzzTemplatePath(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, path string) {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
 		out := TemplatePath(path)
+		runtime.ReadMemStats(&after)
+		if n := after.TotalAlloc - before.TotalAlloc; n > uint64(4*len(path)+1024) {
+			t.Fatalf("templating %d bytes allocated %d", len(path), n)
+		}
 		if !strings.HasPrefix(out, "/") {
 			t.Fatalf("TemplatePath(%q) = %q: no leading slash", path, out)
 		}

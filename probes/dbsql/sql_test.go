@@ -1,6 +1,7 @@
 package dbsql
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -55,7 +56,14 @@ func FuzzParseSQL(f *testing.F) {
 		f.Add(s, false)
 	}
 	f.Fuzz(func(t *testing.T, q string, truncated bool) {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
 		op, coll := parseSQL(q, truncated)
+		runtime.ReadMemStats(&after)
+		// On the event path: at most the collection name is copied.
+		if n := after.TotalAlloc - before.TotalAlloc; n > 1024 {
+			t.Fatalf("parsing %d bytes allocated %d", len(q), n)
+		}
 		if op != "" && !sqlVerbs[op] {
 			t.Fatalf("operation %q not a known verb", op)
 		}
