@@ -30,7 +30,7 @@ func FuzzSectionHeaders(f *testing.F) {
 				NewBinary(bytesReader(data), "fuzz")
 			}
 		})
-		if limit := uint64(parseFactor*len(data) + 64<<10); n > limit {
+		if limit := uint64(parseFactor*len(data) + allocSlack); n > limit {
 			t.Fatalf("%d bytes: allocated %d", len(data), n)
 		}
 	})
@@ -171,3 +171,33 @@ func readFile(tb testing.TB, path string) []byte {
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// FuzzBuildInfo overwrites the build info of a real program in place (its
+// section is read through the loaded segment holding it) and parses the
+// program.
+func FuzzBuildInfo(f *testing.F) {
+	exe := readFile(f, tinyTarget(f))
+	ef, err := elf.NewFile(bytesReader(exe))
+	if err != nil {
+		f.Fatal(err)
+	}
+	sec := ef.Section(".go.buildinfo")
+	if sec == nil {
+		f.Fatal("no .go.buildinfo")
+	}
+	off, size := int(sec.Offset), int(sec.Size)
+	f.Add(bytes.Clone(exe[off : off+min(size, 512)]))
+	f.Add([]byte("\xff Go buildinf:\x08\x02"))
+	f.Fuzz(func(t *testing.T, bi []byte) {
+		data := bytes.Clone(exe)
+		copy(data[off:off+size], bi)
+		var b *Binary
+		n := allocated(func() { b, err = NewBinary(bytesReader(data), "fuzz") })
+		if limit := uint64(parseFactor*len(data) + allocSlack); n > limit {
+			t.Fatalf("allocated %d for %d bytes", n, len(data))
+		}
+		if err == nil && b.GoVersion == "" {
+			t.Fatal("read without a Go version")
+		}
+	})
+}

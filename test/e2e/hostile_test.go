@@ -3,6 +3,9 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -193,4 +196,57 @@ func agentRSS(t *testing.T, a *agentProc) int64 {
 	}
 	t.Fatal("no VmRSS")
 	return 0
+}
+
+// TestIdleConnections opens thousands of idle connections to the agent's
+// endpoint — half silent, half after one keep-alive request — as a hostile
+// user of the host could: the agent holds at most its connection limit of
+// descriptors for them, /healthz and /metrics answer new clients, and new
+// programs are still instrumented.
+func TestIdleConnections(t *testing.T) {
+	requireBPF(t)
+	const (
+		n        = 3000 // idle connections opened
+		maxConns = 256  // the agent's limit (exporter.defaultMaxConns)
+	)
+	a := startAgent(t, "")
+	pid := a.cmd.Process.Pid
+	before, _ := stableFDCount(pid)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		c, err := net.DialTimeout("tcp", a.addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		conns = append(conns, c)
+		if i%2 == 1 {
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+			c.Read(make([]byte, 512)) // an idle one may be closed to make room: no check
+		}
+	}
+	fresh := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for _, path := range []string{"/healthz", "/metrics"} {
+		resp, err := fresh.Get("http://" + a.addr + path)
+		if err != nil {
+			t.Fatalf("GET %s with %d idle connections: %v", path, n, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %s", path, resp.Status)
+		}
+	}
+	now, _ := fdCount(pid)
+	t.Logf("agent descriptors: %d before, %d with %d idle connections open", before, now, n)
+	if now > before+maxConns+16 {
+		t.Errorf("agent holds %d descriptors with %d idle connections (%d before): more than its limit of %d connections", now, n, before, maxConns)
+	}
+	v := variantByName(t, "go126-plain")
+	tp := startTarget(t, v.exe, uniqueService("idle-conns", v))
+	a.waitTargeted(t, tp.pid, 10*time.Second)
 }
