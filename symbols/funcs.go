@@ -43,7 +43,11 @@ func (b *Binary) loadFuncs() error {
 			if prev, dup := b.symtab[s.Name]; dup && prev.Entry <= s.Value {
 				continue
 			}
-			b.symtab[s.Name] = Func{Name: s.Name, Entry: s.Value, End: s.Value + s.Size}
+			// A copy: the names of the other symbols (data, files) need
+			// not stay in memory with the string table. The bytes copied
+			// are bounded with the names read (symbols).
+			name := strings.Clone(s.Name)
+			b.symtab[name] = Func{Name: name, Entry: s.Value, End: s.Value + s.Size}
 		}
 	} else if !errors.Is(symErr, elf.ErrNoSymbols) {
 		// A damaged .symtab is not needed: the pclntab names the

@@ -70,6 +70,7 @@ func TestHostileBinaries(t *testing.T) {
 	all = append(all, damaged{"truncated", truncated, true})
 
 	a := startAgent(t, "")
+	cpu0 := agentCPU(t, a)
 	for _, d := range all {
 		exe := filepath.Join(env.dir, "hostile-"+d.name)
 		if err := os.WriteFile(exe, d.data, 0o755); err != nil {
@@ -125,6 +126,7 @@ func TestHostileBinaries(t *testing.T) {
 			t.Fatalf("after %s the agent holds %d MB, bound %d MB", d.name, rss>>20, maxAgentRSS>>20)
 		}
 	}
+	t.Logf("the agent spent %v of CPU on %d execs of damaged binaries", agentCPU(t, a)-cpu0, 2*len(all))
 	select {
 	case <-a.done:
 		t.Fatalf("the agent exited: %v\n%s", a.err, a.stderr.String())
@@ -249,4 +251,17 @@ func TestIdleConnections(t *testing.T) {
 	v := variantByName(t, "go126-plain")
 	tp := startTarget(t, v.exe, uniqueService("idle-conns", v))
 	a.waitTargeted(t, tp.pid, 10*time.Second)
+}
+
+// agentCPU returns the agent's CPU time (user and system) so far.
+func agentCPU(t *testing.T, a *agentProc) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(a.cmd.Process.Pid), "stat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64) // fields 14 and 15
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 }
