@@ -41,6 +41,10 @@ var required = map[string][]string{
 	"probes/userfunc":   {"FuzzDecode"},
 }
 
+// failed matches what a real failure prints: a failing input (new, or
+// from the corpus), a panic, or a test's own message.
+var failed = regexp.MustCompile(`Failing input written|failure while testing seed corpus entry|panic:|_test\.go:\d+:`)
+
 var fuzzFunc = regexp.MustCompile(`(?m)^func (Fuzz\w+)\(\w+ \*testing\.F\)`)
 
 type target struct{ pkg, name string }
@@ -150,7 +154,7 @@ func TestFuzz(t *testing.T) {
 				t.Logf("%v: %s", time.Since(t0).Round(time.Second), lastExecs(out.String()))
 				return
 			}
-			found := strings.Contains(out.String(), "Failing input written") || strings.Contains(out.String(), "panic:")
+			found := failed.MatchString(out.String())
 			if added := entries(corpus) - before; added > 0 || found {
 				t.Fatalf("%s %s found a failing input (%d written to %s): %v\n%s", tg.pkg, tg.name, added, corpus, err, out.String())
 			}
