@@ -108,8 +108,8 @@ func TestSampleUnderRacingWriter(t *testing.T) {
 	if len(p.fns) > maxFnsCache {
 		t.Errorf("%d start functions cached, bound %d", len(p.fns), maxFnsCache)
 	}
-	if n := len(f.values("go_goroutine_live")); n > p.opts.TopFunctions+1 {
-		t.Errorf("%d go_goroutine_live series, bound %d", n, p.opts.TopFunctions+1)
+	if n := len(f.values("blindspot_go_goroutine_live")); n > p.opts.TopFunctions+1 {
+		t.Errorf("%d blindspot_go_goroutine_live series, bound %d", n, p.opts.TopFunctions+1)
 	}
 	t.Logf("%d samples under a racing writer, %d counted goroutines, %d read the GC state: no panic; last errors: goroutines %v, gc %v", samples, counted, gcRead, p.gErr, p.gcErr)
 }

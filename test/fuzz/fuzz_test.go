@@ -1,7 +1,7 @@
 // Package fuzz runs every fuzz target of the repository for a short,
 // bounded time, as CI does: each parser of untrusted bytes (ELF files,
 // .gopclntab, build info, DWARF, type data, the disassembly of probe
-// sites, the configuration file, ring events) has one, and each asserts
+// sites, cgroup files, the configuration file, ring events) has one, and each asserts
 // bounded allocation, not only the absence of panics. The seed corpora
 // are committed under each package's testdata/fuzz; what a run finds
 // failing is written there too, to be committed with its fix.
@@ -26,7 +26,7 @@ import (
 )
 
 // perTarget is how long each target is fuzzed (BLINDSPOT_FUZZTIME
-// overrides it, e.g. "1m" for a longer local run). 16 targets of 6s, plus
+// overrides it, e.g. "1m" for a longer local run). 17 targets of 6s, plus
 // building each package once, keep the phase under three minutes.
 const perTarget = 6 * time.Second
 
