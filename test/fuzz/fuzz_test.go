@@ -33,9 +33,9 @@ const perTarget = 6 * time.Second
 
 // buildMargin is the time each run may take beyond perTarget to build.
 // Fuzzing instruments every package linked in, and cmd/agent links
-// client-go: its first instrumented build on a cold cache takes minutes on
-// this machine.
-const buildMargin = 12 * time.Minute
+// client-go: its first instrumented build on a cold cache took 11 minutes
+// on this (shared) machine, 14 seconds once cached.
+const buildMargin = 20 * time.Minute
 
 // required are the targets that must exist: one per parser of untrusted
 // bytes (package → targets).
