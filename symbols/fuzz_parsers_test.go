@@ -151,7 +151,7 @@ func FuzzDWARF(f *testing.F) {
 				return
 			}
 			b := &Binary{HasDWARF: true}
-			b.dwarfOnce.Do(func() { b.dwarf = d })
+			b.dwarf = d // dwarfData returns it as read
 			b.Params("main.main")
 			b.dwarfStructFields("runtime.g")
 		})

@@ -116,8 +116,11 @@ func (b *Binary) checkDWARF() error {
 		} else if s.Flags&elf.SHF_COMPRESSED != 0 && size/maxCompressionRatio > s.FileSize {
 			return fmt.Errorf("section %s claims %d bytes from %d compressed", s.Name, size, s.FileSize)
 		}
+		if b.size > 0 && (s.Offset > uint64(b.size) || s.FileSize > uint64(b.size)-s.Offset) {
+			return fmt.Errorf("section %s lies outside the file", s.Name)
+		}
 		total += size
-		if size > maxSectionSize || total > maxSectionSize {
+		if size > maxSectionSize || total > maxSectionSize || b.size > 0 && total > readBudgetFactor*uint64(b.size)+1<<20 {
 			return fmt.Errorf("read section %s: %w", s.Name, errBudget)
 		}
 	}
