@@ -120,6 +120,9 @@ type Options struct {
 	// page; nil outside Kubernetes.
 	Kubernetes func() KubernetesStatus
 	Logger     *slog.Logger
+	// MaxConnections bounds the connections open at once (0: 256). At
+	// the limit a new connection closes the one idle longest.
+	MaxConnections int
 }
 
 // Server serves the metrics, /targets, /healthz and the status page.
@@ -128,6 +131,7 @@ type Server struct {
 	listeners []net.Listener
 	opts      Options
 	registry  *prometheus.Registry
+	conns     *connLimiter
 }
 
 // reservedPaths are the pages the telemetry path must not hide.
@@ -180,20 +184,33 @@ func New(agg *aggregator.Aggregator, state State, opts Options) (*Server, error)
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/targets", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		var v any = state.Targets()
-		if r.URL.Query().Get("state") == "skipped" {
+		var v any
+		switch st := r.URL.Query().Get("state"); st {
+		case "", "instrumented":
+			v = state.Targets()
+		case "skipped":
 			v = state.Skipped()
+		default:
+			http.Error(w, fmt.Sprintf("unknown state %q: give state=instrumented (the default) or state=skipped", st), http.StatusBadRequest)
+			return
 		}
+		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		enc.Encode(v)
 	})
 	mux.Handle("/", statusPage(state, agg, opts.TelemetryPath, opts.Kubernetes))
+	conns := newConnLimiter(opts.MaxConnections)
 	s := &Server{
-		srv:      &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+		srv: &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: readHeaderTimeout,
+			IdleTimeout:       idleTimeout,
+			ConnState:         conns.connState,
+		},
 		opts:     opts,
 		registry: reg,
+		conns:    conns,
 	}
 	if opts.SystemdSocket {
 		ls, err := activation.Listeners()
@@ -202,7 +219,7 @@ func New(agg *aggregator.Aggregator, state State, opts Options) (*Server, error)
 		}
 		for _, l := range ls {
 			if l != nil {
-				s.listeners = append(s.listeners, l)
+				s.listeners = append(s.listeners, conns.listener(l))
 			}
 		}
 		if len(s.listeners) == 0 {
@@ -219,7 +236,7 @@ func New(agg *aggregator.Aggregator, state State, opts Options) (*Server, error)
 			}
 			return nil, fmt.Errorf("listen on %s: %w", addr, err)
 		}
-		s.listeners = append(s.listeners, l)
+		s.listeners = append(s.listeners, conns.listener(l))
 	}
 	return s, nil
 }

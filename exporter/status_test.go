@@ -121,3 +121,28 @@ func TestStatusListsProbedFunctions(t *testing.T) {
 		}
 	}
 }
+
+// /targets knows two states; any other is a client error that names them,
+// not an answer as if none was given.
+func TestTargetsStates(t *testing.T) {
+	h, _ := testMetrics()
+	agg := aggregator.New([]*aggregator.Metric{h}, aggregator.Options{})
+	s, err := New(agg, detachedState(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"", "?state=instrumented"} {
+		var ts []Target
+		if err := json.Unmarshal([]byte(get(t, s, "/targets"+q)), &ts); err != nil || len(ts) != 1 {
+			t.Errorf("/targets%s: %v, %v", q, ts, err)
+		}
+	}
+	if got := strings.TrimSpace(get(t, s, "/targets?state=skipped")); got != "[]" && got != "null" {
+		t.Errorf("skipped: %s", got)
+	}
+	w := httptest.NewRecorder()
+	s.srv.Handler.ServeHTTP(w, httptest.NewRequest("GET", "/targets?state=bogus", nil))
+	if w.Code != 400 || !strings.Contains(w.Body.String(), "state=skipped") || !strings.Contains(w.Body.String(), "state=instrumented") {
+		t.Errorf("state=bogus: %d %q", w.Code, w.Body.String())
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 var (
@@ -45,7 +46,9 @@ type Binary struct {
 	Arch string
 	// PIE reports a position-independent executable (ELF type ET_DYN).
 	PIE bool
-	// HasSymtab reports whether the executable has a .symtab section.
+	// HasSymtab reports whether the executable has a .symtab section, and
+	// one that could be read (a damaged one is ignored: .gopclntab names
+	// the functions too).
 	HasSymtab bool
 	// HasDWARF reports whether the executable has DWARF debug info.
 	HasDWARF bool
@@ -59,12 +62,15 @@ type Binary struct {
 	ef     *elf.File
 	closer io.Closer
 	loads  []*elf.Prog
+	budget *atomic.Int64 // bytes sections may still claim (sectionData)
+	size   int64         // of the file, -1 if unknown
 
-	funcs  []Func          // sorted by Entry
-	byName map[string]int  // index into funcs
-	names  []string        // sorted, unique
-	symtab map[string]Func // functions as .symtab has them (nil when absent)
-	pcln   map[string]Func // functions as .gopclntab has them (nil when absent)
+	funcs     []Func          // sorted by Entry
+	byName    map[string]int  // index into funcs
+	names     []string        // sorted, unique
+	symtab    map[string]Func // functions as .symtab has them (nil when absent)
+	symtabErr error           // why a .symtab present in the file was not used
+	pcln      map[string]Func // functions as .gopclntab has them (nil when absent)
 
 	dwarfMu  sync.Mutex // guards dwarf and dwarfErr (ReleaseDWARF drops dwarf)
 	dwarf    *dwarf.Data
@@ -94,6 +100,7 @@ type Binary struct {
 	cacheMu     sync.Mutex
 	dwarfStruct map[string]map[string]uint64 // DWARF struct lookups by type name
 	sites       map[uint64]checkedSite       // CheckSite results by address
+	globals     map[string]uint64            // .symtab addresses of globals asked for (0: absent)
 }
 
 // Open opens and parses the Go executable at path. Non-ELF files yield a
@@ -125,11 +132,15 @@ func NewBinary(r io.ReaderAt, path string) (b *Binary, err error) {
 			b, err = nil, fmt.Errorf("parse executable: internal error: %v", p)
 		}
 	}()
+	size := readerSize(r)
+	if err := checkELF(r, size); err != nil {
+		return nil, fmt.Errorf("parse elf: %w", err)
+	}
 	ef, err := elf.NewFile(r)
 	if err != nil {
 		return nil, fmt.Errorf("parse elf: %w", err)
 	}
-	b = &Binary{Path: path, ef: ef, PIE: ef.Type == elf.ET_DYN}
+	b = &Binary{Path: path, ef: ef, PIE: ef.Type == elf.ET_DYN, budget: newReadBudget(size), size: size}
 	switch ef.Machine {
 	case elf.EM_X86_64:
 		b.Arch = "amd64"
@@ -163,6 +174,12 @@ func NewBinary(r io.ReaderAt, path string) (b *Binary, err error) {
 	b.HasDWARF = ef.Section(".debug_info") != nil || ef.Section(".zdebug_info") != nil
 	if err := b.loadFuncs(); err != nil {
 		return nil, err
+	}
+	if _, ok := b.byName["runtime.main"]; !ok {
+		// A C program can carry a .go.buildinfo section (copied, or from
+		// a Go library it links): without the Go runtime there is
+		// nothing to observe.
+		return nil, fmt.Errorf("%w: Go build info, but no Go runtime (runtime.main)", ErrNotGo)
 	}
 	return b, nil
 }
@@ -243,17 +260,6 @@ func (b *Binary) readAt(addr, n uint64) ([]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("address %#x is in no loaded segment", addr)
-}
-
-// sectionData returns a section's bytes, bounded in size.
-func sectionData(s *elf.Section) ([]byte, error) {
-	if s.Type == elf.SHT_NOBITS {
-		return nil, fmt.Errorf("section %s has no data", s.Name)
-	}
-	if s.Size > maxSectionSize {
-		return nil, fmt.Errorf("section %s too large", s.Name)
-	}
-	return s.Data()
 }
 
 func sortedUnique(names []string) []string {

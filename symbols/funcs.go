@@ -27,7 +27,7 @@ type Func struct {
 // pclntab so that stripped and unstripped builds report identical Funcs.
 func (b *Binary) loadFuncs() error {
 	var symText uint64 // runtime.text from .symtab
-	syms, symErr := b.ef.Symbols()
+	syms, symErr := b.symbols()
 	if symErr == nil {
 		b.HasSymtab = true
 		b.symtab = make(map[string]Func)
@@ -43,10 +43,16 @@ func (b *Binary) loadFuncs() error {
 			if prev, dup := b.symtab[s.Name]; dup && prev.Entry <= s.Value {
 				continue
 			}
-			b.symtab[s.Name] = Func{Name: s.Name, Entry: s.Value, End: s.Value + s.Size}
+			// A copy: the names of the other symbols (data, files) need
+			// not stay in memory with the string table. The bytes copied
+			// are bounded with the names read (symbols).
+			name := strings.Clone(s.Name)
+			b.symtab[name] = Func{Name: name, Entry: s.Value, End: s.Value + s.Size}
 		}
 	} else if !errors.Is(symErr, elf.ErrNoSymbols) {
-		return fmt.Errorf("read symtab: %w", symErr)
+		// A damaged .symtab is not needed: the pclntab names the
+		// functions of stripped binaries too.
+		b.symtabErr = fmt.Errorf("read symtab: %w", symErr)
 	}
 
 	sec := b.ef.Section(".gopclntab")
@@ -57,11 +63,14 @@ func (b *Binary) loadFuncs() error {
 	if sec == nil {
 		pclnErr = errors.New("no .gopclntab section")
 		b.moduleErr = errNoModuleData
-	} else if data, err := sectionData(sec); err != nil {
+	} else if data, err := b.sectionData(sec); err != nil {
 		pclnErr = err
 		b.moduleErr = errNoModuleData
 	} else {
 		b.module, b.moduleErr = b.findModuleData(sec.Addr, pclnFuncnameOffset(data))
+		if errors.Is(b.moduleErr, errBudget) {
+			return b.moduleErr
+		}
 		b.pclnText = pclnHeaderText(data)
 		if b.pclnText == 0 {
 			b.pclnText = b.textStart(symText)
@@ -83,6 +92,9 @@ func (b *Binary) loadFuncs() error {
 		}
 	}
 	if b.pcln == nil && b.symtab == nil {
+		if b.symtabErr != nil {
+			return fmt.Errorf("read pclntab: %w (and %w)", pclnErr, b.symtabErr)
+		}
 		return fmt.Errorf("read pclntab: %w", pclnErr)
 	}
 

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"os"
 	"testing"
+
+	"github.com/blindspot-dev/blindspot/test/crafted"
 )
 
 // makePclntab builds a small valid Go 1.18+ (or, with magic 0xfffffffa,
@@ -108,12 +110,26 @@ func FuzzPclntab(f *testing.F) {
 		f.Add(makePclntab(m, 0x401000, []string{"main.main", "main.f", "runtime.g"}), uint64(0x401000))
 	}
 	f.Add([]byte{0xf1, 0xff, 0xff, 0xff, 0, 0, 1, 8}, uint64(0))
+	f.Add(crafted.SharedNamePclntab(4096, 0x401000), uint64(0))
+	f.Add(crafted.OverlappingNamesPclntab(4096, 0x401000), uint64(0))
 	f.Fuzz(func(t *testing.T, data []byte, text uint64) {
-		funcs, err := parsePclntab(data, text)
+		var funcs []pclnFunc
+		var err error
+		n := allocated(func() {
+			funcs, err = parsePclntab(data, text)
+			if err == nil {
+				nameABI0(funcs)
+			}
+		})
+		// The function list (48 bytes a function, at most one a
+		// function-table entry of 8 bytes), the names (one copy), the
+		// ABI0 names (at most the names again) and the maps.
+		if limit := uint64(parseFactor*len(data) + 64<<10); n > limit {
+			t.Fatalf("parsing %d bytes allocated %d (%.1fx)", len(data), n, float64(n)/float64(len(data)))
+		}
 		if err != nil {
 			return
 		}
-		nameABI0(funcs)
 		for _, fn := range funcs {
 			if fn.End < fn.Entry {
 				t.Fatalf("end before entry: %+v", fn)
@@ -141,24 +157,29 @@ func FuzzNewBinary(f *testing.F) {
 		mutated[i+8] ^= 0xff
 	}
 	f.Add(mutated)
+	for _, v := range crafted.Variants(64 << 10) {
+		if d, err := v.Make(data); err == nil {
+			f.Add(d)
+		}
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		b, err := NewBinary(bytes.NewReader(data), "fuzz")
+		// Memory and time bounded by the input's size, whatever it claims.
+		b, err := checkAllocBound(t, data, func(b *Binary) {
+			for _, name := range b.FuncNames() {
+				fn, err := b.LookupFunc(name)
+				if err != nil {
+					t.Fatalf("listed %s not found: %v", name, err)
+				}
+				b.Sites(fn)
+				b.FileOffset(fn.Entry)
+				b.CheckSite(fn.Entry)
+				break
+			}
+			exercise(b)
+		})
 		if err != nil {
 			return
 		}
-		for _, name := range b.FuncNames() {
-			fn, err := b.LookupFunc(name)
-			if err != nil {
-				t.Fatalf("listed %s not found: %v", name, err)
-			}
-			b.Sites(fn)
-			b.FileOffset(fn.Entry)
-			b.CheckSite(fn.Entry)
-			break
-		}
-		b.LookupFunc("main.mian")
-		b.StructFields("runtime.g", "goid")
-		b.StructFields("runtime.mstats", "numgc")
 		if f, err := b.LookupFunc("main.main"); err == nil {
 			b.CheckSite(f.Entry)
 		}

@@ -48,7 +48,7 @@ var globalLocators = map[string]globalLocator{
 func (b *Binary) GlobalAddrs(names ...string) (map[string]uint64, error) {
 	var objects map[string]uint64
 	if b.HasSymtab {
-		objects = b.dataSymbols()
+		objects = b.symtabGlobals(names)
 	}
 	out := make(map[string]uint64, len(names))
 	var errs []error
@@ -67,10 +67,38 @@ func (b *Binary) GlobalAddrs(names ...string) (map[string]uint64, error) {
 	return out, errors.Join(errs...)
 }
 
+// symtabGlobals returns the addresses .symtab gives the named globals.
+// They are kept: every process of the binary asks for the same ones, and
+// .symtab is read again only for a name not asked before.
+func (b *Binary) symtabGlobals(names []string) map[string]uint64 {
+	b.cacheMu.Lock()
+	defer b.cacheMu.Unlock()
+	if b.globals == nil {
+		b.globals = map[string]uint64{}
+	}
+	for _, name := range names {
+		if _, asked := b.globals[name]; asked {
+			continue
+		}
+		objects := b.dataSymbols()
+		for _, n := range names {
+			b.globals[n] = objects[n] // 0: not in .symtab
+		}
+		break
+	}
+	out := make(map[string]uint64, len(names))
+	for _, name := range names {
+		if addr := b.globals[name]; addr != 0 {
+			out[name] = addr
+		}
+	}
+	return out
+}
+
 // dataSymbols reads the non-function symbols of .symtab.
 func (b *Binary) dataSymbols() map[string]uint64 {
 	out := map[string]uint64{}
-	syms, err := b.ef.Symbols()
+	syms, err := b.symbols()
 	if err != nil {
 		return out
 	}

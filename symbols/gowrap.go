@@ -96,7 +96,7 @@ func (b *Binary) GoWrappers() (map[uint64]string, error) {
 		if err != nil {
 			return out, fmt.Errorf("func %d: %w", i, err)
 		}
-		name, err := v.cstring(v.funcnameOff + uint64(nameOff))
+		name, err := v.cstring(v.funcnameOff+uint64(nameOff), maxNameLen)
 		if err != nil || !wrapperName.MatchString(name) {
 			continue
 		}
@@ -138,6 +138,9 @@ type pclnView struct {
 // pclnView reads the function table of b. Releases before Go 1.18 have no
 // wrappers this package recognises.
 func (b *Binary) pclnView() (*pclnView, error) {
+	if b.pcln == nil {
+		return nil, errors.New("no usable .gopclntab") // loadFuncs said why
+	}
 	sec := b.ef.Section(".gopclntab")
 	if sec == nil {
 		sec = b.ef.Section(".data.rel.ro.gopclntab")
@@ -145,7 +148,7 @@ func (b *Binary) pclnView() (*pclnView, error) {
 	if sec == nil {
 		return nil, errors.New("no .gopclntab section")
 	}
-	data, err := sectionData(sec)
+	data, err := b.sectionData(sec)
 	if err != nil {
 		return nil, fmt.Errorf("read pclntab: %w", err)
 	}
@@ -265,7 +268,7 @@ func (b *Binary) goFuncBase(v *pclnView) (uint64, error) {
 	if !v.go120 {
 		return 0, errors.New("inline trees are read for Go 1.20 and later")
 	}
-	if syms, err := b.ef.Symbols(); err == nil {
+	if syms, err := b.symbols(); b.HasSymtab && err == nil {
 		for _, s := range syms {
 			if s.Name == "go:func.*" && s.Value != 0 {
 				if !b.inlineTreesDecode(v, s.Value) {
@@ -370,7 +373,7 @@ func (b *Binary) inlineTreesDecode(v *pclnView, base uint64) bool {
 			if nameOff < 0 || parentPc < 0 || uint64(parentPc) >= size {
 				return false
 			}
-			name, err := v.cstring(v.funcnameOff + uint64(nameOff))
+			name, err := v.cstring(v.funcnameOff+uint64(nameOff), maxNameLen)
 			if err != nil || !plausibleFuncName(name) {
 				return false
 			}
@@ -623,7 +626,7 @@ func (b *Binary) inlinedCallee(w wrapperFunc, steps []step) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	name, err := w.v.cstring(w.v.funcnameOff + uint64(binary.LittleEndian.Uint32(e[4:])))
+	name, err := w.v.cstring(w.v.funcnameOff+uint64(binary.LittleEndian.Uint32(e[4:])), maxNameLen)
 	if err != nil || !plausibleFuncName(name) || strings.HasPrefix(name, "runtime.") {
 		return "", false
 	}

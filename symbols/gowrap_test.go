@@ -544,17 +544,23 @@ func FuzzWrapperCode(f *testing.F) {
 		if len(code) > maxWrapperSize {
 			return
 		}
-		var steps []step
-		if arm {
-			steps = b.stepsARM64(code, main.Entry)
-		} else {
-			steps = b.stepsAMD64(code, main.Entry)
-		}
-		calledCallee(steps, uint64(len(code)), true)
-		calledCallee(steps, uint64(len(code)), false)
-		v := &pclnView{pclnReader: pclnReader{data: code, ptrSize: 8}, quantum: 1}
-		if rs, err := v.pcTable(1, uint64(len(code))); err == nil {
-			valueAt(rs, uint64(len(code))/2)
+		n := allocated(func() {
+			var steps []step
+			if arm {
+				steps = b.stepsARM64(code, main.Entry)
+			} else {
+				steps = b.stepsAMD64(code, main.Entry)
+			}
+			calledCallee(steps, uint64(len(code)), true)
+			calledCallee(steps, uint64(len(code)), false)
+			v := &pclnView{pclnReader: pclnReader{data: code, ptrSize: 8}, quantum: 1}
+			if rs, err := v.pcTable(1, uint64(len(code))); err == nil {
+				valueAt(rs, uint64(len(code))/2)
+			}
+		})
+		// Each instruction decoded is a few hundred bytes of garbage.
+		if limit := uint64(1024*len(code) + 64<<10); n > limit {
+			t.Fatalf("%d bytes of code: allocated %d", len(code), n)
 		}
 	})
 }

@@ -62,7 +62,7 @@ func (b *Binary) relocations() (map[uint64]uint64, error) {
 			if s.Type != elf.SHT_RELA {
 				continue
 			}
-			data, err := sectionData(s)
+			data, err := b.sectionData(s)
 			if err != nil {
 				b.relocErr = fmt.Errorf("read %s: %w", s.Name, err)
 				return
@@ -93,7 +93,10 @@ func (b *Binary) findModuleData(pclnAddr, funcnameOff uint64) (moduleData, error
 		if s.Type != elf.SHT_PROGBITS || s.Flags&elf.SHF_ALLOC == 0 || s.Flags&elf.SHF_WRITE == 0 {
 			continue
 		}
-		data, err := sectionData(s)
+		data, err := b.sectionData(s)
+		if errors.Is(err, errBudget) {
+			return moduleData{}, err
+		}
 		if err != nil {
 			continue
 		}

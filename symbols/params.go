@@ -100,7 +100,9 @@ func (b *Binary) dwarfData() (*dwarf.Data, error) {
 				b.dwarfErr = fmt.Errorf("internal error: %v", p)
 			}
 		}()
-		b.dwarf, b.dwarfErr = b.ef.DWARF()
+		if b.dwarfErr = b.checkDWARF(); b.dwarfErr == nil {
+			b.dwarf, b.dwarfErr = b.ef.DWARF()
+		}
 	}()
 	return b.dwarf, b.dwarfErr
 }

@@ -1,9 +1,11 @@
 package symbols
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Magic numbers at the start of .gopclntab.
@@ -50,17 +52,68 @@ func (r pclnReader) word(off uint64) (uint64, error) {
 	return binary.LittleEndian.Uint64(r.data[off:]), nil
 }
 
-// cstring reads a NUL-terminated string at off.
-func (r pclnReader) cstring(off uint64) (string, error) {
+// maxNameLen bounds the names read one at a time (wrapper and inline tree
+// names): Go's longest function names, generic instantiations, are a few
+// hundred bytes.
+const maxNameLen = 4096
+
+// cstring reads a NUL-terminated string of at most max bytes at off.
+func (r pclnReader) cstring(off uint64, max int) (string, error) {
 	if off >= uint64(len(r.data)) {
 		return "", fmt.Errorf("read name at %#x: %w", off, errPclnTruncated)
 	}
-	for i := off; i < uint64(len(r.data)); i++ {
-		if r.data[i] == 0 {
-			return string(r.data[off:i]), nil
-		}
+	s := r.data[off:]
+	if len(s) > max+1 {
+		s = s[:max+1]
 	}
-	return "", fmt.Errorf("read name at %#x: unterminated", off)
+	i := bytes.IndexByte(s, 0)
+	if i < 0 {
+		return "", fmt.Errorf("read name at %#x: unterminated", off)
+	}
+	return string(s[:i]), nil
+}
+
+// errNamesOverlap is returned for function tables whose names, counted
+// once per function, hold more bytes than the whole table: functions that
+// share one name or point into each other's names. A linker writes each
+// name once, so only a crafted table does this, and reading it would cost
+// memory and time growing with the square of its size.
+var errNamesOverlap = errors.New("function names overlap: not a table a Go linker wrote")
+
+// nameTable is the funcnametab of a pclntab, copied once: function names
+// are substrings of it, so reading them copies nothing. The bytes of names
+// read, counted once per function, are bounded by budget.
+type nameTable struct {
+	s      string
+	budget int
+}
+
+// newNameTable copies data[start:end] (end is clamped to the data).
+func newNameTable(data []byte, start, end uint64) nameTable {
+	if end <= start || end > uint64(len(data)) {
+		end = uint64(len(data))
+	}
+	return nameTable{s: string(data[start:end]), budget: len(data)}
+}
+
+// name returns the NUL-terminated name at off.
+func (t *nameTable) name(off uint64) (string, error) {
+	if off >= uint64(len(t.s)) {
+		return "", fmt.Errorf("read name at %#x: %w", off, errPclnTruncated)
+	}
+	s := t.s[off:]
+	if len(s) > t.budget+1 {
+		s = s[:t.budget+1]
+	}
+	i := strings.IndexByte(s, 0)
+	if i < 0 {
+		if len(s) == len(t.s)-int(off) {
+			return "", fmt.Errorf("read name at %#x: unterminated", off)
+		}
+		return "", errNamesOverlap
+	}
+	t.budget -= i
+	return s[:i], nil
 }
 
 // pclnFuncnameOffset returns the header's funcnameOffset, 0 if unknown.
@@ -151,7 +204,7 @@ func parsePcln118(r pclnReader, hdr func(uint64) (uint64, error), textStart, fun
 		}
 		h[i] = v
 	}
-	nfunc, hdrText, funcnameOff, pclnOff := h[0], h[2], h[3], h[7]
+	nfunc, hdrText, funcnameOff, cuOff, pclnOff := h[0], h[2], h[3], h[4], h[7]
 	if hdrText != 0 {
 		textStart = hdrText
 	}
@@ -167,7 +220,7 @@ func parsePcln118(r pclnReader, hdr func(uint64) (uint64, error), textStart, fun
 		return nil, fmt.Errorf("header: bad function count %d", nfunc)
 	}
 	pcln := pclnReader{data: r.data[pclnOff:], ptrSize: r.ptrSize}
-	names := pclnReader{data: r.data[funcnameOff:], ptrSize: r.ptrSize}
+	names := newNameTable(r.data, funcnameOff, cuOff) // the cutab follows the names
 	funcs := make([]pclnFunc, 0, nfunc)
 	prev := uint64(0)
 	for i := uint64(0); i <= nfunc; i++ {
@@ -205,7 +258,7 @@ func parsePcln118(r pclnReader, hdr func(uint64) (uint64, error), textStart, fun
 		if err != nil {
 			return nil, fmt.Errorf("func %d: %w", i, err)
 		}
-		name, err := names.cstring(uint64(int64(int32(nameOff))))
+		name, err := names.name(uint64(int64(int32(nameOff))))
 		if err != nil {
 			return nil, fmt.Errorf("func %d: %w", i, err)
 		}
@@ -233,7 +286,7 @@ func parsePcln116(r pclnReader, hdr func(uint64) (uint64, error)) ([]pclnFunc, e
 		}
 		h[i] = v
 	}
-	nfunc, funcnameOff, pclnOff := h[0], h[2], h[6]
+	nfunc, funcnameOff, cuOff, pclnOff := h[0], h[2], h[3], h[6]
 	size := uint64(len(r.data))
 	ps := uint64(r.ptrSize)
 	if funcnameOff >= size || pclnOff >= size {
@@ -243,7 +296,7 @@ func parsePcln116(r pclnReader, hdr func(uint64) (uint64, error)) ([]pclnFunc, e
 		return nil, fmt.Errorf("header: bad function count %d", nfunc)
 	}
 	pcln := pclnReader{data: r.data[pclnOff:], ptrSize: r.ptrSize}
-	names := pclnReader{data: r.data[funcnameOff:], ptrSize: r.ptrSize}
+	names := newNameTable(r.data, funcnameOff, cuOff) // the cutab follows the names
 	funcs := make([]pclnFunc, 0, nfunc)
 	prev := uint64(0)
 	for i := uint64(0); i <= nfunc; i++ {
@@ -277,7 +330,7 @@ func parsePcln116(r pclnReader, hdr func(uint64) (uint64, error)) ([]pclnFunc, e
 		if err != nil {
 			return nil, fmt.Errorf("func %d: %w", i, err)
 		}
-		name, err := names.cstring(uint64(int64(int32(nameOff))))
+		name, err := names.name(uint64(int64(int32(nameOff))))
 		if err != nil {
 			return nil, fmt.Errorf("func %d: %w", i, err)
 		}

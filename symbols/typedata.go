@@ -87,7 +87,7 @@ func (b *Binary) readTypeData() (*typeData, error) {
 	// agree. Without it no type's name can be proven.
 	var symTypes uint64
 	if b.HasSymtab {
-		if syms, err := b.ef.Symbols(); err == nil {
+		if syms, err := b.symbols(); err == nil {
 			for _, s := range syms {
 				if s.Name == "runtime.types" && s.Value != 0 {
 					symTypes = s.Value
@@ -121,7 +121,7 @@ func (b *Binary) readTypeData() (*typeData, error) {
 		default:
 			continue
 		}
-		data, err := sectionData(s)
+		data, err := b.sectionData(s)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", s.Name, err)
 		}

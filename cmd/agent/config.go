@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -106,9 +108,22 @@ type HTTPConfig struct {
 	Routes []string `yaml:"routes"`
 }
 
-// LoadConfig reads and checks a configuration file.
+// maxConfigSize bounds the configuration file: a long list of business
+// functions is a few kilobytes.
+const maxConfigSize = 1 << 20
+
+// Shortest intervals accepted: shorter ones would spend the agent's CPU
+// rescanning /proc or sampling runtimes, for nothing a scrape could see.
+const (
+	minDiscoveryInterval = 100 * time.Millisecond
+	minRuntimeInterval   = 100 * time.Millisecond
+)
+
+// LoadConfig reads and checks a configuration file. Only a regular file
+// (or a link to one) of at most 1 MiB is read: a FIFO or a device would
+// block or never end.
 func LoadConfig(file string) (*Config, error) {
-	b, err := os.ReadFile(file)
+	b, err := readConfigFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
@@ -117,6 +132,47 @@ func LoadConfig(file string) (*Config, error) {
 		return nil, fmt.Errorf("config %s: %w", file, err)
 	}
 	return cfg, nil
+}
+
+func readConfigFile(file string) ([]byte, error) {
+	// O_NONBLOCK: opening a FIFO would otherwise wait for a writer.
+	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s): give the path of a YAML file", file, fileKind(st.Mode()))
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxConfigSize {
+		return nil, fmt.Errorf("%s is larger than %d KiB: is it the configuration file?", file, maxConfigSize>>10)
+	}
+	return b, nil
+}
+
+// fileKind names a file's type for an error message.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	}
+	return m.Type().String()
 }
 
 // ParseConfig parses and checks configuration YAML. Unknown keys are errors:
@@ -132,6 +188,11 @@ func ParseConfig(b []byte) (*Config, error) {
 			return nil, errors.New(strings.Join(te.Errors, "; "))
 		}
 		return nil, err
+	}
+	// A second document would be ignored: say so rather than run with
+	// half of what was written.
+	if err := dec.Decode(&yaml.Node{}); !errors.Is(err, io.EOF) {
+		return nil, errors.New("more than one YAML document (a line \"---\" starts another): put the whole configuration in one")
 	}
 	if err := cfg.check(); err != nil {
 		return nil, err
@@ -175,6 +236,12 @@ func (c *Config) check() error {
 	}
 	if c.DiscoveryInterval < 0 || c.Grace < 0 || c.Runtime.Interval < 0 {
 		return errors.New("durations must not be negative")
+	}
+	if c.DiscoveryInterval != 0 && c.DiscoveryInterval < minDiscoveryInterval {
+		return fmt.Errorf("discovery_interval %v is too short: give at least %v (new programs are noticed at their exec anyway)", c.DiscoveryInterval, minDiscoveryInterval)
+	}
+	if c.Runtime.Interval != 0 && c.Runtime.Interval < minRuntimeInterval {
+		return fmt.Errorf("runtime.interval %v is too short: give at least %v", c.Runtime.Interval, minRuntimeInterval)
 	}
 	return nil
 }

@@ -2,7 +2,10 @@ package main
 
 import (
 	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -66,6 +69,9 @@ func TestConfigErrors(t *testing.T) {
 		"bad template":      `http: {routes: ["users/{id}"]}`,
 		"negative limit":    "series_limit: -1",
 		"bad duration":      "grace: soon",
+		"two documents":     "series_limit: 10\n---\ninclude: [{exe: /x}]\n",
+		"discovery 1ns":     "discovery_interval: 1ns",
+		"runtime 1ns":       "runtime: {interval: 1ns}",
 	}
 	for name, text := range cases {
 		_, err := ParseConfig([]byte(text))
@@ -97,4 +103,80 @@ func TestREADMEConfigExample(t *testing.T) {
 	if _, err := ParseConfig([]byte(example)); err != nil {
 		t.Fatalf("README example: %v\n%s", err, example)
 	}
+}
+
+// One document, even with the optional markers, is one document.
+func TestConfigDocumentMarkers(t *testing.T) {
+	for _, text := range []string{"---\nseries_limit: 10\n", "series_limit: 10\n...\n", "# only a comment\n"} {
+		if _, err := ParseConfig([]byte(text)); err != nil {
+			t.Errorf("%q: %v", text, err)
+		}
+	}
+}
+
+// Files that are not regular, or too large, are refused at once with a
+// reason, never read without end nor waited on.
+func TestLoadConfigRefusesOddFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, []byte("# "+strings.Repeat("x", maxConfigSize)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for file, want := range map[string]string{
+		fifo:        "not a regular file (a FIFO)",
+		"/dev/zero": "not a regular file (a character device)",
+		dir:         "not a regular file (a directory)",
+		big:         "larger than 1024 KiB",
+	} {
+		done := make(chan error, 1)
+		go func() { _, err := LoadConfig(file); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: err = %v, want %q", file, err, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: LoadConfig still reading after 10s", file)
+		}
+	}
+}
+
+// FuzzParseConfig: any file is accepted or refused with a one-line error,
+// without panicking, and what is accepted has its business entries
+// validated without panicking either; memory stays bounded by the input.
+func FuzzParseConfig(f *testing.F) {
+	for _, seed := range []string{
+		"",
+		"include: [{exe: \"/opt/*\"}]\nseries_limit: 10\n",
+		"services: [{exe: /x, name: y, namespace: z}]\nhttp: {route_limit: 5, routes: [\"/users/{id}\"]}\n",
+		"functions:\n  - function: main.processOrder\n    metric: orders_total\n    labels: {kind: \"arg:1\"}\n",
+		"runtime: {interval: 2s, top_functions: 5}\notlp: {endpoint: \"http://c:4318\", protocol: grpc}\n",
+		"a: &a [*a, *a, *a, *a]\n",
+		"x: 1\n---\ny: 2\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		cfg, err := ParseConfig(data)
+		runtime.ReadMemStats(&after)
+		// yaml.v3 refuses alias expansion beyond a ratio of the input.
+		if n := after.TotalAlloc - before.TotalAlloc; n > uint64(1024*len(data)+4<<20) {
+			t.Fatalf("parsing %d bytes allocated %d", len(data), n)
+		}
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error spans lines: %q", err)
+			}
+			return
+		}
+		for i := range cfg.Functions {
+			cfg.Functions[i].Validate(nil)
+		}
+	})
 }

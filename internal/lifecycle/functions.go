@@ -188,10 +188,20 @@ func (a *Agent) attachUser(p discover.Process, svc string, bin *symbols.Binary, 
 func (a *Agent) userErrors(pid int, exe string, st, old []probes.ProbeStatus) {
 	seen := map[string]bool{}
 	for _, s := range old {
-		seen[s.Family+"\x00"+s.Error] = true
+		seen[s.Family+"\x00"+s.Error+"\x00"+strings.Join(s.Left, "\x00")] = true
 	}
 	for _, s := range st {
-		if s.Error == "" || seen[s.Family+"\x00"+s.Error] {
+		if seen[s.Family+"\x00"+s.Error+"\x00"+strings.Join(s.Left, "\x00")] {
+			continue
+		}
+		if s.Error == "" && len(s.Left) > 0 {
+			// A main.* function of an entry without service, not in
+			// this program: perhaps misspelt.
+			a.countError("userfunc", "function_not_found")
+			a.log.Info("business function not in program", "pid", pid, "exe", exe, "probe", s.Family, "reason", s.Left[0])
+			continue
+		}
+		if s.Error == "" {
 			continue
 		}
 		a.countError("userfunc", "attach_failed")

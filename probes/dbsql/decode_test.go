@@ -14,7 +14,7 @@ func setChars(dst []int8, s string) uint8 { return eventbytes.SetChars(dst, s) }
 
 type decoderRig = decodetest.Rig
 
-func newDecoderRig(t *testing.T) *decoderRig {
+func newDecoderRig(t testing.TB) *decoderRig {
 	t.Helper()
 	return decodetest.NewRig(Metrics(), func(agg *aggregator.Aggregator) *probes.Family { return Family(agg, nil) })
 }
@@ -64,4 +64,10 @@ func TestDecodeAcceptsPlausibleEdges(t *testing.T) {
 		t.Errorf("db_client_operation_duration_seconds: %d observations, want 2 (all: %v)", got["db_client_operation_duration_seconds"], got)
 	}
 	r.LabelsValid(t)
+}
+
+// FuzzDecode: arbitrary ring events never panic the decoder nor make it
+// allocate beyond a bound.
+func FuzzDecode(f *testing.F) {
+	newDecoderRig(f).Fuzz(f, dbEvent(nil))
 }

@@ -25,9 +25,21 @@ const maxCollection = 64
 // UPDATE t, DELETE FROM t, CREATE/DROP/ALTER TABLE t, TRUNCATE t.
 // truncated says q is only the start of the statement: a table name that
 // reaches its end is not trusted.
+// maxVerbLen is the length of the longest verb.
+var maxVerbLen = func() int {
+	n := 0
+	for v := range sqlVerbs {
+		n = max(n, len(v))
+	}
+	return n
+}()
+
 func parseSQL(q string, truncated bool) (op, collection string) {
 	l := sqlLexer{s: q}
 	w := l.word()
+	if len(w) > maxVerbLen { // no need to upper-case a long word
+		return "", ""
+	}
 	op = strings.ToUpper(w)
 	if !sqlVerbs[op] {
 		return "", ""

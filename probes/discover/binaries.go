@@ -3,6 +3,7 @@ package discover
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"sync"
 	"time"
@@ -11,12 +12,14 @@ import (
 )
 
 // Binaries keeps one parsed copy of each executable for as long as some
-// process runs it, and remembers which files are not Go programs so that
-// they are not read again.
+// process runs it, and remembers which files are not Go programs, or could
+// not be read, so that they are not read again: a program whose binary is
+// damaged costs one read, however often it starts.
 type Binaries struct {
-	mu    sync.Mutex
-	open  map[FileKey]*entry
-	notGo map[FileKey]bool
+	mu     sync.Mutex
+	open   map[FileKey]*entry
+	notGo  map[FileKey]bool
+	failed map[FileKey]error // why reading the file failed
 	// recent holds binaries no process runs now, newest last: programs
 	// that start again and again (build tools, cron jobs) are read once.
 	recent []FileKey
@@ -36,13 +39,17 @@ const (
 	recentLimit = 8
 )
 
-// notGoLimit bounds the memory of files known not to be Go programs.
-const notGoLimit = 8192
+// notGoLimit bounds the memory of files known not to be Go programs, and
+// failedLimit that of files that could not be read.
+const (
+	notGoLimit  = 8192
+	failedLimit = 1024
+)
 
 // NewBinaries returns an empty cache. closed, if not nil, is called for
 // every binary the cache closes, so that what was derived from it can go too.
 func NewBinaries(closed func(*symbols.Binary)) *Binaries {
-	return &Binaries{open: map[FileKey]*entry{}, notGo: map[FileKey]bool{}, closed: closed}
+	return &Binaries{open: map[FileKey]*entry{}, notGo: map[FileKey]bool{}, failed: map[FileKey]error{}, closed: closed}
 }
 
 // Acquire returns the parsed executable of p, reading it on first use.
@@ -62,6 +69,9 @@ func (c *Binaries) Acquire(p Process) (*symbols.Binary, error) {
 	if c.notGo[p.File] {
 		return nil, symbols.ErrNotGo
 	}
+	if err, ok := c.failed[p.File]; ok {
+		return nil, fmt.Errorf("read executable %s: %w (cached: the file is unchanged)", p.Exe, err)
+	}
 	bin, err := symbols.Open(p.ExePath)
 	if err != nil {
 		if errors.Is(err, symbols.ErrNotGo) {
@@ -70,6 +80,16 @@ func (c *Binaries) Acquire(p Process) (*symbols.Binary, error) {
 			}
 			c.notGo[p.File] = true
 			return nil, err
+		}
+		// A file that could not be opened or read (the process exited,
+		// descriptors ran out, an I/O error) may read next time; one
+		// whose contents do not parse will not, while its key holds.
+		var pathErr *fs.PathError
+		if !errors.As(err, &pathErr) {
+			if len(c.failed) >= failedLimit {
+				c.failed = map[FileKey]error{}
+			}
+			c.failed[p.File] = err
 		}
 		// Not an ELF file we can read is no Go program either, but say why.
 		return nil, fmt.Errorf("read executable %s: %w", p.Exe, err)

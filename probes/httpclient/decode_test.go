@@ -15,7 +15,7 @@ func setChars(dst []int8, s string) uint8 { return eventbytes.SetChars(dst, s) }
 
 type decoderRig = decodetest.Rig
 
-func newDecoderRig(t *testing.T) *decoderRig {
+func newDecoderRig(t testing.TB) *decoderRig {
 	t.Helper()
 	return decodetest.NewRig(Metrics(), func(agg *aggregator.Aggregator) *probes.Family { return Family(agg) })
 }
@@ -160,4 +160,10 @@ func TestDecodeVersion(t *testing.T) {
 	if l := httpClientDuration.Labels; l[5] != "network_protocol_version" {
 		t.Errorf("labels %v", l)
 	}
+}
+
+// FuzzDecode: arbitrary ring events never panic the decoder nor make it
+// allocate beyond a bound.
+func FuzzDecode(f *testing.F) {
+	newDecoderRig(f).Fuzz(f, clientEvent(nil))
 }

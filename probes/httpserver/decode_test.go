@@ -16,7 +16,7 @@ func setChars(dst []int8, s string) uint8 { return eventbytes.SetChars(dst, s) }
 
 type decoderRig = decodetest.Rig
 
-func newDecoderRig(t *testing.T) *decoderRig {
+func newDecoderRig(t testing.TB) *decoderRig {
 	t.Helper()
 	return decodetest.NewRig(Metrics(), func(agg *aggregator.Aggregator) *probes.Family { return Family() })
 }
@@ -232,4 +232,10 @@ func TestDecodeRouterRoutes(t *testing.T) {
 			t.Errorf("router %d route %q: no series with http_route %q", c.router, c.route, c.want)
 		}
 	}
+}
+
+// FuzzDecode: arbitrary ring events never panic the decoder nor make it
+// allocate beyond a bound.
+func FuzzDecode(f *testing.F) {
+	newDecoderRig(f).Fuzz(f, serverEvent(nil))
 }

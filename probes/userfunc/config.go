@@ -40,8 +40,6 @@ const (
 	MaxHops = 4
 	// MaxString is the most bytes of a string label value.
 	MaxString = 64
-	// DefaultSeriesLimit bounds each business metric's series.
-	DefaultSeriesLimit = 1000
 )
 
 // Entry is one business function in the configuration's functions list.
@@ -76,8 +74,9 @@ type Entry struct {
 	// Buckets are the histogram bounds in seconds (duration only; default
 	// the OpenTelemetry duration advice).
 	Buckets []float64 `yaml:"buckets"`
-	// SeriesLimit bounds the metric's series (default 1000); past it new
-	// label sets go to one overflow series.
+	// SeriesLimit bounds the metric's series (default: the agent's
+	// series_limit, like every metric); past it new label sets go to one
+	// overflow series.
 	SeriesLimit int `yaml:"series_limit"`
 	// MaxLength bounds string label values in bytes (default and at most 64).
 	MaxLength int `yaml:"max_length"`

@@ -25,7 +25,7 @@ type decoderRig struct {
 	ufCount, ufSeconds *aggregator.Metric
 }
 
-func newDecoderRig(t *testing.T) *decoderRig {
+func newDecoderRig(t testing.TB) *decoderRig {
 	t.Helper()
 	r := &decoderRig{
 		user:      New(),
@@ -172,4 +172,10 @@ func TestDetachEntry(t *testing.T) {
 	if st := u.UserStatus(42); len(st) != 1 || st[0].Error != reason {
 		t.Errorf("UserStatus = %+v", st)
 	}
+}
+
+// FuzzDecode: arbitrary ring events never panic the decoder nor make it
+// allocate beyond a bound.
+func FuzzDecode(f *testing.F) {
+	newDecoderRig(f).Fuzz(f, userEvent(ufCountID, "retail", nil), userEvent(ufSecondsID, "stripe", nil))
 }

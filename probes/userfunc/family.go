@@ -32,10 +32,7 @@ func NewFunc(e *Entry) *Func {
 		Name:   e.Metric,
 		Help:   e.Help,
 		Labels: e.LabelNames(),
-		Limit:  e.SeriesLimit,
-	}
-	if m.Limit == 0 {
-		m.Limit = DefaultSeriesLimit
+		Limit:  e.SeriesLimit, // 0: the agent's series_limit (aggregator.AddMetric)
 	}
 	if e.Outcome != "" {
 		m.Labels = append(m.Labels, e.Outcome)
@@ -90,7 +87,8 @@ type userSpec struct {
 	id     uint32
 	plan   *Plan
 	err    error
-	skip   bool // the program does not link the function's package
+	skip   bool   // the program does not link the function's package
+	left   string // why a main.* function is not in the program
 	entry  []uint64
 	exits  []uint64
 	loaded bool // stored in uf_specs
@@ -306,6 +304,11 @@ func (u *Probes) attachEntry(p *userProc, f *Func) {
 		return
 	}
 	st := probes.ProbeStatus{Family: statusName(f)}
+	if s.left != "" {
+		st.Left = []string{s.left}
+		p.statuses[key] = st
+		return
+	}
 	if s.err != nil {
 		st.Error = s.err.Error()
 		p.statuses[key] = st
@@ -360,6 +363,10 @@ func (u *Probes) spec(key string, f *Func, bin *symbols.Binary) *userSpec {
 	plan, err := Resolve(f.Entry, bin)
 	if errors.Is(err, ErrNotLinked) {
 		s.skip = true
+		return s
+	}
+	if errors.Is(err, ErrNotInProgram) {
+		s.left = err.Error()
 		return s
 	}
 	if err != nil {

@@ -89,6 +89,11 @@ func (p *Plan) NeedsExit() bool { return p.Entry.IsDuration() || p.Outcome != Ou
 // package: the entry does not concern the program.
 var ErrNotLinked = errors.New("function's package not in program")
 
+// ErrNotInProgram says that a main.* function of an entry without service
+// is not in the program: every program has a main package, so this may be
+// a program the entry does not concern, or a misspelt name.
+var ErrNotInProgram = errors.New("not in this program")
+
 // Resolve plans entry e for binary b: finds the function, reads its
 // signature (DWARF first, else e.Signature; both: they must agree) and
 // places each label and the outcome.
@@ -96,6 +101,9 @@ func Resolve(e *Entry, b *symbols.Binary) (*Plan, error) {
 	f, err := b.LookupFunc(e.Function)
 	if err != nil {
 		if e.Service == "" && errors.Is(err, symbols.ErrFuncNotFound) && !hasPackage(b, e.Function) {
+			if strings.HasPrefix(e.Function, "main.") {
+				return nil, fmt.Errorf("%w: %v (without service: the entry applies to every program that has it)", ErrNotInProgram, err)
+			}
 			return nil, ErrNotLinked
 		}
 		return nil, fmt.Errorf("%v (check function:; names are as Go prints them, e.g. github.com/shop/payment.(*Gateway).Charge)", err)

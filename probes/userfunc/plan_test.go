@@ -1,7 +1,9 @@
 package userfunc
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -133,5 +135,30 @@ func TestCompareSig(t *testing.T) {
 	u, _ = ParseSignature("func(ctx context.Context, orderType string, qty int) bool")
 	if err := compareSig(u, d); err == nil || !strings.Contains(err.Error(), "result 1 is bool") {
 		t.Errorf("got %v", err)
+	}
+}
+
+// An entry without service skips programs that do not link the function's
+// package, but every program has a main package: a main.* function it
+// lacks is said (with the closest names), not skipped silently.
+func TestResolveMissingFunction(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := symbols.Open(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	_, err = Resolve(&Entry{Function: "main.mian"}, b)
+	if !errors.Is(err, ErrNotInProgram) || !strings.Contains(err.Error(), "main.main") {
+		t.Errorf("main.mian: err = %v, want %v naming main.main", err, ErrNotInProgram)
+	}
+	if _, err := Resolve(&Entry{Function: "example.com/nothere.Handle"}, b); !errors.Is(err, ErrNotLinked) {
+		t.Errorf("unlinked package: err = %v, want %v", err, ErrNotLinked)
+	}
+	if _, err := Resolve(&Entry{Function: "main.mian", Service: "shop"}, b); err == nil || errors.Is(err, ErrNotInProgram) {
+		t.Errorf("with service: err = %v, want an attach error", err)
 	}
 }

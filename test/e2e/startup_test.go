@@ -49,6 +49,25 @@ func TestStartupErrors(t *testing.T) {
 		{"unknown key", func(t *testing.T) ([]string, []string, *syscall.Credential, string) {
 			return []string{"--config", writeFile(t, "unknown.yaml", "discovery_interval: 1s\nbogus_key: 3\n")}, nil, nil, ""
 		}, []string{"config", "bogus_key"}},
+		{"config is a device", func(t *testing.T) ([]string, []string, *syscall.Credential, string) {
+			return []string{"--config", "/dev/zero"}, nil, nil, ""
+		}, []string{"config", "/dev/zero", "not a regular file"}},
+		{"config is a FIFO", func(t *testing.T) ([]string, []string, *syscall.Credential, string) {
+			p := filepath.Join(t.TempDir(), "fifo")
+			if err := syscall.Mkfifo(p, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return []string{"--config", p}, nil, nil, ""
+		}, []string{"config", "not a regular file (a FIFO)"}},
+		{"two documents", func(t *testing.T) ([]string, []string, *syscall.Credential, string) {
+			return []string{"--config", writeFile(t, "two.yaml", "series_limit: 10\n---\ninclude: [{exe: /x}]\n")}, nil, nil, ""
+		}, []string{"config", "more than one YAML document"}},
+		{"discovery every 1ns", func(t *testing.T) ([]string, []string, *syscall.Credential, string) {
+			return []string{"--config", writeFile(t, "fast.yaml", "discovery_interval: 1ns\n")}, nil, nil, ""
+		}, []string{"config", "discovery_interval", "at least"}},
+		{"runtime every 1ns", func(t *testing.T) ([]string, []string, *syscall.Credential, string) {
+			return []string{"--config", writeFile(t, "fast.yaml", "runtime:\n  interval: 1ns\n")}, nil, nil, ""
+		}, []string{"config", "runtime.interval", "at least"}},
 		{"port in use", func(t *testing.T) ([]string, []string, *syscall.Credential, string) {
 			l, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {

@@ -3,6 +3,7 @@
 package decodetest
 
 import (
+	"runtime"
 	"testing"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
@@ -78,4 +79,27 @@ func (r *Rig) LabelsValid(t testing.TB) {
 			}
 		}
 	}
+}
+
+// maxDecodeAlloc bounds what decoding one ring event may allocate: a new
+// series interns its labels (a few strings of at most a few hundred bytes).
+const maxDecodeAlloc = 64 << 10
+
+// Fuzz feeds arbitrary ring events to the decoder, seeded with seeds: any
+// verdict will do, but no panic, and at most maxDecodeAlloc bytes
+// allocated per event whatever its bytes claim.
+func (r *Rig) Fuzz(f *testing.F, seeds ...[]byte) {
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		r.Decode(r.Sh, r.TID, raw)
+		runtime.ReadMemStats(&after)
+		if n := after.TotalAlloc - before.TotalAlloc; n > maxDecodeAlloc {
+			t.Fatalf("decoding %d bytes allocated %d", len(raw), n)
+		}
+	})
 }
