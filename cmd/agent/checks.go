@@ -6,11 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
+
+	"github.com/blindspot-dev/blindspot/probes"
 )
 
 // sysRoot is where kernel interfaces are looked up; tests point it at a
@@ -126,4 +129,16 @@ func explainLoadError(err error) error {
 		return fmt.Errorf("load BPF programs: %w: blindspot needs Linux %s or newer (BPF ring buffers, BPF cookies on uprobes)", err, minKernel)
 	}
 	return fmt.Errorf("load BPF programs: %w", err)
+}
+
+// testProbeOptions returns the probe manager's options, which only tests
+// change: BLINDSPOT_TEST_READ_DELAY (a Go duration) slows every ring reader
+// by that much per event so that test/e2e can fill the rings and check that
+// every lost event is counted. Undocumented on purpose: no user needs it.
+func testProbeOptions() *probes.Options {
+	d, err := time.ParseDuration(os.Getenv("BLINDSPOT_TEST_READ_DELAY"))
+	if err != nil || d <= 0 || d > time.Second {
+		return nil
+	}
+	return &probes.Options{ReadDelay: d}
 }
