@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -132,13 +133,21 @@ func explainLoadError(err error) error {
 }
 
 // testProbeOptions returns the probe manager's options, which only tests
-// change: BLINDSPOT_TEST_READ_DELAY (a Go duration) slows every ring reader
-// by that much per event so that test/e2e can fill the rings and check that
-// every lost event is counted. Undocumented on purpose: no user needs it.
+// change: BLINDSPOT_TEST_READ_DELAY (a Go duration up to 1s) slows every
+// ring reader by that much per event, and BLINDSPOT_TEST_RING_BYTES (a power
+// of two from 4096) shrinks the rings, so that test/e2e can fill them and
+// check that every lost event is counted. Undocumented on purpose: no user
+// needs them.
 func testProbeOptions() *probes.Options {
-	d, err := time.ParseDuration(os.Getenv("BLINDSPOT_TEST_READ_DELAY"))
-	if err != nil || d <= 0 || d > time.Second {
+	var o probes.Options
+	if d, err := time.ParseDuration(os.Getenv("BLINDSPOT_TEST_READ_DELAY")); err == nil && d > 0 && d <= time.Second {
+		o.ReadDelay = d
+	}
+	if n, err := strconv.Atoi(os.Getenv("BLINDSPOT_TEST_RING_BYTES")); err == nil && n >= 4096 && n&(n-1) == 0 {
+		o.RingBytes = n
+	}
+	if o == (probes.Options{}) {
 		return nil
 	}
-	return &probes.Options{ReadDelay: d}
+	return &o
 }
