@@ -1,0 +1,263 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Churn, overflow, faults and held load: each runs short under `make test`
+// and long under `make soak` (BLINDSPOT_SOAK=1), with the same assertions.
+// Figures are logged, never asserted as timings.
+
+// soakBuilds are the builds the churn and fault tests use, as many as this
+// host has (at least the current Go's).
+func soakBuilds(t *testing.T) []variant {
+	t.Helper()
+	var out []variant
+	for _, name := range []string{"go126-plain", "go126-pie", "go119-stripped", "go124-plain", "go122-pie", "go127-stripped"} {
+		for _, v := range env.variants {
+			if v.name == name {
+				out = append(out, v)
+			}
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no target build for the soak tests")
+	}
+	return out
+}
+
+// runShortLived starts exe, waits until it listens, sends it one request
+// and ends it (SIGKILL when kill, else SIGTERM) after life.
+func runShortLived(exe, service string, life time.Duration, kill bool) error {
+	cmd := exec.Command(exe, "-listen", "127.0.0.1:0")
+	cmd.Env = append(filteredEnv("OTEL_SERVICE_NAME"), "OTEL_SERVICE_NAME="+service)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(out)
+	addr := ""
+	for sc.Scan() {
+		if a, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
+			addr = a
+			break
+		}
+	}
+	if addr == "" {
+		return fmt.Errorf("%s exited before listening", exe)
+	}
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	resp, err := c.Get("http://" + addr + "/items/3")
+	if err != nil {
+		return fmt.Errorf("short-lived %s: %w", exe, err)
+	}
+	resp.Body.Close()
+	time.Sleep(life)
+	if kill {
+		return cmd.Process.Kill()
+	}
+	return cmd.Process.Signal(syscall.SIGTERM)
+}
+
+// TestSoakChurn starts and ends many short-lived Go programs of several
+// builds (60 here, 500 under make soak) while keep-alive load runs against
+// two long-lived ones: afterwards the agent's descriptors, BPF links, map
+// entries, threads, goroutines and RSS are within 10% of their baseline,
+// nothing is left in uprobe_events or /sys/fs/bpf, and every long-lived
+// program's count is exact.
+func TestSoakChurn(t *testing.T) {
+	requireBPF(t)
+	mountTracefs(t)
+	builds := soakBuilds(t)
+	pinnedBefore := pinnedObjects(t)
+	a := startAgent(t, "")
+	long := []*targetProc{
+		startTarget(t, builds[0].exe, uniqueService("churn-long", builds[0])),
+		startTarget(t, builds[len(builds)-1].exe, uniqueService("churn-long", builds[len(builds)-1])),
+	}
+	for _, tp := range long {
+		a.waitTargeted(t, tp.pid, 10*time.Second)
+	}
+	// One short-lived program of each build first: the agent's cache of
+	// recently parsed executables is part of its steady state.
+	for i, v := range builds {
+		if err := runShortLived(v.exe, fmt.Sprintf("e2e-churn-warm-%d", i), 800*time.Millisecond, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2 * time.Second)
+	base := stableUsage(t, a, 10*time.Second)
+	t.Logf("baseline: %v", base)
+
+	n := sized(60, 500)
+	stop := make(chan struct{})
+	results := make([]*loadResult, len(long))
+	var loadWG sync.WaitGroup
+	for i, tp := range long {
+		loadWG.Add(1)
+		go func() {
+			defer loadWG.Done()
+			results[i] = driveLoad(tp, 2, "/items/7", "item 7\n", 1<<40, stop)
+		}()
+	}
+	start := time.Now()
+	var (
+		mu       sync.Mutex
+		errs     []string
+		peak     agentUsage
+		churnWG  sync.WaitGroup
+		parallel = make(chan struct{}, 4)
+	)
+	for i := 0; i < n; i++ {
+		v := builds[i%len(builds)]
+		parallel <- struct{}{}
+		churnWG.Add(1)
+		go func() {
+			defer churnWG.Done()
+			defer func() { <-parallel }()
+			// Lives from a few ms to ~0.6 s: some end before the agent
+			// has attached, some while it attaches, some after.
+			life := time.Duration(i*37%600) * time.Millisecond
+			if err := runShortLived(v.exe, fmt.Sprintf("e2e-churn-%d", i), life, i%2 == 0); err != nil {
+				mu.Lock()
+				errs = append(errs, err.Error())
+				mu.Unlock()
+			}
+		}()
+		if i%50 == 25 {
+			if u := measureAgent(t, a); u.FDs > peak.FDs {
+				peak = u
+			}
+		}
+		if env.ctx.Err() != nil {
+			break
+		}
+	}
+	churnWG.Wait()
+	churn := time.Since(start)
+	close(stop)
+	loadWG.Wait()
+	if len(errs) > 0 {
+		t.Errorf("%d short-lived programs failed, e.g. %s", len(errs), errs[0])
+	}
+	t.Logf("%d short-lived programs of %d builds in %v (%.1f/s); peak during churn: %v",
+		n, len(builds), churn.Round(time.Millisecond), float64(n)/churn.Seconds(), peak)
+
+	for i, tp := range long {
+		r := results[i]
+		if r.failed.Load() != 0 || r.wrong.Load() != 0 {
+			t.Errorf("%s: %d requests failed, %d wrong answers of %d", tp.service, r.failed.Load(), r.wrong.Load(), r.sent.Load())
+		}
+		waitTotal(t, a, tp.service, uint64(r.sent.Load()), 15*time.Second)
+		t.Logf("%s: %d requests, counted exactly", tp.service, r.sent.Load())
+	}
+	// Let exits be noticed and released binaries leave the agent's cache.
+	var after agentUsage
+	ok := waitFor(sized(40*time.Second, 90*time.Second), func() bool {
+		after = stableUsage(t, a, 5*time.Second)
+		return withinTenPercent(base.FDs, after.FDs, 2) && withinTenPercent(base.Links, after.Links, 0) &&
+			withinTenPercent(base.mapEntriesTotal(), after.mapEntriesTotal(), 0)
+	})
+	t.Logf("after:    %v", after)
+	if !ok {
+		t.Errorf("descriptors, links or map entries not back within 10%% of the baseline:\nbaseline %v\nafter    %v", base, after)
+	}
+	for _, c := range []struct {
+		what          string
+		before, after int
+		slack         int
+	}{
+		{"threads", base.Threads, after.Threads, 2},
+		{"goroutines", base.Goroutines, after.Goroutines, 3},
+		{"RSS (KiB)", base.RSSKiB, after.RSSKiB, 0},
+		{"perf events", base.PerfEvents, after.PerfEvents, 0},
+	} {
+		if !withinTenPercent(c.before, c.after, c.slack) {
+			t.Errorf("agent %s: %d after churn, %d before (more than 10%% up)", c.what, c.after, c.before)
+		}
+	}
+	if ts, err := a.targets(""); err != nil || len(ts) != len(long) {
+		t.Errorf("/targets lists %d programs (%v), want the %d long-lived ones", len(ts), err, len(long))
+	}
+	if lines := uprobeEventsUnder(env.dir); len(lines) > 0 {
+		t.Errorf("uprobe_events names the targets:\n%s", strings.Join(lines, "\n"))
+	}
+	if p := pinnedObjects(t); strings.Join(p, ",") != strings.Join(pinnedBefore, ",") {
+		t.Errorf("pinned BPF objects changed: before %v, after %v", pinnedBefore, p)
+	}
+}
+
+// lostHTTP returns blindspot_events_lost_total{probe="http_server"} and the
+// count of service's requests.
+func lostHTTP(t *testing.T, a *agentProc, service string) (lost, counted uint64) {
+	t.Helper()
+	s := a.mustScrape(t)
+	l, _ := s.value("blindspot_events_lost_total", map[string]string{"probe": "http_server"})
+	return uint64(l), total(s.httpSeries(t, service))
+}
+
+// TestSoakOverflow slows the agent's readers (a test hook) and shrinks its
+// rings so that they fill under load: every request is either counted or
+// counted as lost (counted + lost = sent), the server answers every request
+// meanwhile, and once the load stops the readers catch up and the agent
+// counts the next requests without loss, by itself.
+func TestSoakOverflow(t *testing.T) {
+	requireBPF(t)
+	t.Setenv("BLINDSPOT_TEST_READ_DELAY", "1ms")
+	t.Setenv("BLINDSPOT_TEST_RING_BYTES", "65536")
+	v := variantByName(t, "go126-plain")
+	a := startAgent(t, "")
+	tp := startTarget(t, v.exe, uniqueService("overflow", v))
+	a.waitTargeted(t, tp.pid, 10*time.Second)
+	lost0, _ := lostHTTP(t, a, tp.service)
+
+	stop := make(chan struct{})
+	timer := time.AfterFunc(sized(4*time.Second, 30*time.Second), func() { close(stop) })
+	defer timer.Stop()
+	start := time.Now()
+	r := driveLoad(tp, 4, "/items/7", "item 7\n", 1<<40, stop)
+	elapsed := time.Since(start)
+	sent := uint64(r.sent.Load())
+	if r.failed.Load() != 0 || r.wrong.Load() != 0 {
+		t.Errorf("%d requests failed, %d wrong answers of %d while the rings were full", r.failed.Load(), r.wrong.Load(), sent)
+	}
+	var lost, counted uint64
+	caught := waitFor(60*time.Second, func() bool {
+		l, c := lostHTTP(t, a, tp.service)
+		lost, counted = l-lost0, c
+		return counted+lost >= sent
+	})
+	t.Logf("sent %d requests in %v (%.0f/s) with a reader slowed to ~1 event/ms: counted %d, lost %d",
+		sent, elapsed.Round(time.Millisecond), float64(sent)/elapsed.Seconds(), counted, lost)
+	if !caught || counted+lost != sent {
+		t.Fatalf("counted %d + lost %d = %d, sent %d", counted, lost, counted+lost, sent)
+	}
+	if lost == 0 {
+		t.Fatalf("no event lost: the rings never filled, the test proves nothing")
+	}
+	// Recovered: the next requests, fewer than a ring holds, all counted.
+	time.Sleep(time.Second)
+	for i := 0; i < 100; i++ {
+		if code, body, err := tp.do("GET", "/items/7"); err != nil || code != 200 || body != "item 7\n" {
+			t.Fatalf("GET /items/7 after the overflow: %d %q %v", code, body, err)
+		}
+	}
+	waitTotal(t, a, tp.service, counted+100, 20*time.Second)
+	if l, _ := lostHTTP(t, a, tp.service); l-lost0 != lost {
+		t.Errorf("lost events went from %d to %d after the readers caught up", lost, l-lost0)
+	}
+}
