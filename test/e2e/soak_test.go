@@ -3,6 +3,8 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -35,7 +37,7 @@ func soakBuilds(t *testing.T) []variant {
 }
 
 // runShortLived starts exe, waits until it listens, sends it one request
-// and ends it (SIGKILL when kill, else SIGTERM) after life.
+// after life and ends it (SIGKILL when kill, else SIGTERM).
 func runShortLived(exe, service string, life time.Duration, kill bool) error {
 	cmd := exec.Command(exe, "-listen", "127.0.0.1:0")
 	cmd.Env = append(filteredEnv("OTEL_SERVICE_NAME"), "OTEL_SERVICE_NAME="+service)
@@ -60,13 +62,13 @@ func runShortLived(exe, service string, life time.Duration, kill bool) error {
 	if addr == "" {
 		return fmt.Errorf("%s exited before listening", exe)
 	}
+	time.Sleep(life)
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 	resp, err := c.Get("http://" + addr + "/items/3")
 	if err != nil {
 		return fmt.Errorf("short-lived %s: %w", exe, err)
 	}
 	resp.Body.Close()
-	time.Sleep(life)
 	if kill {
 		return cmd.Process.Kill()
 	}
@@ -157,6 +159,21 @@ func TestSoakChurn(t *testing.T) {
 	t.Logf("%d short-lived programs of %d builds in %v (%.1f/s); peak during churn: %v",
 		n, len(builds), churn.Round(time.Millisecond), float64(n)/churn.Seconds(), peak)
 
+	// Programs that lived long enough were attached and their one request
+	// counted; none may count more.
+	measured := 0
+	for _, se := range a.mustScrape(t).histograms["http_server_request_duration_seconds"] {
+		if strings.HasPrefix(se.labels["service_name"], "e2e-churn-") && !strings.HasPrefix(se.labels["service_name"], "e2e-churn-long") {
+			if se.count != 1 {
+				t.Errorf("%s counted %d requests, sent 1", se.labels["service_name"], se.count)
+			}
+			measured++
+		}
+	}
+	t.Logf("%d of the %d short-lived programs were measured (the others ended before the agent attached)", measured, n)
+	if measured == 0 {
+		t.Errorf("no short-lived program was measured: the churn never attached")
+	}
 	for i, tp := range long {
 		r := results[i]
 		if r.failed.Load() != 0 || r.wrong.Load() != 0 {
@@ -259,5 +276,186 @@ func TestSoakOverflow(t *testing.T) {
 	waitTotal(t, a, tp.service, counted+100, 20*time.Second)
 	if l, _ := lostHTTP(t, a, tp.service); l-lost0 != lost {
 		t.Errorf("lost events went from %d to %d after the readers caught up", lost, l-lost0)
+	}
+}
+
+// faultPaths are the requests whose raw responses must not change with the
+// agent attached, killed, restarted or stopped.
+var faultPaths = []string{"/items/7", "/teapot", "/fail", "/nothing", "/deep?depth=3000", "/users/3/orders/9", "/no/such/route"}
+
+// transcript sends every faultPaths request on its own connection and
+// returns the raw responses, byte for byte but for the Date header.
+func transcript(t *testing.T, tp *targetProc) string {
+	t.Helper()
+	var b strings.Builder
+	for _, p := range faultPaths {
+		c, err := net.DialTimeout("tcp", tp.addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("dial %s: %v", tp.addr, err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: e2e\r\nConnection: close\r\n\r\n", p)
+		raw, err := io.ReadAll(c)
+		c.Close()
+		if err != nil {
+			t.Fatalf("GET %s: %v", p, err)
+		}
+		for _, line := range strings.SplitAfter(string(raw), "\r\n") {
+			if !strings.HasPrefix(line, "Date: ") {
+				b.WriteString(line)
+			}
+		}
+	}
+	return b.String()
+}
+
+// sameTranscript fails when tp's responses differ from ref.
+func sameTranscript(t *testing.T, tp *targetProc, ref, when string) {
+	t.Helper()
+	if got := transcript(t, tp); got != ref {
+		t.Errorf("%s: responses changed %s:\nwant %q\ngot  %q", tp.service, when, ref, got)
+	}
+}
+
+// TestSoakFaults kills things mid-flight: the agent with SIGKILL under
+// load (every link, map and program it held is gone from the kernel,
+// nothing in uprobe_events or /sys/fs/bpf, the programs keep serving the
+// same bytes), a restarted agent re-attaches to every program and counts
+// exactly, SIGTERM under load detaches cleanly, and a program killed
+// mid-request leaves no call in flight and no per-process entry behind.
+func TestSoakFaults(t *testing.T) {
+	requireBPF(t)
+	mountTracefs(t)
+	builds := soakBuilds(t)
+	pinnedBefore := pinnedObjects(t)
+	targets := []*targetProc{
+		startTarget(t, builds[0].exe, uniqueService("fault", builds[0])),
+		startTarget(t, builds[len(builds)-1].exe, uniqueService("fault", builds[len(builds)-1])),
+	}
+	refs := make([]string, len(targets))
+	for i, tp := range targets {
+		refs[i] = transcript(t, tp) // no agent yet
+	}
+	loadAll := func() (stop func() []*loadResult) {
+		ch := make(chan struct{})
+		res := make([]*loadResult, len(targets))
+		var wg sync.WaitGroup
+		for i, tp := range targets {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res[i] = driveLoad(tp, 2, "/items/7", "item 7\n", 1<<40, ch)
+			}()
+		}
+		return func() []*loadResult {
+			close(ch)
+			wg.Wait()
+			for i, r := range res {
+				if r.failed.Load() != 0 || r.wrong.Load() != 0 {
+					t.Errorf("%s: %d of %d requests failed, %d wrong", targets[i].service, r.failed.Load(), r.sent.Load(), r.wrong.Load())
+				}
+			}
+			return res
+		}
+	}
+	noKernelState := func(u agentUsage, when string) {
+		t.Helper()
+		if left := waitKernelObjectsGone(u, 10*time.Second); len(left) > 0 {
+			t.Errorf("%s: still in the kernel: %v", when, left)
+		}
+		if lines := uprobeEventsUnder(env.dir); len(lines) > 0 {
+			t.Errorf("%s: uprobe_events names the targets:\n%s", when, strings.Join(lines, "\n"))
+		}
+		if p := pinnedObjects(t); strings.Join(p, ",") != strings.Join(pinnedBefore, ",") {
+			t.Errorf("%s: pinned BPF objects changed: before %v, after %v", when, pinnedBefore, p)
+		}
+	}
+
+	for round := 0; round < sized(1, 5); round++ {
+		// SIGKILL under load.
+		a := startAgent(t, "")
+		for i, tp := range targets {
+			a.waitTargeted(t, tp.pid, 10*time.Second)
+			sameTranscript(t, tp, refs[i], "with the agent attached")
+		}
+		stop := loadAll()
+		time.Sleep(sized(time.Second, 5*time.Second))
+		u := measureAgent(t, a)
+		a.cmd.Process.Kill()
+		<-a.done
+		time.Sleep(500 * time.Millisecond) // load goes on without the agent
+		res := stop()
+		t.Logf("round %d: agent SIGKILLed holding %d links, %d maps, %d programs under %d+%d requests",
+			round, len(u.LinkIDs), len(u.MapIDs), len(u.ProgIDs), res[0].sent.Load(), res[1].sent.Load())
+		noKernelState(u, "after SIGKILL")
+		for i, tp := range targets {
+			if !tp.alive() {
+				t.Fatalf("%s died with the agent: %v", tp.service, tp.err)
+			}
+			sameTranscript(t, tp, refs[i], "after the agent was killed")
+		}
+
+		// Restarted: re-attaches to everything and counts exactly.
+		a = startAgent(t, "")
+		for _, tp := range targets {
+			a.waitTargeted(t, tp.pid, 10*time.Second)
+		}
+		for _, tp := range targets {
+			for j := 0; j < 200; j++ {
+				if code, body, err := tp.do("GET", "/items/7"); err != nil || code != 200 || body != "item 7\n" {
+					t.Fatalf("GET /items/7: %d %q %v", code, body, err)
+				}
+			}
+			waitTotal(t, a, tp.service, 200, 10*time.Second)
+		}
+
+		// SIGTERM under load: exits 0 in time, leaves nothing.
+		stop = loadAll()
+		time.Sleep(sized(time.Second, 5*time.Second))
+		u = measureAgent(t, a)
+		began := time.Now()
+		err, inTime := a.stop(syscall.SIGTERM, 10*time.Second)
+		took := time.Since(began)
+		stop()
+		t.Logf("round %d: SIGTERM under load: exited after %v (%v)", round, took.Round(time.Millisecond), err)
+		if !inTime || err != nil {
+			t.Errorf("agent after SIGTERM under load: exit %v, in time %v\n%s", err, inTime, a.stderr.String())
+		}
+		noKernelState(u, "after SIGTERM")
+		for i, tp := range targets {
+			sameTranscript(t, tp, refs[i], "after the agent stopped")
+			checkOnlyPanicLogs(t, tp.stderr.String(), 0)
+		}
+	}
+
+	// A program killed mid-request leaves nothing in flight.
+	a := startAgent(t, "")
+	for _, tp := range targets {
+		a.waitTargeted(t, tp.pid, 10*time.Second)
+	}
+	base := stableUsage(t, a, 5*time.Second)
+	v := builds[0]
+	victim := startTarget(t, v.exe, uniqueService("fault-victim", v))
+	a.waitTargeted(t, victim.pid, 10*time.Second)
+	for i := 0; i < 8; i++ {
+		go victim.doFresh("GET", "/slow?ms=20000")
+	}
+	var during agentUsage
+	if !waitFor(10*time.Second, func() bool {
+		during = measureAgent(t, a)
+		return during.MapEntries["http_server_sta"] >= base.MapEntries["http_server_sta"]+8
+	}) {
+		t.Fatalf("8 slow requests never showed as in flight: %v", during)
+	}
+	victim.kill()
+	var after agentUsage
+	ok := waitFor(10*time.Second, func() bool {
+		after = measureAgent(t, a)
+		return a.findTarget(victim.pid) == nil && after.mapEntriesTotal() == base.mapEntriesTotal() &&
+			after.Links == base.Links && after.FDs <= base.FDs+1
+	})
+	t.Logf("killed mid-request: before %v\nduring %v\nafter  %v", base, during, after)
+	if !ok {
+		t.Errorf("state left after a program was killed mid-request:\nbefore %v\nafter  %v", base, after)
 	}
 }
