@@ -7,8 +7,10 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -457,5 +459,259 @@ func TestSoakFaults(t *testing.T) {
 	t.Logf("killed mid-request: before %v\nduring %v\nafter  %v", base, during, after)
 	if !ok {
 		t.Errorf("state left after a program was killed mid-request:\nbefore %v\nafter  %v", base, after)
+	}
+}
+
+// letters spells i in base 26 with lowercase letters: a path segment the
+// route folding keeps as it is (no digits, short).
+func letters(i int) string {
+	b := []byte{}
+	for {
+		b = append([]byte{byte('a' + i%26)}, b...)
+		i /= 26
+		if i == 0 {
+			return string(b)
+		}
+	}
+}
+
+// slowScrapeClient fetches large /metrics pages (gzip, as Prometheus asks).
+var slowScrapeClient = &http.Client{
+	Timeout:   60 * time.Second,
+	Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
+}
+
+// fetchMetrics fetches /metrics in the text format and returns it and how
+// long it took.
+func fetchMetrics(a *agentProc) (string, time.Duration, error) {
+	req, _ := http.NewRequest("GET", "http://"+a.addr+"/metrics", nil)
+	req.Header.Set("Accept", "text/plain; version=0.0.4")
+	start := time.Now()
+	resp, err := slowScrapeClient.Do(req)
+	if err != nil {
+		return "", 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	took := time.Since(start)
+	if err == nil && resp.StatusCode != 200 {
+		err = fmt.Errorf("/metrics: %s", resp.Status)
+	}
+	return string(b), took, err
+}
+
+// timedScrape fetches /metrics and returns how long it took and its size.
+func timedScrape(a *agentProc) (time.Duration, int, error) {
+	b, d, err := fetchMetrics(a)
+	return d, len(b), err
+}
+
+// bigCounts reads, from a large /metrics without parsing all of it, the
+// number of service's request-duration series, their summed count and
+// blindspot_events_lost_total{probe="http_server"}.
+func bigCounts(t *testing.T, a *agentProc, service string) (series int, counted, lost uint64) {
+	t.Helper()
+	page, _, err := fetchMetrics(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := `service_name="` + service + `"`
+	for _, line := range strings.Split(page, "\n") {
+		var v float64
+		switch {
+		case strings.HasPrefix(line, "http_server_request_duration_seconds_count{") && strings.Contains(line, svc):
+			if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err != nil {
+				t.Fatalf("bad line %q: %v", line, err)
+			}
+			series++
+			counted += uint64(v)
+		case strings.HasPrefix(line, `blindspot_events_lost_total{probe="http_server"}`):
+			if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err != nil {
+				t.Fatalf("bad line %q: %v", line, err)
+			}
+			lost = uint64(v)
+		}
+	}
+	return series, counted, lost
+}
+
+// sampleLines counts the samples (lines that are not comments) of a
+// text-format page: its Prometheus series.
+func sampleLines(page string) int {
+	n := 0
+	for _, line := range strings.Split(page, "\n") {
+		if line != "" && line[0] != '#' {
+			n++
+		}
+	}
+	return n
+}
+
+// TestSoakLoad holds the highest request rate this host sustains against an
+// instrumented server (the best of 1–8 keep-alive connections) while
+// /metrics, grown to 20,000 series (sample lines) by distinct routes, is
+// scraped every half second: every request is counted or counted as lost,
+// and the scrape latency and the request rate are logged (not asserted: no
+// timing assertions). Under make soak it also grows the server to 20,000
+// routes (20,000 series of each HTTP histogram, about a million samples)
+// and logs that scrape too.
+func TestSoakLoad(t *testing.T) {
+	requireBPF(t)
+	const wantSeries = 20000
+	v := variantByName(t, "go126-plain")
+	a := startAgent(t, "series_limit: 50000\nhttp:\n  route_limit: 25000\n")
+	tp := startTarget(t, v.exe, uniqueService("load", v))
+	a.waitTargeted(t, tp.pid, 10*time.Second)
+	_, _, lost0 := bigCounts(t, a, tp.service)
+	var sent int64
+	settle := func() {
+		t.Helper()
+		if !waitFor(60*time.Second, func() bool {
+			_, c, l := bigCounts(t, a, tp.service)
+			return c+l-lost0 >= uint64(sent)
+		}) {
+			t.Fatalf("requests not all counted (or counted as lost) 60s after they were sent")
+		}
+	}
+	// Distinct routes: unmatched paths, folded to themselves (404).
+	routes := 0
+	addRoutes := func(to int) {
+		t.Helper()
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := routes + w; i < to; i += 4 {
+					if code, _, err := tp.do("GET", "/s/"+letters(i)); err != nil || code != 404 {
+						failed.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		sent += int64(to - routes)
+		routes = to
+		if failed.Load() != 0 {
+			t.Fatalf("%d of the route requests failed", failed.Load())
+		}
+		settle()
+	}
+	var page string
+	for {
+		var err error
+		if page, _, err = fetchMetrics(a); err != nil {
+			t.Fatal(err)
+		}
+		if sampleLines(page) >= wantSeries || routes >= 2000 {
+			break
+		}
+		addRoutes(routes + 50)
+	}
+	nSeries := sampleLines(page)
+	idle, size, err := timedScrape(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("/metrics: %d series (%d routes of the server); idle scrape %v, %.1f MiB",
+		nSeries, routes, idle.Round(time.Millisecond), float64(size)/(1<<20))
+	if nSeries < wantSeries {
+		t.Fatalf("%d series with %d routes, want %d", nSeries, routes, wantSeries)
+	}
+
+	// The best rate over 1, 2, 4 and 8 connections.
+	best, bestConns := 0.0, 1
+	for _, conns := range []int{1, 2, 4, 8} {
+		stop := make(chan struct{})
+		time.AfterFunc(sized(1500*time.Millisecond, 5*time.Second), func() { close(stop) })
+		start := time.Now()
+		r := driveLoad(tp, conns, "/items/7", "item 7\n", 1<<40, stop)
+		rate := float64(r.sent.Load()) / time.Since(start).Seconds()
+		sent += r.sent.Load()
+		t.Logf("%d connections: %.0f req/s", conns, rate)
+		if r.failed.Load() != 0 || r.wrong.Load() != 0 {
+			t.Errorf("%d connections: %d failed, %d wrong of %d", conns, r.failed.Load(), r.wrong.Load(), r.sent.Load())
+		}
+		if rate > best {
+			best, bestConns = rate, conns
+		}
+	}
+
+	// Held at that rate while /metrics is scraped every second.
+	stop := make(chan struct{})
+	hold := sized(5*time.Second, 60*time.Second)
+	time.AfterFunc(hold, func() { close(stop) })
+	var lat []time.Duration
+	var mu sync.Mutex
+	scrapesDone := make(chan struct{})
+	go func() {
+		defer close(scrapesDone)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+			d, _, err := timedScrape(a)
+			if err != nil {
+				t.Errorf("/metrics under load: %v", err)
+				continue
+			}
+			mu.Lock()
+			lat = append(lat, d)
+			mu.Unlock()
+		}
+	}()
+	start := time.Now()
+	r := driveLoad(tp, bestConns, "/items/7", "item 7\n", 1<<40, stop)
+	held := float64(r.sent.Load()) / time.Since(start).Seconds()
+	<-scrapesDone
+	sent += r.sent.Load()
+	if r.failed.Load() != 0 || r.wrong.Load() != 0 {
+		t.Errorf("held load: %d failed, %d wrong of %d", r.failed.Load(), r.wrong.Load(), r.sent.Load())
+	}
+	settle()
+	_, counted, lost := bigCounts(t, a, tp.service)
+	lost -= lost0
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	var med, max time.Duration
+	if len(lat) > 0 {
+		med, max = lat[len(lat)/2], lat[len(lat)-1]
+	}
+	t.Logf("held %.0f req/s over %d connections for %v; /metrics with %d series under load: median %v, max %v (%d scrapes); sent %d, counted %d, lost %d",
+		held, bestConns, hold, nSeries, med.Round(time.Millisecond), max.Round(time.Millisecond), len(lat), sent, counted, lost)
+	if counted+lost != uint64(sent) {
+		t.Errorf("counted %d + lost %d = %d, sent %d", counted, lost, counted+lost, sent)
+	}
+	if !soakLong() {
+		return
+	}
+	// 20,000 routes: 20,000 series of each HTTP histogram.
+	addRoutes(20000)
+	idle, size, err = timedScrape(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = make(chan struct{})
+	time.AfterFunc(5*time.Second, func() { close(stop) })
+	busy := make(chan time.Duration, 1)
+	go func() {
+		time.Sleep(time.Second)
+		d, _, err := timedScrape(a)
+		if err != nil {
+			t.Errorf("/metrics under load: %v", err)
+		}
+		busy <- d
+	}()
+	r = driveLoad(tp, bestConns, "/items/7", "item 7\n", 1<<40, stop)
+	sent += r.sent.Load()
+	settle()
+	n, counted, lost := bigCounts(t, a, tp.service)
+	lost -= lost0
+	t.Logf("%d routes (%d series of the request-duration histogram): /metrics %.1f MiB, idle scrape %v, under load %v; sent %d, counted %d, lost %d",
+		routes, n, float64(size)/(1<<20), idle.Round(time.Millisecond), (<-busy).Round(time.Millisecond), sent, counted, lost)
+	if counted+lost != uint64(sent) {
+		t.Errorf("counted %d + lost %d = %d, sent %d", counted, lost, counted+lost, sent)
 	}
 }
