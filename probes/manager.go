@@ -287,6 +287,10 @@ func (m *Manager) Attach(pid int, exe string, bin *symbols.Binary, t aggregator.
 			if f.config != nil {
 				f.config.Delete(uint32(pid))
 			}
+			// A start probe attached before the failure (typically: the
+			// process exited meanwhile) may have stored calls whose end
+			// will never come.
+			f.dropStarts(func(tgid uint32, _ uint64) bool { return tgid == uint32(pid) })
 			st.Error = err.Error()
 			a.Probes = append(a.Probes, st)
 			continue

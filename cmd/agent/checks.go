@@ -135,7 +135,8 @@ func explainLoadError(err error) error {
 // testProbeOptions returns the probe manager's options, which only tests
 // change: BLINDSPOT_TEST_READ_DELAY (a Go duration up to 1s) slows every
 // ring reader by that much per event, and BLINDSPOT_TEST_RING_BYTES (a power
-// of two from 4096) shrinks the rings, so that test/e2e can fill them and
+// of two from 4096) shrinks the rings, and BLINDSPOT_TEST_MAX_IN_FLIGHT
+// shrinks the maps of calls in flight, so that test/e2e can fill them and
 // check that every lost event is counted. Undocumented on purpose: no user
 // needs them.
 func testProbeOptions() *probes.Options {
@@ -145,6 +146,9 @@ func testProbeOptions() *probes.Options {
 	}
 	if n, err := strconv.Atoi(os.Getenv("BLINDSPOT_TEST_RING_BYTES")); err == nil && n >= 4096 && n&(n-1) == 0 {
 		o.RingBytes = n
+	}
+	if n, err := strconv.Atoi(os.Getenv("BLINDSPOT_TEST_MAX_IN_FLIGHT")); err == nil && n > 0 {
+		o.MaxInFlight = n
 	}
 	if o == (probes.Options{}) {
 		return nil

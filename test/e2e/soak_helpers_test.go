@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -38,6 +39,9 @@ type agentUsage struct {
 	// MapEntries counts the entries of the agent's hash maps (calls in
 	// flight, per-process configuration), by map name.
 	MapEntries map[string]int
+	// InFlightPIDs are the processes of the calls in flight (the first
+	// word of every start map's key is the PID).
+	InFlightPIDs []uint32
 	// LinkIDs, MapIDs and ProgIDs are the kernel objects it holds open.
 	LinkIDs, MapIDs, ProgIDs []uint32
 }
@@ -59,8 +63,12 @@ func (u agentUsage) String() string {
 		}
 	}
 	sort.Strings(names)
-	return fmt.Sprintf("fds=%d bpf_links=%d perf_events=%d threads=%d goroutines=%d rss=%.1fMiB map_entries=%d %v",
+	s := fmt.Sprintf("fds=%d bpf_links=%d perf_events=%d threads=%d goroutines=%d rss=%.1fMiB map_entries=%d %v",
 		u.FDs, u.Links, u.PerfEvents, u.Threads, u.Goroutines, float64(u.RSSKiB)/1024, u.mapEntriesTotal(), names)
+	if len(u.InFlightPIDs) > 0 {
+		s += fmt.Sprintf(" in_flight_pids=%v", u.InFlightPIDs)
+	}
+	return s
 }
 
 // fdinfoField returns a numeric field of /proc/PID/fdinfo/FD.
@@ -135,6 +143,9 @@ func measureAgent(t *testing.T, a *agentProc) agentUsage {
 				name = info.Name
 			}
 			u.MapEntries[name] += countEntries(m)
+			if strings.Contains(name, "_sta") {
+				u.InFlightPIDs = append(u.InFlightPIDs, keyPIDs(m)...)
+			}
 			m.Close()
 		}
 	}
@@ -162,6 +173,21 @@ func countEntries(m *ebpf.Map) int {
 		prev = key
 	}
 	return n
+}
+
+// keyPIDs returns the first 32-bit word of every key of a start map: the
+// PID of a goroutine_key.
+func keyPIDs(m *ebpf.Map) []uint32 {
+	var out []uint32
+	key := make([]byte, m.KeySize())
+	val := make([]byte, m.ValueSize())
+	it := m.Iterate()
+	for it.Next(&key, &val) && len(out) < 100 {
+		if len(key) >= 4 {
+			out = append(out, binary.LittleEndian.Uint32(key))
+		}
+	}
+	return out
 }
 
 // stableUsage waits until the agent's descriptors and map entries read the

@@ -715,3 +715,61 @@ func TestSoakLoad(t *testing.T) {
 		t.Errorf("counted %d + lost %d = %d, sent %d", counted, lost, counted+lost, sent)
 	}
 }
+
+// TestSoakInFlightBound shrinks the map of HTTP requests in flight to 64
+// entries (a test hook) and keeps 100 slow requests in flight at once: the
+// map stays bounded, and every request is either counted or counted as
+// lost, never dropped silently (an LRU map that evicts a start leaves its
+// end unmatched and the request uncounted); afterwards requests are counted
+// exactly again.
+func TestSoakInFlightBound(t *testing.T) {
+	requireBPF(t)
+	const bound, n = 64, 100
+	t.Setenv("BLINDSPOT_TEST_MAX_IN_FLIGHT", fmt.Sprint(bound))
+	v := variantByName(t, "go126-plain")
+	a := startAgent(t, "")
+	tp := startTarget(t, v.exe, uniqueService("inflight", v))
+	a.waitTargeted(t, tp.pid, 10*time.Second)
+	lost0, _ := lostHTTP(t, a, tp.service)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if code, body, err := tp.doFresh("GET", "/slow?ms=3000"); err != nil || code != 200 || body != "slept 3000ms\n" {
+				failed.Add(1)
+			}
+		}()
+	}
+	var peak int
+	waitFor(2500*time.Millisecond, func() bool {
+		if e := measureAgent(t, a).MapEntries["http_server_sta"]; e > peak {
+			peak = e
+		}
+		return false
+	})
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d slow requests failed", failed.Load(), n)
+	}
+	var lost, counted uint64
+	waitFor(10*time.Second, func() bool {
+		l, c := lostHTTP(t, a, tp.service)
+		lost, counted = l-lost0, c
+		return counted+lost >= n
+	})
+	t.Logf("%d requests in flight at once, map bound %d (peak %d entries): counted %d, lost %d", n, bound, peak, counted, lost)
+	if peak > bound {
+		t.Errorf("map of requests in flight held %d entries, bound %d", peak, bound)
+	}
+	if counted+lost != n {
+		t.Errorf("counted %d + lost %d = %d, sent %d: requests dropped without being counted as lost", counted, lost, counted+lost, n)
+	}
+	for i := 0; i < 20; i++ {
+		if code, _, err := tp.do("GET", "/items/7"); err != nil || code != 200 {
+			t.Fatalf("GET /items/7: %d %v", code, err)
+		}
+	}
+	waitTotal(t, a, tp.service, counted+20, 10*time.Second)
+}
