@@ -36,6 +36,9 @@ func sized[T any](short, long T) T {
 type agentUsage struct {
 	FDs, Links, PerfEvents, Threads, Goroutines int
 	RSSKiB                                      int
+	// HeapInuseKiB is the agent's go_memstats_heap_inuse_bytes: what of
+	// its RSS the Go heap holds in use.
+	HeapInuseKiB int
 	// MapEntries counts the entries of the agent's hash maps (calls in
 	// flight, per-process configuration), by map name.
 	MapEntries map[string]int
@@ -63,8 +66,8 @@ func (u agentUsage) String() string {
 		}
 	}
 	sort.Strings(names)
-	s := fmt.Sprintf("fds=%d bpf_links=%d perf_events=%d threads=%d goroutines=%d rss=%.1fMiB map_entries=%d %v",
-		u.FDs, u.Links, u.PerfEvents, u.Threads, u.Goroutines, float64(u.RSSKiB)/1024, u.mapEntriesTotal(), names)
+	s := fmt.Sprintf("fds=%d bpf_links=%d perf_events=%d threads=%d goroutines=%d rss=%.1fMiB heap_inuse=%.1fMiB map_entries=%d %v",
+		u.FDs, u.Links, u.PerfEvents, u.Threads, u.Goroutines, float64(u.RSSKiB)/1024, float64(u.HeapInuseKiB)/1024, u.mapEntriesTotal(), names)
 	if len(u.InFlightPIDs) > 0 {
 		s += fmt.Sprintf(" in_flight_pids=%v", u.InFlightPIDs)
 	}
@@ -154,6 +157,8 @@ func measureAgent(t *testing.T, a *agentProc) agentUsage {
 	if s, err := a.scrape(); err == nil {
 		g, _ := s.value("go_goroutines", nil)
 		u.Goroutines = int(g)
+		h, _ := s.value("go_memstats_heap_inuse_bytes", nil)
+		u.HeapInuseKiB = int(h / 1024)
 	}
 	return u
 }
