@@ -137,7 +137,9 @@ func explainLoadError(err error) error {
 // ring reader by that much per event, and BLINDSPOT_TEST_RING_BYTES (a power
 // of two from 4096) shrinks the rings, and BLINDSPOT_TEST_MAX_IN_FLIGHT
 // shrinks the maps of calls in flight, so that test/e2e can fill them and
-// check that every lost event is counted. Undocumented on purpose: no user
+// check that every lost event is counted; BLINDSPOT_TEST_SINGLE_UPROBES=1
+// attaches one perf-event uprobe per site, as kernels before 6.6 must, so
+// that the fault tests cover that path too. Undocumented on purpose: no user
 // needs them.
 func testProbeOptions() *probes.Options {
 	var o probes.Options
@@ -150,6 +152,7 @@ func testProbeOptions() *probes.Options {
 	if n, err := strconv.Atoi(os.Getenv("BLINDSPOT_TEST_MAX_IN_FLIGHT")); err == nil && n > 0 {
 		o.MaxInFlight = n
 	}
+	o.SingleUprobes = os.Getenv("BLINDSPOT_TEST_SINGLE_UPROBES") == "1"
 	if o == (probes.Options{}) {
 		return nil
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"sort"
 	"strings"
@@ -373,7 +374,16 @@ func TestSoakFaults(t *testing.T) {
 		}
 	}
 
-	for round := 0; round < sized(1, 5); round++ {
+	for round := 0; round < sized(2, 6); round++ {
+		// Odd rounds attach one perf-event uprobe per site (kernels before
+		// 6.6), even ones uprobe_multi links.
+		mode := "uprobe_multi links"
+		if round%2 == 1 {
+			mode = "perf-event uprobes"
+			t.Setenv("BLINDSPOT_TEST_SINGLE_UPROBES", "1")
+		} else {
+			os.Unsetenv("BLINDSPOT_TEST_SINGLE_UPROBES")
+		}
 		// SIGKILL under load.
 		a := startAgent(t, "")
 		for i, tp := range targets {
@@ -387,8 +397,11 @@ func TestSoakFaults(t *testing.T) {
 		<-a.done
 		time.Sleep(500 * time.Millisecond) // load goes on without the agent
 		res := stop()
-		t.Logf("round %d: agent SIGKILLed holding %d links, %d maps, %d programs under %d+%d requests",
-			round, len(u.LinkIDs), len(u.MapIDs), len(u.ProgIDs), res[0].sent.Load(), res[1].sent.Load())
+		t.Logf("round %d (%s): agent SIGKILLed holding %d links, %d perf events, %d maps, %d programs under %d+%d requests",
+			round, mode, len(u.LinkIDs), u.PerfEvents, len(u.MapIDs), len(u.ProgIDs), res[0].sent.Load(), res[1].sent.Load())
+		if u.Links+u.PerfEvents == 0 {
+			t.Fatalf("agent held no probe before the kill: %v", u)
+		}
 		noKernelState(u, "after SIGKILL")
 		for i, tp := range targets {
 			if !tp.alive() {
@@ -419,7 +432,7 @@ func TestSoakFaults(t *testing.T) {
 		err, inTime := a.stop(syscall.SIGTERM, 10*time.Second)
 		took := time.Since(began)
 		stop()
-		t.Logf("round %d: SIGTERM under load: exited after %v (%v)", round, took.Round(time.Millisecond), err)
+		t.Logf("round %d (%s): SIGTERM under load: exited after %v (%v)", round, mode, took.Round(time.Millisecond), err)
 		if !inTime || err != nil {
 			t.Errorf("agent after SIGTERM under load: exit %v, in time %v\n%s", err, inTime, a.stderr.String())
 		}
@@ -431,6 +444,7 @@ func TestSoakFaults(t *testing.T) {
 	}
 
 	// A program killed mid-request leaves nothing in flight.
+	os.Unsetenv("BLINDSPOT_TEST_SINGLE_UPROBES")
 	a := startAgent(t, "")
 	for _, tp := range targets {
 		a.waitTargeted(t, tp.pid, 10*time.Second)
