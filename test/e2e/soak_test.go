@@ -52,8 +52,17 @@ func runShortLived(exe, service string, life time.Duration, kill bool) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	defer cmd.Wait()
-	defer cmd.Process.Kill()
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	defer func() {
+		// SIGTERM is given 5s to end it (the Go runtime exits at once).
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+		}
+		cmd.Process.Kill()
+		<-exited
+	}()
 	sc := bufio.NewScanner(out)
 	addr := ""
 	for sc.Scan() {
