@@ -98,7 +98,10 @@ func TestSoakChurn(t *testing.T) {
 	mountTracefs(t)
 	builds := soakBuilds(t)
 	pinnedBefore := pinnedObjects(t)
-	a := startAgent(t, "")
+	// Exited programs' series stay for the grace period (default 5m): a
+	// short one lets the test see the agent after it too.
+	const grace = 5 * time.Second
+	a := startAgent(t, fmt.Sprintf("grace: %v\n", grace))
 	long := []*targetProc{
 		startTarget(t, builds[0].exe, uniqueService("churn-long", builds[0])),
 		startTarget(t, builds[len(builds)-1].exe, uniqueService("churn-long", builds[len(builds)-1])),
@@ -162,7 +165,8 @@ func TestSoakChurn(t *testing.T) {
 		}
 	}
 	churnWG.Wait()
-	churn := time.Since(start)
+	churnEnd := time.Now()
+	churn := churnEnd.Sub(start)
 	close(stop)
 	loadWG.Wait()
 	if len(errs) > 0 {
@@ -194,7 +198,9 @@ func TestSoakChurn(t *testing.T) {
 		waitTotal(t, a, tp.service, uint64(r.sent.Load()), 15*time.Second)
 		t.Logf("%s: %d requests, counted exactly", tp.service, r.sent.Load())
 	}
-	// Let exits be noticed and released binaries leave the agent's cache.
+	// Let exits be noticed, the grace period of the last ones end and
+	// released binaries leave the agent's cache.
+	time.Sleep(time.Until(churnEnd.Add(grace + time.Second)))
 	var after agentUsage
 	ok := waitFor(sized(40*time.Second, 90*time.Second), func() bool {
 		after = stableUsage(t, a, 5*time.Second)
