@@ -5,6 +5,8 @@
 #   make test     install what the tests need, then run the whole suite as root
 #   make bench    measure the agent's overhead against a baseline in one run
 #                 and write docs/performance.md (make bench-quick: a smoke test)
+#   make soak     the long churn, overflow, fault and load tests (test/e2e
+#                 TestSoak*, short versions of which run in make test)
 #   make generate regenerate the committed BPF objects (installs Debian clang-19)
 #   make image    build the container image (Dockerfile) with docker or podman
 
@@ -28,7 +30,7 @@ CONTAINER ?= $(shell command -v docker >/dev/null 2>&1 && docker info >/dev/null
 SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 APT       := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: all build run demo test vet generate bench bench-quick deps test-deps generate-deps image
+.PHONY: all build run demo test vet generate bench bench-quick soak deps test-deps generate-deps image
 
 all: build
 
@@ -90,6 +92,11 @@ bench: build
 
 bench-quick: build
 	$(SUDO) env "PATH=$$PATH" $(GO) run ./test/bench -quick
+
+# The long versions of test/e2e's TestSoak* (500 short-lived programs,
+# minutes of held load, repeated agent kills); figures are in the -v log.
+soak: test-deps
+	$(SUDO) env "PATH=$$PATH" CI="$${CI:-}" BLINDSPOT_SOAK=1 $(GO) test -count=1 -timeout 30m -v -run 'TestSoak' ./test/e2e
 
 # Debian's clang-19 (llvm-19): clang 14 emits code the verifier rejects for
 # the user-function programs (a modified context pointer).

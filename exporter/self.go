@@ -25,7 +25,7 @@ func newSelfCollector(state State, agg *aggregator.Aggregator) *selfCollector {
 		targetInfo:   prometheus.NewDesc("blindspot_target_info", "One series per instrumented program.", []string{"service_name", "pid", "exe", "go_version"}, nil),
 		probeErrors:  prometheus.NewDesc("blindspot_probe_errors_total", "Programs or probes that could not be instrumented, by probe family and reason.", []string{"probe", "reason"}, nil),
 		events:       prometheus.NewDesc("blindspot_events_total", "Events read from the ring buffers, by probe family.", []string{"probe"}, nil),
-		lost:         prometheus.NewDesc("blindspot_events_lost_total", "Events dropped because a ring buffer was full or unreadable, by probe family.", []string{"probe"}, nil),
+		lost:         prometheus.NewDesc("blindspot_events_lost_total", "Events dropped because a ring buffer was full or unreadable, or a call not measured because its family's map of calls in flight was full, by probe family.", []string{"probe"}, nil),
 		invalid:      prometheus.NewDesc("blindspot_events_invalid_total", "Events not exported because a value read from the program was implausible, by probe family and reason (status, method, utf8, path, port, duration, host, proto).", []string{"probe", "reason"}, nil),
 		overflow:     prometheus.NewDesc("blindspot_series_overflow_total", "Label sets folded into a metric's overflow series because it reached its series limit.", []string{"metric"}, nil),
 		unattributed: prometheus.NewDesc("blindspot_events_unattributed_total", "Events that named a process no longer instrumented (or malformed events).", []string{"reason"}, nil),

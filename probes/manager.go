@@ -37,6 +37,10 @@ type Options struct {
 	// is swept as stale (default 1 hour, at most 23 h 50 min: a duration of
 	// a day or more is refused as implausible).
 	InFlightTTL time.Duration
+	// ReadDelay makes each reader pause this long after every event: a
+	// test hook that slows the readers so that rings fill and losses can
+	// be checked (zero, the default, in every real use).
+	ReadDelay time.Duration
 }
 
 // Manager loads the probe families once and attaches them to processes.
@@ -112,7 +116,7 @@ func New(agg *aggregator.Aggregator, families []*Family, opts *Options) (*Manage
 		return nil, err
 	}
 	m := &Manager{opts: o, rings: rs, atts: map[int]*Attachment{}}
-	m.readers = &readers{rs: rs, agg: agg, interval: o.DrainInterval, targets: &m.targets}
+	m.readers = &readers{rs: rs, agg: agg, interval: o.DrainInterval, delay: o.ReadDelay, targets: &m.targets}
 	for _, f := range families {
 		if f.Kind != 0 && (f.Kind >= MaxKinds || m.readers.decoders[f.Kind] != nil) {
 			m.Close()
@@ -283,6 +287,10 @@ func (m *Manager) Attach(pid int, exe string, bin *symbols.Binary, t aggregator.
 			if f.config != nil {
 				f.config.Delete(uint32(pid))
 			}
+			// A start probe attached before the failure (typically: the
+			// process exited meanwhile) may have stored calls whose end
+			// will never come.
+			f.dropStarts(func(tgid uint32, _ uint64) bool { return tgid == uint32(pid) })
 			st.Error = err.Error()
 			a.Probes = append(a.Probes, st)
 			continue

@@ -94,6 +94,7 @@ type readers struct {
 	rs       *ringSet
 	agg      *aggregator.Aggregator
 	interval time.Duration
+	delay    time.Duration // Options.ReadDelay: a test's slow reader
 	targets  *targetTable
 	decoders [MaxKinds]Decoder
 	entries  [MaxKinds]func(raw []byte) uint32 // Entries.Entry, by kind
@@ -159,6 +160,9 @@ func (r *readers) run(ctx context.Context, rd *ringbuf.Reader, sh *aggregator.Sh
 				return // closed
 			}
 			r.handle(sh, c, rec.RawSample)
+			if r.delay > 0 {
+				time.Sleep(r.delay)
+			}
 		}
 	}
 }

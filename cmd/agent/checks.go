@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
+
+	"github.com/blindspot-dev/blindspot/probes"
 )
 
 // sysRoot is where kernel interfaces are looked up; tests point it at a
@@ -126,4 +130,31 @@ func explainLoadError(err error) error {
 		return fmt.Errorf("load BPF programs: %w: blindspot needs Linux %s or newer (BPF ring buffers, BPF cookies on uprobes)", err, minKernel)
 	}
 	return fmt.Errorf("load BPF programs: %w", err)
+}
+
+// testProbeOptions returns the probe manager's options, which only tests
+// change: BLINDSPOT_TEST_READ_DELAY (a Go duration up to 1s) slows every
+// ring reader by that much per event, and BLINDSPOT_TEST_RING_BYTES (a power
+// of two from 4096) shrinks the rings, and BLINDSPOT_TEST_MAX_IN_FLIGHT
+// shrinks the maps of calls in flight, so that test/e2e can fill them and
+// check that every lost event is counted; BLINDSPOT_TEST_SINGLE_UPROBES=1
+// attaches one perf-event uprobe per site, as kernels before 6.6 must, so
+// that the fault tests cover that path too. Undocumented on purpose: no user
+// needs them.
+func testProbeOptions() *probes.Options {
+	var o probes.Options
+	if d, err := time.ParseDuration(os.Getenv("BLINDSPOT_TEST_READ_DELAY")); err == nil && d > 0 && d <= time.Second {
+		o.ReadDelay = d
+	}
+	if n, err := strconv.Atoi(os.Getenv("BLINDSPOT_TEST_RING_BYTES")); err == nil && n >= 4096 && n&(n-1) == 0 {
+		o.RingBytes = n
+	}
+	if n, err := strconv.Atoi(os.Getenv("BLINDSPOT_TEST_MAX_IN_FLIGHT")); err == nil && n > 0 {
+		o.MaxInFlight = n
+	}
+	o.SingleUprobes = os.Getenv("BLINDSPOT_TEST_SINGLE_UPROBES") == "1"
+	if o == (probes.Options{}) {
+		return nil
+	}
+	return &o
 }

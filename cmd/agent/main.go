@@ -82,7 +82,7 @@ func run(args []string) error {
 		Grace:       cfg.Grace,
 	})
 	user := userfunc.New()
-	pm, err := probes.New(agg, families(cfg, agg, user), nil)
+	pm, err := probes.New(agg, families(cfg, agg, user), testProbeOptions())
 	if err != nil {
 		return explainLoadError(err)
 	}
