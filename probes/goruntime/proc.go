@@ -62,6 +62,7 @@ type proc struct {
 	gGoid       uint64
 	gStartpc    uint64
 	gptrs       []uint64
+	gOffs       []int // countGoroutines: each g's window in recBuf
 	ptrBuf      []byte
 	recBuf      []byte
 	spans       []span
@@ -285,16 +286,24 @@ func (p *proc) readGPointers() error {
 	}
 	p.gptrs = p.gptrs[:0]
 	for i := uint64(0); i < n; i++ {
-		if g := le64(p.ptrBuf[i*8:]); g != 0 && g%8 == 0 {
+		// A g is a user-space heap address (below 1<<56 on every
+		// architecture Go runs on here); anything else is memory read
+		// while the program changed it.
+		if g := le64(p.ptrBuf[i*8:]); g != 0 && g%8 == 0 && g < maxUserAddr {
 			p.gptrs = append(p.gptrs, g)
 		}
 	}
 	p.stats.GoroutinesRead = int(n)
 	// gs sit side by side in the heap: read them in address order, many
-	// per range, so that a sample costs few system calls.
+	// per range, so that a sample costs few system calls. A g listed twice
+	// (allgs read while the program changed it) is counted once.
 	slices.Sort(p.gptrs)
+	p.gptrs = slices.Compact(p.gptrs)
 	return nil
 }
+
+// maxUserAddr bounds the addresses a g may have.
+const maxUserAddr = 1 << 56
 
 // countGoroutines reads the window of every g in p.gptrs, in batches of
 // merged ranges, and counts the live ones by start function.
@@ -304,14 +313,20 @@ func (p *proc) countGoroutines(nowNs int64) (int, error) {
 	for i := 0; i < len(p.gptrs); {
 		first := i
 		p.spans = p.spans[:0]
+		p.gOffs = p.gOffs[:0] // where each g's window lands in recBuf
 		size := 0
 		for ; i < len(p.gptrs); i++ {
 			ws := p.gptrs[i] + lo
 			if k := len(p.spans) - 1; k >= 0 && ws <= p.spans[k].addr+uint64(p.spans[k].n)+mergeGap {
-				grow := int(ws+win-p.spans[k].addr) - p.spans[k].n
+				// gs are sorted (and below maxUserAddr): ws is at or
+				// past the span's start. A span never shrinks: gs closer
+				// than a window (only in memory changed under the read)
+				// overlap the last one.
+				grow := max(int(ws+win-p.spans[k].addr)-p.spans[k].n, 0)
 				if size+grow > batchBytes {
 					break
 				}
+				p.gOffs = append(p.gOffs, size-p.spans[k].n+int(ws-p.spans[k].addr))
 				p.spans[k].n += grow
 				size += grow
 				continue
@@ -319,6 +334,7 @@ func (p *proc) countGoroutines(nowNs int64) (int, error) {
 			if len(p.spans) == maxIovecs || size+int(win) > batchBytes {
 				break
 			}
+			p.gOffs = append(p.gOffs, size)
 			p.spans = append(p.spans, span{ws, int(win)})
 			size += int(win)
 		}
@@ -330,22 +346,18 @@ func (p *proc) countGoroutines(nowNs int64) (int, error) {
 		if failed > 0 {
 			// A range crossed unmapped memory: read these gs one by one.
 			p.spans = p.spans[:0]
-			for _, g := range p.gptrs[first:i] {
+			p.gOffs = p.gOffs[:0]
+			for j, g := range p.gptrs[first:i] {
 				p.spans = append(p.spans, span{g + lo, int(win)})
+				p.gOffs = append(p.gOffs, j*int(win))
 			}
 			p.recBuf = grow(p.recBuf, len(p.spans)*int(win))
 			if _, err := p.mem.read(p.spans, p.recBuf); err != nil {
 				return 0, err
 			}
 		}
-		k, off := 0, 0
-		for _, g := range p.gptrs[first:i] {
-			ws := g + lo
-			for ws >= p.spans[k].addr+uint64(p.spans[k].n) {
-				off += p.spans[k].n
-				k++
-			}
-			total += p.countG(p.recBuf[off+int(ws-p.spans[k].addr):], nowNs)
+		for _, off := range p.gOffs {
+			total += p.countG(p.recBuf[off:off+int(win)], nowNs)
 		}
 	}
 	return total, nil

@@ -94,7 +94,7 @@ func TestGRPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, fam := range []string{"grpc_server: 2 functions", "grpc_client: 3 functions"} {
+	for _, fam := range []string{"grpc_server: <details><summary>2 functions", "grpc_client: <details><summary>3 functions"} {
 		if n := strings.Count(string(page), fam); n < len(runs) {
 			t.Errorf("status page shows %q %d times, want %d (one per program)", fam, n, len(runs))
 		}
