@@ -183,7 +183,12 @@ func New(client kubernetes.Interface, opts Options) (*Watcher, error) {
 	}
 	_, err := w.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { w.storeObj(obj) },
-		UpdateFunc: func(_, obj any) { w.storeObj(obj) },
+		UpdateFunc: func(_, obj any) {
+			// A resync hands the cached pod back unchanged: its owners are
+			// looked at again (one that could not be read may be now), but
+			// it says nothing of the API's health.
+			w.storeObj(obj)
+		},
 		DeleteFunc: w.deleteObj,
 	})
 	if err != nil {
@@ -283,7 +288,6 @@ func (w *Watcher) storeObj(obj any) {
 	if !ok {
 		return
 	}
-	w.observe(nil) // an event arrived: the API answers
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	e := &podEntry{
