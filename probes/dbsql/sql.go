@@ -207,8 +207,8 @@ func (l *sqlLexer) ident() (name string, complete bool) {
 				closer = ']'
 			}
 			end := strings.IndexByte(l.s[l.i+1:], closer)
-			if end < 0 {
-				return "", false
+			if end < 0 || b.Len()+end > maxCollection {
+				return "", false // unterminated, or too long to name a collection
 			}
 			b.WriteString(l.s[l.i+1 : l.i+1+end])
 			l.i += end + 2
@@ -217,8 +217,8 @@ func (l *sqlLexer) ident() (name string, complete bool) {
 			for l.i < len(l.s) && isWordByte(l.s[l.i]) {
 				l.i++
 			}
-			if l.i == start {
-				return "", false
+			if l.i == start || b.Len()+l.i-start > maxCollection {
+				return "", false // no name, or one too long to copy
 			}
 			b.WriteString(l.s[start:l.i])
 		}
