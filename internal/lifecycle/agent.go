@@ -137,6 +137,9 @@ type Agent struct {
 	targets  map[int]*target
 	skipped  map[int]exporter.Skipped
 	errCount map[exporter.ErrorKey]uint64
+	// released counts the processes detached since the last closeBins
+	// tick (Run's goroutine only).
+	released int
 	// awaitingPod holds the processes the selection turned down while
 	// their pod was not known (by PID): placementChanged looks again.
 	awaitingPod map[int]discover.Process
@@ -243,6 +246,15 @@ func (a *Agent) Run(ctx context.Context, d Discovery) {
 			a.agg.Expire(now)
 		case now := <-closeBins.C:
 			a.bins.Expire(now)
+			if a.released > 0 {
+				// Programs went since the last tick: what their probes,
+				// statuses and reads held is garbage now. Give it back
+				// rather than keep it as heap headroom, so that a node's
+				// churn does not ratchet the agent's RSS up; at most once
+				// per tick, a few ms.
+				a.released = 0
+				debug.FreeOSMemory()
+			}
 		case <-podsChanged:
 			a.placementChanged()
 		}
@@ -355,6 +367,7 @@ func (a *Agent) exited(p discover.Process) {
 		return
 	}
 	a.release(t)
+	a.released++
 	a.log.Info("released", "pid", p.PID, "exe", p.Exe)
 }
 

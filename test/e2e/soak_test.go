@@ -204,12 +204,15 @@ func TestSoakChurn(t *testing.T) {
 	var after agentUsage
 	ok := waitFor(sized(40*time.Second, 90*time.Second), func() bool {
 		after = stableUsage(t, a, 5*time.Second)
+		// RSS too: the agent gives freed memory back on its 10s tick
+		// after programs went.
 		return withinTenPercent(base.FDs, after.FDs, 2) && withinTenPercent(base.Links, after.Links, 0) &&
-			withinTenPercent(base.mapEntriesTotal(), after.mapEntriesTotal(), 0)
+			withinTenPercent(base.mapEntriesTotal(), after.mapEntriesTotal(), 0) &&
+			withinTenPercent(base.RSSKiB, after.RSSKiB, 0)
 	})
 	t.Logf("after:    %v", after)
 	if !ok {
-		t.Errorf("descriptors, links or map entries not back within 10%% of the baseline:\nbaseline %v\nafter    %v", base, after)
+		t.Errorf("descriptors, links, map entries or RSS not back within 10%% of the baseline:\nbaseline %v\nafter    %v", base, after)
 	}
 	for _, c := range []struct {
 		what          string
