@@ -142,9 +142,10 @@ func (c *programCollector) merge() []*mergedSeries {
 	targets := map[aggregator.TargetID]target{}
 	running := map[string]bool{} // groups (services in a place) with a running process
 	for _, t := range c.agg.Targets() {
-		targets[t.ID] = target{t, t.Group()}
+		g := t.Group()
+		targets[t.ID] = target{t, g}
 		if t.Exited.IsZero() {
-			running[t.Group()] = true
+			running[g] = true
 		}
 	}
 	merged := map[string]*mergedSeries{}

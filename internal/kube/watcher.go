@@ -182,7 +182,7 @@ func New(client kubernetes.Interface, opts Options) (*Watcher, error) {
 		return nil, fmt.Errorf("pod informer: %w", err)
 	}
 	_, err := w.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { w.storeObj(obj) },
+		AddFunc: func(obj any) { w.storeObj(obj) },
 		UpdateFunc: func(_, obj any) {
 			// A resync hands the cached pod back unchanged: its owners are
 			// looked at again (one that could not be read may be now), but
