@@ -93,10 +93,11 @@ struct {
 	__type(value, struct db_start);
 } db_starts SEC(".maps");
 
-// Waits for a connection in flight: start time by goroutine. LRU: the
-// agent does not sweep this rare path's map.
+// Waits for a connection in flight: start time by goroutine. A plain hash
+// like db_starts: a wait that finds it full is counted as lost, and the
+// agent sweeps waits whose end never came.
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct goroutine_key);
 	__type(value, u64);
@@ -258,7 +259,8 @@ int uprobe_db_wait_start(struct go_regs *ctx)
 {
 	struct goroutine_key k = {.tgid = current_tgid(), .g = GO_G(ctx)};
 	u64 now = bpf_ktime_get_ns();
-	bpf_map_update_elem(&db_waits, &k, &now, BPF_ANY);
+	if (bpf_map_update_elem(&db_waits, &k, &now, BPF_ANY) != 0)
+		count_lost(FAMILY_DB);
 	return 0;
 }
 

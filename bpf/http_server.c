@@ -131,10 +131,12 @@ struct http_route {
 };
 
 // Routes recorded and not yet consumed: a route lives from its router's
-// probe to the end of its request on the same goroutine. LRU: an entry
-// whose request never ended is evicted first.
+// probe to the end of its request on the same goroutine. A plain hash, like
+// the requests': a route that finds it full costs its request, counted as
+// lost (exported without its route it would carry a wrong label), and the
+// agent sweeps routes whose request never ended.
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__type(key, struct goroutine_key);
 	__type(value, struct http_route);
@@ -427,7 +429,9 @@ static __always_inline int record_route(struct go_regs *ctx, u8 router, u64 obj)
 	// empty) keeps today's route, from the path.
 	if (!ok || r->len == 0)
 		return 0;
-	bpf_map_update_elem(&http_server_routes, &k, r, BPF_ANY);
+	if (bpf_map_update_elem(&http_server_routes, &k, r, BPF_ANY) != 0 &&
+	    bpf_map_delete_elem(&http_server_starts, &k) == 0)
+		count_lost(FAMILY_HTTP_SERVER);
 	return 0;
 }
 

@@ -15,8 +15,9 @@
 //             labels and writes one event; no start, no exit probe.
 //
 // A call that panics out of the function never reaches a RET: its start is
-// replaced by the next call on the goroutine (or evicted by the LRU and the
-// agent's sweep) and the call is not counted (see README).
+// replaced by the next call on the goroutine (or swept by the agent) and the
+// call is not counted (see README). A start that finds the map of calls in
+// flight full is counted as lost: the call is not measured.
 
 #include "common.h"
 
@@ -27,6 +28,9 @@ typedef __s32 s32;
 #define UF_MAX_LABELS 4
 #define UF_MAX_HOPS 4
 #define UF_STR_MAX 64
+
+// bpf_map_update_elem with BPF_NOEXIST fails with -EEXIST on a key present.
+#define EEXIST 17
 
 // Label types and outcomes, compared with Go by probes/contract_test.go.
 // Enums, each with a pointer to it, so that the object's BTF carries the
@@ -88,6 +92,11 @@ struct uf_values {
 struct uf_start {
 	u64 start_ns; // first: the agent's sweep reads it
 	u64 depth;    // goroutine stack top minus SP at entry
+	// The spec's outcome, copied at entry so that the exit needs no
+	// lookup of the spec.
+	u8 outcome;
+	u8 _pad[7];
+	struct uf_loc result;
 	struct uf_values v;
 };
 
@@ -107,9 +116,11 @@ struct {
 } uf_specs SEC(".maps");
 
 // Calls in flight. The key's middle word is the spec id, so that nested
-// probed functions on one goroutine do not collide.
+// probed functions on one goroutine do not collide. A plain hash: cheaper
+// per update than an LRU map, and it never evicts a call in flight
+// silently; a start that finds it full is counted as lost.
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct goroutine_key);
 	__type(value, struct uf_start);
@@ -275,18 +286,30 @@ int uprobe_uf_enter(struct go_regs *ctx)
 	const struct uf_spec *s = bpf_map_lookup_elem(&uf_specs, &id);
 	if (!s)
 		return 0;
-	struct goroutine_key k = {.tgid = current_tgid(), ._pad = id, .g = GO_G(ctx)};
-	u64 depth = stack_depth(ctx);
-	struct uf_start *old = bpf_map_lookup_elem(&uf_starts, &k);
-	if (old && old->depth < depth)
-		return 0; // a recursive call inside one we measure: the outer one counts
 	u32 zero = 0;
 	struct uf_start *st = bpf_map_lookup_elem(&uf_scratch, &zero);
 	if (!st)
 		return 0;
+	struct goroutine_key k = {.tgid = current_tgid(), ._pad = id, .g = GO_G(ctx)};
+	u64 depth = stack_depth(ctx);
 	st->depth = depth;
+	st->outcome = s->outcome;
+	st->result = s->result;
 	read_labels(ctx, s, &st->v);
 	st->start_ns = bpf_ktime_get_ns();
+	// Most calls find no start on their goroutine: one update, no lookup.
+	long err = bpf_map_update_elem(&uf_starts, &k, st, BPF_NOEXIST);
+	if (err == 0)
+		return 0;
+	if (err != -EEXIST) {
+		count_lost(FAMILY_USER_FUNC); // the map is full
+		return 0;
+	}
+	struct uf_start *old = bpf_map_lookup_elem(&uf_starts, &k);
+	if (old && old->depth < depth)
+		return 0; // a recursive call inside one we measure: the outer one counts
+	// A start left by a call that never returned (it panicked): replaced.
+	// Replacing an entry succeeds even in a full map.
 	bpf_map_update_elem(&uf_starts, &k, st, BPF_ANY);
 	return 0;
 }
@@ -302,11 +325,6 @@ int uprobe_uf_exit(struct go_regs *ctx)
 		return 0;
 	if (st->depth != stack_depth(ctx))
 		return 0; // the RET of a recursive inner call
-	const struct uf_spec *s = bpf_map_lookup_elem(&uf_specs, &id);
-	if (!s) {
-		bpf_map_delete_elem(&uf_starts, &k);
-		return 0;
-	}
 	void *ring;
 	struct uf_event *e = reserve(FAMILY_USER_FUNC, sizeof(*e), &ring);
 	if (!e) {
@@ -321,12 +339,12 @@ int uprobe_uf_exit(struct go_regs *ctx)
 	e->id = id;
 	e->outcome = 0;
 	e->_pad[0] = e->_pad[1] = e->_pad[2] = 0;
+	if (st->outcome == UF_OUTCOME_ERROR)
+		e->outcome = loc_value(ctx, &st->result) == 0 ? UF_SUCCESS : UF_FAILURE;
+	else if (st->outcome == UF_OUTCOME_BOOL)
+		e->outcome = (loc_value(ctx, &st->result) & 0xff) ? UF_SUCCESS : UF_FAILURE;
 	__builtin_memcpy(&e->v, &st->v, sizeof(e->v));
 	bpf_map_delete_elem(&uf_starts, &k);
-	if (s->outcome == UF_OUTCOME_ERROR)
-		e->outcome = loc_value(ctx, &s->result) == 0 ? UF_SUCCESS : UF_FAILURE;
-	else if (s->outcome == UF_OUTCOME_BOOL)
-		e->outcome = (loc_value(ctx, &s->result) & 0xff) ? UF_SUCCESS : UF_FAILURE;
 	submit(ring, e);
 	return 0;
 }

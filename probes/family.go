@@ -69,8 +69,14 @@ type Family struct {
 	// value starting with the call's start time (a u64).
 	StartMap string
 	// StartMapFixed keeps the start map's size as the C source declares
-	// it instead of Options.MaxInFlight.
+	// it instead of Options.MaxInFlight (unless Options.MaxInFlight is
+	// smaller).
 	StartMapFixed bool
+	// InFlightMaps name more maps of the family keyed and valued like
+	// StartMap (e.g. waits, or state recorded for a call in flight): swept
+	// and emptied of a process's entries like it, each kept at the size
+	// the C source declares unless Options.MaxInFlight is smaller.
+	InFlightMaps []string
 	// Configure reads what the BPF programs need to know about a binary.
 	Configure func(b *symbols.Binary) (any, error)
 	// LeaveOut, when set, names optional probes that must not be placed in

@@ -65,7 +65,7 @@ type loadedFamily struct {
 	multi  bool // programs loaded for uprobe_multi links
 	coll   *ebpf.Collection
 	config *ebpf.Map
-	starts *ebpf.Map
+	starts []*ebpf.Map // StartMap, then InFlightMaps
 
 	mu      sync.Mutex
 	configs map[*symbols.Binary]configResult
@@ -157,8 +157,19 @@ func (m *Manager) load(f *Family) (*loadedFamily, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ms := spec.Maps[f.StartMap]; ms != nil && !f.StartMapFixed {
-		ms.MaxEntries = uint32(m.opts.MaxInFlight)
+	if ms := spec.Maps[f.StartMap]; ms != nil {
+		if !f.StartMapFixed || uint32(m.opts.MaxInFlight) < ms.MaxEntries {
+			ms.MaxEntries = uint32(m.opts.MaxInFlight)
+		}
+	}
+	starts := []string{f.StartMap}
+	for _, name := range f.InFlightMaps {
+		ms := spec.Maps[name]
+		if ms == nil {
+			return nil, fmt.Errorf("no map of calls in flight %s", name)
+		}
+		ms.MaxEntries = min(ms.MaxEntries, uint32(m.opts.MaxInFlight))
+		starts = append(starts, name)
 	}
 	if ms := spec.Maps[f.ConfigMap]; ms != nil {
 		ms.MaxEntries = uint32(m.opts.MaxTargets)
@@ -191,14 +202,19 @@ func (m *Manager) load(f *Family) (*loadedFamily, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &loadedFamily{
+	lf := &loadedFamily{
 		Family:  f,
 		multi:   multi,
 		coll:    coll,
 		config:  coll.Maps[f.ConfigMap],
-		starts:  coll.Maps[f.StartMap],
 		configs: map[*symbols.Binary]configResult{},
-	}, nil
+	}
+	for _, name := range starts {
+		if sm := coll.Maps[name]; sm != nil {
+			lf.starts = append(lf.starts, sm)
+		}
+	}
+	return lf, nil
 }
 
 // ProbeStatus is how one family fared in one process.
@@ -565,9 +581,12 @@ func (f *loadedFamily) forget(pid int) {
 // each object's BTF.
 type GoroutineKey = sharedGoroutineKey
 
-// dropStarts deletes the family's calls in flight that match.
+// dropStarts deletes the family's calls in flight that match, from every
+// map of them.
 func (f *loadedFamily) dropStarts(match func(tgid uint32, startNs uint64) bool) {
-	DropStarts(f.starts, func(k GoroutineKey, start uint64) bool { return match(k.Tgid, start) })
+	for _, sm := range f.starts {
+		DropStarts(sm, func(k GoroutineKey, start uint64) bool { return match(k.Tgid, start) })
+	}
 }
 
 // DropStarts deletes the calls in flight of a start map (nil: none) that
@@ -680,7 +699,9 @@ func (h *Handle) ConfigMap() *ebpf.Map { return h.f.config }
 
 // DropStarts deletes the family's calls in flight that match.
 func (h *Handle) DropStarts(match func(k GoroutineKey, startNs uint64) bool) {
-	DropStarts(h.f.starts, match)
+	for _, sm := range h.f.starts {
+		DropStarts(sm, match)
+	}
 }
 
 // Attribute makes the readers attribute the events of pid to t (Attach

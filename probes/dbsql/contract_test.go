@@ -19,7 +19,7 @@ func contract() bpfcheck.Family {
 		Name: f.Name, Source: "db.c", Stem: "bpf", Load: f.Spec,
 		Event: "db_event", GoEvent: bpfDbEvent{},
 		ConfigMap: f.ConfigMap, Config: bpfDbOffsets{},
-		StartMap: f.StartMap, Programs: programs,
+		StartMap: f.StartMap, InFlightMaps: f.InFlightMaps, Programs: programs,
 		Types: map[string]any{
 			"event_header": probes.EventHeader{}, "goroutine_key": probes.GoroutineKey{},
 			"go_error": goerror.Error{},
@@ -40,6 +40,7 @@ func contract() bpfcheck.Family {
 // and its C source (see probes/contract_test.go for what is checked where).
 func TestContract(t *testing.T) {
 	bpfcheck.Check(t, contract())
+	bpfcheck.CheckInFlightHashes(t, contract())
 	if f := Family(nil, nil); f.Kind != kindDB {
 		t.Errorf("Family().Kind = %d, want %d", f.Kind, kindDB)
 	}

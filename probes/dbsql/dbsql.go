@@ -213,11 +213,13 @@ func Family(agg *aggregator.Aggregator, poolNames map[string]string) *probes.Fam
 		Spec:      loadBpf,
 		ConfigMap: "db_config",
 		StartMap:  "db_starts",
-		Configure: dbOffsets,
-		Decode:    st.decode,
-		Invalid:   []string{"utf8", "duration"},
-		Attached:  st.attached,
-		Detached:  st.detached,
+		// Waits for a pooled connection in flight.
+		InFlightMaps: []string{"db_waits"},
+		Configure:    dbOffsets,
+		Decode:       st.decode,
+		Invalid:      []string{"utf8", "duration"},
+		Attached:     st.attached,
+		Detached:     st.detached,
 	}
 }
 

@@ -18,7 +18,7 @@ func contract() bpfcheck.Family {
 		Name: f.Name, Source: "http_server.c", Stem: "bpf", Load: f.Spec,
 		Event: "http_server_event", GoEvent: bpfHttpServerEvent{},
 		ConfigMap: f.ConfigMap, Config: bpfHttpServerOffsets{},
-		StartMap: f.StartMap, Programs: programs,
+		StartMap: f.StartMap, InFlightMaps: f.InFlightMaps, Programs: programs,
 		Types: map[string]any{
 			"event_header": probes.EventHeader{}, "goroutine_key": probes.GoroutineKey{},
 		},
@@ -40,6 +40,7 @@ func contract() bpfcheck.Family {
 // and its C source (see probes/contract_test.go for what is checked where).
 func TestContract(t *testing.T) {
 	bpfcheck.Check(t, contract())
+	bpfcheck.CheckInFlightHashes(t, contract())
 	if f := Family(); f.Kind != kindHTTPServer {
 		t.Errorf("Family().Kind = %d, want %d", f.Kind, kindHTTPServer)
 	}

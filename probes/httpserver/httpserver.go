@@ -96,10 +96,12 @@ func Family() *probes.Family {
 		Spec:      loadBpf,
 		ConfigMap: "http_server_config",
 		StartMap:  "http_server_starts",
-		Configure: httpServerOffsets,
-		LeaveOut:  httpServerLeaveOut,
-		Decode:    decodeHTTPServer,
-		Invalid:   []string{"status", "method", "utf8", "path", "duration", "proto"},
+		// Routes recorded by a router for a request in flight.
+		InFlightMaps: []string{"http_server_routes"},
+		Configure:    httpServerOffsets,
+		LeaveOut:     httpServerLeaveOut,
+		Decode:       decodeHTTPServer,
+		Invalid:      []string{"status", "method", "utf8", "path", "duration", "proto"},
 	}
 }
 

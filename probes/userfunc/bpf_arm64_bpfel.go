@@ -74,6 +74,9 @@ type bpfUfStart struct {
 	_       structs.HostLayout
 	StartNs uint64
 	Depth   uint64
+	Outcome uint8
+	Pad     [7]uint8
+	Result  bpfUfLoc
 	V       struct {
 		_   structs.HostLayout
 		Num [4]uint64

@@ -52,6 +52,7 @@ func contract() bpfcheck.Family {
 func TestContract(t *testing.T) {
 	f := contract()
 	bpfcheck.Check(t, f)
+	bpfcheck.CheckInFlightHashes(t, f)
 	if fam := New().Family(); fam.Kind != kindUserFunc || fam.Entries == nil {
 		t.Errorf("Family() = kind %d, entries %v; want kind %d with entries", fam.Kind, fam.Entries, kindUserFunc)
 	}

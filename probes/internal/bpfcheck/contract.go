@@ -43,7 +43,10 @@ type Family struct {
 	// StartMap holds the calls in flight: keyed by GoroutineKey, each
 	// value starting with the call's u64 start time.
 	StartMap string
-	Programs []string
+	// InFlightMaps are the family's other maps of calls in flight
+	// (Family.InFlightMaps), checked like StartMap.
+	InFlightMaps []string
+	Programs     []string
 	// Types are further C structs and the Go types used for them, among
 	// them event_header and goroutine_key (the manager's EventHeader and
 	// GoroutineKey).
@@ -145,16 +148,18 @@ func CheckObjects(t *testing.T, f Family) {
 			}
 		}
 
-		if ms := spec.Maps[f.StartMap]; ms == nil {
-			fail("no start map %s", f.StartMap)
-		} else if gk, ok := f.Types["goroutine_key"]; !ok {
-			fail("no Go type for goroutine_key")
-		} else {
-			for _, e := range compareLayout(f.StartMap+" key", ms.Key, reflect.TypeOf(gk)) {
-				fail("%s", e)
-			}
-			if err := startsWithStartNs(ms.Value); err != nil {
-				fail("start map %s: %v", f.StartMap, err)
+		for _, name := range append([]string{f.StartMap}, f.InFlightMaps...) {
+			if ms := spec.Maps[name]; ms == nil {
+				fail("no start map %s", name)
+			} else if gk, ok := f.Types["goroutine_key"]; !ok {
+				fail("no Go type for goroutine_key")
+			} else {
+				for _, e := range compareLayout(name+" key", ms.Key, reflect.TypeOf(gk)) {
+					fail("%s", e)
+				}
+				if err := startsWithStartNs(ms.Value); err != nil {
+					fail("start map %s: %v", name, err)
+				}
 			}
 		}
 
@@ -237,6 +242,19 @@ func SameLayout(a, b any) []string {
 		}
 	}
 	return errs
+}
+
+// CheckInFlightHashes checks that every map of the family's calls in
+// flight is a plain hash: an LRU map would evict a call in flight silently,
+// where a plain hash lets the program count a start it cannot store.
+func CheckInFlightHashes(t *testing.T, f Family) {
+	for arch, spec := range f.Specs(t) {
+		for _, name := range append([]string{f.StartMap}, f.InFlightMaps...) {
+			if ms := spec.Maps[name]; ms != nil && ms.Type != ebpf.Hash {
+				t.Errorf("%s (%s): map of calls in flight %s is %s, want %s", f.Name, arch, name, ms.Type, ebpf.Hash)
+			}
+		}
+	}
 }
 
 // startsWithStartNs checks that a start map's value is the call's start
