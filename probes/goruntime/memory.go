@@ -1,6 +1,12 @@
 package goruntime
 
 import (
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
 	"github.com/blindspot-dev/blindspot/probes/procmem"
 	"golang.org/x/sys/unix"
 )
@@ -59,4 +65,38 @@ func (r *memReader) read(spans []span, dst []byte) (failed int, err error) {
 		spans = spans[i+1:]
 	}
 	return failed, nil
+}
+
+// residentAndSwap returns the bytes of the process's memory that are
+// resident or swapped out (VmRSS + VmSwap of /proc/PID/status): every
+// page the program has written is in one or the other.
+func residentAndSwap(pid int) (uint64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	// The file is a few KiB; a bound keeps a reading from growing.
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return 0, err
+	}
+	var total uint64
+	found := false
+	for _, line := range strings.Split(string(b), "\n") {
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok || (name != "VmRSS" && name != "VmSwap") {
+			continue
+		}
+		kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/status: %s: %w", pid, name, err)
+		}
+		total += kb << 10
+		found = found || name == "VmRSS"
+	}
+	if !found {
+		return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+	}
+	return total, nil
 }

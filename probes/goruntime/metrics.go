@@ -20,6 +20,9 @@ var (
 	GoroutineOldest = &aggregator.Metric{Name: "blindspot_go_goroutine_oldest_age_seconds", OTelName: "blindspot.go.goroutine.oldest_age",
 		Help: "Age of the oldest live goroutine by start function (measured from when the agent first saw it).", Unit: "s",
 		Kind: aggregator.Gauge, Labels: []string{"blindspot_go_goroutine_start_function"}, PerInstance: true}
+	GoroutineRefused = &aggregator.Metric{Name: "blindspot_go_goroutine_samples_refused_total", OTelName: "blindspot.go.goroutine.samples_refused",
+		Help: "Samples whose goroutines were not counted: more than the agent's bound per program (reason budget) or than the program's memory can hold (implausible). The goroutine series are withdrawn until a sample counts them again.",
+		Unit: "{sample}", Kind: aggregator.Counter, Labels: []string{"reason"}, PerInstance: true}
 	GCCycles = &aggregator.Metric{Name: "go_memory_gc_cycles_total", OTelName: "go.memory.gc.cycles",
 		Help: "Completed GC cycles.", Unit: "{gc_cycle}", Kind: aggregator.Counter, PerInstance: true}
 	GCPause = &aggregator.Metric{Name: "blindspot_go_gc_pause_duration_seconds", OTelName: "blindspot.go.gc.pause.duration",
@@ -50,7 +53,7 @@ var (
 // Metrics returns every metric the sampler writes.
 func Metrics() []*aggregator.Metric {
 	return []*aggregator.Metric{
-		GoroutineCount, GoroutineLive, GoroutineOldest,
+		GoroutineCount, GoroutineLive, GoroutineOldest, GoroutineRefused,
 		GCCycles, GCPause, GCGoal, MemoryUsed, ProcessorLimit, GOGC,
 		ProcessCPU, ProcessRSS, ProcessVirtual, ProcessThreads, ProcessFDs, ProcessUptime,
 	}

@@ -26,8 +26,15 @@ const (
 	gDeadExtra  = 11 // Go 1.26+: the g of a cgo extra M
 	gMaxStatus  = 11
 	gScan       = 0x1000
-	maxAllglen  = 50_000_000
 	maxFnsCache = 1 << 16
+	// maxAllglen is the agent's budget for one program's goroutines: its
+	// g pointers are read and sorted (16 bytes each, 16 MiB at the bound),
+	// the same order as Options.MaxTracked's. A program with more is not
+	// sampled rather than sampled in part (a partial count is a wrong one).
+	maxAllglen = 1 << 20
+	// checkAllglen is the allglen above which it is checked against the
+	// program's memory before its g pointers are read.
+	checkAllglen = 10_000
 	// mergeGap is the most unwanted bytes read to join the windows of two
 	// gs into one range; batchBytes bounds the bytes read per batch.
 	mergeGap   = 1024
@@ -72,6 +79,7 @@ type proc struct {
 	names       *startNames       // shared by the programs running bin
 	labels      []string          // the label values set at the last sample
 	counts      map[string]*fnAgg
+	refusedBy   map[string]uint64 // samples refused, by reason
 
 	// GC and runtime settings
 	gcErr     error
@@ -107,7 +115,7 @@ type fnAgg struct {
 
 func newProc(pid int, bin *symbols.Binary, t aggregator.TargetID, opts Options) (*proc, error) {
 	p := &proc{pid: pid, t: t, bin: bin, opts: opts, mem: memReader{pid: pid}, names: &startNames{bin: bin},
-		firstSeen: map[uint64]seen{}, fns: map[uint64]fnInfo{}, counts: map[string]*fnAgg{}, logged: map[string]bool{}}
+		firstSeen: map[uint64]seen{}, fns: map[uint64]fnInfo{}, counts: map[string]*fnAgg{}, refusedBy: map[string]uint64{}, logged: map[string]bool{}}
 	p.ps, _ = process.NewProcess(int32(pid))
 	p.globals, _ = bin.GlobalAddrs(append(append([]string{}, goroutineGlobals...), gcGlobals...)...)
 
@@ -209,10 +217,13 @@ func (p *proc) sample(sh *aggregator.Shard, now time.Time) {
 	if err := p.resolveBias(); err != nil {
 		return
 	}
-	if p.gErr == nil || errors.Is(p.gErr, errNotStarted) {
+	if p.gErr == nil || errors.Is(p.gErr, errNotStarted) || errors.Is(p.gErr, errRefused) {
 		start := time.Now()
 		p.gErr = p.sampleGoroutines(sh, now)
 		p.stats.GoroutineTime = time.Since(start)
+		if errors.Is(p.gErr, errRefused) {
+			p.withdrawGoroutines(sh)
+		}
 		if p.gErr != nil && !errors.Is(p.gErr, errNotStarted) && !isGone(p.gErr) {
 			p.logOnce("goroutines", p.gErr)
 		}
@@ -269,8 +280,8 @@ func (p *proc) readGPointers() error {
 	if n == 0 || arr == 0 {
 		return errNotStarted
 	}
-	if n > maxAllglen {
-		return fmt.Errorf("allglen %d is implausible", n)
+	if err := p.checkAllglen(n); err != nil {
+		return err
 	}
 	p.ptrBuf = grow(p.ptrBuf, int(n)*8)
 	if failed, err := p.mem.read([]span{{arr, int(n) * 8}}, p.ptrBuf); err != nil {
@@ -300,6 +311,60 @@ func (p *proc) readGPointers() error {
 	slices.Sort(p.gptrs)
 	p.gptrs = slices.Compact(p.gptrs)
 	return nil
+}
+
+// errRefused says a sample's goroutines were not counted: their number is
+// beyond the agent's budget or the program's memory. The next sample tries
+// again.
+var errRefused = errors.New("goroutines not counted")
+
+// Reasons a sample's goroutines are refused
+// (blindspot_go_goroutine_samples_refused_total).
+const (
+	refusedBudget      = "budget"      // more gs than maxAllglen
+	refusedImplausible = "implausible" // more gs than the program's memory holds
+)
+
+// checkAllglen refuses an allglen beyond the agent's budget, or beyond
+// what the program's memory can hold: the runtime never frees a g, so
+// every g allgs lists occupies at least the bytes up to the last field
+// read (gWinLo+gWinLen) in the program's resident or swapped memory. It
+// reads nothing of the g array.
+func (p *proc) checkAllglen(n uint64) error {
+	if n > maxAllglen {
+		return p.refuse(refusedBudget, fmt.Errorf("%w: allglen %d exceeds the bound of %d goroutines per program", errRefused, n, maxAllglen))
+	}
+	if n <= checkAllglen {
+		return nil
+	}
+	mem, err := residentAndSwap(p.pid)
+	if err != nil {
+		return err
+	}
+	if gsize := p.gWinLo + p.gWinLen; n > mem/gsize {
+		return p.refuse(refusedImplausible, fmt.Errorf("%w: allglen %d is implausible: %d gs of at least %d bytes do not fit the program's %d bytes of memory", errRefused, n, n, gsize, mem))
+	}
+	return nil
+}
+
+// refuse counts a refused sample (withdrawGoroutines exports the count).
+func (p *proc) refuse(reason string, err error) error {
+	p.stats.GoroutinesRefused++
+	p.refusedBy[reason]++
+	return err
+}
+
+// withdrawGoroutines exports the refusals and removes the goroutine
+// series, which would otherwise keep the last counted sample's values as
+// if they were current: a missing series is visible, a stale one is not.
+func (p *proc) withdrawGoroutines(sh *aggregator.Shard) {
+	for reason, n := range p.refusedBy {
+		sh.SetTotal(GoroutineRefused, p.t, aggregator.Labels{sh.InternString(reason)}, n)
+	}
+	sh.DeleteSeries(GoroutineCount, p.t)
+	sh.DeleteSeries(GoroutineLive, p.t)
+	sh.DeleteSeries(GoroutineOldest, p.t)
+	p.labels = nil
 }
 
 // maxUserAddr bounds the addresses a g may have.

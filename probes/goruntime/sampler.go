@@ -213,6 +213,9 @@ type Stats struct {
 	// goroutine part of that sample took.
 	GoroutinesRead int
 	GoroutineTime  time.Duration
+	// GoroutinesRefused counts the samples whose goroutines were not
+	// counted (too many, or more than the program's memory holds).
+	GoroutinesRefused uint64
 	// Tracked is how many goroutines have a first-seen time.
 	Tracked int
 	// Errors say which parts cannot be read ("" when they can).
