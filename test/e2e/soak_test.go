@@ -748,21 +748,45 @@ func TestSoakLoad(t *testing.T) {
 	}
 }
 
-// TestSoakInFlightBound shrinks the map of HTTP requests in flight to 64
-// entries (a test hook) and keeps 100 slow requests in flight at once: the
-// map stays bounded, and every request is either counted or counted as
+// TestSoakInFlightBound shrinks the maps of calls in flight to 64 entries
+// (a test hook) and keeps 100 slow requests in flight at once, each also a
+// business function measured as a duration: the maps stay bounded, and
+// every request and every business call is either counted or counted as
 // lost, never dropped silently (an LRU map that evicts a start leaves its
-// end unmatched and the request uncounted); afterwards requests are counted
+// end unmatched and the call uncounted); afterwards both are counted
 // exactly again.
 func TestSoakInFlightBound(t *testing.T) {
 	requireBPF(t)
 	const bound, n = 64, 100
 	t.Setenv("BLINDSPOT_TEST_MAX_IN_FLIGHT", fmt.Sprint(bound))
 	v := variantByName(t, "go126-plain")
-	a := startAgent(t, "")
-	tp := startTarget(t, v.exe, uniqueService("inflight", v))
+	svc := uniqueService("inflight", v)
+	const biz = "inflight_slow_duration_seconds"
+	a := startAgent(t, fmt.Sprintf(`
+functions:
+  - metric: %s
+    kind: duration
+    service: %q
+    function: main.slow
+`, biz, svc))
+	tp := startTarget(t, v.exe, svc)
 	a.waitTargeted(t, tp.pid, 10*time.Second)
+	if !waitFor(10*time.Second, func() bool {
+		ts := a.findTarget(tp.pid)
+		if ts == nil {
+			return false
+		}
+		for _, p := range ts.Probes {
+			if p.Family == "userfunc:"+biz && p.Error == "" {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("%s not attached: %+v", biz, a.findTarget(tp.pid))
+	}
 	lost0, _ := lostHTTP(t, a, tp.service)
+	bizLost0, _ := lostBusiness(t, a, tp.service, biz)
 	var wg sync.WaitGroup
 	var failed atomic.Int64
 	for i := 0; i < n; i++ {
@@ -774,10 +798,11 @@ func TestSoakInFlightBound(t *testing.T) {
 			}
 		}()
 	}
-	var peak int
+	peak := map[string]int{}
 	waitFor(2500*time.Millisecond, func() bool {
-		if e := measureAgent(t, a).MapEntries["http_server_sta"]; e > peak {
-			peak = e
+		u := measureAgent(t, a)
+		for _, m := range []string{"http_server_sta", "uf_starts"} {
+			peak[m] = max(peak[m], u.MapEntries[m])
 		}
 		return false
 	})
@@ -785,23 +810,51 @@ func TestSoakInFlightBound(t *testing.T) {
 	if failed.Load() != 0 {
 		t.Fatalf("%d of %d slow requests failed", failed.Load(), n)
 	}
-	var lost, counted uint64
+	var lost, counted, bizLost, bizCounted uint64
 	waitFor(10*time.Second, func() bool {
 		l, c := lostHTTP(t, a, tp.service)
 		lost, counted = l-lost0, c
-		return counted+lost >= n
+		bl, bc := lostBusiness(t, a, tp.service, biz)
+		bizLost, bizCounted = bl-bizLost0, bc
+		return counted+lost >= n && bizCounted+bizLost >= n
 	})
-	t.Logf("%d requests in flight at once, map bound %d (peak %d entries): counted %d, lost %d", n, bound, peak, counted, lost)
-	if peak > bound {
-		t.Errorf("map of requests in flight held %d entries, bound %d", peak, bound)
+	t.Logf("%d requests in flight at once, map bound %d (peak entries %v): requests counted %d, lost %d; business calls counted %d, lost %d",
+		n, bound, peak, counted, lost, bizCounted, bizLost)
+	for m, p := range peak {
+		if p > bound {
+			t.Errorf("map of calls in flight %s held %d entries, bound %d", m, p, bound)
+		}
 	}
 	if counted+lost != n {
-		t.Errorf("counted %d + lost %d = %d, sent %d: requests dropped without being counted as lost", counted, lost, counted+lost, n)
+		t.Errorf("requests: counted %d + lost %d = %d, sent %d: requests dropped without being counted as lost", counted, lost, counted+lost, n)
+	}
+	if bizCounted+bizLost != n || bizLost == 0 {
+		t.Errorf("business calls: counted %d + lost %d = %d, made %d (and some must not fit the map): calls dropped without being counted as lost", bizCounted, bizLost, bizCounted+bizLost, n)
 	}
 	for i := 0; i < 20; i++ {
 		if code, _, err := tp.do("GET", "/items/7"); err != nil || code != 200 {
 			t.Fatalf("GET /items/7: %d %v", code, err)
 		}
+		if code, _, err := tp.do("GET", "/slow?ms=1"); err != nil || code != 200 {
+			t.Fatalf("GET /slow: %d %v", code, err)
+		}
 	}
-	waitTotal(t, a, tp.service, counted+20, 10*time.Second)
+	waitTotal(t, a, tp.service, counted+40, 10*time.Second)
+	var after uint64
+	if !waitFor(10*time.Second, func() bool {
+		_, c := lostBusiness(t, a, tp.service, biz)
+		after = c - bizCounted
+		return after >= 20
+	}) || after != 20 {
+		t.Errorf("after the overflow: %d business calls counted, want 20", after)
+	}
+}
+
+// lostBusiness returns blindspot_events_lost_total{probe="userfunc"} and
+// the count of service's calls of the business metric.
+func lostBusiness(t *testing.T, a *agentProc, service, metric string) (lost, counted uint64) {
+	t.Helper()
+	s := a.mustScrape(t)
+	l, _ := s.value("blindspot_events_lost_total", map[string]string{"probe": "userfunc"})
+	return uint64(l), uint64(sumCounts(s.counts(metric, service)))
 }
