@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -857,4 +858,64 @@ func lostBusiness(t *testing.T, a *agentProc, service, metric string) (lost, cou
 	s := a.mustScrape(t)
 	l, _ := s.value("blindspot_events_lost_total", map[string]string{"probe": "userfunc"})
 	return uint64(l), uint64(sumCounts(s.counts(metric, service)))
+}
+
+// TestSoakInFlightBoundPoolWaits shrinks the maps of calls in flight to 64
+// entries (a test hook) and makes 100 queries at once on a PostgreSQL pool
+// of two connections: about 98 waits for a connection are in flight at
+// once, more than the map of waits holds. Every wait the pool itself
+// counts (sql.DBStats.WaitCount) is either measured or counted as lost,
+// never dropped silently; the next saturation, within the bound, is
+// measured exactly.
+func TestSoakInFlightBoundPoolWaits(t *testing.T) {
+	requireBPF(t)
+	const bound, queries = 64, 100
+	pg := startPostgres(t)
+	vs, skipped, err := buildMatrix(env.ctx, []matrixBuild{{"dbclient", "plain", 26}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireMatrix(t, skipped)
+	t.Setenv("BLINDSPOT_TEST_MAX_IN_FLIGHT", fmt.Sprint(bound))
+	a := startAgent(t, "")
+	p := startLineProc(t, vs[0].exe, fmt.Sprintf("e2e-inflight-db-%d", serviceSeq.Add(1)), "-dir", t.TempDir(), "-pg", pg.createDB(t, "inflight"))
+	p.waitLine(t, "ready", 15*time.Second)
+	checkFamily(t, a.waitTargeted(t, p.pid, 15*time.Second), "db")
+
+	lostDB := func() (lost, measured uint64) {
+		s := a.mustScrape(t)
+		l, _ := s.value("blindspot_events_lost_total", map[string]string{"probe": "db"})
+		for _, n := range s.histCounts("db_client_connection_wait_time_seconds", p.service) {
+			measured += n // every pool of the program (each saturation opens one)
+		}
+		return uint64(l), measured
+	}
+	saturate := func(n, ms int) (waits, lost, measured uint64) {
+		lost0, measured0 := lostDB()
+		p.send(t, fmt.Sprintf("saturate %d %d", n, ms))
+		line := p.waitLine(t, "saturated waits=", 60*time.Second)
+		p.mu.Lock()
+		p.lines = nil // the next saturation waits for its own line
+		p.mu.Unlock()
+		waits, _ = strconv.ParseUint(strings.TrimPrefix(line, "saturated waits="), 10, 64)
+		waitFor(10*time.Second, func() bool {
+			l, m := lostDB()
+			lost, measured = l-lost0, m-measured0
+			return lost+measured >= waits
+		})
+		return waits, lost, measured
+	}
+	waits, lost, measured := saturate(queries, 20)
+	t.Logf("%d queries at once on a pool of 2, map bound %d: the pool counted %d waits; blindspot measured %d, lost %d", queries, bound, waits, measured, lost)
+	if waits <= bound {
+		t.Fatalf("the pool counted %d waits, want more than the bound %d in flight", waits, bound)
+	}
+	if measured+lost != waits || lost == 0 {
+		t.Errorf("waits: measured %d + lost %d = %d, the pool counted %d (and some must not fit the map): waits dropped without being counted as lost", measured, lost, measured+lost, waits)
+	}
+	waits, lost, measured = saturate(10, 50)
+	t.Logf("then 10 queries: the pool counted %d waits; blindspot measured %d, lost %d", waits, measured, lost)
+	if waits == 0 || measured != waits || lost != 0 {
+		t.Errorf("after the overflow: measured %d, lost %d of %d waits; want all measured", measured, lost, waits)
+	}
 }

@@ -10,6 +10,7 @@
 //	saturate   10 concurrent slow queries on a pool of 2; prints
 //	           "saturating" when they start and "saturated waits=N" when
 //	           they are done (N: the pool's own wait count)
+//	saturate Q MS   the same with Q queries of MS milliseconds each
 //
 // After stdin closes it stays alive until killed.
 package main
@@ -23,6 +24,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -61,7 +63,11 @@ func main() {
 	fmt.Println("ready")
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
-		switch strings.TrimSpace(sc.Text()) {
+		cmd := strings.Fields(sc.Text())
+		if len(cmd) == 0 {
+			continue
+		}
+		switch cmd[0] {
 		case "mix":
 			for i, db := range dbs {
 				mix(db, ph[i])
@@ -71,7 +77,12 @@ func main() {
 			if pgdb == nil {
 				log.Fatal("saturate needs -pg")
 			}
-			fmt.Printf("saturated waits=%d\n", saturate(*pg))
+			queries, ms := 10, 600
+			if len(cmd) == 3 {
+				queries, _ = strconv.Atoi(cmd[1])
+				ms, _ = strconv.Atoi(cmd[2])
+			}
+			fmt.Printf("saturated waits=%d\n", saturate(*pg, queries, ms))
 		}
 	}
 	select {}
@@ -177,9 +188,10 @@ func mix(db *sql.DB, p func(int) string) {
 	must(err)
 }
 
-// saturate opens a pool of two connections and runs 10 slow queries at
-// once (plus one to open it); it returns the pool's wait count.
-func saturate(dsn string) int64 {
+// saturate opens a pool of two connections and runs queries slow queries
+// of ms milliseconds at once (plus one to open it); it returns the pool's
+// wait count.
+func saturate(dsn string, queries, ms int) int64 {
 	db, err := sql.Open("postgres", dsn)
 	must(err)
 	db.SetMaxOpenConns(2)
@@ -187,11 +199,11 @@ func saturate(dsn string) int64 {
 	must(err)
 	fmt.Println("saturating")
 	var wg sync.WaitGroup
-	for i := 0; i < 10; i++ {
+	for i := 0; i < queries; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			drain(db.Query("SELECT pg_sleep(0.6)"))
+			drain(db.Query(fmt.Sprintf("SELECT pg_sleep(%g)", float64(ms)/1000)))
 		}()
 	}
 	wg.Wait()
