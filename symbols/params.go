@@ -73,6 +73,9 @@ func (b *Binary) Params(funcName string) (sig Signature, err error) {
 					return Signature{}, fmt.Errorf("type of parameter %s of %s: %w", name, funcName, err)
 				}
 				t := convertDWARF(dt, map[dwarf.Type]*Type{}, 0)
+				if err := checkType(t); err != nil {
+					return Signature{}, fmt.Errorf("type of parameter %s of %s: %w", name, funcName, err)
+				}
 				result, _ := c.Val(dwarf.AttrVarParam).(bool)
 				p := Param{Name: name, Type: t, Result: result}
 				if result {
@@ -197,6 +200,90 @@ func convertDWARF(dt dwarf.Type, seen map[dwarf.Type]*Type, depth int) *Type {
 	}
 	t.Align = alignOf(t)
 	return t
+}
+
+// maxScalars bounds the scalars a parameter's type may hold: the ABI's
+// walkers list them one by one (a hostile DWARF can claim an array of 2^40).
+const maxScalars = 1 << 16
+
+// checkType refuses a type the ABI's walkers (ABI.Assign, Shape) could not
+// finish: one that contains itself by value (through struct fields or
+// array elements; through a pointer is fine, as in a linked list), which
+// no Go type can, and one with more than maxScalars scalars. Only hostile
+// or corrupt DWARF has them.
+func checkType(root *Type) error {
+	// Every type reachable, through pointers too; then the value edges
+	// alone, with the usual three colours.
+	var all []*Type
+	seen := map[*Type]bool{}
+	for stack := []*Type{root}; len(stack) > 0; {
+		t := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if t == nil || seen[t] {
+			continue
+		}
+		seen[t] = true
+		all = append(all, t)
+		for _, f := range t.Fields {
+			stack = append(stack, f.Type)
+		}
+		stack = append(stack, t.Elem)
+	}
+	const (
+		white = iota
+		grey
+		black
+	)
+	colour := map[*Type]int{}
+	scalarsOf := map[*Type]int64{}
+	var visit func(t *Type) error
+	visit = func(t *Type) error {
+		switch colour[t] {
+		case grey:
+			return fmt.Errorf("cyclic type data: %s contains itself", t.Name)
+		case black:
+			return nil
+		}
+		colour[t] = grey
+		n := int64(1)
+		switch t.Kind {
+		case KindStruct:
+			n = 0
+			for _, f := range t.Fields {
+				if f.Type == nil {
+					continue
+				}
+				if err := visit(f.Type); err != nil {
+					return err
+				}
+				n += scalarsOf[f.Type]
+			}
+		case KindArray:
+			n = 0
+			if t.Elem != nil {
+				if err := visit(t.Elem); err != nil {
+					return err
+				}
+				if e := scalarsOf[t.Elem]; e > 0 && t.Len > maxScalars/e {
+					n = maxScalars + 1
+				} else {
+					n = t.Len * e
+				}
+			}
+		}
+		if n > maxScalars {
+			return fmt.Errorf("type %s holds more than %d scalars", t.Name, maxScalars)
+		}
+		scalarsOf[t] = n
+		colour[t] = black
+		return nil
+	}
+	for _, t := range all {
+		if err := visit(t); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func alignOf(t *Type) int64 {

@@ -11,10 +11,12 @@ package crafted
 
 import (
 	"bytes"
+	"debug/dwarf"
 	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 var le = binary.LittleEndian
@@ -378,4 +380,127 @@ func Variants(tableSize int) []Variant {
 			return LongSectionNames(e, 4000, tableSize)
 		}},
 	}
+}
+
+// CyclicDWARFType returns a copy of exe whose DWARF makes the type of
+// param of function a struct that contains itself: the parameter's type
+// reference is pointed at a struct of the program, and that struct's
+// first member's type reference at the struct itself. No Go type can be
+// that (it would be infinitely large), so a reader that walks a
+// parameter's type by value without a bound never ends. The patched
+// .debug_info is appended uncompressed; the program's code and data are
+// untouched (the Go runtime never reads DWARF).
+func CyclicDWARFType(exe []byte, function, param string) ([]byte, error) {
+	ef, err := elf.NewFile(bytes.NewReader(exe))
+	if err != nil {
+		return nil, err
+	}
+	d, err := ef.DWARF()
+	if err != nil {
+		return nil, err
+	}
+	sec := ef.Section(".debug_info")
+	if sec == nil {
+		return nil, errors.New("no .debug_info")
+	}
+	info, err := sec.Data() // decompressed
+	if err != nil {
+		return nil, err
+	}
+	// A DIE's bytes run from its offset to the next DIE's.
+	type die struct {
+		e       *dwarf.Entry
+		end     dwarf.Offset
+		typ     dwarf.Offset
+		hasType bool
+	}
+	var (
+		target, member        *die
+		inFunc                bool
+		structEntry, lastOpen *dwarf.Entry
+		prev                  *die
+	)
+	r := d.Reader()
+	for {
+		e, err := r.Next()
+		if err != nil {
+			return nil, err
+		}
+		if prev != nil {
+			if e != nil {
+				prev.end = e.Offset
+			} else {
+				prev.end = dwarf.Offset(len(info))
+			}
+			prev = nil
+		}
+		if e == nil {
+			break
+		}
+		if e.Tag == 0 {
+			continue
+		}
+		typ, hasType := e.Val(dwarf.AttrType).(dwarf.Offset)
+		cur := &die{e: e, typ: typ, hasType: hasType}
+		switch e.Tag {
+		case dwarf.TagSubprogram:
+			inFunc = e.Val(dwarf.AttrName) == function && e.Val(dwarf.AttrInline) == nil
+		case dwarf.TagFormalParameter:
+			if inFunc && target == nil && e.Val(dwarf.AttrName) == param && hasType {
+				target, prev = cur, cur
+			}
+		case dwarf.TagStructType:
+			name, _ := e.Val(dwarf.AttrName).(string)
+			size, _ := e.Val(dwarf.AttrByteSize).(int64)
+			if e.Children && size > 0 && name != "string" && !strings.HasPrefix(name, "[]") && !strings.HasPrefix(name, "runtime.") {
+				lastOpen = e
+			} else {
+				lastOpen = nil
+			}
+		case dwarf.TagMember:
+			if member == nil && lastOpen != nil && hasType {
+				structEntry, member, prev = lastOpen, cur, cur
+			}
+			lastOpen = nil
+		default:
+			lastOpen = nil
+		}
+	}
+	if target == nil {
+		return nil, fmt.Errorf("no DWARF parameter %s of %s", param, function)
+	}
+	if member == nil {
+		return nil, errors.New("no struct with a member in the DWARF")
+	}
+	patch := func(from, to dwarf.Offset, old, new dwarf.Offset) error {
+		var o, n [4]byte
+		le.PutUint32(o[:], uint32(old))
+		le.PutUint32(n[:], uint32(new))
+		b := info[from:to]
+		if bytes.Count(b, o[:]) != 1 {
+			return fmt.Errorf("type reference %#x is not once in the DIE at %#x", old, from)
+		}
+		copy(b[bytes.Index(b, o[:]):], n[:])
+		return nil
+	}
+	if err := patch(target.e.Offset, target.end, target.typ, structEntry.Offset); err != nil {
+		return nil, err
+	}
+	if err := patch(member.e.Offset, member.end, member.typ, structEntry.Offset); err != nil {
+		return nil, err
+	}
+	f, err := parse(exe)
+	if err != nil {
+		return nil, err
+	}
+	i, err := f.section(".debug_info")
+	if err != nil {
+		return nil, err
+	}
+	off := f.appendData(info)
+	sh := f.header(i)
+	le.PutUint64(sh[shOffset:], off)
+	le.PutUint64(sh[shSize:], uint64(len(info)))
+	le.PutUint64(sh[shFlags:], le.Uint64(sh[shFlags:])&^uint64(elf.SHF_COMPRESSED))
+	return f.data, nil
 }
