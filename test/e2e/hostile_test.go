@@ -159,6 +159,115 @@ func TestHostileBinaries(t *testing.T) {
 	t.Logf("agent RSS at the end: %d MB", agentRSS(t, a)>>20)
 }
 
+// TestHostileCyclicTypeData runs a copy of the HTTP server whose DWARF
+// makes the type of a business function's parameter a struct that contains
+// itself (crafted.CyclicDWARFType; no Go type can), with a business entry
+// that reads that parameter: the walk of its type used to recurse until the
+// agent's stack overflowed, a fatal error. The agent now refuses the entry
+// in that program with a reason in /targets, instruments the rest of it,
+// stays alive with its memory bounded, and measures a clean program of the
+// same entry exactly afterwards.
+func TestHostileCyclicTypeData(t *testing.T) {
+	requireBPF(t)
+	v := variantByName(t, "go126-plain")
+	plain, err := os.ReadFile(v.exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := crafted.CyclicDWARFType(plain, "main.slow", "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(env.dir, "hostile-cyclic-type")
+	if err := os.WriteFile(exe, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(exe) })
+	prefix := fmt.Sprintf("e2e-hostile-cyclic-%d-", serviceSeq.Add(1))
+	const metric = "hostile_slow_duration_seconds"
+	a := startAgent(t, fmt.Sprintf(`
+functions:
+  - metric: %s
+    service: "%s*"
+    function: main.slow
+    labels: {method: r.Method}
+`, metric, prefix))
+	entryStatus := func(pid int) (string, bool) {
+		ts := a.findTarget(pid)
+		if ts == nil {
+			return "", false
+		}
+		for _, p := range ts.Probes {
+			if p.Family == "userfunc:"+metric {
+				return p.Error, true
+			}
+		}
+		return "", false
+	}
+	cpu0 := agentCPU(t, a)
+	for run := 0; run < 2; run++ {
+		tp := startTarget(t, exe, prefix+"bad")
+		if code, body, err := tp.do("GET", "/slow?ms=1"); err != nil || code != 200 || body != "slept 1ms\n" {
+			t.Fatalf("the crafted program does not serve: %d %q %v", code, body, err)
+		}
+		var reason string
+		if !waitFor(15*time.Second, func() bool {
+			var ok bool
+			reason, ok = entryStatus(tp.pid)
+			return ok
+		}) {
+			t.Fatalf("run %d: no status of %s for the crafted program in /targets: %+v\n%s", run, metric, a.findTarget(tp.pid), a.stderr.String())
+		}
+		if !strings.Contains(reason, "cyclic type data") {
+			t.Errorf("run %d: %s attached or refused without saying why: %q", run, metric, reason)
+		}
+		checkFamily(t, *a.findTarget(tp.pid), "http_server")
+		if run == 0 {
+			t.Logf("crafted program: %s refused: %s", metric, reason)
+		}
+		tp.kill()
+	}
+	select {
+	case <-a.done:
+		t.Fatalf("the agent exited: %v\n%s", a.err, a.stderr.String())
+	default:
+	}
+	if rss := agentRSS(t, a); rss > maxAgentRSS {
+		t.Fatalf("the agent holds %d MB after the crafted program, bound %d MB", rss>>20, maxAgentRSS>>20)
+	}
+	// A generous bound, far above the few tens of milliseconds this takes:
+	// a walk without end would spend it all.
+	if cpu := agentCPU(t, a) - cpu0; cpu > 10*time.Second {
+		t.Errorf("the agent spent %v of CPU on two execs of the crafted program", cpu)
+	} else {
+		t.Logf("the agent spent %v of CPU on two execs of the crafted program", cpu)
+	}
+
+	// The same entry measures a clean program exactly.
+	tp := startTarget(t, v.exe, prefix+"clean")
+	if !waitFor(15*time.Second, func() bool { e, ok := entryStatus(tp.pid); return ok && e == "" }) {
+		t.Fatalf("%s not attached to the clean program: %+v", metric, a.findTarget(tp.pid))
+	}
+	time.Sleep(300 * time.Millisecond) // probes attached before the traffic
+	const n = 20
+	for i := 0; i < n; i++ {
+		if code, _, err := tp.do("GET", "/slow?ms=1"); err != nil || code != 200 {
+			t.Fatalf("request %d: %d %v", i, code, err)
+		}
+	}
+	var got map[string]float64
+	if !waitFor(10*time.Second, func() bool {
+		s, err := a.scrape()
+		if err != nil {
+			return false
+		}
+		got = s.counts(metric, tp.service, "method")
+		return got["method=GET"] >= n
+	}) || got["method=GET"] != n || len(got) != 1 {
+		t.Fatalf("clean program after the crafted one: %s counts %v, want method=GET: %d", metric, got, n)
+	}
+}
+
 // skippedReason returns the reason /targets?state=skipped gives for pid.
 func skippedReason(a *agentProc, pid int) string {
 	var skipped []struct {
