@@ -9,8 +9,9 @@
 //             instruction after the stack check: runs once per call). Reads
 //             the labels and stores the start keyed by {pid, spec, goroutine}.
 //   uf_exit:  every RET of the function. Finds the start, checks it is this
-//             call's (same stack depth: a recursive inner call is ignored),
-//             reads the outcome and writes one event.
+//             call's (same stack depth, when a recursive call entered since:
+//             an inner call is ignored), reads the outcome and writes one
+//             event.
 //   uf_count: the entry site of a count entry without outcome: reads the
 //             labels and writes one event; no start, no exit probe.
 //
@@ -95,7 +96,11 @@ struct uf_start {
 	// The spec's outcome, copied at entry so that the exit needs no
 	// lookup of the spec.
 	u8 outcome;
-	u8 _pad[7];
+	// Set when a recursive call entered while this one was in flight:
+	// only then must a RET prove, by its stack depth, that it is this
+	// call's.
+	u8 nested;
+	u8 _pad[6];
 	struct uf_loc result;
 	struct uf_values v;
 };
@@ -293,6 +298,7 @@ int uprobe_uf_enter(struct go_regs *ctx)
 	struct goroutine_key k = {.tgid = current_tgid(), ._pad = id, .g = GO_G(ctx)};
 	u64 depth = stack_depth(ctx);
 	st->depth = depth;
+	st->nested = 0;
 	st->outcome = s->outcome;
 	st->result = s->result;
 	read_labels(ctx, s, &st->v);
@@ -306,8 +312,12 @@ int uprobe_uf_enter(struct go_regs *ctx)
 		return 0;
 	}
 	struct uf_start *old = bpf_map_lookup_elem(&uf_starts, &k);
-	if (old && old->depth < depth)
-		return 0; // a recursive call inside one we measure: the outer one counts
+	if (old && old->depth < depth) {
+		// A recursive call inside one we measure: the outer one counts,
+		// and its RETs now check their depth.
+		old->nested = 1;
+		return 0;
+	}
 	// A start left by a call that never returned (it panicked): replaced.
 	// Replacing an entry succeeds even in a full map.
 	bpf_map_update_elem(&uf_starts, &k, st, BPF_ANY);
@@ -323,7 +333,10 @@ int uprobe_uf_exit(struct go_regs *ctx)
 	struct uf_start *st = bpf_map_lookup_elem(&uf_starts, &k);
 	if (!st)
 		return 0;
-	if (st->depth != stack_depth(ctx))
+	// Without a recursive call since the entry, this RET is the call's;
+	// with one, the stack depth tells (reading it costs a read of the
+	// goroutine).
+	if (st->nested && st->depth != stack_depth(ctx))
 		return 0; // the RET of a recursive inner call
 	void *ring;
 	struct uf_event *e = reserve(FAMILY_USER_FUNC, sizeof(*e), &ring);

@@ -75,7 +75,8 @@ type bpfUfStart struct {
 	StartNs uint64
 	Depth   uint64
 	Outcome uint8
-	Pad     [7]uint8
+	Nested  uint8
+	Pad     [6]uint8
 	Result  bpfUfLoc
 	V       struct {
 		_   structs.HostLayout
