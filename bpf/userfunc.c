@@ -318,9 +318,13 @@ int uprobe_uf_enter(struct go_regs *ctx)
 		old->nested = 1;
 		return 0;
 	}
-	// A start left by a call that never returned (it panicked): replaced.
-	// Replacing an entry succeeds even in a full map.
-	bpf_map_update_elem(&uf_starts, &k, st, BPF_ANY);
+	// A start left by a call that never returned (it panicked): replaced
+	// (which succeeds even in a full map). Should that fail, the stale
+	// start must not be taken for this call's.
+	if (bpf_map_update_elem(&uf_starts, &k, st, BPF_ANY) != 0) {
+		bpf_map_delete_elem(&uf_starts, &k);
+		count_lost(FAMILY_USER_FUNC);
+	}
 	return 0;
 }
 
