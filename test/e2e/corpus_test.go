@@ -269,6 +269,10 @@ var corpusSuites = []struct {
 		"etcd-server", "webhook", "prometheus-pushgateway", "docker-registry"}},
 }
 
+// corpusExtraPackages are "suite/pkg" fetched with the corpus for tests
+// beyond TestCorpus (distro_test.go): gRPC servers and their clients.
+var corpusExtraPackages = []string{"trixie/etcd-server", "trixie/etcd-client", "sid/etcd-client"}
+
 func corpusPrograms() []corpusProgram {
 	var out []corpusProgram
 	for _, s := range corpusSuites {
@@ -313,6 +317,10 @@ func fetchCorpus(t *testing.T) {
 	corpusFetch.once.Do(func() {
 		corpusFetch.dirs, corpusFetch.errs = map[string]string{}, map[string]error{}
 		want := map[string][]string{}
+		for _, key := range corpusExtraPackages {
+			s, pkg, _ := strings.Cut(key, "/")
+			want[s] = append(want[s], pkg)
+		}
 		for _, p := range corpusPrograms() {
 			want[p.suite] = append(want[p.suite], p.pkg)
 			for _, l := range p.libs {
