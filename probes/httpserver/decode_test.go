@@ -210,7 +210,9 @@ func TestDecodeRouterRoutes(t *testing.T) {
 		{httpRouterGin, "/files/*path", "/files/{path...}"},
 		{httpRouterEcho, "/users/:id", "/users/{id}"},
 		{httpRouterChi, "/api/*/items/{item}", "/api/items/{item}"},
-		{httpRouterMux, "/orders/{order:[0-9]+}", "/orders/{order}"},
+		{httpRouterMux, "/orders/%s\x00order", "/orders/{order}"},
+		{httpRouterMux, "/v2/%s/manifests/%s\x00name\x00reference", "/v2/{name}/manifests/{reference}"},
+		{httpRouterMux, "/files/", "/files/"},
 		{0, "", "/items/{id}"}, // no route recorded: the path, folded
 	} {
 		raw := serverEvent(func(e *bpfHttpServerEvent) {

@@ -257,7 +257,15 @@ func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) p
 	}
 	// The pattern comes from the program's own code; the path from the
 	// client (only checked where it becomes the route).
-	pattern, ok := label.Text(label.Chars(ev.Pattern[:], int(ev.PatternLen)), int(ev.PatternLen) >= len(ev.Pattern), false)
+	rawPattern := label.Chars(ev.Pattern[:], int(ev.PatternLen))
+	var muxBuf [len(ev.Pattern) * 2]byte
+	if ev.Router == httpRouterMux {
+		var ok bool
+		if rawPattern, ok = muxRoute(rawPattern, muxBuf[:]); !ok {
+			return probes.Malformed
+		}
+	}
+	pattern, ok := label.Text(rawPattern, int(ev.PatternLen) >= len(ev.Pattern), false)
 	if !ok {
 		return probes.InvalidUTF8
 	}

@@ -1,6 +1,7 @@
 package httpserver
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 
@@ -101,7 +102,8 @@ var httpRouters = []httpRouter{
 	{
 		name: "gorilla/mux", kind: httpRouterMux, syntax: aggregator.BraceSyntax,
 		// requestWithRoute(req, match.Route), called only when a route
-		// matched: the route's path template.
+		// matched: the route's path template, as its reverse template
+		// and variables (muxRoute).
 		probe: probes.Probe{Function: "github.com/gorilla/mux.(*Router).ServeHTTP", Call: "github.com/gorilla/mux.requestWithRoute", Program: "uprobe_http_route_mux", Optional: true},
 		offsets: func(b *symbols.Binary, o *bpfHttpServerOffsets) error {
 			// Route embeds routeConf (v1.7 and later), which holds the
@@ -118,11 +120,15 @@ var httpRouters = []httpRouter{
 			if err != nil {
 				return err
 			}
-			t, _, err := b.StructFields("github.com/gorilla/mux.routeRegexp", "template")
+			// The reverse template ("/users/%s") and the variables'
+			// names (string and []string since v1.0): the template
+			// itself holds the variables' regexps, often too long to
+			// read whole.
+			t, _, err := b.StructFields("github.com/gorilla/mux.routeRegexp", "reverse", "varsN")
 			if err != nil {
 				return err
 			}
-			o.MuxPath, o.MuxTemplate = r["routeConf"]+c["regexp"]+g["path"], t["template"]
+			o.MuxPath, o.MuxReverse, o.MuxVars = r["routeConf"]+c["regexp"]+g["path"], t["reverse"], t["varsN"]
 			return nil
 		},
 	},
@@ -227,4 +233,40 @@ func routerFamilyName(kind uint8) string {
 		}
 	}
 	return "router"
+}
+
+// muxVarsMax is MUX_VARS_MAX of bpf/http_server.c: the variables of one
+// gorilla/mux template read.
+const muxVarsMax = 8
+
+// muxRoute renders what the gorilla/mux program records, the path's
+// reverse template and its variables' names ("/users/%s\x00id"), as the
+// template in brace syntax ("/users/{id}") into buf; false when the record
+// is not one: as many names as %s verbs, each a non-empty name.
+func muxRoute(rec, buf []byte) ([]byte, bool) {
+	reverse, names, _ := bytes.Cut(rec, []byte{0})
+	out := buf[:0]
+	for {
+		i := bytes.Index(reverse, []byte("%s"))
+		if i < 0 {
+			break
+		}
+		var name []byte
+		name, names, _ = bytes.Cut(names, []byte{0})
+		if len(name) == 0 || bytes.ContainsAny(name, "{}%") {
+			return nil, false
+		}
+		if len(out)+i+len(name)+2 > cap(out) {
+			return nil, false
+		}
+		out = append(out, reverse[:i]...)
+		out = append(out, '{')
+		out = append(out, name...)
+		out = append(out, '}')
+		reverse = reverse[i+2:]
+	}
+	if len(names) > 0 || len(out)+len(reverse) > cap(out) {
+		return nil, false // a name without its verb
+	}
+	return append(out, reverse...), true
 }

@@ -51,3 +51,33 @@ func TestEchoV4Release(t *testing.T) {
 		}
 	}
 }
+
+// What the gorilla/mux program records, the reverse template and the
+// variables' names, renders as the brace template; a record whose names
+// and verbs do not pair up is refused.
+func TestMuxRoute(t *testing.T) {
+	var buf [256]byte
+	for _, c := range []struct {
+		rec, want string
+		ok        bool
+	}{
+		{"/users/%s\x00id", "/users/{id}", true},
+		{"/v2/%s/blobs/uploads/%s\x00name\x00uuid", "/v2/{name}/blobs/uploads/{uuid}", true},
+		{"/files/", "/files/", true},
+		{"/%s%s\x00a\x00b", "/{a}{b}", true},
+		{"", "", true},
+		{"/users/%s", "", false},         // a verb without a name
+		{"/users\x00id", "", false},      // a name without a verb
+		{"/a/%s/b/%s\x00x", "", false},   // fewer names than verbs
+		{"/a/%s\x00x\x00y", "", false},   // more names than verbs
+		{"/a/%s\x00", "", false},         // an empty name
+		{"/a/%s\x00{x}", "", false},      // a name with braces
+		{"/100%safe/%s\x00x", "", false}, // a literal %s: unpaired
+		{"/" + strings.Repeat("%s", 100) + "\x00" + strings.Repeat("abcdef\x00", 99) + "abcdef", "", false}, // past the buffer
+	} {
+		got, ok := muxRoute([]byte(c.rec), buf[:0:len(buf)])
+		if ok != c.ok || ok && string(got) != c.want {
+			t.Errorf("muxRoute(%q) = %q, %v; want %q, %v", c.rec, got, ok, c.want, c.ok)
+		}
+	}
+}
