@@ -59,6 +59,10 @@ type corpusProgram struct {
 	// h2: serve over TLS and send every request over HTTP/2 (net/http's
 	// own HTTP/2 server).
 	h2 bool
+	// privateTrust runs the program in a mount namespace of its own whose
+	// system trust store directories are empty tmpfs: a program that may
+	// install a CA root (caddy's PKI) cannot touch the host's.
+	privateTrust bool
 }
 
 func (p corpusProgram) name() string {
@@ -467,6 +471,12 @@ func startCorpusProgram(t *testing.T, a *agentProc, p corpusProgram) (*corpusPro
 		},
 	}
 	cp.cmd = exec.Command(exe, args...)
+	if p.privateTrust {
+		// unshare and sh exec in place: the pid is the program's.
+		cp.cmd = exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "--", "sh", "-c",
+			`for d in /usr/local/share/ca-certificates /etc/ssl/certs; do mount -t tmpfs -o size=1m none "$d" || exit 1; done; exec "$0" "$@"`,
+			exe}, args...)...)
+	}
 	cp.cmd.Dir = dir
 	cp.cmd.Env = append(filteredEnv("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "GOMAXPROCS", "GOGC", "GODEBUG", "HOME", "LD_LIBRARY_PATH"),
 		"OTEL_SERVICE_NAME="+cp.service, "GOMAXPROCS=3", "GOGC=150", "HOME="+dir,
