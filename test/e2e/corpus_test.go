@@ -245,6 +245,14 @@ http://%s {
 		},
 		classes: "234",
 	},
+	"aptly": {
+		exe: "usr/bin/aptly",
+		args: func(dir, addr string) []string {
+			writeFile(dir, "aptly.conf", fmt.Sprintf(`{"rootDir": %q}`, filepath.Join(dir, "root")))
+			return []string{"-config=" + filepath.Join(dir, "aptly.conf"), "api", "serve", "-listen=" + addr, "-no-lock"}
+		},
+		ready: "/api/version",
+	},
 	"prometheus-node-exporter": {
 		exe: "usr/bin/prometheus-node-exporter",
 		args: func(dir, addr string) []string {
@@ -274,8 +282,10 @@ var corpusSuites = []struct {
 }
 
 // corpusExtraPackages are "suite/pkg" fetched with the corpus for tests
-// beyond TestCorpus (distro_test.go): gRPC servers and their clients.
-var corpusExtraPackages = []string{"trixie/etcd-server", "trixie/etcd-client", "sid/etcd-client"}
+// beyond TestCorpus (distro_test.go, distro_routes_test.go): gRPC servers
+// and their clients, programs that route with gin.
+var corpusExtraPackages = []string{"trixie/etcd-server", "trixie/etcd-client", "sid/etcd-client",
+	"bookworm/aptly", "trixie/aptly", "sid/aptly"}
 
 func corpusPrograms() []corpusProgram {
 	var out []corpusProgram

@@ -31,6 +31,24 @@ type distroRouted struct {
 
 var distroRoutedPrograms = []distroRouted{
 	{
+		// aptly's REST API (gin v1.8 in bookworm's build, newer in
+		// trixie's and sid's): api := router.Group("/api") with
+		// api.GET("/repos/:name", ...) and the like.
+		name: "aptly", pkg: "aptly", suites: []string{"bookworm", "trixie", "sid"},
+		probed: "github.com/gin-gonic/gin.(*Engine).ServeHTTP",
+		ready:  "/api/version",
+		routes: []distroRoute{
+			{corpusGet("/api/version"), "/api/version"},
+			{corpusGet("/api/repos"), "/api/repos"},
+			{corpusGet("/api/repos/nosuch"), "/api/repos/{name}"}, // 404 from the handler
+			{corpusGet("/api/repos/other-repo-7/packages"), "/api/repos/{name}/packages"},
+			{corpusGet("/api/snapshots/snap1"), "/api/snapshots/{name}"},
+			{corpusGet("/api/files"), "/api/files"},
+			{corpusGet("/api/publish"), "/api/publish"},
+			{corpusGet("/nope/12345"), "/nope/{id}"}, // matches no route: 404, route from the path
+		},
+	},
+	{
 		// The registry's v2 API (gorilla/mux v1.8.0 in bookworm,
 		// v1.8.1 in trixie and sid), whose templates carry long
 		// regexps: "/v2/{name:(?:(?:[a-zA-Z0-9]|...)}/manifests/...".
@@ -83,8 +101,9 @@ var distroRoutedPrograms = []distroRouted{
 	},
 }
 
-// TestDistroRoutes drives Debian-built programs that route with gorilla/mux
-// (docker-registry) and chi v1 (caddy's ACME server), as bookworm, trixie
+// TestDistroRoutes drives Debian-built programs that route with gin
+// (aptly's API), gorilla/mux (docker-registry) and chi v1 (caddy's ACME
+// server), as bookworm, trixie
 // and sid build them (Go 1.19 to 1.26, stripped, no module information),
 // and checks that every request is counted once under the route template
 // the program registered (in ServeMux syntax), and that a request no route
