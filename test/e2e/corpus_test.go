@@ -284,7 +284,7 @@ var corpusSuites = []struct {
 // corpusExtraPackages are "suite/pkg" fetched with the corpus for tests
 // beyond TestCorpus (distro_test.go, distro_routes_test.go): gRPC servers
 // and their clients, programs that route with gin.
-var corpusExtraPackages = []string{"trixie/etcd-server", "trixie/etcd-client", "sid/etcd-client",
+var corpusExtraPackages = []string{"bookworm/etcd-client", "trixie/etcd-server", "trixie/etcd-client", "sid/etcd-client",
 	"bookworm/aptly", "trixie/aptly", "sid/aptly"}
 
 func corpusPrograms() []corpusProgram {
