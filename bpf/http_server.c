@@ -16,8 +16,9 @@
 //           state on the request's goroutine after the handler ran and before
 //           the request ends (one emulated CALL site per request):
 //           gin      (*Engine).ServeHTTP's CALL sync.(*Pool).Put   (Context.fullPath)
-//           chi      (*Mux).ServeHTTP's CALL sync.(*Pool).Put      (Context.RoutePatterns)
-//           echo     (*Echo).ServeHTTP's CALL sync.(*Pool).Put     (context.path)
+//           chi      (*Mux).ServeHTTP's CALL sync.(*Pool).Put      (Context.RoutePatterns; v5 and v1)
+//           echo     (*Echo).ServeHTTP's CALL sync.(*Pool).Put     (context.path; v4, and v5's
+//                    (*Echo).serveHTTP.deferwrap1's)
 //           gorilla  (*Router).ServeHTTP's CALL requestWithRoute   (Route's reverse template and variables;
 //                    before the handler, on the matched route only)
 
@@ -75,8 +76,8 @@ struct http_server_offsets {
 	u64 h2_wrote_header;   // net/http.http2responseWriterState.wroteHeader
 	u64 g_panic;           // runtime.g._panic: set while a panic or Goexit unwinds
 	u64 gin_full_path;     // github.com/gin-gonic/gin.Context.fullPath
-	u64 chi_patterns;      // github.com/go-chi/chi/v5.Context.RoutePatterns
-	u64 echo_path;         // github.com/labstack/echo/v4.context.path
+	u64 chi_patterns;      // github.com/go-chi/chi/v5.Context.RoutePatterns (or chi v1's)
+	u64 echo_path;         // github.com/labstack/echo/v4.context.path (or echo/v5.Context.path)
 	u64 mux_path;          // github.com/gorilla/mux.Route.routeConf + routeConf.regexp + routeRegexpGroup.path
 	u64 mux_reverse;       // github.com/gorilla/mux.routeRegexp.reverse
 	u64 mux_vars;          // github.com/gorilla/mux.routeRegexp.varsN
