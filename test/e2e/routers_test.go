@@ -354,3 +354,56 @@ func TestRouterMajorVersions(t *testing.T) {
 		})
 	}
 }
+
+// TestRouterTwoReleases runs a program that links chi v5 and chi v1.5,
+// whose Contexts hold RoutePatterns at different offsets while the
+// family's BPF program has one offset per router kind: chi v5's routes are
+// read, chi v1's probe is left out with the reason on /targets, and its
+// requests are still counted exactly, with today's routes from their
+// paths.
+func TestRouterTwoReleases(t *testing.T) {
+	requireBPF(t)
+	vs, skipped, err := buildMatrix(env.ctx, []matrixBuild{{"chiboth", "stripped", 26}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) == 0 {
+		t.Skipf("no build: %v", skipped)
+	}
+	v := vs[0]
+	a := startAgent(t, "")
+	const chi1, chi5 = "github.com/go-chi/chi.(*Mux).ServeHTTP", "github.com/go-chi/chi/v5.(*Mux).ServeHTTP"
+	for _, router := range []string{"chi5", "chi1"} {
+		t.Run(router, func(t *testing.T) {
+			tp := startTarget(t, v.exe, uniqueService("rt-chiboth-"+router, v), "-router", router)
+			checkRouterProbed(t, a.waitTargeted(t, tp.pid, 10*time.Second), chi5)
+			why := checkRouterLeftOut(t, a, tp, chi1, "chi v1 routes not read", "elsewhere than those of the other chi release")
+			t.Logf("left out: %s", why)
+			for _, p := range []string{"/users/42", "/users/42", "/users/alice", "/nope/12345"} {
+				if _, _, err := tp.do("GET", p); err != nil {
+					t.Fatalf("GET %s: %v", p, err)
+				}
+			}
+			want := map[httpKey]uint64{
+				{"GET", "200", "/users/{id}", ""}: 3,
+				{"GET", "404", "/nope/{id}", ""}:  1,
+			}
+			if router == "chi1" { // routes from the paths
+				want = map[httpKey]uint64{
+					{"GET", "200", "/users/{id}", ""}:  2,
+					{"GET", "200", "/users/alice", ""}: 1,
+					{"GET", "404", "/nope/{id}", ""}:   1,
+				}
+			}
+			got := waitTotal(t, a, tp.service, 4, 15*time.Second)
+			for k, n := range want {
+				if got[k].count != n {
+					t.Errorf("%v: count %d, want %d", k, got[k].count, n)
+				}
+			}
+			if len(got) != len(want) {
+				t.Errorf("series:\n%s", dump(got))
+			}
+		})
+	}
+}
