@@ -244,15 +244,19 @@ const muxVarsMax = 8
 // template in brace syntax ("/users/{id}") into buf; false when the record
 // is not one: as many names as %s verbs, each a non-empty name.
 func muxRoute(rec, buf []byte) ([]byte, bool) {
-	reverse, names, _ := bytes.Cut(rec, []byte{0})
+	// more: another name follows in rest.
+	reverse, rest, more := bytes.Cut(rec, []byte{0})
 	out := buf[:0]
 	for {
 		i := bytes.Index(reverse, []byte("%s"))
 		if i < 0 {
 			break
 		}
+		if !more {
+			return nil, false // a verb without its name
+		}
 		var name []byte
-		name, names, _ = bytes.Cut(names, []byte{0})
+		name, rest, more = bytes.Cut(rest, []byte{0})
 		if len(name) == 0 || bytes.ContainsAny(name, "{}%") {
 			return nil, false
 		}
@@ -265,7 +269,7 @@ func muxRoute(rec, buf []byte) ([]byte, bool) {
 		out = append(out, '}')
 		reverse = reverse[i+2:]
 	}
-	if len(names) > 0 || len(out)+len(reverse) > cap(out) {
+	if more || len(out)+len(reverse) > cap(out) {
 		return nil, false // a name without its verb
 	}
 	return append(out, reverse...), true

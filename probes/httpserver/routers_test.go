@@ -1,6 +1,7 @@
 package httpserver
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 
@@ -80,4 +81,33 @@ func TestMuxRoute(t *testing.T) {
 			t.Errorf("muxRoute(%q) = %q, %v; want %q, %v", c.rec, got, ok, c.want, c.ok)
 		}
 	}
+}
+
+// FuzzMuxRoute: any record renders without a panic, within the buffer,
+// and a rendered route holds no separator and one brace pair per name.
+func FuzzMuxRoute(f *testing.F) {
+	for _, s := range []string{"/users/%s\x00id", "/%s/%s\x00a\x00b", "/files/", "%s", "\x00", "%%s\x00x"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, rec []byte) {
+		var buf [256]byte
+		if len(rec) > 127 {
+			rec = rec[:127] // what an event holds
+		}
+		out, ok := muxRoute(rec, buf[:])
+		if !ok {
+			return
+		}
+		if len(out) > len(buf) || bytes.IndexByte(out, 0) >= 0 {
+			t.Fatalf("muxRoute(%q) = %q", rec, out)
+		}
+		reverse, names, sep := bytes.Cut(rec, []byte{0})
+		n := 0
+		if sep {
+			n = bytes.Count(names, []byte{0}) + 1
+		}
+		if got := bytes.Count(out, []byte("{")) - bytes.Count(reverse, []byte("{")); got != n {
+			t.Fatalf("muxRoute(%q) = %q: %d names rendered, want %d", rec, out, got, n)
+		}
+	})
 }
