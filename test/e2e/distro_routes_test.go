@@ -68,6 +68,24 @@ var distroRoutedPrograms = []distroRouted{
 		},
 	},
 	{
+		// rclone serve http: router.Get("/*", ...) and router.Head("/*",
+		// ...) on chi (Debian's chi v5 sources, imported as
+		// github.com/go-chi/chi).
+		name: "rclone", pkg: "rclone", suites: []string{"bookworm", "trixie", "sid"},
+		probed: "github.com/go-chi/chi.(*Mux).ServeHTTP",
+		ready:  "/",
+		routes: []distroRoute{
+			{corpusGet("/"), "/*"},
+			{corpusGet("/a.txt"), "/*"},
+			{corpusHead("/a.txt"), "/*"},
+			{corpusGet("/sub/"), "/*"},
+			{corpusGet("/nope/12345"), "/*"}, // 404 from the handler
+			// chi's 405: no route matched the method, chi's own
+			// RoutePattern() is empty: the route from the path.
+			{corpusRequest{method: "POST", path: "/a.txt"}, "/a.txt"},
+		},
+	},
+	{
 		// caddy's ACME server (smallstep's ACME API on chi, imported
 		// as github.com/go-chi/chi), mounted at /acme/ by caddy:
 		// chi.Route("/acme/", ...) around "/{provisionerID}/directory".
@@ -102,8 +120,8 @@ var distroRoutedPrograms = []distroRouted{
 }
 
 // TestDistroRoutes drives Debian-built programs that route with gin
-// (aptly's API), gorilla/mux (docker-registry) and chi v1 (caddy's ACME
-// server), as bookworm, trixie
+// (aptly's API), gorilla/mux (docker-registry) and chi under its v1 import
+// path (rclone serve http, caddy's ACME server), as bookworm, trixie
 // and sid build them (Go 1.19 to 1.26, stripped, no module information),
 // and checks that every request is counted once under the route template
 // the program registered (in ServeMux syntax), and that a request no route
