@@ -57,9 +57,11 @@ struct {
 	__type(value, struct grpc_server_offsets);
 } grpc_server_config SEC(".maps");
 
-// Calls in flight, by goroutine (LRU, and swept by the agent).
+// Calls in flight, by goroutine. A plain hash, not an LRU: a start that
+// finds it full is counted as lost instead of evicting another call
+// silently; entries whose end never came are swept by the agent.
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct goroutine_key);
 	__type(value, struct grpc_server_start);
@@ -74,7 +76,8 @@ int uprobe_grpc_server_start(struct go_regs *ctx)
 	// (*Server).handleStream(s, t ServerTransport, stream, ...): t's itab
 	// and data in args 2 and 3, stream in arg 4.
 	struct grpc_server_start s = {.start_ns = bpf_ktime_get_ns(), .stream = GO_ARG4(ctx)};
-	bpf_map_update_elem(&grpc_server_starts, &k, &s, BPF_ANY);
+	if (bpf_map_update_elem(&grpc_server_starts, &k, &s, BPF_ANY) != 0)
+		count_lost(FAMILY_GRPC_SERVER);
 	return 0;
 }
 
@@ -90,7 +93,8 @@ int uprobe_grpc_server_finish(struct go_regs *ctx)
 	if (sp->stream != GO_ARG2(ctx))
 		return 0;
 	struct grpc_server_start s = *sp;
-	bpf_map_delete_elem(&grpc_server_starts, &k);
+	if (bpf_map_delete_elem(&grpc_server_starts, &k) != 0)
+		return 0;
 	const struct grpc_server_offsets *off = bpf_map_lookup_elem(&grpc_server_config, &k.tgid);
 	if (!off)
 		return 0;

@@ -38,13 +38,20 @@ const (
 )
 
 // Every call made through a ClientConn (Invoke, NewStream, the generated
-// stubs) creates its stream in newClientStream, makes its first attempt in
-// newAttemptLocked on the same goroutine, and ends in finish, called once
-// with the call's error. Three emulated hits per call. A call that fails
-// before its first attempt (no clientStream yet) is not measured.
+// stubs, through interceptors or not) creates its stream in
+// newClientStream, makes its first attempt in newAttemptLocked on the same
+// goroutine, and ends in finish, called once with the call's error. A call
+// whose stream could not be created (a refused connection, a deadline
+// passing during name resolution or connection, a closed ClientConn) gets
+// no finish: it ends when newClientStream returns its error, so every RET
+// of newClientStream is probed too (on every grpc-go release: from v1.50,
+// failures after the first attempt return from it without finish, and
+// before v1.70 or so no cleanup call on that path marks them). Three
+// emulated hits and one single-stepped RET per call.
 var Probes = []probes.Probe{
 	{Function: newClientStream, Program: "uprobe_grpc_client_start", Idempotent: true},
 	{Function: newAttemptLocked, Program: "uprobe_grpc_client_bind", Idempotent: true},
+	{Function: newClientStream, Program: "uprobe_grpc_client_created", Returns: true},
 	{Function: finish, Program: "uprobe_grpc_client_finish", Idempotent: true},
 }
 

@@ -133,8 +133,8 @@ func Offsets(b *symbols.Binary) (any, error) {
 // The grpc-go releases whose sources were read for the signatures the BPF
 // programs rely on (handleStream's stream in arg 4, writeStatus' stream and
 // status in args 2 and 3; newClientStream's cc and method in args 4-6,
-// newAttemptLocked's and finish's receiver in arg 1 and finish's error in
-// args 2-3): v1.50 to v1.85. A newer release is refused until checked.
+// newAttemptLocked's and finish's receiver in arg 1, finish's error in
+// args 2-3 and newClientStream's error in results 3-4): v1.50 to v1.85. A newer release is refused until checked.
 const (
 	minMinor = 50
 	maxMinor = 85

@@ -37,7 +37,7 @@ func grpcRound(server bool) map[string]uint64 {
 		k("Unary", "0"): 3, k("Unary", "3"): 1, k("Unary", "5"): 1, k("Unary", "7"): 1, k("Unary", "14"): 1,
 		k("Unary", "13"):       1, // a panic recovered into Internal
 		k("Unary", "4"):        1, // deadline exceeded
-		k("Unary", "1"):        1, // canceled by the client
+		k("Unary", "1"):        2, // canceled by the client; reset before the answer
 		k("ServerStream", "0"): 1, k("ServerStream", "9"): 1, k("ServerStream", "13"): 1,
 		k("Bidi", "0"): 1, k("Bidi", "8"): 1,
 	}
@@ -49,10 +49,25 @@ func grpcRound(server bool) map[string]uint64 {
 	return m
 }
 
+// grpcFailing is what the round's calls whose stream is never created
+// count on the client (service|method|code|address|port), for the
+// server's port, the closed one and the silent one.
+func grpcFailing(port, closed, silent string) map[string]uint64 {
+	const svc = "blindspot.test.Echo"
+	k := func(method, code, port string) string { return svc + "|" + method + "|" + code + "|localhost|" + port }
+	return map[string]uint64{
+		k("Unary", "14", closed): 2, k("ServerStream", "14", closed): 2, // connection refused
+		k("Unary", "4", silent): 2, k("ServerStream", "4", silent): 2, // deadline while connecting
+		k("Unary", "1", port): 2, k("ServerStream", "1", port): 2, // closed ClientConn
+	}
+}
+
 // TestGRPC runs grpc-go servers and clients (two grpc-go releases, four Go
 // releases, plain and stripped, TLS and plaintext) under one agent and
 // checks the exact count of every (service, method, status) on both sides,
-// and the client's server address and port.
+// and the client's server address and port; calls whose stream is never
+// created (refused, deadline while connecting, closed ClientConn) count on
+// the client with their status.
 func TestGRPC(t *testing.T) {
 	requireBPF(t)
 	var want []matrixBuild
@@ -66,9 +81,9 @@ func TestGRPC(t *testing.T) {
 	requireMatrix(t, skipped)
 	a := startAgent(t, "")
 	type run struct {
-		name string
-		p    *lineProc
-		port string
+		name                 string
+		p                    *lineProc
+		port, closed, silent string
 	}
 	var runs []run
 	for _, v := range vs {
@@ -81,7 +96,9 @@ func TestGRPC(t *testing.T) {
 		name := fmt.Sprintf("%s-%s-%s", strings.SplitN(strings.TrimPrefix(v.exe, env.dir+"/"), "-", 2)[0], v.name, mode)
 		p := startLineProc(t, v.exe, fmt.Sprintf("e2e-grpc-%s-%d", name, serviceSeq.Add(1)), mode)
 		port := strings.TrimPrefix(p.waitLine(t, "port ", 10*time.Second), "port ")
-		runs = append(runs, run{name, p, port})
+		closed := strings.TrimPrefix(p.waitLine(t, "closed ", 10*time.Second), "closed ")
+		silent := strings.TrimPrefix(p.waitLine(t, "silent ", 10*time.Second), "silent ")
+		runs = append(runs, run{name, p, port, closed, silent})
 	}
 	for _, r := range runs {
 		ts := a.waitTargeted(t, r.p.pid, 15*time.Second)
@@ -94,13 +111,17 @@ func TestGRPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, fam := range []string{"grpc_server: <details><summary>2 functions", "grpc_client: <details><summary>3 functions"} {
+	for _, fam := range []string{"grpc_server: <details><summary>2 functions", "grpc_client: <details><summary>4 functions"} {
 		if n := strings.Count(string(page), fam); n < len(runs) {
 			t.Errorf("status page shows %q %d times, want %d (one per program)", fam, n, len(runs))
 		}
 	}
 	for _, r := range runs {
 		r.p.waitLine(t, "done 1", 30*time.Second)
+		// The target checks each call's outcome against the script.
+		if e := r.p.stderr.String(); strings.Contains(e, "unexpected error") {
+			t.Errorf("%s: calls did not end as scripted:\n%s", r.name, e)
+		}
 	}
 	for _, r := range runs {
 		t.Run(r.name, func(t *testing.T) {
@@ -108,6 +129,9 @@ func TestGRPC(t *testing.T) {
 			wantClient := map[string]uint64{}
 			for k, n := range grpcRound(false) {
 				wantClient[k+"|localhost|"+r.port] = n
+			}
+			for k, n := range grpcFailing(r.port, r.closed, r.silent) {
+				wantClient[k] += n
 			}
 			var gotServer, gotClient map[string]uint64
 			waitFor(10*time.Second, func() bool {
