@@ -160,3 +160,88 @@ func TestGRPC(t *testing.T) {
 		})
 	}
 }
+
+// grpcCounted returns blindspot_events_lost_total of the gRPC family fam
+// and the number of calls metric counts for service.
+func grpcCounted(t *testing.T, a *agentProc, fam, metric, service string) (lost, counted uint64) {
+	t.Helper()
+	s := a.mustScrape(t)
+	l, _ := s.value("blindspot_events_lost_total", map[string]string{"probe": fam})
+	for _, n := range s.histCounts(metric, service, "rpc_method") {
+		counted += n
+	}
+	return uint64(l), counted
+}
+
+// TestGRPCInFlightBound shrinks the maps of calls in flight to 64 entries
+// (a test hook) and keeps 100 slow unary calls in flight at once: each
+// map stays bounded, and every call is counted or counted as lost on each
+// side, never dropped silently (an LRU map would evict a start and leave
+// its end unmatched); afterwards calls are counted exactly again.
+func TestGRPCInFlightBound(t *testing.T) {
+	requireBPF(t)
+	const bound, n = 64, 100
+	t.Setenv("BLINDSPOT_TEST_MAX_IN_FLIGHT", fmt.Sprint(bound))
+	vs, skipped, err := buildMatrix(env.ctx, []matrixBuild{{"grpcsvc", "plain", 26}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireMatrix(t, skipped)
+	a := startAgent(t, "")
+	p := startLineProc(t, vs[0].exe, fmt.Sprintf("e2e-grpc-inflight-%d", serviceSeq.Add(1)), "plaintext")
+	p.waitLine(t, "port ", 10*time.Second)
+	a.waitTargeted(t, p.pid, 15*time.Second)
+	sides := []struct{ fam, metric, short string }{
+		{"grpc_server", "rpc_server_call_duration_seconds", "grpc_server_sta"},
+		{"grpc_client", "rpc_client_call_duration_seconds", "grpc_client_sta"},
+	}
+	var lost0 [2]uint64
+	for i, sd := range sides {
+		lost0[i], _ = grpcCounted(t, a, sd.fam, sd.metric, p.service)
+	}
+	p.send(t, fmt.Sprintf("burst %d 3000", n))
+	peak := map[string]int{}
+	waitFor(2500*time.Millisecond, func() bool {
+		u := measureAgent(t, a)
+		for _, sd := range sides {
+			peak[sd.short] = max(peak[sd.short], u.MapEntries[sd.short])
+		}
+		return false
+	})
+	p.waitLine(t, fmt.Sprintf("burst done %d", n), 30*time.Second)
+	var counted [2]uint64
+	for i, sd := range sides {
+		var lost uint64
+		waitFor(10*time.Second, func() bool {
+			l, c := grpcCounted(t, a, sd.fam, sd.metric, p.service)
+			lost, counted[i] = l-lost0[i], c
+			return counted[i]+lost >= n
+		})
+		t.Logf("%s: %d calls in flight at once, map bound %d (peak %d entries): counted %d, lost %d", sd.fam, n, bound, peak[sd.short], counted[i], lost)
+		if peak[sd.short] > bound {
+			t.Errorf("%s: map of calls in flight held %d entries, bound %d", sd.fam, peak[sd.short], bound)
+		}
+		if counted[i]+lost != n {
+			t.Errorf("%s: counted %d + lost %d = %d, sent %d: calls dropped without being counted as lost", sd.fam, counted[i], lost, counted[i]+lost, n)
+		}
+		if lost == 0 {
+			t.Errorf("%s: no call lost: the map never filled, the test proves nothing", sd.fam)
+		}
+	}
+	if e := p.stderr.String(); strings.Contains(e, "unexpected error") {
+		t.Fatalf("calls failed:\n%s", e)
+	}
+	// With the map free again, every call counts.
+	p.send(t, "burst 20 10")
+	p.waitLine(t, "burst done 20", 30*time.Second)
+	for i, sd := range sides {
+		var c uint64
+		waitFor(10*time.Second, func() bool {
+			_, c = grpcCounted(t, a, sd.fam, sd.metric, p.service)
+			return c >= counted[i]+20
+		})
+		if c != counted[i]+20 {
+			t.Errorf("%s: %d calls counted after 20 more, want %d", sd.fam, c, counted[i]+20)
+		}
+	}
+}
