@@ -78,7 +78,6 @@ func main() {
 	}
 }
 
-
 // serve drives op under the benchmark's commands, one per line on stdin:
 //
 //	run MAX SECONDS   start conns workers calling op in a closed loop, at
