@@ -251,8 +251,19 @@ func round(s *server, cc *grpc.ClientConn) {
 		time.AfterFunc(50*time.Millisecond, cancel)
 		return unaryCall(cc, ctx, unary, "sleep:300")
 	})
+	// The client's connection closed before the answer: a ClientConn of
+	// its own, closed while the handler runs.
+	s.handled.Add(1)
+	call(func() error {
+		own := dialServer()
+		time.AfterFunc(50*time.Millisecond, func() { own.Close() })
+		return unaryCall(own, bg, unary, "sleep:300")
+	})
 	s.handled.Wait()
 }
+
+// dialServer opens a new ClientConn to the program's own server.
+var dialServer func() *grpc.ClientConn
 
 // failing runs calls whose stream is never created, each twice unary and
 // twice streaming: to a closed port (Unavailable), to a listener that
@@ -337,10 +348,14 @@ func main() {
 	gs.RegisterService(serviceDesc(s), s)
 	go gs.Serve(ln)
 	target := "localhost:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	cc, err := grpc.Dial(target, copts...)
-	if err != nil {
-		panic(err)
+	dialServer = func() *grpc.ClientConn {
+		cc, err := grpc.Dial(target, copts...)
+		if err != nil {
+			panic(err)
+		}
+		return cc
 	}
+	cc := dialServer()
 	// A port nothing listens on, and a listener that accepts connections
 	// and never answers.
 	cl, err := net.Listen("tcp", "127.0.0.1:0")
