@@ -67,7 +67,7 @@ func grpcFailing(port, closed, silent string) map[string]uint64 {
 	const svc = "blindspot.test.Echo"
 	k := func(method, code, port string) string { return svc + "|" + method + "|" + code + "|localhost|" + port }
 	return map[string]uint64{
-		k("Unary", "14", closed): 2, k("ServerStream", "14", closed): 2, // connection refused
+		k("Unary", "14", closed): 3, k("ServerStream", "14", closed): 3, // connection refused (one through interceptors)
 		k("Unary", "4", silent): 2, k("ServerStream", "4", silent): 2, // deadline while connecting
 		k("Unary", "1", port): 2, k("ServerStream", "1", port): 2, // closed ClientConn
 	}

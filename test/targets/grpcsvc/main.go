@@ -266,7 +266,8 @@ func round(s *server, cc *grpc.ClientConn) {
 var dialServer func() *grpc.ClientConn
 
 // failing runs calls whose stream is never created, each twice unary and
-// twice streaming: to a closed port (Unavailable), to a listener that
+// twice streaming: to a closed port (Unavailable; and once each through
+// interceptors), to a listener that
 // accepts and never answers, with a deadline (DeadlineExceeded while the
 // connection is made), and on a closed ClientConn (Canceled).
 func failing(closed, silent, open string, copts []grpc.DialOption) {
@@ -289,6 +290,21 @@ func failing(closed, silent, open string, copts []grpc.DialOption) {
 		call(func() error { return unaryCall(cc, bg, unary, "ok") }, codes.Unavailable)
 		call(func() error { return serverStreamCall(cc, bg, "ok") }, codes.Unavailable)
 	}
+	cc.Close()
+	// The same through interceptors, which call newClientStream through a
+	// function value: once each.
+	cc, err := grpc.Dial(closed, append(copts,
+		grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}),
+		grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			return streamer(ctx, desc, cc, method, opts...)
+		}))...)
+	if err != nil {
+		panic(err)
+	}
+	call(func() error { return unaryCall(cc, bg, unary, "ok") }, codes.Unavailable)
+	call(func() error { return serverStreamCall(cc, bg, "ok") }, codes.Unavailable)
 	cc.Close()
 	cc = dial(silent)
 	for i := 0; i < 2; i++ {
