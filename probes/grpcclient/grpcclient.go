@@ -44,10 +44,12 @@ const (
 // whose stream could not be created (a refused connection, a deadline
 // passing during name resolution or connection, a closed ClientConn) gets
 // no finish: it ends when newClientStream returns its error, so every RET
-// of newClientStream is probed too (on every grpc-go release: from v1.50,
-// failures after the first attempt return from it without finish, and
-// before v1.70 or so no cleanup call on that path marks them). Three
-// emulated hits and one single-stepped RET per call.
+// of newClientStream is probed too. From v1.50 to v1.85 a first attempt
+// that finds no transport returns from it without finish, and no call on
+// that path marks it on every release (v1.85's deferred cleanup is
+// recent); the instructions after the calls of newClientStream would miss
+// calls made through stream interceptors. Three emulated hits and one
+// single-stepped RET per call.
 var Probes = []probes.Probe{
 	{Function: newClientStream, Program: "uprobe_grpc_client_start", Idempotent: true},
 	{Function: newAttemptLocked, Program: "uprobe_grpc_client_bind", Idempotent: true},
