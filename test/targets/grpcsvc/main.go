@@ -259,6 +259,16 @@ func round(s *server, cc *grpc.ClientConn) {
 		time.AfterFunc(50*time.Millisecond, func() { own.Close() })
 		return unaryCall(own, bg, unary, "sleep:300")
 	})
+	// Reset by the client, then its connection closed, before the answer:
+	// the answer fails on the transport itself.
+	s.handled.Add(1)
+	call(func() error {
+		own := dialServer()
+		ctx, cancel := context.WithCancel(bg)
+		time.AfterFunc(50*time.Millisecond, cancel)
+		time.AfterFunc(100*time.Millisecond, func() { own.Close() })
+		return unaryCall(own, ctx, unary, "sleep:300")
+	})
 	s.handled.Wait()
 }
 
