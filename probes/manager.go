@@ -443,8 +443,18 @@ func firstCallAfter(bin *symbols.Binary, f symbols.Func, calls []symbols.CallSit
 	if err != nil {
 		return nil, fmt.Errorf("find calls to %s in %s: %w", after, f.Name, err)
 	}
+	out, err := callAfter(calls, prev)
+	if err != nil {
+		return nil, fmt.Errorf("calls to %s in %s: %w", after, f.Name, err)
+	}
+	return out, nil
+}
+
+// callAfter keeps the first of calls after the one call in prev (both in
+// address order).
+func callAfter(calls, prev []symbols.CallSite) ([]symbols.CallSite, error) {
 	if len(prev) != 1 {
-		return nil, fmt.Errorf("%d calls to %s in %s, want one", len(prev), after, f.Name)
+		return nil, fmt.Errorf("%d calls, want one", len(prev))
 	}
 	for _, c := range calls {
 		if c.Call > prev[0].Call {
