@@ -37,7 +37,7 @@ func writeDoc(path string, o options, all []variantSummary, sc *scaleResult, ela
 		switch v.Name {
 		case "sql":
 			unit, units = "query", "queries"
-		case "business":
+		case "business", "grpcserver", "grpcclient":
 			unit, units = "call", "calls"
 		}
 		p("## %s\n\n", variantTitle(v))
@@ -115,6 +115,10 @@ func variantTitle(v variantSummary) string {
 		return fmt.Sprintf("database/sql (QueryRow(\"SELECT 1\").Scan, modernc.org/sqlite in memory, %d goroutine)", v.Conns)
 	case "business":
 		return fmt.Sprintf("Business function (main.Checkout as a duration with a label and an outcome, %d goroutine)", v.Conns)
+	case "grpcserver":
+		return fmt.Sprintf("gRPC server (grpc-go unary calls over one plaintext HTTP/2 connection, %d calls at once)", v.Conns)
+	case "grpcclient":
+		return fmt.Sprintf("gRPC client (grpc-go unary calls through one ClientConn, %d goroutines)", v.Conns)
 	}
 	return v.Name
 }
