@@ -239,3 +239,53 @@ func TestDecodeRouterRoutes(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	newDecoderRig(f).Fuzz(f, serverEvent(nil))
 }
+
+// benchEvents are requests of a few shapes, taken in turn: ServeMux
+// patterns, raw paths folded into one route, a 5xx, HTTP/2 over TLS.
+func benchEvents() [][]byte {
+	var out [][]byte
+	for i, c := range []struct {
+		method, pattern, path string
+		status                uint16
+		flags                 uint16
+	}{
+		{"GET", "GET /api/items/{id}", "/api/items/7", 200, 0},
+		{"POST", "POST /api/items", "/api/items", 201, 0},
+		{"GET", "", "/users/42", 404, 0},
+		{"GET", "", "/users/43", 404, 0},
+		{"GET", "GET /api/items/{id}", "/api/items/9", 500, 0},
+		{"DELETE", "DELETE /api/items/{id}", "/api/items/7", 204, 0},
+		{"GET", "", "/healthz", 200, 0},
+		{"PUT", "PUT /api/items/{id}", "/api/items/7", 200, httpFlagTLS | httpFlagHTTP2},
+	} {
+		out = append(out, serverEvent(func(e *bpfHttpServerEvent) {
+			e.Hdr.Flags |= c.flags
+			e.Hdr.EndNs = e.Hdr.StartNs + 1000 + uint64(i)*1_234_567
+			e.Status = c.status
+			e.MethodLen = setChars(e.Method[:], c.method)
+			e.PatternLen = uint16(setChars(e.Pattern[:], c.pattern))
+			e.PathLen = uint16(setChars(e.Path[:], c.path))
+			if c.flags&httpFlagHTTP2 != 0 {
+				e.ProtoMajor, e.ProtoMinor = 2, 0
+			}
+		}))
+	}
+	return out
+}
+
+// BenchmarkDecode is the decoder's and the aggregator's share of one event
+// on the steady path (labels and series seen before): ns/op and allocs/op.
+func BenchmarkDecode(b *testing.B) {
+	r := newDecoderRig(b)
+	evs := benchEvents()
+	for _, ev := range evs {
+		if v := r.Decode(r.Sh, r.TID, ev); v != probes.Decoded {
+			b.Fatalf("verdict %d, want decoded", v)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r.Decode(r.Sh, r.TID, evs[i%len(evs)])
+	}
+}

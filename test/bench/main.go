@@ -116,6 +116,8 @@ type options struct {
 	doc            string
 	scale          int
 	scaleRounds    int
+	pipeline       time.Duration
+	pipelineProf   string
 }
 
 func main() {
@@ -127,7 +129,7 @@ func main() {
 	flag.IntVar(&o.conns, "conns", 8, "concurrent keep-alive connections")
 	flag.IntVar(&o.newConns, "newconn-conns", 8, "concurrent clients in the new-connection variant")
 	flag.Int64Var(&o.maxRequests, "max-requests", 2_000_000, "upper bound on the requests of one round (warm-up included)")
-	flag.StringVar(&o.variants, "variants", "keepalive,newconn,httpclient,sql,business", "variants to run: keepalive, newconn, httpclient, sql, business")
+	flag.StringVar(&o.variants, "variants", "pipeline,keepalive,newconn,httpclient,sql,business", "variants to run: pipeline, keepalive, newconn, httpclient, sql, business")
 	flag.DurationVar(&o.clientDuration, "client-duration", 2*time.Second, "measured load per round, httpclient and sql variants")
 	flag.IntVar(&o.clientConns, "httpclient-conns", 4, "concurrent requests (keep-alive connections) of the httpclient target")
 	flag.IntVar(&o.sqlConns, "sql-conns", 1, "concurrent queries of the sql target")
@@ -140,6 +142,8 @@ func main() {
 	flag.StringVar(&o.doc, "doc", "docs/performance.md", "write the results to this Markdown file (empty: don't)")
 	flag.IntVar(&o.scale, "scale", 50, "measure the agent's memory and attach time observing this many programs (0: skip)")
 	flag.IntVar(&o.scaleRounds, "scale-rounds", 5, "attach-time samples of each kind (new executable, second process)")
+	flag.DurationVar(&o.pipeline, "pipeline-duration", 2*time.Second, "time at each rate of the pipeline benchmark (variant pipeline)")
+	flag.StringVar(&o.pipelineProf, "pipeline-cpuprofile", "", "write a CPU profile (pprof) of the pipeline benchmark to this file")
 	quick := flag.Bool("quick", false, "smoke test (under a minute): one short round of each variant, 5 programs for the scale measurement, no document (unless -doc is given)")
 	flag.Parse()
 	if *quick {
@@ -159,6 +163,7 @@ func main() {
 		def("scale", func() { o.scale = 5 })
 		def("scale-rounds", func() { o.scaleRounds = 2 })
 		def("doc", func() { o.doc = "" })
+		def("pipeline-duration", func() { o.pipeline = 300 * time.Millisecond })
 	}
 
 	for _, s := range strings.Split(*order, ",") {
@@ -193,8 +198,11 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("-order must list %s once each", strings.Join(setups, ", "))
 	}
 	var variants []variant
+	runPipeline := false
 	for _, v := range strings.Split(o.variants, ",") {
 		switch strings.TrimSpace(v) {
+		case "pipeline":
+			runPipeline = true
 		case "keepalive":
 			variants = append(variants, variant{name: "keepalive", conns: o.conns, duration: o.duration, family: "http_server", metric: "http_server_request_duration_seconds_count"})
 		case "newconn":
@@ -206,7 +214,7 @@ func run(ctx context.Context, o options) error {
 		case "business":
 			variants = append(variants, variant{name: "business", client: true, conns: o.sqlConns, duration: o.clientDuration, family: userfunc.FamilyName, metric: bizMetric + "_count"})
 		default:
-			return fmt.Errorf("unknown variant %q (use keepalive, newconn, httpclient, sql, business)", v)
+			return fmt.Errorf("unknown variant %q (use pipeline, keepalive, newconn, httpclient, sql, business)", v)
 		}
 	}
 	if others := otherAgents(); len(others) > 0 {
@@ -214,6 +222,25 @@ func run(ctx context.Context, o options) error {
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("raise the locked-memory limit: %w", err)
+	}
+	// The pipeline first: in this process, before it is pinned to one CPU
+	// and before BPF run-time statistics slow every BPF program down.
+	var pipe *pipelineResult
+	if runPipeline {
+		var err error
+		if pipe, err = measurePipeline(pipelineOptions{duration: o.pipeline, start: 250e3, max: 64e6, cpu: o.serverCPU, profile: o.pipelineProf}); err != nil {
+			return fmt.Errorf("pipeline: %w", err)
+		}
+		if len(variants) == 0 && o.scale == 0 {
+			reportPipeline(os.Stdout, pipe)
+			if o.doc != "" {
+				if err := writeDoc(o.doc, o, nil, nil, pipe, time.Since(began)); err != nil {
+					return fmt.Errorf("write %s: %w", o.doc, err)
+				}
+				logf("wrote %s", o.doc)
+			}
+			return nil
+		}
 	}
 	// Per-program run counts and run time, for as long as the bench runs.
 	stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
@@ -274,12 +301,15 @@ func run(ctx context.Context, o options) error {
 	}
 	elapsed := time.Since(began)
 	all := report(os.Stdout, o, results, elapsed)
+	if pipe != nil {
+		reportPipeline(os.Stdout, pipe)
+	}
 	if sc != nil {
 		out, _ := json.Marshal(sc)
 		fmt.Println(string(out))
 	}
 	if o.doc != "" {
-		if err := writeDoc(o.doc, o, all, sc, elapsed); err != nil {
+		if err := writeDoc(o.doc, o, all, sc, pipe, elapsed); err != nil {
 			return fmt.Errorf("write %s: %w", o.doc, err)
 		}
 		logf("wrote %s", o.doc)
