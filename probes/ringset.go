@@ -146,20 +146,41 @@ func (r *readers) start(ctx context.Context) error {
 	return nil
 }
 
+// holdBatch bounds the events a reader folds under one hold of its
+// shard's lock: a scrape waits for at most that many.
+const holdBatch = 64
+
 func (r *readers) run(ctx context.Context, rd *ringbuf.Reader, sh *aggregator.Shard, c *readerCounts) {
 	defer r.wg.Done()
 	var rec ringbuf.Record
 	for ctx.Err() == nil {
 		rd.SetDeadline(time.Now().Add(r.interval))
+		held := 0
 		for {
 			err := rd.ReadInto(&rec)
 			if err != nil {
+				if held > 0 {
+					sh.Release()
+					held = 0
+				}
 				if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ringbuf.ErrFlushed) {
 					break
 				}
 				return // closed
 			}
+			// Events that follow each other in the ring are folded under
+			// one hold of the shard's lock, released before the reader
+			// can wait: when the ring was empty after this record, after
+			// holdBatch events, and before a test's delay.
+			if held == 0 {
+				sh.Hold()
+			}
+			held++
 			r.handle(sh, c, rec.RawSample)
+			if held >= holdBatch || rec.Remaining == 0 || r.delay > 0 {
+				sh.Release()
+				held = 0
+			}
 			if r.delay > 0 {
 				time.Sleep(r.delay)
 			}

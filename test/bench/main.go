@@ -228,7 +228,7 @@ func run(ctx context.Context, o options) error {
 	var pipe *pipelineResult
 	if runPipeline {
 		var err error
-		if pipe, err = measurePipeline(pipelineOptions{duration: o.pipeline, start: 250e3, max: 64e6, cpu: o.serverCPU, profile: o.pipelineProf}); err != nil {
+		if pipe, err = measurePipeline(pipelineOptions{duration: o.pipeline, start: 250e3, max: 64e6, cpu: o.serverCPU, profile: o.pipelineProf, nice: o.nice}); err != nil {
 			return fmt.Errorf("pipeline: %w", err)
 		}
 		if len(variants) == 0 && o.scale == 0 {

@@ -33,6 +33,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -120,6 +121,7 @@ type pipelineOptions struct {
 	max      float64       // give up doubling past this rate
 	cpu      int           // the producer's CPU (its ring's reader is the one measured)
 	profile  string        // write a CPU profile of the run here
+	nice     int           // of every thread of this process, as the other measurements'
 }
 
 // producerFamily is the producer loaded as a probe family with no probes
@@ -627,6 +629,9 @@ func measurePipeline(o pipelineOptions) (*pipelineResult, error) {
 		r   *pipelineResult
 		err error
 	}
+	if err := niceSelf(o.nice); err != nil {
+		return nil, err
+	}
 	if o.profile != "" {
 		f, err := os.Create(o.profile)
 		if err != nil {
@@ -735,4 +740,23 @@ func (b *pipelineBench) mix() string {
 		parts = append(parts, fmt.Sprintf("%d/%d %s (%d B)", by[n].n, len(b.templates), strings.TrimSuffix(n, "_seconds"), by[n].size))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// niceSelf gives every thread of this process the nice value nice; threads
+// started later inherit it.
+func niceSelf(nice int) error {
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("set nice %d on thread %d: %w", nice, tid, err)
+		}
+	}
+	return nil
 }
