@@ -2,16 +2,13 @@ package probes
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
 )
@@ -101,7 +98,7 @@ type readers struct {
 
 	counts []*readerCounts // one per reader: no cache line shared between CPUs
 	wg     sync.WaitGroup
-	rds    []*ringbuf.Reader
+	rds    []*ringReader
 }
 
 // readerCounts are one reader's own counters, padded to a cache line of
@@ -130,7 +127,7 @@ func (r *readers) sum(f func(*readerCounts) uint64) uint64 {
 
 func (r *readers) start(ctx context.Context) error {
 	for i, m := range r.rs.inner {
-		rd, err := ringbuf.NewReader(m)
+		rd, err := newRingReader(m)
 		if err != nil {
 			r.stop()
 			return fmt.Errorf("open ring buffer %d: %w", i, err)
@@ -147,43 +144,37 @@ func (r *readers) start(ctx context.Context) error {
 }
 
 // holdBatch bounds the events a reader folds under one hold of its
-// shard's lock: a scrape waits for at most that many.
+// shard's lock (a scrape waits for at most that many), and the events
+// read before their space is handed back to the producers.
 const holdBatch = 64
 
-func (r *readers) run(ctx context.Context, rd *ringbuf.Reader, sh *aggregator.Shard, c *readerCounts) {
+func (r *readers) run(ctx context.Context, rd *ringReader, sh *aggregator.Shard, c *readerCounts) {
 	defer r.wg.Done()
-	var rec ringbuf.Record
+	batch := holdBatch
+	if r.delay > 0 {
+		batch = 1 // a test's slow reader: one event at a time
+	}
+	handle := func(raw []byte) { r.handle(sh, c, raw) }
 	for ctx.Err() == nil {
-		rd.SetDeadline(time.Now().Add(r.interval))
-		held := 0
+		// Everything the ring holds, in batches folded under one hold of
+		// the shard's lock each, released before the reader can wait.
 		for {
-			err := rd.ReadInto(&rec)
-			if err != nil {
-				if held > 0 {
-					sh.Release()
-					held = 0
-				}
-				if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ringbuf.ErrFlushed) {
-					break
-				}
-				return // closed
-			}
-			// Events that follow each other in the ring are folded under
-			// one hold of the shard's lock, released before the reader
-			// can wait: when the ring was empty after this record, after
-			// holdBatch events, and before a test's delay.
-			if held == 0 {
-				sh.Hold()
-			}
-			held++
-			r.handle(sh, c, rec.RawSample)
-			if held >= holdBatch || rec.Remaining == 0 || r.delay > 0 {
-				sh.Release()
-				held = 0
-			}
-			if r.delay > 0 {
+			sh.Hold()
+			n, more := rd.read(batch, handle)
+			sh.Release()
+			if r.delay > 0 && n > 0 {
 				time.Sleep(r.delay)
 			}
+			if !more {
+				break
+			}
+			if n == 0 {
+				// A record still being written at the head of the ring.
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+		if err := rd.wait(r.interval); err != nil {
+			return // closed (or epoll failed: nothing more can be read)
 		}
 	}
 }
@@ -232,12 +223,16 @@ func (r *readers) handle(sh *aggregator.Shard, c *readerCounts, raw []byte) {
 	}
 }
 
-// stop closes the readers and waits for them.
+// stop stops the readers, waits for them, and unmaps their rings.
 func (r *readers) stop() {
 	for _, rd := range r.rds {
-		rd.Close()
+		rd.interrupt()
 	}
 	r.wg.Wait()
+	for _, rd := range r.rds {
+		rd.close()
+	}
+	r.rds = nil
 }
 
 // targetTable maps PIDs to targets for the readers without a lock: it is

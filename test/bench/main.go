@@ -118,6 +118,7 @@ type options struct {
 	scaleRounds    int
 	pipeline       time.Duration
 	pipelineProf   string
+	pipelineRate   float64
 }
 
 func main() {
@@ -144,6 +145,7 @@ func main() {
 	flag.IntVar(&o.scaleRounds, "scale-rounds", 5, "attach-time samples of each kind (new executable, second process)")
 	flag.DurationVar(&o.pipeline, "pipeline-duration", 2*time.Second, "time at each rate of the pipeline benchmark (variant pipeline)")
 	flag.StringVar(&o.pipelineProf, "pipeline-cpuprofile", "", "write a CPU profile (pprof) of the pipeline benchmark to this file")
+	flag.Float64Var(&o.pipelineRate, "pipeline-rate", 0, "measure the pipeline at this rate only, events/s (0: rates doubling while nothing is lost)")
 	quick := flag.Bool("quick", false, "smoke test (under a minute): one short round of each variant, 5 programs for the scale measurement, no document (unless -doc is given)")
 	flag.Parse()
 	if *quick {
@@ -228,7 +230,7 @@ func run(ctx context.Context, o options) error {
 	var pipe *pipelineResult
 	if runPipeline {
 		var err error
-		if pipe, err = measurePipeline(pipelineOptions{duration: o.pipeline, start: 250e3, max: 64e6, cpu: o.serverCPU, profile: o.pipelineProf, nice: o.nice}); err != nil {
+		if pipe, err = measurePipeline(pipelineOptions{duration: o.pipeline, start: 250e3, max: 64e6, cpu: o.serverCPU, profile: o.pipelineProf, nice: o.nice, fixed: o.pipelineRate}); err != nil {
 			return fmt.Errorf("pipeline: %w", err)
 		}
 		if len(variants) == 0 && o.scale == 0 {

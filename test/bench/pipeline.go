@@ -122,6 +122,7 @@ type pipelineOptions struct {
 	cpu      int           // the producer's CPU (its ring's reader is the one measured)
 	profile  string        // write a CPU profile of the run here
 	nice     int           // of every thread of this process, as the other measurements'
+	fixed    float64       // measure at this rate only (profiling)
 }
 
 // producerFamily is the producer loaded as a probe family with no probes
@@ -684,14 +685,22 @@ func ladder(o pipelineOptions) (*pipelineResult, error) {
 		res.Levels = append(res.Levels, lv)
 		logf("pipeline: %.2fM events/s asked, %.2fM written, read %d lost %d, agent %.0f ns/event (%.2f cores)%s",
 			rate/1e6, lv.Achieved/1e6, lv.Consumed, lv.Lost, lv.NsPerEvent, lv.Cores, problemSuffix(lv.Problem))
-		ok := lv.ZeroLoss && lv.Exact && lv.Achieved >= 0.9*rate
+		ok := lv.ZeroLoss && lv.Exact
 		if ok && lv.Achieved > res.Sustained {
 			res.Sustained, res.NsPerEvent = lv.Achieved, lv.NsPerEvent
 		}
 		return ok, nil
 	}
-	for rate := o.start; rate <= o.max; rate *= 2 {
+	if o.fixed > 0 {
+		if _, err := try(o.fixed); err != nil {
+			return res, err
+		}
+	}
+	for rate := o.start; o.fixed == 0 && rate <= o.max; rate *= 2 {
 		ok, err := try(rate)
+		if err == nil && !ok {
+			ok, err = try(rate) // once more: one hiccup of a shared machine
+		}
 		if err != nil {
 			return res, err
 		}
@@ -700,6 +709,9 @@ func ladder(o pipelineOptions) (*pipelineResult, error) {
 			break
 		}
 		good = rate
+		if last := res.Levels[len(res.Levels)-1]; last.Achieved < 0.9*rate {
+			break // the producer's own limit: no higher rate can be asked
+		}
 	}
 	if good > 0 && bad > 0 {
 		if _, err := try((good + bad) / 2); err != nil {
