@@ -122,6 +122,9 @@ type options struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == producerCommand {
+		os.Exit(producerMain(os.Args[2:]))
+	}
 	var o options
 	flag.IntVar(&o.rounds, "rounds", 5, "rounds of every setup, alternating")
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "measured load per round, keep-alive variant")

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/pprof"
 	"sort"
@@ -75,6 +76,8 @@ type pipelineLevel struct {
 	ZeroLoss   bool    `json:"zero_loss"`
 	Exact      bool    `json:"exact"` // every series holds exactly its events
 	Problem    string  `json:"problem,omitempty"`
+
+	producerCPU time.Duration
 }
 
 // pipelineResult is the benchmark's outcome.
@@ -541,27 +544,32 @@ func (b *pipelineBench) level(rate float64) (pipelineLevel, error) {
 		largest = max(largest, len(t.raw))
 	}
 	maxBatch := max(1, uint64(2<<20)/16/uint64(largest+8))
-	data := make([]byte, 64)
-	self0, thread0 := rusageCPU(unix.RUSAGE_SELF), rusageCPU(unix.RUSAGE_THREAD)
-	began := time.Now()
-	var asked uint64
-	for {
-		el := time.Since(began)
-		if el >= b.o.duration {
-			break
-		}
-		due := uint64(rate*el.Seconds()) - min(asked, uint64(rate*el.Seconds()))
-		if due == 0 {
-			time.Sleep(time.Duration(float64(maxBatch) / 2 / rate * 1e9))
-			continue
-		}
-		n := min(due, maxBatch)
-		if _, err := b.prog.Run(&ebpf.RunOptions{Data: data, Repeat: uint32(n)}); err != nil {
-			return lv, fmt.Errorf("run the producer: %w", err)
-		}
-		asked += n
+	// The producer runs in a process of its own, so that this process's
+	// CPU is the agent's alone (and the Go scheduler's work for the
+	// producer's pacing is not counted as the agent's).
+	fd, err := unix.Dup(b.prog.FD())
+	if err != nil {
+		return lv, err
 	}
-	window := time.Since(began)
+	progFile := os.NewFile(uintptr(fd), "pipeline_produce")
+	defer progFile.Close()
+	cmd := exec.Command("/proc/self/exe", producerCommand, fmt.Sprint(rate), b.o.duration.String(), fmt.Sprint(maxBatch), fmt.Sprint(b.o.cpu))
+	cmd.ExtraFiles = []*os.File{progFile} // fd 3
+	cmd.Stderr = os.Stderr
+	self0 := rusageCPU(unix.RUSAGE_SELF)
+	began := time.Now()
+	out, err := cmd.Output()
+	if err != nil {
+		return lv, fmt.Errorf("producer: %w", err)
+	}
+	var ns int64
+	if _, err := fmt.Sscan(string(out), &ns); err != nil || ns <= 0 {
+		return lv, fmt.Errorf("producer said %q: %v", out, err)
+	}
+	window := time.Duration(ns)
+	if ps := cmd.ProcessState; ps != nil {
+		lv.producerCPU = ps.UserTime() + ps.SystemTime()
+	}
 	runs1, err := b.runs()
 	if err != nil {
 		return lv, err
@@ -579,9 +587,8 @@ func (b *pipelineBench) level(rate float64) (pipelineLevel, error) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	wall := time.Since(began)
-	self1, thread1 := rusageCPU(unix.RUSAGE_SELF), rusageCPU(unix.RUSAGE_THREAD)
+	agent := rusageCPU(unix.RUSAGE_SELF) - self0
 	lv.Consumed, lv.Lost = read-read0, lost-lost0
-	agent := (self1 - self0) - (thread1 - thread0)
 	lv.NsPerEvent = float64(agent.Nanoseconds()) / float64(max(lv.Consumed, 1))
 	lv.Cores = agent.Seconds() / wall.Seconds()
 	lv.ZeroLoss = lv.Lost == 0 && lv.Consumed == lv.Produced
@@ -626,10 +633,6 @@ func rusageCPU(who int) time.Duration {
 // read, then one rate between the last that held and the first that did
 // not.
 func measurePipeline(o pipelineOptions) (*pipelineResult, error) {
-	type out struct {
-		r   *pipelineResult
-		err error
-	}
 	if err := niceSelf(o.nice); err != nil {
 		return nil, err
 	}
@@ -644,22 +647,7 @@ func measurePipeline(o pipelineOptions) (*pipelineResult, error) {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	done := make(chan out, 1)
-	go func() {
-		// The producer's thread, on one CPU for the whole run (never
-		// unlocked: the thread ends with the goroutine).
-		runtime.LockOSThread()
-		var set unix.CPUSet
-		set.Set(o.cpu)
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			done <- out{err: fmt.Errorf("pin the producer to CPU %d: %w", o.cpu, err)}
-			return
-		}
-		r, err := ladder(o)
-		done <- out{r, err}
-	}()
-	res := <-done
-	return res.r, res.err
+	return ladder(o)
 }
 
 func ladder(o pipelineOptions) (*pipelineResult, error) {
@@ -673,8 +661,8 @@ func ladder(o pipelineOptions) (*pipelineResult, error) {
 	if _, err := b.level(o.start / 4); err != nil {
 		return nil, err
 	}
-	thread0 := rusageCPU(unix.RUSAGE_THREAD)
 	var produced uint64
+	var producerCPU time.Duration
 	good, bad := 0.0, 0.0
 	try := func(rate float64) (bool, error) {
 		lv, err := b.level(rate)
@@ -682,6 +670,7 @@ func ladder(o pipelineOptions) (*pipelineResult, error) {
 			return false, err
 		}
 		produced += lv.Produced
+		producerCPU += lv.producerCPU
 		res.Levels = append(res.Levels, lv)
 		logf("pipeline: %.2fM events/s asked, %.2fM written, read %d lost %d, agent %.0f ns/event (%.2f cores)%s",
 			rate/1e6, lv.Achieved/1e6, lv.Consumed, lv.Lost, lv.NsPerEvent, lv.Cores, problemSuffix(lv.Problem))
@@ -718,7 +707,7 @@ func ladder(o pipelineOptions) (*pipelineResult, error) {
 			return res, err
 		}
 	}
-	res.ProducerNs = float64((rusageCPU(unix.RUSAGE_THREAD) - thread0).Nanoseconds()) / float64(max(produced, 1))
+	res.ProducerNs = float64(producerCPU.Nanoseconds()) / float64(max(produced, 1))
 	return res, nil
 }
 
@@ -771,4 +760,64 @@ func niceSelf(nice int) error {
 		}
 	}
 	return nil
+}
+
+// producerCommand is the first argument that makes the bench binary the
+// pipeline's producer (producerMain), started by level.
+const producerCommand = "pipeline-producer"
+
+// producerMain runs the producer program (fd 3) at a rate for a duration,
+// in batches, pinned to one CPU, and prints how long it ran.
+func producerMain(args []string) int {
+	var rate float64
+	var duration time.Duration
+	var batch uint64
+	var cpu int
+	if len(args) != 4 {
+		fmt.Fprintln(os.Stderr, "usage: pipeline-producer RATE DURATION BATCH CPU")
+		return 2
+	}
+	d, err := time.ParseDuration(args[1])
+	_, err1 := fmt.Sscan(args[0], &rate)
+	_, err2 := fmt.Sscan(args[2], &batch)
+	_, err3 := fmt.Sscan(args[3], &cpu)
+	if err := errors.Join(err, err1, err2, err3); err != nil || rate <= 0 || batch == 0 {
+		fmt.Fprintln(os.Stderr, "pipeline-producer: bad arguments:", err)
+		return 2
+	}
+	duration = d
+	runtime.LockOSThread()
+	var set unix.CPUSet
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		fmt.Fprintf(os.Stderr, "pipeline-producer: pin to CPU %d: %v\n", cpu, err)
+		return 1
+	}
+	prog, err := ebpf.NewProgramFromFD(3)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pipeline-producer:", err)
+		return 1
+	}
+	data := make([]byte, 64)
+	began := time.Now()
+	var asked uint64
+	for {
+		el := time.Since(began)
+		if el >= duration {
+			break
+		}
+		due := uint64(rate*el.Seconds()) - min(asked, uint64(rate*el.Seconds()))
+		if due == 0 {
+			time.Sleep(time.Duration(float64(batch) / 2 / rate * 1e9))
+			continue
+		}
+		n := min(due, batch)
+		if _, err := prog.Run(&ebpf.RunOptions{Data: data, Repeat: uint32(n)}); err != nil {
+			fmt.Fprintln(os.Stderr, "pipeline-producer: run:", err)
+			return 1
+		}
+		asked += n
+	}
+	fmt.Println(time.Since(began).Nanoseconds())
+	return 0
 }
