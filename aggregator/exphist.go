@@ -40,6 +40,16 @@ func newExpHist() expHist { return expHist{scale: ExpMaxScale} }
 
 // expIndex returns the bucket index of v > 0 at scale.
 func expIndex(v float64, scale int32) int32 {
+	if bits := math.Float64bits(v); scale > 0 && scale <= ExpMaxScale && bits>>52 != 0 && bits>>52 < 0x7ff {
+		// A normal number, v = 1.m * 2^e: the event path's case, without
+		// Frexp.
+		e := int32(bits>>52) - 1023
+		if bits&(1<<52-1) == 0 {
+			return e<<scale - 1 // a power of two is its bucket's upper bound
+		}
+		m := math.Float64frombits(bits&(1<<52-1) | 1023<<52)
+		return (e<<ExpMaxScale + mantissaIndex(m)) >> (ExpMaxScale - scale)
+	}
 	frac, exp := math.Frexp(v) // v = frac * 2^exp, frac in [0.5, 1)
 	if scale <= 0 {
 		k := exp - 1

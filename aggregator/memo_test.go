@@ -1,6 +1,7 @@
 package aggregator
 
 import (
+	"math"
 	"sort"
 	"sync"
 	"testing"
@@ -160,6 +161,15 @@ func TestHoldBatchesEvents(t *testing.T) {
 
 func TestBucketIndexMatchesSearch(t *testing.T) {
 	for _, v := range []float64{-1, 0, 0.001, 0.005, 0.0050001, 0.3, 1, 10, 11, 1e9} {
+		want := sort.SearchFloat64s(DurationBuckets, v)
+		if got := bucketIndex(DurationBuckets, v); got != want {
+			t.Errorf("%v: %d, want %d", v, got, want)
+		}
+	}
+}
+
+func TestBucketIndexNaNAndEdges(t *testing.T) {
+	for _, v := range []float64{math.NaN(), math.Inf(1), math.Inf(-1), 0.005, 10, 10.0000001} {
 		want := sort.SearchFloat64s(DurationBuckets, v)
 		if got := bucketIndex(DurationBuckets, v); got != want {
 			t.Errorf("%v: %d, want %d", v, got, want)

@@ -277,18 +277,16 @@ func (st *series) observe(m *Metric, v float64) {
 }
 
 // bucketIndex is the first bound >= v (buckets are "le"), len(bounds) for
-// +Inf: sort.SearchFloat64s without its closure.
+// +Inf, as sort.SearchFloat64s finds it (NaN included): the bounds below
+// v, counted without a branch to mispredict.
 func bucketIndex(bounds []float64, v float64) int {
-	lo, hi := 0, len(bounds)
-	for lo < hi {
-		mid := int(uint(lo+hi) >> 1)
-		if !(bounds[mid] >= v) { // as sort.SearchFloat64s: NaN goes to +Inf
-			lo = mid + 1
-		} else {
-			hi = mid
+	i := 0
+	for _, b := range bounds {
+		if !(b >= v) {
+			i++
 		}
 	}
-	return lo
+	return i
 }
 
 // Add adds n to a counter series.
