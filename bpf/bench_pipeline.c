@@ -40,7 +40,7 @@ volatile const u32 pipeline_ntemplates = 1;
 u64 pipeline_seq = 0;
 
 SEC("socket")
-int pipeline_produce(struct __sk_buff *skb)
+int pipeline_produce(void *ctx)
 {
 	u64 n = pipeline_seq++;
 	u32 count = pipeline_ntemplates;

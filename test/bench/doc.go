@@ -179,7 +179,7 @@ func writePipelineDoc(b *bytes.Buffer, r *pipelineResult) {
 	p("## Pipeline: from the ring to the aggregated series\n\n")
 	p("A BPF program (bpf/bench_pipeline.c, run by `BPF_PROG_TEST_RUN` in bounded batches paced to a rate, on one CPU) writes the events the probe families write, byte for byte, into the agent's own rings: %s. ", r.Mix)
 	p("The agent's manager reads them with the families cmd/agent runs (one reader for that CPU's %d MiB ring, its decoders, its aggregator shard); rates double from %.2fM events/s while every event is read, %s each. ", r.RingBytes>>20, r.startRate()/1e6, r.LevelTime)
-	p("Agent CPU is this process's (getrusage) less the producer thread's, per event read; every rate that lost nothing is checked series by series for exact counts.\n\n")
+	p("The producer runs in a process of its own (pinned to one CPU), so the agent's CPU is the bench process's own (getrusage: user + system, all its threads, the drain after each rate included), per event read; a rate that lost events is tried once more before the ladder stops (a shared machine's hiccup), and every rate that lost nothing is checked series by series for exact counts.\n\n")
 	p("| measure | value | target | × target |\n|---|---|---|---|\n")
 	p("| events/s one reader sustains with zero loss | %.2fM | ≥ %.0fM per core | %.2f× |\n", r.Sustained/1e6, pipelineTargetRate/1e6, r.Sustained/pipelineTargetRate)
 	p("| agent CPU per event at that rate | %.0f ns | ≤ %d ns | %.2f× |\n", r.NsPerEvent, pipelineTargetNs, r.NsPerEvent/pipelineTargetNs)
@@ -195,5 +195,5 @@ func writePipelineDoc(b *bytes.Buffer, r *pipelineResult) {
 		}
 		p("| %.2fM/s | %.2fM/s | %d | %d | %.0f | %.2f | %s |\n", lv.Rate/1e6, lv.Achieved/1e6, lv.Consumed, lv.Lost, lv.NsPerEvent, lv.Cores, exact)
 	}
-	p("\nThe producer's own kernel CPU was %.0f ns per event written (not counted as the agent's).\n\n", r.ProducerNs)
+	p("\nThe producer's own CPU was %.0f ns per event written (its process's, not counted as the agent's).\n\n", r.ProducerNs)
 }

@@ -12,16 +12,18 @@ package main
 // write, byte for byte (built from each family's own BTF), into the agent's
 // own per-CPU rings, run by BPF_PROG_TEST_RUN in bounded batches paced to a
 // rate. The consumer is the agent's: a probes.Manager with the families
-// cmd/agent runs, its readers, decoders and per-CPU aggregator shards. The
-// producer runs on one CPU, so one ring and one reader take all events.
+// cmd/agent runs (the HTTP server, HTTP client and database/sql ones), its
+// readers, decoders and per-CPU aggregator shards. The producer runs on
+// one CPU, so one ring and one reader take all events.
 //
 // At each rate, zero loss means every event produced was read (the
 // manager's per-family event counters) and none was lost (its lost-event
 // counters, which the producer increments when the ring is full, as every
-// family's program does). The agent's CPU is this process's (getrusage)
-// less the producer thread's own. Each zero-loss rate's aggregated series
-// are then checked: exactly the events of each template, in the series its
-// labels name.
+// family's program does). The producer runs in a process of its own (this
+// binary, given the program's descriptor), so the agent's CPU is this
+// process's (getrusage). Each zero-loss rate's aggregated series are then
+// checked: exactly the events of each template, in the series its labels
+// name.
 
 import (
 	"encoding/binary"
