@@ -289,3 +289,41 @@ func BenchmarkDecode(b *testing.B) {
 		r.Decode(r.Sh, r.TID, evs[i%len(evs)])
 	}
 }
+
+// What a decoded event's memo skips (its labels) is never what decides a
+// later event's verdict: an event that differs in any checked value, or
+// whose duration is implausible, is refused as if nothing were memoised;
+// only the valid ones are counted.
+func TestMemoKeepsVerdicts(t *testing.T) {
+	r := newDecoderRig(t)
+	good := serverEvent(func(e *bpfHttpServerEvent) { e.PatternLen = uint16(setChars(e.Pattern[:], "GET /items/{id}")) })
+	for i := 0; i < 3; i++ {
+		if v := r.Decode(r.Sh, r.TID, good); v != probes.Decoded {
+			t.Fatalf("verdict %d, want decoded", v)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		f    func(*bpfHttpServerEvent)
+		want probes.Verdict
+	}{
+		{"end before start", func(e *bpfHttpServerEvent) { e.Hdr.StartNs, e.Hdr.EndNs = 3000000, 1000000 }, probes.InvalidDuration},
+		{"status 257", func(e *bpfHttpServerEvent) { e.Status = 257 }, probes.InvalidStatus},
+		{"method with a space", func(e *bpfHttpServerEvent) { e.MethodLen = setChars(e.Method[:], "G T") }, probes.InvalidMethod},
+		{"pattern not UTF-8", func(e *bpfHttpServerEvent) { e.PatternLen = uint16(setChars(e.Pattern[:], "GET /items/{id}\xff")) }, probes.InvalidUTF8},
+		{"version 1.10", func(e *bpfHttpServerEvent) { e.ProtoMinor = 10 }, probes.InvalidProto},
+	} {
+		ev := serverEvent(func(e *bpfHttpServerEvent) {
+			e.PatternLen = uint16(setChars(e.Pattern[:], "GET /items/{id}"))
+			c.f(e)
+		})
+		for i := 0; i < 2; i++ {
+			if v := r.Decode(r.Sh, r.TID, ev); v != c.want {
+				t.Errorf("%s: verdict %d, want %d", c.name, v, c.want)
+			}
+		}
+	}
+	if got := r.Observed()[httpServerDuration.Name]; got != 3 {
+		t.Errorf("%d observations, want the 3 valid ones", got)
+	}
+}
