@@ -114,7 +114,30 @@ type readerCounts struct {
 	// invalid event opens a window, by the policy when it closes one).
 	watch   atomic.Pointer[watchMap]
 	watchMu sync.Mutex
-	_       [64]byte
+
+	// The reader's last attribution, reused while the PID and the table
+	// are the same (owner only).
+	lastTable *map[uint32]aggregator.TargetID
+	lastPid   uint32
+	lastT     aggregator.TargetID
+	_         [64]byte
+}
+
+// target attributes pid through tt, remembering the last answer: events
+// of one busy process follow each other.
+func (c *readerCounts) target(tt *targetTable, pid uint32) (aggregator.TargetID, bool) {
+	m := tt.cur.Load()
+	if m == nil {
+		return 0, false
+	}
+	if m == c.lastTable && pid == c.lastPid {
+		return c.lastT, true
+	}
+	t, ok := (*m)[pid]
+	if ok {
+		c.lastTable, c.lastPid, c.lastT = m, pid, t
+	}
+	return t, ok
 }
 
 func (r *readers) sum(f func(*readerCounts) uint64) uint64 {
@@ -197,8 +220,9 @@ func (r *readers) handle(sh *aggregator.Shard, c *readerCounts, raw []byte) {
 		c.malformed.Add(1)
 		return
 	}
-	c.events[kind].Add(1)
-	t, ok := r.targets.lookup(pid)
+	// One writer per reader's counters: a plain store, no locked add.
+	c.events[kind].Store(c.events[kind].Load() + 1)
+	t, ok := c.target(r.targets, pid)
 	if !ok {
 		c.unknown.Add(1)
 		return
