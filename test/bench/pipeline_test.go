@@ -4,7 +4,12 @@ package main
 
 import (
 	"encoding/binary"
+	"os"
+	"runtime"
 	"testing"
+	"time"
+
+	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/blindspot-dev/blindspot/probes/httpserver"
 )
@@ -80,5 +85,66 @@ func TestBTFEvent(t *testing.T) {
 		if e.err == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+}
+
+// The bench binary is also the pipeline's producer (producerMain): so is
+// this test binary.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == producerCommand {
+		os.Exit(producerMain(os.Args[2:]))
+	}
+	os.Exit(m.Run())
+}
+
+// The agent's whole event path, from the ring to the series, at a modest
+// rate: every event written is read or counted as lost, every rate that
+// lost nothing leaves exactly its events in the series its labels name,
+// and the steady path allocates nothing per event (the bench's own
+// bookkeeping per rate aside).
+func TestPipelineExactAndAllocationFree(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root in CI")
+		}
+		t.Skip("needs root (BPF)")
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := newPipelineBench(pipelineOptions{duration: 1500 * time.Millisecond, cpu: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.close()
+	if _, err := b.level(20_000); err != nil { // first sight of every label and series
+		t.Fatal(err)
+	}
+	exact := 0
+	for i := 0; i < 2; i++ {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		lv, err := b.level(200_000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		if lv.Consumed+lv.Lost != lv.Produced || lv.Produced == 0 {
+			t.Fatalf("read %d + lost %d != written %d", lv.Consumed, lv.Lost, lv.Produced)
+		}
+		if lv.ZeroLoss {
+			if !lv.Exact {
+				t.Fatalf("series not exact: %s", lv.Problem)
+			}
+			exact++
+		}
+		// One allocation per batch of 64 events would be 0.016.
+		if perEvent := float64(after.Mallocs-before.Mallocs) / float64(lv.Consumed); perEvent > 0.01 {
+			t.Errorf("%d allocations for %d events: %.3f per event", after.Mallocs-before.Mallocs, lv.Consumed, perEvent)
+		}
+		t.Logf("%d events, %d lost, %d allocations, %.0f ns of agent CPU per event", lv.Consumed, lv.Lost, after.Mallocs-before.Mallocs, lv.NsPerEvent)
+	}
+	if exact == 0 {
+		t.Log("every rate lost events (a loaded machine): series exactness not checked")
 	}
 }
