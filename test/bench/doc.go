@@ -195,5 +195,5 @@ func writePipelineDoc(b *bytes.Buffer, r *pipelineResult) {
 		}
 		p("| %.2fM/s | %.2fM/s | %d | %d | %.0f | %.2f | %s |\n", lv.Rate/1e6, lv.Achieved/1e6, lv.Consumed, lv.Lost, lv.NsPerEvent, lv.Cores, exact)
 	}
-	p("\nThe producer's own CPU was %.0f ns per event written (its process's, not counted as the agent's).\n\n", r.ProducerNs)
+	p("\nThe producer's own CPU was %.0f ns per event written (its process's, not counted as the agent's). The machine's load average was %s when the pipeline began: a reader kept from its CPU for a few milliseconds by other work loses events at these rates (a 2 MiB ring holds about 6,000 of them).\n\n", r.ProducerNs, r.LoadAvg)
 }

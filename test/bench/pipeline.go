@@ -95,13 +95,16 @@ type pipelineResult struct {
 	LevelTime  string  `json:"level_duration"`
 	ProducerNs float64 `json:"producer_ns_per_event"` // the producer's own kernel CPU per event
 	Start      float64 `json:"start_rate"`
+	// LoadAvg is /proc/loadavg's 1-minute figure when the run began: on a
+	// shared machine, other work delays the reader and loses events.
+	LoadAvg string `json:"load_average"`
 }
 
 func (r *pipelineResult) startRate() float64 { return r.Start }
 
 // reportPipeline prints the pipeline's results, then them as JSON.
 func reportPipeline(w io.Writer, r *pipelineResult) {
-	fmt.Fprintf(w, "\n== pipeline: one ring reader, %s ==\n", r.Mix)
+	fmt.Fprintf(w, "\n== pipeline: one ring reader, %s; load average %s at the start ==\n", r.Mix, r.LoadAvg)
 	fmt.Fprintf(w, "%12s %12s %12s %10s %12s %8s %s\n", "asked/s", "written/s", "read", "lost", "agent ns/ev", "cores", "series")
 	for _, lv := range r.Levels {
 		exact := "exact"
@@ -658,7 +661,7 @@ func ladder(o pipelineOptions) (*pipelineResult, error) {
 		return nil, err
 	}
 	defer b.close()
-	res := &pipelineResult{Mix: b.mix(), RingBytes: 2 << 20, LevelTime: o.duration.String(), Start: o.start}
+	res := &pipelineResult{Mix: b.mix(), RingBytes: 2 << 20, LevelTime: o.duration.String(), Start: o.start, LoadAvg: loadAverage()}
 	// Warm up: first sight of every label value and series.
 	if _, err := b.level(o.start / 4); err != nil {
 		return nil, err
@@ -822,4 +825,17 @@ func producerMain(args []string) int {
 	}
 	fmt.Println(time.Since(began).Nanoseconds())
 	return 0
+}
+
+// loadAverage is the 1-minute load average, "" if unknown.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
 }
