@@ -52,6 +52,10 @@ import (
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
+// pipelineRingBytes is the size of each ring: probes.Options' default,
+// which cmd/agent keeps.
+const pipelineRingBytes = 2 << 20
+
 // Targets of the pipeline figure (issue 13).
 const (
 	pipelineTargetRate = 1e6 // events/s per core
@@ -145,10 +149,9 @@ type producerFamily struct {
 
 func (p *producerFamily) family() *probes.Family {
 	return &probes.Family{
-		Name:      "pipeline_producer",
-		Spec:      p.spec,
-		ConfigMap: "pipeline_templates",
-		Entries:   p,
+		Name:    "pipeline_producer",
+		Spec:    p.spec,
+		Entries: p,
 	}
 }
 
@@ -412,6 +415,16 @@ func (b *pipelineBench) setup(prod *producerFamily, pid uint32) error {
 	if b.prog == nil {
 		return errors.New("producer program missing")
 	}
+	// The producer's own maps, found through its program: the templates,
+	// and the .bss that holds its run counter.
+	templates, err := programMap(b.prog, func(name string) bool { return strings.HasPrefix("pipeline_templates", name) && name != "" })
+	if err != nil {
+		return err
+	}
+	defer templates.Close()
+	if b.seq, err = programMap(b.prog, func(name string) bool { return strings.HasSuffix(name, ".bss") }); err != nil {
+		return err
+	}
 	for i, t := range prod.templates {
 		var v benchPipelinePipelineTemplate
 		if len(t.raw) > len(v.Data) {
@@ -419,32 +432,34 @@ func (b *pipelineBench) setup(prod *producerFamily, pid uint32) error {
 		}
 		v.Size = uint32(len(t.raw))
 		copy(v.Data[:], t.raw)
-		if err := h.ConfigMap().Put(uint32(i), &v); err != nil {
+		if err := templates.Put(uint32(i), &v); err != nil {
 			return fmt.Errorf("write template %d: %w", i, err)
 		}
 	}
-	info, err := b.prog.Info()
+	b.target = b.agg.AddTarget(aggregator.Target{PID: int(pid), Service: "pipeline-bench", Exe: "/pipeline-bench", Start: time.Now()})
+	h.Attribute(int(pid), b.target)
+	return nil
+}
+
+// programMap opens the first map of prog whose (kernel, truncated) name
+// matches.
+func programMap(prog *ebpf.Program, match func(name string) bool) (*ebpf.Map, error) {
+	info, err := prog.Info()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ids, _ := info.MapIDs()
 	for _, id := range ids {
 		m, err := ebpf.NewMapFromID(id)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if mi, err := m.Info(); err == nil && strings.HasSuffix(mi.Name, ".bss") {
-			b.seq = m
-			break
+		if mi, err := m.Info(); err == nil && match(mi.Name) {
+			return m, nil
 		}
 		m.Close()
 	}
-	if b.seq == nil {
-		return errors.New("producer's .bss not found")
-	}
-	b.target = b.agg.AddTarget(aggregator.Target{PID: int(pid), Service: "pipeline-bench", Exe: "/pipeline-bench", Start: time.Now()})
-	h.Attribute(int(pid), b.target)
-	return nil
+	return nil, errors.New("producer map not found")
 }
 
 func (b *pipelineBench) close() {
@@ -548,7 +563,7 @@ func (b *pipelineBench) level(rate float64) (pipelineLevel, error) {
 	for _, t := range b.templates {
 		largest = max(largest, len(t.raw))
 	}
-	maxBatch := max(1, uint64(2<<20)/16/uint64(largest+8))
+	maxBatch := max(1, uint64(pipelineRingBytes)/16/uint64(largest+8))
 	// The producer runs in a process of its own, so that this process's
 	// CPU is the agent's alone (and the Go scheduler's work for the
 	// producer's pacing is not counted as the agent's).
@@ -661,7 +676,7 @@ func ladder(o pipelineOptions) (*pipelineResult, error) {
 		return nil, err
 	}
 	defer b.close()
-	res := &pipelineResult{Mix: b.mix(), RingBytes: 2 << 20, LevelTime: o.duration.String(), Start: o.start, LoadAvg: loadAverage()}
+	res := &pipelineResult{Mix: b.mix(), RingBytes: pipelineRingBytes, LevelTime: o.duration.String(), Start: o.start, LoadAvg: loadAverage()}
 	// Warm up: first sight of every label value and series.
 	if _, err := b.level(o.start / 4); err != nil {
 		return nil, err
