@@ -41,6 +41,9 @@ const (
 	ringBusyBit    = 1 << 31
 	ringDiscardBit = 1 << 30
 	ringHeaderSize = 8
+	// ringBusySpins bounds the reads of a busy record's header before
+	// read gives up for now (a few microseconds).
+	ringBusySpins = 4096
 )
 
 func newRingReader(m *ebpf.Map) (*ringReader, error) {
@@ -94,9 +97,17 @@ func (r *ringReader) read(max int, fn func(raw []byte)) (n int, more bool) {
 			}
 		}
 		off := cons & r.mask
-		h := atomic.LoadUint32((*uint32)(unsafe.Pointer(&r.ring[off])))
+		hp := (*uint32)(unsafe.Pointer(&r.ring[off]))
+		h := atomic.LoadUint32(hp)
+		// A record being written is committed within a few hundred
+		// nanoseconds (unless its producer was preempted): wait for it
+		// here a little, rather than give the CPU away and come back
+		// late.
+		for spin := 0; h&ringBusyBit != 0 && spin < ringBusySpins; spin++ {
+			h = atomic.LoadUint32(hp)
+		}
 		if h&ringBusyBit != 0 {
-			return n, true // being written: come back shortly
+			return n, true // still being written: come back shortly
 		}
 		length := uint64(h &^ (ringBusyBit | ringDiscardBit))
 		start := off + ringHeaderSize
