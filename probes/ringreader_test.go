@@ -14,7 +14,7 @@ import (
 
 // ringWriter is a BPF program that writes one 24-byte record per run into
 // a ring: its run number (a counter in an array map) and two fixed words.
-func ringWriter(t *testing.T, ring *ebpf.Map) (*ebpf.Program, *ebpf.Map) {
+func ringWriter(t testing.TB, ring *ebpf.Map) (*ebpf.Program, *ebpf.Map) {
 	t.Helper()
 	counter, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
 	if err != nil {
@@ -58,7 +58,9 @@ func ringWriter(t *testing.T, ring *ebpf.Map) (*ebpf.Program, *ebpf.Map) {
 	return prog, counter
 }
 
-func newTestRing(t *testing.T) *ebpf.Map {
+func newTestRing(t *testing.T) *ebpf.Map { return newTestRingOf(t, os.Getpagesize()) }
+
+func newTestRingOf(t testing.TB, size int) *ebpf.Map {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
@@ -69,7 +71,7 @@ func newTestRing(t *testing.T) *ebpf.Map {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		t.Fatal(err)
 	}
-	ring, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: uint32(os.Getpagesize())})
+	ring, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: uint32(size)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,5 +184,38 @@ func TestRingReaderWaitAndInterrupt(t *testing.T) {
 	}
 	if err := rd.wait(time.Minute); !errors.Is(err, errReaderClosed) {
 		t.Errorf("second wait after interrupt: %v", err)
+	}
+}
+
+// BenchmarkRingRead is the reader's own share of an event: taking a
+// record from the ring in place (the records written by the kernel
+// between rounds, off the clock).
+func BenchmarkRingRead(b *testing.B) {
+	ring := newTestRingOf(b, 1<<20)
+	prog, _ := ringWriter(b, ring)
+	rd, err := newRingReader(ring)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rd.close()
+	in := []byte{14: 0}
+	var sum uint64
+	fn := func(raw []byte) { sum += uint64(raw[0]) }
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		b.StopTimer()
+		n := min(b.N-done, 16384)
+		if _, err := prog.Run(&ebpf.RunOptions{Data: in, Repeat: uint32(n)}); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		for {
+			got, more := rd.read(holdBatch, fn)
+			done += got
+			if !more {
+				break
+			}
+		}
 	}
 }
