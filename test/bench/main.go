@@ -57,6 +57,12 @@
 // from a program's exec to its probes being placed, for a new executable
 // and for a second process of one already parsed.
 //
+// First of all (variant pipeline, pipeline.go), the agent's own path from
+// the ring to the aggregated series: a BPF program writes the families'
+// events into the agent's rings at kernel speed, at doubling rates, and
+// the bench reports the highest rate one reader takes with zero loss and
+// the agent's CPU per event.
+//
 // -quick runs one short round of everything and writes no document: a
 // smoke test under a minute.
 //
@@ -127,9 +133,15 @@ type options struct {
 	doc            string
 	scale          int
 	scaleRounds    int
+	pipeline       time.Duration
+	pipelineProf   string
+	pipelineRate   float64
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == producerCommand {
+		os.Exit(producerMain(os.Args[2:]))
+	}
 	var o options
 	flag.IntVar(&o.rounds, "rounds", 5, "rounds of every setup, alternating")
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "measured load per round, keep-alive variant")
@@ -138,7 +150,7 @@ func main() {
 	flag.IntVar(&o.conns, "conns", 8, "concurrent keep-alive connections")
 	flag.IntVar(&o.newConns, "newconn-conns", 8, "concurrent clients in the new-connection variant")
 	flag.Int64Var(&o.maxRequests, "max-requests", 2_000_000, "upper bound on the requests of one round (warm-up included)")
-	flag.StringVar(&o.variants, "variants", "keepalive,newconn,httpclient,sql,business,grpcserver,grpcclient", "variants to run: keepalive, newconn, httpclient, sql, business, grpcserver, grpcclient")
+	flag.StringVar(&o.variants, "variants", "pipeline,keepalive,newconn,httpclient,sql,business,grpcserver,grpcclient", "variants to run: pipeline, keepalive, newconn, httpclient, sql, business, grpcserver, grpcclient")
 	flag.DurationVar(&o.clientDuration, "client-duration", 2*time.Second, "measured load per round, httpclient and sql variants")
 	flag.IntVar(&o.clientConns, "httpclient-conns", 4, "concurrent requests (keep-alive connections) of the httpclient target")
 	flag.IntVar(&o.sqlConns, "sql-conns", 1, "concurrent queries of the sql target")
@@ -152,6 +164,9 @@ func main() {
 	flag.StringVar(&o.doc, "doc", "docs/performance.md", "write the results to this Markdown file (empty: don't)")
 	flag.IntVar(&o.scale, "scale", 50, "measure the agent's memory and attach time observing this many programs (0: skip)")
 	flag.IntVar(&o.scaleRounds, "scale-rounds", 5, "attach-time samples of each kind (new executable, second process)")
+	flag.DurationVar(&o.pipeline, "pipeline-duration", 2*time.Second, "time at each rate of the pipeline benchmark (variant pipeline)")
+	flag.StringVar(&o.pipelineProf, "pipeline-cpuprofile", "", "write a CPU profile (pprof) of the pipeline benchmark to this file")
+	flag.Float64Var(&o.pipelineRate, "pipeline-rate", 0, "measure the pipeline at this rate only, events/s (0: rates doubling while nothing is lost)")
 	quick := flag.Bool("quick", false, "smoke test (under a minute): one short round of each variant, 5 programs for the scale measurement, no document (unless -doc is given)")
 	flag.Parse()
 	if *quick {
@@ -171,6 +186,7 @@ func main() {
 		def("scale", func() { o.scale = 5 })
 		def("scale-rounds", func() { o.scaleRounds = 2 })
 		def("doc", func() { o.doc = "" })
+		def("pipeline-duration", func() { o.pipeline = 300 * time.Millisecond })
 	}
 
 	for _, s := range strings.Split(*order, ",") {
@@ -205,8 +221,11 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("-order must list %s once each", strings.Join(setups, ", "))
 	}
 	var variants []variant
+	runPipeline := false
 	for _, v := range strings.Split(o.variants, ",") {
 		switch strings.TrimSpace(v) {
+		case "pipeline":
+			runPipeline = true
 		case "keepalive":
 			variants = append(variants, variant{name: "keepalive", conns: o.conns, duration: o.duration, family: "http_server", metric: "http_server_request_duration_seconds_count"})
 		case "newconn":
@@ -222,7 +241,7 @@ func run(ctx context.Context, o options) error {
 		case "grpcclient":
 			variants = append(variants, variant{name: "grpcclient", client: true, conns: o.grpcConns, duration: o.clientDuration, family: "grpc_client", metric: "rpc_client_call_duration_seconds_count"})
 		default:
-			return fmt.Errorf("unknown variant %q (use keepalive, newconn, httpclient, sql, business, grpcserver, grpcclient)", v)
+			return fmt.Errorf("unknown variant %q (use pipeline, keepalive, newconn, httpclient, sql, business, grpcserver, grpcclient)", v)
 		}
 	}
 	if others := otherAgents(); len(others) > 0 {
@@ -230,6 +249,25 @@ func run(ctx context.Context, o options) error {
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("raise the locked-memory limit: %w", err)
+	}
+	// The pipeline first: in this process, before it is pinned to one CPU
+	// and before BPF run-time statistics slow every BPF program down.
+	var pipe *pipelineResult
+	if runPipeline {
+		var err error
+		if pipe, err = measurePipeline(pipelineOptions{duration: o.pipeline, start: 250e3, max: 64e6, cpu: o.serverCPU, profile: o.pipelineProf, nice: o.nice, fixed: o.pipelineRate}); err != nil {
+			return fmt.Errorf("pipeline: %w", err)
+		}
+		if len(variants) == 0 && o.scale == 0 {
+			reportPipeline(os.Stdout, pipe)
+			if o.doc != "" {
+				if err := writeDoc(o.doc, o, nil, nil, pipe, time.Since(began)); err != nil {
+					return fmt.Errorf("write %s: %w", o.doc, err)
+				}
+				logf("wrote %s", o.doc)
+			}
+			return nil
+		}
 	}
 	// Per-program run counts and run time, for as long as the bench runs.
 	stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
@@ -297,12 +335,15 @@ func run(ctx context.Context, o options) error {
 	}
 	elapsed := time.Since(began)
 	all := report(os.Stdout, o, results, elapsed)
+	if pipe != nil {
+		reportPipeline(os.Stdout, pipe)
+	}
 	if sc != nil {
 		out, _ := json.Marshal(sc)
 		fmt.Println(string(out))
 	}
 	if o.doc != "" {
-		if err := writeDoc(o.doc, o, all, sc, elapsed); err != nil {
+		if err := writeDoc(o.doc, o, all, sc, pipe, elapsed); err != nil {
 			return fmt.Errorf("write %s: %w", o.doc, err)
 		}
 		logf("wrote %s", o.doc)
