@@ -289,6 +289,7 @@ func (a *Aggregator) RemoveMetric(m *Metric) {
 				delete(s.folded, k)
 			}
 		}
+		s.gen++
 		s.mu.Unlock()
 	}
 }

@@ -4,6 +4,7 @@
 // reader goroutine and read only when someone scrapes, so the event path takes
 // no lock shared between CPUs, allocates nothing once a series exists, and
 // formats no strings: label values are interned to small integers on first
-// sight. Shards merge in Snapshot. Series are bounded per metric, HTTP routes
+// sight, and a decoder may memoise the series an event's label-bearing
+// bytes resolve to (ObserveMemo). Shards merge in Snapshot. Series are bounded per metric, HTTP routes
 // per service; what overflows is folded into one overflow series and counted.
 package aggregator

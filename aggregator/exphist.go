@@ -40,6 +40,16 @@ func newExpHist() expHist { return expHist{scale: ExpMaxScale} }
 
 // expIndex returns the bucket index of v > 0 at scale.
 func expIndex(v float64, scale int32) int32 {
+	if bits := math.Float64bits(v); scale > 0 && scale <= ExpMaxScale && bits>>52 != 0 && bits>>52 < 0x7ff {
+		// A normal number, v = 1.m * 2^e: the event path's case, without
+		// Frexp.
+		e := int32(bits>>52) - 1023
+		if bits&(1<<52-1) == 0 {
+			return e<<scale - 1 // a power of two is its bucket's upper bound
+		}
+		m := math.Float64frombits(bits&(1<<52-1) | 1023<<52)
+		return (e<<ExpMaxScale + mantissaIndex(m)) >> (ExpMaxScale - scale)
+	}
 	frac, exp := math.Frexp(v) // v = frac * 2^exp, frac in [0.5, 1)
 	if scale <= 0 {
 		k := exp - 1
@@ -51,8 +61,53 @@ func expIndex(v float64, scale int32) int32 {
 	if frac == 0.5 {
 		return int32((exp-1)<<scale - 1)
 	}
+	if scale <= ExpMaxScale {
+		// The index at ExpMaxScale from the mantissa, by table, then
+		// coarsened to scale: each bucket there is 2^(ExpMaxScale-scale)
+		// neighbours at ExpMaxScale. No logarithm on the event path.
+		return (int32(exp-1)<<ExpMaxScale + mantissaIndex(frac*2)) >> (ExpMaxScale - scale)
+	}
 	// ceil(log2(v) * 2^scale) - 1, as the OpenTelemetry SDK computes it.
 	return int32(math.Ceil(math.Log(v)*math.Ldexp(math.Log2E, int(scale)))) - 1
+}
+
+// expBounds are the bucket boundaries within one power of two at
+// ExpMaxScale: expBounds[k] = 2^(k/2^ExpMaxScale), from 1 to 2.
+var expBounds = func() (b [1<<ExpMaxScale + 1]float64) {
+	for k := range b {
+		b[k] = math.Exp2(float64(k) / (1 << ExpMaxScale))
+	}
+	return b
+}()
+
+// expSlotBits is how many leading mantissa bits pick a slot of expSlots:
+// a slot (1/1024 of [1, 2)) is narrower than any bucket at ExpMaxScale
+// (at least 0.27% of the value), so it holds at most one boundary.
+const expSlotBits = 10
+
+// expSlots[s] is the index at ExpMaxScale of the values just above the
+// slot's lower end, 1 + s/2^expSlotBits.
+var expSlots = func() (t [1 << expSlotBits]uint16) {
+	for s := range t {
+		low := 1 + float64(s)/(1<<expSlotBits)
+		j := 0
+		for j+1 < 1<<ExpMaxScale && expBounds[j+1] < low {
+			j++
+		}
+		t[s] = uint16(j)
+	}
+	return t
+}()
+
+// mantissaIndex returns the j in [0, 2^ExpMaxScale) with
+// expBounds[j] < m <= expBounds[j+1], for m in (1, 2).
+func mantissaIndex(m float64) int32 {
+	s := math.Float64bits(m) >> (52 - expSlotBits) & (1<<expSlotBits - 1)
+	j := int32(expSlots[s])
+	if expBounds[j+1] < m {
+		j++
+	}
+	return j
 }
 
 func (h *expHist) observe(v float64) {

@@ -107,3 +107,51 @@ func TestExpHistSteadyStateDoesNotAllocate(t *testing.T) {
 		t.Errorf("%v allocations per observation", allocs)
 	}
 }
+
+// The table expIndex uses up to ExpMaxScale puts every value where the
+// logarithm does, but for values within float error of a boundary (where
+// the table's exact comparison is the one to trust); exact boundaries
+// (base^i) go to bucket i-1, as the bucket (base^(i-1), base^i] says.
+func TestExpIndexTableMatchesLog(t *testing.T) {
+	logIndex := func(v float64, scale int32) int32 {
+		return int32(math.Ceil(math.Log(v)*math.Ldexp(math.Log2E, int(scale)))) - 1
+	}
+	r := rand.New(rand.NewSource(2))
+	for n := 0; n < 2_000_000; n++ {
+		v := math.Exp(r.NormFloat64() * 20)
+		if frac, _ := math.Frexp(v); frac == 0.5 {
+			continue
+		}
+		for scale := int32(1); scale <= ExpMaxScale; scale++ {
+			got, want := expIndex(v, scale), logIndex(v, scale)
+			if got == want {
+				continue
+			}
+			// Only allowed right at a boundary.
+			b := lowerBound(max(got, want), scale)
+			if math.Abs(v-b) > b*1e-13 {
+				t.Fatalf("scale %d: %g in bucket %d, the logarithm says %d (boundary %g)", scale, v, got, want, b)
+			}
+		}
+	}
+	for i := int32(-2000); i < 2000; i += 7 {
+		v := lowerBound(i, ExpMaxScale) // as exact as Exp2 makes it
+		if got := expIndex(v, ExpMaxScale); got != i-1 && got != i {
+			t.Errorf("boundary %d (%g): bucket %d", i, v, got)
+		}
+	}
+}
+
+func BenchmarkExpIndex(b *testing.B) {
+	vals := make([]float64, 1024)
+	r := rand.New(rand.NewSource(3))
+	for i := range vals {
+		vals[i] = math.Exp(r.NormFloat64()*3 - 4)
+	}
+	b.ResetTimer()
+	var sink int32
+	for i := 0; i < b.N; i++ {
+		sink += expIndex(vals[i%len(vals)], 3)
+	}
+	_ = sink
+}

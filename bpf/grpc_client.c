@@ -7,10 +7,19 @@
 // another goroutine than its start (the context watcher, a RecvMsg), so
 // calls in flight are keyed by the *clientStream once it exists.
 //
-//   start:  google.golang.org/grpc.newClientStream      (by goroutine)
-//   bind:   google.golang.org/grpc.(*clientStream).newAttemptLocked
-//           (first attempt: moves the start to the clientStream)
-//   finish: google.golang.org/grpc.(*clientStream).finish
+// A call whose stream could not be created (a refused connection's
+// Unavailable, a deadline passing while the name resolves or the
+// connection is made, a closed ClientConn) gets no finish: grpc-go returns
+// its error from newClientStream instead. Every return of newClientStream
+// is probed, and an error there ends a call that finish did not end.
+//
+//   start:   google.golang.org/grpc.newClientStream      (by goroutine)
+//   bind:    google.golang.org/grpc.(*clientStream).newAttemptLocked
+//            (first attempt: copies the start to the clientStream)
+//   created: every RET of google.golang.org/grpc.newClientStream
+//            (error in results 3-4: a call that failed before its stream
+//            existed, or whose stream finish did not end)
+//   finish:  google.golang.org/grpc.(*clientStream).finish
 
 #include "common.h"
 #include "go_error.h"
@@ -32,13 +41,16 @@ struct grpc_client_offsets {
 	u64 spb_code;     // genproto rpc/status.Status.Code
 };
 
-// A call in flight: keyed first by goroutine, then by clientStream (as a
-// goroutine_key whose g is the *clientStream).
+// A call in flight: keyed by goroutine while newClientStream runs, and by
+// clientStream (a goroutine_key whose g is the *clientStream) from its
+// first attempt until finish. Both live in one map: a goroutine and a
+// clientStream are distinct live objects, so their addresses never meet.
 struct grpc_client_start {
 	u64 start_ns;
 	u64 cc;         // *ClientConn
 	u64 method;     // the method string's data and length
 	u64 method_len;
+	u64 cs;         // in the goroutine's entry: the clientStream it was copied to
 };
 
 struct grpc_client_event {
@@ -58,25 +70,60 @@ struct {
 	__type(value, struct grpc_client_offsets);
 } grpc_client_config SEC(".maps");
 
-// Calls whose clientStream does not exist yet, by goroutine. LRU: a call
-// that fails before its first attempt leaves its entry to be overwritten
-// by the goroutine's next call or evicted.
+// Calls in flight (see grpc_client_start). A plain hash, not an LRU: a
+// start or bind that finds it full is counted as lost instead of evicting
+// another call silently; entries whose end never came (a stream its user
+// never drained) are swept by the agent after a bound.
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct goroutine_key);
-	__type(value, struct grpc_client_start);
-} grpc_client_pending SEC(".maps");
-
-// Calls in flight, by clientStream (LRU, and swept by the agent).
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct goroutine_key);
 	__type(value, struct grpc_client_start);
 } grpc_client_starts SEC(".maps");
 
 const struct grpc_client_event *unused_grpc_client_event __attribute__((unused));
+
+// emit writes the event of a call started at s that ended with the error
+// (itab, data), or with nil.
+static __always_inline void emit(u32 tgid, const struct grpc_client_start *s, u64 itab, u64 data)
+{
+	const struct grpc_client_offsets *off = bpf_map_lookup_elem(&grpc_client_config, &tgid);
+	if (!off)
+		return;
+	void *ring;
+	struct grpc_client_event *e = reserve(FAMILY_GRPC_CLIENT, sizeof(*e), &ring);
+	if (!e)
+		return;
+	e->hdr.kind = FAMILY_GRPC_CLIENT;
+	e->hdr.flags = 0;
+	e->hdr.pid = tgid;
+	e->hdr.start_ns = s->start_ns;
+	e->hdr.end_ns = bpf_ktime_get_ns();
+	capture_go_error(&e->err, itab, data, 0, 0);
+	// The code as a *status.Error holds it; user space uses it only when
+	// the error's type is that one.
+	e->code = 0xffffffff;
+	if (itab && data) {
+		u64 st = read_u64(data + off->error_s);
+		u64 spb = st ? read_u64(st + off->status_s) : 0;
+		if (spb)
+			bpf_probe_read_user(&e->code, sizeof(e->code), (void *)(spb + off->spb_code));
+	}
+	u64 mlen = s->method_len;
+	e->method_len = mlen > 0xffff ? 0xffff : (u16)mlen;
+	u64 n = mlen > GRPC_METHOD_MAX ? GRPC_METHOD_MAX : mlen;
+	asm volatile("" : "+r"(n));
+	if (n > GRPC_METHOD_MAX || bpf_probe_read_user(e->method, n, (void *)s->method) != 0)
+		e->method_len = 0;
+	e->target_len = 0;
+	if (s->cc) {
+		u64 full = go_string_len(s->cc + off->cc_target);
+		e->target_len = read_go_string(e->target, GRPC_TARGET_MAX, s->cc + off->cc_target);
+		if (full > e->target_len)
+			e->target_len = full > 0xffff ? 0xffff : (u16)full;
+	}
+	submit(ring, e);
+}
 
 SEC("uprobe/grpc_client_start")
 int uprobe_grpc_client_start(struct go_regs *ctx)
@@ -91,7 +138,8 @@ int uprobe_grpc_client_start(struct go_regs *ctx)
 		.method = GO_ARG5(ctx),
 		.method_len = GO_ARG6(ctx),
 	};
-	bpf_map_update_elem(&grpc_client_pending, &k, &s, BPF_ANY);
+	if (bpf_map_update_elem(&grpc_client_starts, &k, &s, BPF_ANY) != 0)
+		count_lost(FAMILY_GRPC_CLIENT);
 	return 0;
 }
 
@@ -99,14 +147,45 @@ SEC("uprobe/grpc_client_bind")
 int uprobe_grpc_client_bind(struct go_regs *ctx)
 {
 	struct goroutine_key k = {.tgid = current_tgid(), .g = GO_G(ctx)};
-	struct grpc_client_start *sp = bpf_map_lookup_elem(&grpc_client_pending, &k);
-	if (!sp)
-		return 0; // a retry's attempt, on a goroutine with no new call
+	struct grpc_client_start *sp = bpf_map_lookup_elem(&grpc_client_starts, &k);
+	if (!sp || sp->cs)
+		return 0; // a retry's attempt, or a later attempt of this creation
 	// (*clientStream).newAttemptLocked(cs, isTransparent): cs in arg 1.
 	struct goroutine_key ck = {.tgid = k.tgid, .g = GO_ARG1(ctx)};
 	struct grpc_client_start s = *sp;
-	bpf_map_delete_elem(&grpc_client_pending, &k);
-	bpf_map_update_elem(&grpc_client_starts, &ck, &s, BPF_NOEXIST);
+	// BPF_ANY: an entry left at this address belonged to a clientStream
+	// that is gone.
+	if (bpf_map_update_elem(&grpc_client_starts, &ck, &s, BPF_ANY) != 0) {
+		// Full: the call could not be ended, so it is lost, creation too.
+		bpf_map_delete_elem(&grpc_client_starts, &k);
+		count_lost(FAMILY_GRPC_CLIENT);
+		return 0;
+	}
+	sp->cs = ck.g;
+	return 0;
+}
+
+SEC("uprobe/grpc_client_created")
+int uprobe_grpc_client_created(struct go_regs *ctx)
+{
+	struct goroutine_key k = {.tgid = current_tgid(), .g = GO_G(ctx)};
+	struct grpc_client_start *sp = bpf_map_lookup_elem(&grpc_client_starts, &k);
+	if (!sp)
+		return 0;
+	struct grpc_client_start s = *sp;
+	bpf_map_delete_elem(&grpc_client_starts, &k);
+	// At a RET of newClientStream (_ ClientStream, err error): the
+	// results in the argument registers, err's itab and data in 3 and 4.
+	u64 itab = GO_ARG3(ctx), data = GO_ARG4(ctx);
+	if (!itab)
+		return 0; // created: finish ends the call
+	if (s.cs) {
+		// Its stream existed: ended here unless finish ended it already.
+		struct goroutine_key ck = {.tgid = k.tgid, .g = s.cs};
+		if (bpf_map_delete_elem(&grpc_client_starts, &ck) != 0)
+			return 0;
+	}
+	emit(k.tgid, &s, itab, data);
 	return 0;
 }
 
@@ -120,43 +199,8 @@ int uprobe_grpc_client_finish(struct go_regs *ctx)
 	if (!sp)
 		return 0;
 	struct grpc_client_start s = *sp;
-	bpf_map_delete_elem(&grpc_client_starts, &ck);
-	const struct grpc_client_offsets *off = bpf_map_lookup_elem(&grpc_client_config, &ck.tgid);
-	if (!off)
-		return 0;
-	void *ring;
-	struct grpc_client_event *e = reserve(FAMILY_GRPC_CLIENT, sizeof(*e), &ring);
-	if (!e)
-		return 0;
-	e->hdr.kind = FAMILY_GRPC_CLIENT;
-	e->hdr.flags = 0;
-	e->hdr.pid = ck.tgid;
-	e->hdr.start_ns = s.start_ns;
-	e->hdr.end_ns = bpf_ktime_get_ns();
-	u64 itab = GO_ARG2(ctx), data = GO_ARG3(ctx);
-	capture_go_error(&e->err, itab, data, 0, 0);
-	// The code as a *status.Error holds it; user space uses it only when
-	// the error's type is that one.
-	e->code = 0xffffffff;
-	if (itab && data) {
-		u64 st = read_u64(data + off->error_s);
-		u64 spb = st ? read_u64(st + off->status_s) : 0;
-		if (spb)
-			bpf_probe_read_user(&e->code, sizeof(e->code), (void *)(spb + off->spb_code));
-	}
-	u64 mlen = s.method_len;
-	e->method_len = mlen > 0xffff ? 0xffff : (u16)mlen;
-	u64 n = mlen > GRPC_METHOD_MAX ? GRPC_METHOD_MAX : mlen;
-	asm volatile("" : "+r"(n));
-	if (n > GRPC_METHOD_MAX || bpf_probe_read_user(e->method, n, (void *)s.method) != 0)
-		e->method_len = 0;
-	e->target_len = 0;
-	if (s.cc) {
-		u64 full = go_string_len(s.cc + off->cc_target);
-		e->target_len = read_go_string(e->target, GRPC_TARGET_MAX, s.cc + off->cc_target);
-		if (full > e->target_len)
-			e->target_len = full > 0xffff ? 0xffff : (u16)full;
-	}
-	submit(ring, e);
+	if (bpf_map_delete_elem(&grpc_client_starts, &ck) != 0)
+		return 0; // ended by another CPU meanwhile
+	emit(ck.tgid, &s, GO_ARG2(ctx), GO_ARG3(ctx));
 	return 0;
 }

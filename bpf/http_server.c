@@ -16,9 +16,10 @@
 //           state on the request's goroutine after the handler ran and before
 //           the request ends (one emulated CALL site per request):
 //           gin      (*Engine).ServeHTTP's CALL sync.(*Pool).Put   (Context.fullPath)
-//           chi      (*Mux).ServeHTTP's CALL sync.(*Pool).Put      (Context.RoutePatterns)
-//           echo     (*Echo).ServeHTTP's CALL sync.(*Pool).Put     (context.path)
-//           gorilla  (*Router).ServeHTTP's CALL requestWithRoute   (Route's path template;
+//           chi      (*Mux).ServeHTTP's CALL sync.(*Pool).Put      (Context.RoutePatterns; v5 and v1)
+//           echo     (*Echo).ServeHTTP's CALL sync.(*Pool).Put     (context.path; v4, and v5's
+//                    (*Echo).serveHTTP.deferwrap1's)
+//           gorilla  (*Router).ServeHTTP's CALL requestWithRoute   (Route's reverse template and variables;
 //                    before the handler, on the matched route only)
 
 #include "common.h"
@@ -48,6 +49,9 @@ enum http_router {
 };
 const enum http_router *unused_http_router __attribute__((unused));
 
+// MUX_VARS_MAX bounds the variables of one gorilla/mux path template read.
+#define MUX_VARS_MAX 8
+
 // CHI_PATTERNS_MAX bounds the chi patterns joined into one route: one per
 // nested router a request passed through.
 #define CHI_PATTERNS_MAX 4
@@ -72,10 +76,11 @@ struct http_server_offsets {
 	u64 h2_wrote_header;   // net/http.http2responseWriterState.wroteHeader
 	u64 g_panic;           // runtime.g._panic: set while a panic or Goexit unwinds
 	u64 gin_full_path;     // github.com/gin-gonic/gin.Context.fullPath
-	u64 chi_patterns;      // github.com/go-chi/chi/v5.Context.RoutePatterns
-	u64 echo_path;         // github.com/labstack/echo/v4.context.path
+	u64 chi_patterns;      // github.com/go-chi/chi/v5.Context.RoutePatterns (or chi v1's)
+	u64 echo_path;         // github.com/labstack/echo/v4.context.path (or echo/v5.Context.path)
 	u64 mux_path;          // github.com/gorilla/mux.Route.routeConf + routeConf.regexp + routeRegexpGroup.path
-	u64 mux_template;      // github.com/gorilla/mux.routeRegexp.template
+	u64 mux_reverse;       // github.com/gorilla/mux.routeRegexp.reverse
+	u64 mux_vars;          // github.com/gorilla/mux.routeRegexp.varsN
 	u32 pattern_kind;      // 0: no ServeMux patterns (before Go 1.22)
 	u32 routers;           // nonzero when a router's route probe is attached
 };
@@ -367,6 +372,18 @@ static __always_inline int append_string(struct http_route *r, u64 addr)
 	return 1;
 }
 
+// append_nul appends a NUL byte to r's route (a separator); 0 when it
+// would not fit an event.
+static __always_inline int append_nul(struct http_route *r)
+{
+	u64 at = r->len;
+	if (at + 1 >= HTTP_PATTERN_MAX)
+		return 0;
+	r->route[at & (HTTP_PATTERN_MAX - 1)] = 0;
+	r->len = at + 1;
+	return 1;
+}
+
 // record_route stores the route the router matched for the request running
 // on this goroutine. obj is the router's per-request state (gin, chi, echo)
 // or the matched route (gorilla/mux), read where the agent proved its
@@ -396,8 +413,32 @@ static __always_inline int record_route(struct go_regs *ctx, u8 router, u64 obj)
 		ok = append_string(r, obj + off->echo_path);
 		break;
 	case HTTP_ROUTER_MUX: {
+		// The path's reverse template ("/users/%s") and its variables'
+		// names, as "reverse\0name\0name": the decoder writes each name
+		// in braces where its %s is. (The template itself also holds
+		// each variable's regexp, too long for an event in real
+		// programs.)
 		u64 re = read_u64(obj + off->mux_path);
-		ok = re && append_string(r, re + off->mux_template);
+		if (!re || !append_string(r, re + off->mux_reverse))
+			break;
+		struct {
+			u64 ptr;
+			s64 len;
+			s64 cap;
+		} vars;
+		if (bpf_probe_read_user(&vars, sizeof(vars), (void *)(re + off->mux_vars)) != 0)
+			break;
+		if (vars.len < 0 || vars.len > MUX_VARS_MAX || (vars.len > 0 && vars.ptr == 0))
+			break;
+		ok = 1;
+		for (int i = 0; i < MUX_VARS_MAX; i++) {
+			if (i >= vars.len)
+				break;
+			if (!append_nul(r) || !append_string(r, vars.ptr + 16 * i)) {
+				ok = 0;
+				break;
+			}
+		}
 		break;
 	}
 	case HTTP_ROUTER_CHI: {

@@ -37,6 +37,10 @@ type Probe struct {
 	// call inside a function, hit only when that path runs.
 	Call      string
 	AfterCall bool
+	// After, with Call, keeps only the first call to Call that follows the
+	// one call from Function to the function named After (in address
+	// order): the call that handles what After returned.
+	After string
 }
 
 // Decoder checks one event read from a ring and, when every value in it

@@ -426,6 +426,11 @@ func ProbeAddrs(bin *symbols.Binary, p Probe) ([]uint64, error) {
 		if err != nil {
 			return nil, fmt.Errorf("find calls to %s in %s: %w", p.Call, p.Function, err)
 		}
+		if p.After != "" {
+			if calls, err = firstCallAfter(bin, f, calls, p.After); err != nil {
+				return nil, err
+			}
+		}
 		if len(calls) == 0 {
 			return nil, fmt.Errorf("no call to %s in %s", p.Call, p.Function)
 		}
@@ -445,6 +450,34 @@ func ProbeAddrs(bin *symbols.Binary, p Probe) ([]uint64, error) {
 		addrs = sites.Returns
 	}
 	return addrs, nil
+}
+
+// firstCallAfter keeps, of calls (in address order), the first that
+// follows f's one call to after.
+func firstCallAfter(bin *symbols.Binary, f symbols.Func, calls []symbols.CallSite, after string) ([]symbols.CallSite, error) {
+	prev, err := bin.CallSites(f, after)
+	if err != nil {
+		return nil, fmt.Errorf("find calls to %s in %s: %w", after, f.Name, err)
+	}
+	out, err := callAfter(calls, prev)
+	if err != nil {
+		return nil, fmt.Errorf("calls to %s in %s: %w", after, f.Name, err)
+	}
+	return out, nil
+}
+
+// callAfter keeps the first of calls after the one call in prev (both in
+// address order).
+func callAfter(calls, prev []symbols.CallSite) ([]symbols.CallSite, error) {
+	if len(prev) != 1 {
+		return nil, fmt.Errorf("%d calls, want one", len(prev))
+	}
+	for _, c := range calls {
+		if c.Call > prev[0].Call {
+			return []symbols.CallSite{c}, nil
+		}
+	}
+	return nil, nil
 }
 
 func (f *loadedFamily) attach(ex *link.Executable, pid int, bin *symbols.Binary, cfg configResult) ([]link.Link, []string, error) {

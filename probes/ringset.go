@@ -2,16 +2,13 @@ package probes
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
 )
@@ -101,7 +98,7 @@ type readers struct {
 
 	counts []*readerCounts // one per reader: no cache line shared between CPUs
 	wg     sync.WaitGroup
-	rds    []*ringbuf.Reader
+	rds    []*ringReader
 }
 
 // readerCounts are one reader's own counters, padded to a cache line of
@@ -117,7 +114,30 @@ type readerCounts struct {
 	// invalid event opens a window, by the policy when it closes one).
 	watch   atomic.Pointer[watchMap]
 	watchMu sync.Mutex
-	_       [64]byte
+
+	// The reader's last attribution, reused while the PID and the table
+	// are the same (owner only).
+	lastTable *map[uint32]aggregator.TargetID
+	lastPid   uint32
+	lastT     aggregator.TargetID
+	_         [64]byte
+}
+
+// target attributes pid through tt, remembering the last answer: events
+// of one busy process follow each other.
+func (c *readerCounts) target(tt *targetTable, pid uint32) (aggregator.TargetID, bool) {
+	m := tt.cur.Load()
+	if m == nil {
+		return 0, false
+	}
+	if m == c.lastTable && pid == c.lastPid {
+		return c.lastT, true
+	}
+	t, ok := (*m)[pid]
+	if ok {
+		c.lastTable, c.lastPid, c.lastT = m, pid, t
+	}
+	return t, ok
 }
 
 func (r *readers) sum(f func(*readerCounts) uint64) uint64 {
@@ -130,7 +150,7 @@ func (r *readers) sum(f func(*readerCounts) uint64) uint64 {
 
 func (r *readers) start(ctx context.Context) error {
 	for i, m := range r.rs.inner {
-		rd, err := ringbuf.NewReader(m)
+		rd, err := newRingReader(m)
 		if err != nil {
 			r.stop()
 			return fmt.Errorf("open ring buffer %d: %w", i, err)
@@ -146,23 +166,38 @@ func (r *readers) start(ctx context.Context) error {
 	return nil
 }
 
-func (r *readers) run(ctx context.Context, rd *ringbuf.Reader, sh *aggregator.Shard, c *readerCounts) {
+// holdBatch bounds the events a reader folds under one hold of its
+// shard's lock (a scrape waits for at most that many), and the events
+// read before their space is handed back to the producers.
+const holdBatch = 64
+
+func (r *readers) run(ctx context.Context, rd *ringReader, sh *aggregator.Shard, c *readerCounts) {
 	defer r.wg.Done()
-	var rec ringbuf.Record
+	batch := holdBatch
+	if r.delay > 0 {
+		batch = 1 // a test's slow reader: one event at a time
+	}
+	handle := func(raw []byte) { r.handle(sh, c, raw) }
 	for ctx.Err() == nil {
-		rd.SetDeadline(time.Now().Add(r.interval))
+		// Everything the ring holds, in batches folded under one hold of
+		// the shard's lock each, released before the reader can wait.
 		for {
-			err := rd.ReadInto(&rec)
-			if err != nil {
-				if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ringbuf.ErrFlushed) {
-					break
-				}
-				return // closed
-			}
-			r.handle(sh, c, rec.RawSample)
-			if r.delay > 0 {
+			sh.Hold()
+			n, more := rd.read(batch, handle)
+			sh.Release()
+			if r.delay > 0 && n > 0 {
 				time.Sleep(r.delay)
 			}
+			if !more {
+				break
+			}
+			if n == 0 {
+				// A record still being written at the head of the ring.
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+		if err := rd.wait(r.interval); err != nil {
+			return // closed (or epoll failed: nothing more can be read)
 		}
 	}
 }
@@ -185,8 +220,9 @@ func (r *readers) handle(sh *aggregator.Shard, c *readerCounts, raw []byte) {
 		c.malformed.Add(1)
 		return
 	}
-	c.events[kind].Add(1)
-	t, ok := r.targets.lookup(pid)
+	// One writer per reader's counters: a plain store, no locked add.
+	c.events[kind].Store(c.events[kind].Load() + 1)
+	t, ok := c.target(r.targets, pid)
 	if !ok {
 		c.unknown.Add(1)
 		return
@@ -211,12 +247,16 @@ func (r *readers) handle(sh *aggregator.Shard, c *readerCounts, raw []byte) {
 	}
 }
 
-// stop closes the readers and waits for them.
+// stop stops the readers, waits for them, and unmaps their rings.
 func (r *readers) stop() {
 	for _, rd := range r.rds {
-		rd.Close()
+		rd.interrupt()
 	}
 	r.wg.Wait()
+	for _, rd := range r.rds {
+		rd.close()
+	}
+	r.rds = nil
 }
 
 // targetTable maps PIDs to targets for the readers without a lock: it is

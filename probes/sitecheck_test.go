@@ -141,3 +141,26 @@ var serverProbes = []Probe{
 	{Function: "net/http/internal/http2.(*responseWriter).handlerDone", Program: "uprobe_http2_server_finish", Optional: true, Idempotent: true},
 	{Function: "net/http/internal/http2.(*serverConn).runHandler.func1", Program: "uprobe_http2_server_abort", Optional: true, Idempotent: true},
 }
+
+// Probe.After keeps the first call that follows the one call to After.
+func TestCallAfter(t *testing.T) {
+	at := func(addrs ...uint64) []symbols.CallSite {
+		var out []symbols.CallSite
+		for _, a := range addrs {
+			out = append(out, symbols.CallSite{Call: a, Return: a + 5})
+		}
+		return out
+	}
+	got, err := callAfter(at(0x10, 0x40, 0x90), at(0x30))
+	if err != nil || len(got) != 1 || got[0].Call != 0x40 {
+		t.Errorf("callAfter = %v, %v; want the call at 0x40", got, err)
+	}
+	if got, err := callAfter(at(0x10), at(0x30)); err != nil || len(got) != 0 {
+		t.Errorf("no call after: got %v, %v; want none", got, err)
+	}
+	for _, prev := range [][]symbols.CallSite{nil, at(0x20, 0x30)} {
+		if _, err := callAfter(at(0x40), prev); err == nil {
+			t.Errorf("callAfter with %d calls to After: no error", len(prev))
+		}
+	}
+}

@@ -7,6 +7,7 @@
 package dbsql
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strings"
 	"sync"
@@ -359,6 +360,18 @@ func (st *dbState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byt
 	if !probes.PlausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
 		return probes.InvalidDuration
 	}
+	d := float64(ev.Hdr.EndNs-ev.Hdr.StartNs) / 1e9
+	// An error's type is read from the program, and a pool is named once
+	// registered: only operations without an error, on no pool or a named
+	// one, are memoised.
+	var kb [dbKeyMax]byte
+	var key []byte
+	if ev.Err.Type == 0 {
+		key = dbMemoKey(kb[:0], t, ev)
+		if sh.ObserveMemo(key, t, d) {
+			return probes.Decoded // these bytes were decoded (as valid) before
+		}
+	}
 	var q parsedQuery
 	if ev.Op == dbOpQuery {
 		var ok bool
@@ -368,12 +381,14 @@ func (st *dbState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byt
 	}
 	pid := ev.Hdr.Pid
 	pv := c.pool(st, sh, dbKey{pid, ev.Db}, t)
-	d := float64(ev.Hdr.EndNs-ev.Hdr.StartNs) / 1e9
+	if pv == nil && ev.Db != 0 {
+		key = nil // it may be named later
+	}
 	if ev.Op == dbOpWait {
 		if pv == nil {
 			return probes.Decoded // not a *sql.DB we can name
 		}
-		sh.Observe(dbConnWait, t, aggregator.Labels{pv.pool}, d)
+		observe(sh, key, dbConnWait, t, aggregator.Labels{pv.pool}, d)
 		return probes.Decoded
 	}
 	var l aggregator.Labels
@@ -394,8 +409,33 @@ func (st *dbState) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byt
 		e := (*goerror.Error)(unsafe.Pointer(&ev.Err))
 		l[3] = sh.InternString(goerror.TypeOf(c.types, st.procs.Lookup(pid), pid, e))
 	}
-	sh.Observe(dbOperationDuration, t, l, d)
+	observe(sh, key, dbOperationDuration, t, l, d)
 	return probes.Decoded
+}
+
+// observe observes d, memoised under key unless key is nil.
+func observe(sh *aggregator.Shard, key []byte, m *aggregator.Metric, t aggregator.TargetID, l aggregator.Labels, d float64) {
+	if key != nil {
+		sh.ObserveAndMemo(key, m, t, l, d)
+	} else {
+		sh.Observe(m, t, l, d)
+	}
+}
+
+// dbKeyMax bounds dbMemoKey's bytes.
+const dbKeyMax = 1 + 4 + 1 + 8 + 2 + len(bpfDbEvent{}.Query)
+
+// dbMemoKey appends the bytes the labels of an operation without an error
+// are made of, for the shard's memo (see httpserver's serverKey): the
+// process's pool and, for a query, its text.
+func dbMemoKey(b []byte, t aggregator.TargetID, ev *bpfDbEvent) []byte {
+	b = append(b, kindDB, byte(t), byte(t>>8), byte(t>>16), byte(t>>24), ev.Op)
+	b = binary.LittleEndian.AppendUint64(b, ev.Db)
+	if ev.Op != dbOpQuery {
+		return b
+	}
+	b = append(b, byte(ev.QueryLen), byte(ev.QueryLen>>8))
+	return append(b, label.Chars(ev.Query[:], int(ev.QueryLen))...)
 }
 
 // parse returns the operation and collection of a query text, cached by

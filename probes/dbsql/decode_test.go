@@ -71,3 +71,28 @@ func TestDecodeAcceptsPlausibleEdges(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	newDecoderRig(f).Fuzz(f, dbEvent(nil))
 }
+
+// BenchmarkDecode is the decoder's and the aggregator's share of one
+// operation on the steady path (labels and series seen before).
+func BenchmarkDecode(b *testing.B) {
+	r := newDecoderRig(b)
+	var evs [][]byte
+	for _, q := range []string{
+		"SELECT id, total FROM orders WHERE id = $1",
+		"INSERT INTO orders (id, total) VALUES ($1, $2)",
+		"UPDATE items SET stock = stock - 1 WHERE id = ?",
+	} {
+		evs = append(evs, dbEvent(func(e *bpfDbEvent) { e.QueryLen = uint16(setChars(e.Query[:], q)) }))
+	}
+	evs = append(evs, dbEvent(func(e *bpfDbEvent) { e.Op, e.QueryLen = dbOpCommit, 0 }))
+	for _, ev := range evs {
+		if v := r.Decode(r.Sh, r.TID, ev); v != probes.Decoded {
+			b.Fatalf("verdict %d, want decoded", v)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r.Decode(r.Sh, r.TID, evs[i%len(evs)])
+	}
+}

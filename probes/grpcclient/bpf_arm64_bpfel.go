@@ -61,24 +61,25 @@ type bpfGrpcClientStart struct {
 	Cc        uint64
 	Method    uint64
 	MethodLen uint64
+	Cs        uint64
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapGrpcClientConfig        = "grpc_client_config"
-	bpfMapGrpcClientPending       = "grpc_client_pending"
-	bpfMapGrpcClientStarts        = "grpc_client_starts"
-	bpfMapLost                    = "lost"
-	bpfMapRings                   = "rings"
-	bpfProgUprobeGrpcClientBind   = "uprobe_grpc_client_bind"
-	bpfProgUprobeGrpcClientFinish = "uprobe_grpc_client_finish"
-	bpfProgUprobeGrpcClientStart  = "uprobe_grpc_client_start"
-	bpfVarUnusedFamily            = "unused_family"
-	bpfVarUnusedGrpcClientEvent   = "unused_grpc_client_event"
-	bpfVarUnusedGrpcClientKind    = "unused_grpc_client_kind"
-	bpfVarWakeBytes               = "wake_bytes"
+	bpfMapGrpcClientConfig         = "grpc_client_config"
+	bpfMapGrpcClientStarts         = "grpc_client_starts"
+	bpfMapLost                     = "lost"
+	bpfMapRings                    = "rings"
+	bpfProgUprobeGrpcClientBind    = "uprobe_grpc_client_bind"
+	bpfProgUprobeGrpcClientCreated = "uprobe_grpc_client_created"
+	bpfProgUprobeGrpcClientFinish  = "uprobe_grpc_client_finish"
+	bpfProgUprobeGrpcClientStart   = "uprobe_grpc_client_start"
+	bpfVarUnusedFamily             = "unused_family"
+	bpfVarUnusedGrpcClientEvent    = "unused_grpc_client_event"
+	bpfVarUnusedGrpcClientKind     = "unused_grpc_client_kind"
+	bpfVarWakeBytes                = "wake_bytes"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -123,20 +124,20 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	UprobeGrpcClientBind   *ebpf.ProgramSpec `ebpf:"uprobe_grpc_client_bind"`
-	UprobeGrpcClientFinish *ebpf.ProgramSpec `ebpf:"uprobe_grpc_client_finish"`
-	UprobeGrpcClientStart  *ebpf.ProgramSpec `ebpf:"uprobe_grpc_client_start"`
+	UprobeGrpcClientBind    *ebpf.ProgramSpec `ebpf:"uprobe_grpc_client_bind"`
+	UprobeGrpcClientCreated *ebpf.ProgramSpec `ebpf:"uprobe_grpc_client_created"`
+	UprobeGrpcClientFinish  *ebpf.ProgramSpec `ebpf:"uprobe_grpc_client_finish"`
+	UprobeGrpcClientStart   *ebpf.ProgramSpec `ebpf:"uprobe_grpc_client_start"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	GrpcClientConfig  *ebpf.MapSpec `ebpf:"grpc_client_config"`
-	GrpcClientPending *ebpf.MapSpec `ebpf:"grpc_client_pending"`
-	GrpcClientStarts  *ebpf.MapSpec `ebpf:"grpc_client_starts"`
-	Lost              *ebpf.MapSpec `ebpf:"lost"`
-	Rings             *ebpf.MapSpec `ebpf:"rings"`
+	GrpcClientConfig *ebpf.MapSpec `ebpf:"grpc_client_config"`
+	GrpcClientStarts *ebpf.MapSpec `ebpf:"grpc_client_starts"`
+	Lost             *ebpf.MapSpec `ebpf:"lost"`
+	Rings            *ebpf.MapSpec `ebpf:"rings"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -169,17 +170,15 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	GrpcClientConfig  *ebpf.Map `ebpf:"grpc_client_config"`
-	GrpcClientPending *ebpf.Map `ebpf:"grpc_client_pending"`
-	GrpcClientStarts  *ebpf.Map `ebpf:"grpc_client_starts"`
-	Lost              *ebpf.Map `ebpf:"lost"`
-	Rings             *ebpf.Map `ebpf:"rings"`
+	GrpcClientConfig *ebpf.Map `ebpf:"grpc_client_config"`
+	GrpcClientStarts *ebpf.Map `ebpf:"grpc_client_starts"`
+	Lost             *ebpf.Map `ebpf:"lost"`
+	Rings            *ebpf.Map `ebpf:"rings"`
 }
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.GrpcClientConfig,
-		m.GrpcClientPending,
 		m.GrpcClientStarts,
 		m.Lost,
 		m.Rings,
@@ -200,14 +199,16 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	UprobeGrpcClientBind   *ebpf.Program `ebpf:"uprobe_grpc_client_bind"`
-	UprobeGrpcClientFinish *ebpf.Program `ebpf:"uprobe_grpc_client_finish"`
-	UprobeGrpcClientStart  *ebpf.Program `ebpf:"uprobe_grpc_client_start"`
+	UprobeGrpcClientBind    *ebpf.Program `ebpf:"uprobe_grpc_client_bind"`
+	UprobeGrpcClientCreated *ebpf.Program `ebpf:"uprobe_grpc_client_created"`
+	UprobeGrpcClientFinish  *ebpf.Program `ebpf:"uprobe_grpc_client_finish"`
+	UprobeGrpcClientStart   *ebpf.Program `ebpf:"uprobe_grpc_client_start"`
 }
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
 		p.UprobeGrpcClientBind,
+		p.UprobeGrpcClientCreated,
 		p.UprobeGrpcClientFinish,
 		p.UprobeGrpcClientStart,
 	)

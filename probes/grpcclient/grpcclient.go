@@ -38,13 +38,22 @@ const (
 )
 
 // Every call made through a ClientConn (Invoke, NewStream, the generated
-// stubs) creates its stream in newClientStream, makes its first attempt in
-// newAttemptLocked on the same goroutine, and ends in finish, called once
-// with the call's error. Three emulated hits per call. A call that fails
-// before its first attempt (no clientStream yet) is not measured.
+// stubs, through interceptors or not) creates its stream in
+// newClientStream, makes its first attempt in newAttemptLocked on the same
+// goroutine, and ends in finish, called once with the call's error. A call
+// whose stream could not be created (a refused connection, a deadline
+// passing during name resolution or connection, a closed ClientConn) gets
+// no finish: it ends when newClientStream returns its error, so every RET
+// of newClientStream is probed too. From v1.50 to v1.85 a first attempt
+// that finds no transport returns from it without finish, and no call on
+// that path marks it on every release (v1.85's deferred cleanup is
+// recent); the instructions after the calls of newClientStream would miss
+// calls made through stream interceptors. Three emulated hits and one
+// single-stepped RET per call.
 var Probes = []probes.Probe{
 	{Function: newClientStream, Program: "uprobe_grpc_client_start", Idempotent: true},
 	{Function: newAttemptLocked, Program: "uprobe_grpc_client_bind", Idempotent: true},
+	{Function: newClientStream, Program: "uprobe_grpc_client_created", Returns: true},
 	{Function: finish, Program: "uprobe_grpc_client_finish", Idempotent: true},
 }
 

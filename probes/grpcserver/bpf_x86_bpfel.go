@@ -55,17 +55,18 @@ type bpfGrpcServerStart struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapGrpcServerConfig        = "grpc_server_config"
-	bpfMapGrpcServerStarts        = "grpc_server_starts"
-	bpfMapLost                    = "lost"
-	bpfMapRings                   = "rings"
-	bpfProgUprobeGrpcServerFinish = "uprobe_grpc_server_finish"
-	bpfProgUprobeGrpcServerStart  = "uprobe_grpc_server_start"
-	bpfVarUnusedFamily            = "unused_family"
-	bpfVarUnusedGrpcServerEvent   = "unused_grpc_server_event"
-	bpfVarUnusedGrpcServerFlag    = "unused_grpc_server_flag"
-	bpfVarUnusedGrpcServerKind    = "unused_grpc_server_kind"
-	bpfVarWakeBytes               = "wake_bytes"
+	bpfMapGrpcServerConfig            = "grpc_server_config"
+	bpfMapGrpcServerStarts            = "grpc_server_starts"
+	bpfMapLost                        = "lost"
+	bpfMapRings                       = "rings"
+	bpfProgUprobeGrpcServerFinish     = "uprobe_grpc_server_finish"
+	bpfProgUprobeGrpcServerStart      = "uprobe_grpc_server_start"
+	bpfProgUprobeGrpcServerUnanswered = "uprobe_grpc_server_unanswered"
+	bpfVarUnusedFamily                = "unused_family"
+	bpfVarUnusedGrpcServerEvent       = "unused_grpc_server_event"
+	bpfVarUnusedGrpcServerFlag        = "unused_grpc_server_flag"
+	bpfVarUnusedGrpcServerKind        = "unused_grpc_server_kind"
+	bpfVarWakeBytes                   = "wake_bytes"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -110,8 +111,9 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	UprobeGrpcServerFinish *ebpf.ProgramSpec `ebpf:"uprobe_grpc_server_finish"`
-	UprobeGrpcServerStart  *ebpf.ProgramSpec `ebpf:"uprobe_grpc_server_start"`
+	UprobeGrpcServerFinish     *ebpf.ProgramSpec `ebpf:"uprobe_grpc_server_finish"`
+	UprobeGrpcServerStart      *ebpf.ProgramSpec `ebpf:"uprobe_grpc_server_start"`
+	UprobeGrpcServerUnanswered *ebpf.ProgramSpec `ebpf:"uprobe_grpc_server_unanswered"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
@@ -185,14 +187,16 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	UprobeGrpcServerFinish *ebpf.Program `ebpf:"uprobe_grpc_server_finish"`
-	UprobeGrpcServerStart  *ebpf.Program `ebpf:"uprobe_grpc_server_start"`
+	UprobeGrpcServerFinish     *ebpf.Program `ebpf:"uprobe_grpc_server_finish"`
+	UprobeGrpcServerStart      *ebpf.Program `ebpf:"uprobe_grpc_server_start"`
+	UprobeGrpcServerUnanswered *ebpf.Program `ebpf:"uprobe_grpc_server_unanswered"`
 }
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
 		p.UprobeGrpcServerFinish,
 		p.UprobeGrpcServerStart,
+		p.UprobeGrpcServerUnanswered,
 	)
 }
 

@@ -22,7 +22,7 @@ func TestContract(t *testing.T) {
 		StartMap: f.StartMap, Programs: programs,
 		Types:       map[string]any{"event_header": probes.EventHeader{}, "goroutine_key": probes.GoroutineKey{}},
 		LostEntries: probes.MaxKinds,
-		Constants:   []bpfcheck.Constant{{Name: "FAMILY_GRPC_SERVER", Value: kindGRPCServer}, {Name: "GRPCS_FLAG_STATUS", Value: grpcsFlagStatus}},
+		Constants:   []bpfcheck.Constant{{Name: "FAMILY_GRPC_SERVER", Value: kindGRPCServer}, {Name: "GRPCS_FLAG_STATUS", Value: grpcsFlagStatus}, {Name: "GRPCS_FLAG_UNANSWERED", Value: grpcsFlagUnanswered}},
 	})
 	if f.Kind != kindGRPCServer {
 		t.Errorf("Family().Kind = %d, want %d", f.Kind, kindGRPCServer)

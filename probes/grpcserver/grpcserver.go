@@ -24,7 +24,10 @@ import (
 const kindGRPCServer = 9
 
 // Flags of grpc_server_event: GRPCS_FLAG_* of bpf/grpc_server.c.
-const grpcsFlagStatus = 1
+const (
+	grpcsFlagStatus     = 1
+	grpcsFlagUnanswered = 2 // ended in processUnaryRPC, which writes no status
+)
 
 var rpcServerDuration = &aggregator.Metric{
 	Name:     "rpc_server_call_duration_seconds",
@@ -46,6 +49,11 @@ const (
 	// The ServerStream method that calls writeStatus (grpc-go ≥ 1.69),
 	// where not inlined into its caller.
 	streamWriteStatus = "google.golang.org/grpc/internal/transport.(*ServerStream).WriteStatus"
+	// Unary calls of the releases before the unified processRPC (v1.50,
+	// v1.60 read): the answer, and the status check of its error.
+	processUnaryRPC = "google.golang.org/grpc.(*Server).processUnaryRPC"
+	sendResponse    = "google.golang.org/grpc.(*Server).sendResponse"
+	fromError       = "google.golang.org/grpc/status.FromError"
 )
 
 // A call is timed from handleStream, which runs every stream's handler on
@@ -53,11 +61,23 @@ const (
 // (after the handler returned, a panic recovered by an interceptor
 // included, or at once for an unknown method). Both are probed at their
 // emulated entries: two hits per call.
+//
+// One path writes no status: in releases with processUnaryRPC, a unary
+// call whose answer failed with an error that carries no status (the
+// transport's ConnectionError: the client reset the stream and closed the
+// connection before the handler returned). processUnaryRPC then checks
+// the error with status.FromError, finds no status, and returns. The
+// instruction after that call (hit only when the answer failed, so its
+// single-step costs nothing on calls that succeed) ends such a call with
+// Unavailable, what otelgrpc reports for it (toRPCErr).
 var Probes = []probes.Probe{
 	{Function: handleStream, Program: "uprobe_grpc_server_start", Idempotent: true},
 	{Function: writeStatusNew, Program: "uprobe_grpc_server_finish", Optional: true, Idempotent: true},
 	{Function: writeStatusOld, Program: "uprobe_grpc_server_finish", Optional: true, Idempotent: true},
+	unanswered,
 }
+
+var unanswered = probes.Probe{Function: processUnaryRPC, Program: "uprobe_grpc_server_unanswered", Call: fromError, After: sendResponse, AfterCall: true, Optional: true}
 
 // Metrics returns the family's metrics, for the aggregator.
 func Metrics() []*aggregator.Metric { return []*aggregator.Metric{rpcServerDuration} }
@@ -87,6 +107,7 @@ func Family(agg *aggregator.Aggregator) *probes.Family {
 		ConfigMap: "grpc_server_config",
 		StartMap:  "grpc_server_starts",
 		Configure: Offsets,
+		LeaveOut:  leaveOut,
 		Decode:    st.decode,
 		Invalid:   []string{"status", "path", "utf8", "duration"},
 		Attached: func(pid int, bin *symbols.Binary, t aggregator.TargetID) {
@@ -94,6 +115,20 @@ func Family(agg *aggregator.Aggregator) *probes.Family {
 		},
 		Detached: func(pid int) { st.procs.Set(uint32(pid), nil) },
 	}
+}
+
+// leaveOut leaves the unanswered probe out where processUnaryRPC exists
+// but its check of the answer's error cannot be found (status.FromError
+// inlined, another shape, or not amd64): such calls then stay unmeasured,
+// as the status page says.
+func leaveOut(b *symbols.Binary) map[string]string {
+	if _, err := b.LookupFunc(processUnaryRPC); err != nil {
+		return nil
+	}
+	if _, err := probes.ProbeAddrs(b, unanswered); err != nil {
+		return map[string]string{processUnaryRPC: "unary calls whose answer failed without a status are not measured: " + err.Error()}
+	}
+	return nil
 }
 
 // Offsets reads where the fields the BPF programs read live in this
@@ -133,8 +168,8 @@ func Offsets(b *symbols.Binary) (any, error) {
 // The grpc-go releases whose sources were read for the signatures the BPF
 // programs rely on (handleStream's stream in arg 4, writeStatus' stream and
 // status in args 2 and 3; newClientStream's cc and method in args 4-6,
-// newAttemptLocked's and finish's receiver in arg 1 and finish's error in
-// args 2-3): v1.50 to v1.85. A newer release is refused until checked.
+// newAttemptLocked's and finish's receiver in arg 1, finish's error in
+// args 2-3 and newClientStream's error in results 3-4): v1.50 to v1.85. A newer release is refused until checked.
 const (
 	minMinor = 50
 	maxMinor = 85
@@ -207,7 +242,11 @@ func (st *state) decode(sh *aggregator.Shard, t aggregator.TargetID, raw []byte)
 	}
 	var l aggregator.Labels
 	l[0] = sh.InternString("grpc")
-	switch st.caller(c, ev) {
+	who := callerHandler // processUnaryRPC runs registered methods only
+	if ev.Hdr.Flags&grpcsFlagUnanswered == 0 {
+		who = st.caller(c, ev)
+	}
+	switch who {
 	case callerNoMethod:
 		// The method is whatever the client sent: not a label.
 		l[1], l[2] = sh.InternString("_OTHER"), sh.InternString("_OTHER")

@@ -1,6 +1,7 @@
 package grpcserver
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/blindspot-dev/blindspot/aggregator"
@@ -66,4 +67,23 @@ func TestDecodeRefusesImplausibleEvents(t *testing.T) {
 		{"caller unknown", serverEvent(nil), probes.Malformed, ""},
 		{"short", make([]byte, 8), probes.Malformed, ""},
 	})
+}
+
+// A unary call ended in processUnaryRPC without a status (its answer
+// failed on a closed connection) is a registered method's, with the code
+// the BPF program set: no return address to resolve.
+func TestDecodeUnanswered(t *testing.T) {
+	r := decodetest.NewRig(Metrics(), func(agg *aggregator.Aggregator) *probes.Family { return Family(agg) })
+	ev := serverEvent(func(e *bpfGrpcServerEvent) { e.Hdr.Flags, e.Code = grpcsFlagStatus|grpcsFlagUnanswered, 14 })
+	if v := r.Decode(r.Sh, r.TID, ev); v != probes.Decoded {
+		t.Fatalf("verdict %v, want Decoded", v)
+	}
+	var got []string
+	for _, p := range r.Agg.Snapshot() {
+		got = append(got, p.Metric.Name+" "+strings.Join(p.Labels, ","))
+	}
+	want := "rpc_server_call_duration_seconds grpc,shop.Cart,Add,14"
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("series %q, want %q", got, want)
+	}
 }

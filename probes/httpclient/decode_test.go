@@ -167,3 +167,36 @@ func TestDecodeVersion(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	newDecoderRig(f).Fuzz(f, clientEvent(nil))
 }
+
+// BenchmarkDecode is the decoder's and the aggregator's share of one
+// client event on the steady path (labels and series seen before).
+func BenchmarkDecode(b *testing.B) {
+	r := newDecoderRig(b)
+	var evs [][]byte
+	for _, c := range []struct {
+		method, scheme, host string
+		status               uint16
+	}{
+		{"GET", "http", "inventory.internal:8080", 200},
+		{"POST", "https", "payments.example.com", 503},
+		{"GET", "http", "inventory.internal:8080", 404},
+		{"PUT", "https", "[::1]:8443", 200},
+	} {
+		evs = append(evs, clientEvent(func(e *bpfHttpClientEvent) {
+			e.Status = c.status
+			e.MethodLen = setChars(e.Method[:], c.method)
+			e.SchemeLen = setChars(e.Scheme[:], c.scheme)
+			e.HostLen = uint16(setChars(e.Host[:], c.host))
+		}))
+	}
+	for _, ev := range evs {
+		if v := r.Decode(r.Sh, r.TID, ev); v != probes.Decoded {
+			b.Fatalf("verdict %d, want decoded", v)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r.Decode(r.Sh, r.TID, evs[i%len(evs)])
+	}
+}

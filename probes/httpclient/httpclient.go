@@ -133,6 +133,17 @@ func (st *httpClientState) decode(sh *aggregator.Shard, t aggregator.TargetID, r
 	if !probes.PlausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
 		return probes.InvalidDuration
 	}
+	d := float64(ev.Hdr.EndNs-ev.Hdr.StartNs) / 1e9
+	// An error's type is read from the program: only calls without one
+	// are memoised.
+	var kb [clientKeyMax]byte
+	var key []byte
+	if ev.Err.Type == 0 {
+		key = clientKey(kb[:0], t, ev)
+		if sh.ObserveMemo(key, t, d) {
+			return probes.Decoded // these bytes were decoded (as valid) before
+		}
+	}
 	var l aggregator.Labels
 	method := label.Chars(ev.Method[:], int(ev.MethodLen))
 	switch {
@@ -185,8 +196,28 @@ func (st *httpClientState) decode(sh *aggregator.Shard, t aggregator.TargetID, r
 		e := (*goerror.Error)(unsafe.Pointer(&ev.Err))
 		l[4] = sh.InternString(goerror.TypeOf(c.types, st.procs.Lookup(ev.Hdr.Pid), ev.Hdr.Pid, e))
 	}
-	sh.Observe(httpClientDuration, t, l, float64(ev.Hdr.EndNs-ev.Hdr.StartNs)/1e9)
+	if key != nil {
+		sh.ObserveAndMemo(key, httpClientDuration, t, l, d)
+	} else {
+		sh.Observe(httpClientDuration, t, l, d)
+	}
 	return probes.Decoded
+}
+
+// clientKeyMax bounds clientKey's bytes.
+const clientKeyMax = 1 + 4 + 2 + 2 + 2 + 3 + 2 + len(bpfHttpClientEvent{}.Method) +
+	len(bpfHttpClientEvent{}.Scheme) + len(bpfHttpClientEvent{}.Host)
+
+// clientKey appends the bytes the labels of an event without an error are
+// made of, for the shard's memo (see httpserver's serverKey).
+func clientKey(b []byte, t aggregator.TargetID, ev *bpfHttpClientEvent) []byte {
+	h := ev.Hdr.Flags
+	b = append(b, kindHTTPClient, byte(t), byte(t>>8), byte(t>>16), byte(t>>24),
+		byte(h), byte(h>>8), byte(ev.Status), byte(ev.Status>>8), ev.ProtoMajor, ev.ProtoMinor,
+		ev.MethodLen, ev.SchemeLen, byte(ev.HostLen), byte(ev.HostLen>>8))
+	b = append(b, label.Chars(ev.Method[:], int(ev.MethodLen))...)
+	b = append(b, label.Chars(ev.Scheme[:], int(ev.SchemeLen))...)
+	return append(b, label.Chars(ev.Host[:], int(ev.HostLen))...)
 }
 
 // hostPort returns the server_address and server_port labels of a URL's

@@ -74,7 +74,8 @@ type bpfHttpServerOffsets struct {
 	ChiPatterns     uint64
 	EchoPath        uint64
 	MuxPath         uint64
-	MuxTemplate     uint64
+	MuxReverse      uint64
+	MuxVars         uint64
 	PatternKind     uint32
 	Routers         uint32
 }

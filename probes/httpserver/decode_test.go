@@ -210,7 +210,9 @@ func TestDecodeRouterRoutes(t *testing.T) {
 		{httpRouterGin, "/files/*path", "/files/{path...}"},
 		{httpRouterEcho, "/users/:id", "/users/{id}"},
 		{httpRouterChi, "/api/*/items/{item}", "/api/items/{item}"},
-		{httpRouterMux, "/orders/{order:[0-9]+}", "/orders/{order}"},
+		{httpRouterMux, "/orders/%s\x00order", "/orders/{order}"},
+		{httpRouterMux, "/v2/%s/manifests/%s\x00name\x00reference", "/v2/{name}/manifests/{reference}"},
+		{httpRouterMux, "/files/", "/files/"},
 		{0, "", "/items/{id}"}, // no route recorded: the path, folded
 	} {
 		raw := serverEvent(func(e *bpfHttpServerEvent) {
@@ -238,4 +240,92 @@ func TestDecodeRouterRoutes(t *testing.T) {
 // allocate beyond a bound.
 func FuzzDecode(f *testing.F) {
 	newDecoderRig(f).Fuzz(f, serverEvent(nil))
+}
+
+// benchEvents are requests of a few shapes, taken in turn: ServeMux
+// patterns, raw paths folded into one route, a 5xx, HTTP/2 over TLS.
+func benchEvents() [][]byte {
+	var out [][]byte
+	for i, c := range []struct {
+		method, pattern, path string
+		status                uint16
+		flags                 uint16
+	}{
+		{"GET", "GET /api/items/{id}", "/api/items/7", 200, 0},
+		{"POST", "POST /api/items", "/api/items", 201, 0},
+		{"GET", "", "/users/42", 404, 0},
+		{"GET", "", "/users/43", 404, 0},
+		{"GET", "GET /api/items/{id}", "/api/items/9", 500, 0},
+		{"DELETE", "DELETE /api/items/{id}", "/api/items/7", 204, 0},
+		{"GET", "", "/healthz", 200, 0},
+		{"PUT", "PUT /api/items/{id}", "/api/items/7", 200, httpFlagTLS | httpFlagHTTP2},
+	} {
+		out = append(out, serverEvent(func(e *bpfHttpServerEvent) {
+			e.Hdr.Flags |= c.flags
+			e.Hdr.EndNs = e.Hdr.StartNs + 1000 + uint64(i)*1_234_567
+			e.Status = c.status
+			e.MethodLen = setChars(e.Method[:], c.method)
+			e.PatternLen = uint16(setChars(e.Pattern[:], c.pattern))
+			e.PathLen = uint16(setChars(e.Path[:], c.path))
+			if c.flags&httpFlagHTTP2 != 0 {
+				e.ProtoMajor, e.ProtoMinor = 2, 0
+			}
+		}))
+	}
+	return out
+}
+
+// BenchmarkDecode is the decoder's and the aggregator's share of one event
+// on the steady path (labels and series seen before): ns/op and allocs/op.
+func BenchmarkDecode(b *testing.B) {
+	r := newDecoderRig(b)
+	evs := benchEvents()
+	for _, ev := range evs {
+		if v := r.Decode(r.Sh, r.TID, ev); v != probes.Decoded {
+			b.Fatalf("verdict %d, want decoded", v)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r.Decode(r.Sh, r.TID, evs[i%len(evs)])
+	}
+}
+
+// What a decoded event's memo skips (its labels) is never what decides a
+// later event's verdict: an event that differs in any checked value, or
+// whose duration is implausible, is refused as if nothing were memoised;
+// only the valid ones are counted.
+func TestMemoKeepsVerdicts(t *testing.T) {
+	r := newDecoderRig(t)
+	good := serverEvent(func(e *bpfHttpServerEvent) { e.PatternLen = uint16(setChars(e.Pattern[:], "GET /items/{id}")) })
+	for i := 0; i < 3; i++ {
+		if v := r.Decode(r.Sh, r.TID, good); v != probes.Decoded {
+			t.Fatalf("verdict %d, want decoded", v)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		f    func(*bpfHttpServerEvent)
+		want probes.Verdict
+	}{
+		{"end before start", func(e *bpfHttpServerEvent) { e.Hdr.StartNs, e.Hdr.EndNs = 3000000, 1000000 }, probes.InvalidDuration},
+		{"status 257", func(e *bpfHttpServerEvent) { e.Status = 257 }, probes.InvalidStatus},
+		{"method with a space", func(e *bpfHttpServerEvent) { e.MethodLen = setChars(e.Method[:], "G T") }, probes.InvalidMethod},
+		{"pattern not UTF-8", func(e *bpfHttpServerEvent) { e.PatternLen = uint16(setChars(e.Pattern[:], "GET /items/{id}\xff")) }, probes.InvalidUTF8},
+		{"version 1.10", func(e *bpfHttpServerEvent) { e.ProtoMinor = 10 }, probes.InvalidProto},
+	} {
+		ev := serverEvent(func(e *bpfHttpServerEvent) {
+			e.PatternLen = uint16(setChars(e.Pattern[:], "GET /items/{id}"))
+			c.f(e)
+		})
+		for i := 0; i < 2; i++ {
+			if v := r.Decode(r.Sh, r.TID, ev); v != c.want {
+				t.Errorf("%s: verdict %d, want %d", c.name, v, c.want)
+			}
+		}
+	}
+	if got := r.Observed()[httpServerDuration.Name]; got != 3 {
+		t.Errorf("%d observations, want the 3 valid ones", got)
+	}
 }

@@ -232,6 +232,12 @@ func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) p
 	if !probes.PlausibleDuration(ev.Hdr.StartNs, ev.Hdr.EndNs) {
 		return probes.InvalidDuration
 	}
+	d := float64(ev.Hdr.EndNs-ev.Hdr.StartNs) / 1e9
+	var kb [serverKeyMax]byte
+	key := serverKey(kb[:0], t, ev)
+	if sh.ObserveMemo(key, t, d) {
+		return probes.Decoded // these bytes were decoded (as valid) before
+	}
 	status := uint16(0)
 	if ev.Hdr.Flags&httpFlagStatus != 0 {
 		// Written by the handler, or the 200 net/http sends for a handler
@@ -259,7 +265,15 @@ func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) p
 	}
 	// The pattern comes from the program's own code; the path from the
 	// client (only checked where it becomes the route).
-	pattern, ok := label.Text(label.Chars(ev.Pattern[:], int(ev.PatternLen)), int(ev.PatternLen) >= len(ev.Pattern), false)
+	rawPattern := label.Chars(ev.Pattern[:], int(ev.PatternLen))
+	var muxBuf [len(ev.Pattern) * 2]byte
+	if ev.Router == httpRouterMux {
+		var ok bool
+		if rawPattern, ok = muxRoute(rawPattern, muxBuf[:]); !ok {
+			return probes.Malformed
+		}
+	}
+	pattern, ok := label.Text(rawPattern, int(ev.PatternLen) >= len(ev.Pattern), false)
 	if !ok {
 		return probes.InvalidUTF8
 	}
@@ -312,9 +326,31 @@ func decodeHTTPServer(sh *aggregator.Shard, t aggregator.TargetID, raw []byte) p
 		l[4] = sh.InternString("http")
 	}
 	l[5] = sh.InternString(version)
-	d := float64(ev.Hdr.EndNs-ev.Hdr.StartNs) / 1e9
-	sh.Observe(httpServerDuration, t, l, d)
+	sh.ObserveAndMemo(key, httpServerDuration, t, l, d)
 	return probes.Decoded
+}
+
+// serverKeyMax bounds serverKey's bytes.
+const serverKeyMax = 1 + 4 + 2 + 2 + 4 + 1 + len(bpfHttpServerEvent{}.Method) +
+	2 + len(bpfHttpServerEvent{}.Pattern) + 2 + len(bpfHttpServerEvent{}.Path)
+
+// serverKey appends the bytes an event's labels are made of, for the
+// shard's memo (aggregator.Shard.ObserveMemo): everything the decoder
+// reads but the timestamps. The path only matters without a pattern, or
+// with one cut by its buffer (whose check may trim it to nothing).
+func serverKey(b []byte, t aggregator.TargetID, ev *bpfHttpServerEvent) []byte {
+	h := ev.Hdr.Flags
+	b = append(b, kindHTTPServer, byte(t), byte(t>>8), byte(t>>16), byte(t>>24),
+		byte(h), byte(h>>8), byte(ev.Status), byte(ev.Status>>8),
+		ev.ProtoMajor, ev.ProtoMinor, ev.Router, byte(ev.PatternLen), byte(ev.PatternLen>>8), ev.MethodLen)
+	b = append(b, label.Chars(ev.Method[:], int(ev.MethodLen))...)
+	pattern := label.Chars(ev.Pattern[:], int(ev.PatternLen))
+	b = append(b, pattern...)
+	if len(pattern) == 0 || int(ev.PatternLen) >= len(ev.Pattern) {
+		b = append(b, byte(ev.PathLen), byte(ev.PathLen>>8))
+		b = append(b, label.Chars(ev.Path[:], int(ev.PathLen))...)
+	}
+	return b
 }
 
 // serverVersion is the network.protocol.version of a request net/http

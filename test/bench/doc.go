@@ -17,7 +17,7 @@ import (
 
 // writeDoc writes the run's results as docs/performance.md: every figure
 // from this one run, ratios against the baseline measured in it.
-func writeDoc(path string, o options, all []variantSummary, sc *scaleResult, elapsed time.Duration) error {
+func writeDoc(path string, o options, all []variantSummary, sc *scaleResult, pipe *pipelineResult, elapsed time.Duration) error {
 	var b bytes.Buffer
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("# Performance\n\n")
@@ -37,7 +37,7 @@ func writeDoc(path string, o options, all []variantSummary, sc *scaleResult, ela
 		switch v.Name {
 		case "sql":
 			unit, units = "query", "queries"
-		case "business":
+		case "business", "grpcserver", "grpcclient":
 			unit, units = "call", "calls"
 		}
 		p("## %s\n\n", variantTitle(v))
@@ -99,6 +99,9 @@ func writeDoc(path string, o options, all []variantSummary, sc *scaleResult, ela
 		p("| attach, second process of a parsed executable | %.0f ms (%.0f–%.0f) | ≤ 20 ms |\n\n", median(sc.AttachSecond), minMax(sc.AttachSecond)[0], minMax(sc.AttachSecond)[1])
 		p("Attach times run from the start of the program's exec to /targets listing it with its probes placed (polled every 2 ms): they include the program's own start-up.\n\n")
 	}
+	if pipe != nil {
+		writePipelineDoc(&b, pipe)
+	}
 	p("## Reproduce\n\n`make bench` (as root; a few minutes). `go run ./test/bench -quick` is a smoke test of the same code that writes no document. The raw results are the JSON line `make bench` prints last.\n")
 	return os.WriteFile(path, b.Bytes(), 0o644)
 }
@@ -115,6 +118,10 @@ func variantTitle(v variantSummary) string {
 		return fmt.Sprintf("database/sql (QueryRow(\"SELECT 1\").Scan, modernc.org/sqlite in memory, %d goroutine)", v.Conns)
 	case "business":
 		return fmt.Sprintf("Business function (main.Checkout as a duration with a label and an outcome, %d goroutine)", v.Conns)
+	case "grpcserver":
+		return fmt.Sprintf("gRPC server (grpc-go unary calls over one plaintext HTTP/2 connection, %d calls at once)", v.Conns)
+	case "grpcclient":
+		return fmt.Sprintf("gRPC client (grpc-go unary calls through one ClientConn, %d goroutines)", v.Conns)
 	}
 	return v.Name
 }
@@ -167,4 +174,30 @@ func machine() string {
 		kernel = "Linux " + unix.ByteSliceToString(u.Release[:])
 	}
 	return fmt.Sprintf("%d × %s, %s, %s, built with %s", runtime.NumCPU(), model, kernel, runtime.GOARCH, runtime.Version())
+}
+
+// writePipelineDoc is the pipeline section: what one ring reader sustains
+// and what it costs per event, against the targets.
+func writePipelineDoc(b *bytes.Buffer, r *pipelineResult) {
+	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	p("## Pipeline: from the ring to the aggregated series\n\n")
+	p("A BPF program (bpf/bench_pipeline.c, run by `BPF_PROG_TEST_RUN` in bounded batches paced to a rate, on one CPU) writes the events the probe families write, byte for byte, into the agent's own rings: %s. ", r.Mix)
+	p("The agent's manager reads them with the families cmd/agent runs (one reader for that CPU's %d MiB ring, its decoders, its aggregator shard); rates double from %.2fM events/s while every event is read, %s each. ", r.RingBytes>>20, r.startRate()/1e6, r.LevelTime)
+	p("The producer runs in a process of its own (pinned to one CPU), so the agent's CPU is the bench process's own (getrusage: user + system, all its threads, the drain after each rate included), per event read; a rate that lost events is tried once more before the ladder stops (a shared machine's hiccup), and every rate that lost nothing is checked series by series for exact counts.\n\n")
+	p("| measure | value | target | × target |\n|---|---|---|---|\n")
+	p("| events/s one reader sustains with zero loss | %.2fM | ≥ %.0fM per core | %.2f× |\n", r.Sustained/1e6, pipelineTargetRate/1e6, r.Sustained/pipelineTargetRate)
+	p("| agent CPU per event at that rate | %.0f ns | ≤ %d ns | %.2f× |\n", r.NsPerEvent, pipelineTargetNs, r.NsPerEvent/pipelineTargetNs)
+	p("| events/s per agent core at that cost | %.2fM | ≥ %.0fM | %.2f× |\n\n", 1e3/max(r.NsPerEvent, 1e-9), pipelineTargetRate/1e6, 1e9/max(r.NsPerEvent, 1e-9)/pipelineTargetRate)
+	p("| rate asked | written | read | lost | agent ns/event | agent cores | series exact |\n|---|---|---|---|---|---|---|\n")
+	for _, lv := range r.Levels {
+		exact := "yes"
+		switch {
+		case !lv.ZeroLoss:
+			exact = "-"
+		case !lv.Exact:
+			exact = "**no**: " + lv.Problem
+		}
+		p("| %.2fM/s | %.2fM/s | %d | %d | %.0f | %.2f | %s |\n", lv.Rate/1e6, lv.Achieved/1e6, lv.Consumed, lv.Lost, lv.NsPerEvent, lv.Cores, exact)
+	}
+	p("\nThe producer's own CPU was %.0f ns per event written (its process's, not counted as the agent's). The machine's load average was %s when the pipeline began: a reader kept from its CPU for a few milliseconds by other work loses events at these rates (a 2 MiB ring holds about 6,000 of them).\n\n", r.ProducerNs, r.LoadAvg)
 }

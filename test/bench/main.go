@@ -40,6 +40,14 @@
 //	business    test/bench/biztarget: main.Checkout called in a loop,
 //	            measured as a duration metric with a label and an outcome
 //	            (probed at its entry and every RET)
+//	grpcclient  test/bench/grpctarget (its own module) as a grpc-go client
+//	            making unary calls to a grpc-go server (the same program,
+//	            another executable, on the load generator's CPU); probed by
+//	            the grpc_client family
+//
+// and grpcserver observes that grpc-go server (on the server's CPU) while
+// the grpc-go client is the load (on the load generator's CPU); probed by
+// the grpc_server family.
 //
 // Their floor places empty programs at every site of the family, as the
 // agent does, and their count check reads the family's duration histogram.
@@ -48,6 +56,12 @@
 // after the other: its RSS with none, one and all of them, and the time
 // from a program's exec to its probes being placed, for a new executable
 // and for a second process of one already parsed.
+//
+// First of all (variant pipeline, pipeline.go), the agent's own path from
+// the ring to the aggregated series: a BPF program writes the families'
+// events into the agent's rings at kernel speed, at doubling rates, and
+// the bench reports the highest rate one reader takes with zero loss and
+// the agent's CPU per event.
 //
 // -quick runs one short round of everything and writes no document: a
 // smoke test under a minute.
@@ -78,6 +92,8 @@ import (
 
 	"github.com/blindspot-dev/blindspot/probes"
 	"github.com/blindspot-dev/blindspot/probes/dbsql"
+	"github.com/blindspot-dev/blindspot/probes/grpcclient"
+	"github.com/blindspot-dev/blindspot/probes/grpcserver"
 	"github.com/blindspot-dev/blindspot/probes/httpclient"
 	"github.com/blindspot-dev/blindspot/probes/httpserver"
 	"github.com/blindspot-dev/blindspot/probes/userfunc"
@@ -107,6 +123,7 @@ type options struct {
 	clientDuration time.Duration
 	clientConns    int
 	sqlConns       int
+	grpcConns      int
 	serverCPU      int
 	clientCPU      int
 	keep           bool
@@ -116,9 +133,15 @@ type options struct {
 	doc            string
 	scale          int
 	scaleRounds    int
+	pipeline       time.Duration
+	pipelineProf   string
+	pipelineRate   float64
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == producerCommand {
+		os.Exit(producerMain(os.Args[2:]))
+	}
 	var o options
 	flag.IntVar(&o.rounds, "rounds", 5, "rounds of every setup, alternating")
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "measured load per round, keep-alive variant")
@@ -127,10 +150,11 @@ func main() {
 	flag.IntVar(&o.conns, "conns", 8, "concurrent keep-alive connections")
 	flag.IntVar(&o.newConns, "newconn-conns", 8, "concurrent clients in the new-connection variant")
 	flag.Int64Var(&o.maxRequests, "max-requests", 2_000_000, "upper bound on the requests of one round (warm-up included)")
-	flag.StringVar(&o.variants, "variants", "keepalive,newconn,httpclient,sql,business", "variants to run: keepalive, newconn, httpclient, sql, business")
+	flag.StringVar(&o.variants, "variants", "pipeline,keepalive,newconn,httpclient,sql,business,grpcserver,grpcclient", "variants to run: pipeline, keepalive, newconn, httpclient, sql, business, grpcserver, grpcclient")
 	flag.DurationVar(&o.clientDuration, "client-duration", 2*time.Second, "measured load per round, httpclient and sql variants")
 	flag.IntVar(&o.clientConns, "httpclient-conns", 4, "concurrent requests (keep-alive connections) of the httpclient target")
 	flag.IntVar(&o.sqlConns, "sql-conns", 1, "concurrent queries of the sql target")
+	flag.IntVar(&o.grpcConns, "grpc-conns", 4, "concurrent unary calls of the gRPC client (one ClientConn)")
 	flag.IntVar(&o.serverCPU, "server-cpu", 0, "CPU the target server is pinned to")
 	flag.IntVar(&o.clientCPU, "client-cpu", 1, "CPU the load generator is pinned to")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binaries, logs)")
@@ -140,6 +164,9 @@ func main() {
 	flag.StringVar(&o.doc, "doc", "docs/performance.md", "write the results to this Markdown file (empty: don't)")
 	flag.IntVar(&o.scale, "scale", 50, "measure the agent's memory and attach time observing this many programs (0: skip)")
 	flag.IntVar(&o.scaleRounds, "scale-rounds", 5, "attach-time samples of each kind (new executable, second process)")
+	flag.DurationVar(&o.pipeline, "pipeline-duration", 2*time.Second, "time at each rate of the pipeline benchmark (variant pipeline)")
+	flag.StringVar(&o.pipelineProf, "pipeline-cpuprofile", "", "write a CPU profile (pprof) of the pipeline benchmark to this file")
+	flag.Float64Var(&o.pipelineRate, "pipeline-rate", 0, "measure the pipeline at this rate only, events/s (0: rates doubling while nothing is lost)")
 	quick := flag.Bool("quick", false, "smoke test (under a minute): one short round of each variant, 5 programs for the scale measurement, no document (unless -doc is given)")
 	flag.Parse()
 	if *quick {
@@ -159,6 +186,7 @@ func main() {
 		def("scale", func() { o.scale = 5 })
 		def("scale-rounds", func() { o.scaleRounds = 2 })
 		def("doc", func() { o.doc = "" })
+		def("pipeline-duration", func() { o.pipeline = 300 * time.Millisecond })
 	}
 
 	for _, s := range strings.Split(*order, ",") {
@@ -183,7 +211,7 @@ func run(ctx context.Context, o options) error {
 	if os.Geteuid() != 0 {
 		return errors.New("must run as root: uprobes and BPF programs need CAP_SYS_ADMIN/CAP_BPF/CAP_PERFMON (try: sudo go run ./test/bench)")
 	}
-	if o.rounds < 1 || o.conns < 1 || o.newConns < 1 || o.clientConns < 1 || o.sqlConns < 1 || o.duration <= 0 || o.newDuration <= 0 || o.clientDuration <= 0 || o.maxRequests < 1 {
+	if o.rounds < 1 || o.conns < 1 || o.newConns < 1 || o.clientConns < 1 || o.sqlConns < 1 || o.grpcConns < 1 || o.duration <= 0 || o.newDuration <= 0 || o.clientDuration <= 0 || o.maxRequests < 1 {
 		return errors.New("rounds, conns, durations and max-requests must be positive")
 	}
 	if n := runtime.NumCPU(); o.serverCPU >= n || o.clientCPU >= n || o.serverCPU == o.clientCPU {
@@ -193,8 +221,11 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("-order must list %s once each", strings.Join(setups, ", "))
 	}
 	var variants []variant
+	runPipeline := false
 	for _, v := range strings.Split(o.variants, ",") {
 		switch strings.TrimSpace(v) {
+		case "pipeline":
+			runPipeline = true
 		case "keepalive":
 			variants = append(variants, variant{name: "keepalive", conns: o.conns, duration: o.duration, family: "http_server", metric: "http_server_request_duration_seconds_count"})
 		case "newconn":
@@ -205,8 +236,12 @@ func run(ctx context.Context, o options) error {
 			variants = append(variants, variant{name: "sql", client: true, conns: o.sqlConns, duration: o.clientDuration, family: "db", metric: "db_client_operation_duration_seconds_count"})
 		case "business":
 			variants = append(variants, variant{name: "business", client: true, conns: o.sqlConns, duration: o.clientDuration, family: userfunc.FamilyName, metric: bizMetric + "_count"})
+		case "grpcserver":
+			variants = append(variants, variant{name: "grpcserver", conns: o.grpcConns, duration: o.clientDuration, family: "grpc_server", metric: "rpc_server_call_duration_seconds_count"})
+		case "grpcclient":
+			variants = append(variants, variant{name: "grpcclient", client: true, conns: o.grpcConns, duration: o.clientDuration, family: "grpc_client", metric: "rpc_client_call_duration_seconds_count"})
 		default:
-			return fmt.Errorf("unknown variant %q (use keepalive, newconn, httpclient, sql, business)", v)
+			return fmt.Errorf("unknown variant %q (use pipeline, keepalive, newconn, httpclient, sql, business, grpcserver, grpcclient)", v)
 		}
 	}
 	if others := otherAgents(); len(others) > 0 {
@@ -214,6 +249,25 @@ func run(ctx context.Context, o options) error {
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("raise the locked-memory limit: %w", err)
+	}
+	// The pipeline first: in this process, before it is pinned to one CPU
+	// and before BPF run-time statistics slow every BPF program down.
+	var pipe *pipelineResult
+	if runPipeline {
+		var err error
+		if pipe, err = measurePipeline(pipelineOptions{duration: o.pipeline, start: 250e3, max: 64e6, cpu: o.serverCPU, profile: o.pipelineProf, nice: o.nice, fixed: o.pipelineRate}); err != nil {
+			return fmt.Errorf("pipeline: %w", err)
+		}
+		if len(variants) == 0 && o.scale == 0 {
+			reportPipeline(os.Stdout, pipe)
+			if o.doc != "" {
+				if err := writeDoc(o.doc, o, nil, nil, pipe, time.Since(began)); err != nil {
+					return fmt.Errorf("write %s: %w", o.doc, err)
+				}
+				logf("wrote %s", o.doc)
+			}
+			return nil
+		}
 	}
 	// Per-program run counts and run time, for as long as the bench runs.
 	stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
@@ -242,6 +296,13 @@ func run(ctx context.Context, o options) error {
 			builds = append(builds, build{filepath.Join(dir, "sqltarget"), "test/bench/sqltarget", "."})
 		case "business":
 			builds = append(builds, build{filepath.Join(dir, "biztarget"), ".", "./test/bench/biztarget"})
+		case "grpcserver", "grpcclient":
+			// One program, two executables: the agent includes one by path.
+			for _, out := range []string{"grpcserver", "grpcclient"} {
+				if !hasBuild(builds, filepath.Join(dir, out)) {
+					builds = append(builds, build{filepath.Join(dir, out), "test/bench/grpctarget", "."})
+				}
+			}
 		}
 	}
 	if err := buildAll(ctx, builds); err != nil {
@@ -274,12 +335,15 @@ func run(ctx context.Context, o options) error {
 	}
 	elapsed := time.Since(began)
 	all := report(os.Stdout, o, results, elapsed)
+	if pipe != nil {
+		reportPipeline(os.Stdout, pipe)
+	}
 	if sc != nil {
 		out, _ := json.Marshal(sc)
 		fmt.Println(string(out))
 	}
 	if o.doc != "" {
-		if err := writeDoc(o.doc, o, all, sc, elapsed); err != nil {
+		if err := writeDoc(o.doc, o, all, sc, pipe, elapsed); err != nil {
 			return fmt.Errorf("write %s: %w", o.doc, err)
 		}
 		logf("wrote %s", o.doc)
@@ -288,8 +352,18 @@ func run(ctx context.Context, o options) error {
 }
 
 // build is one program to build: out from pkg, run in dir (relative to
-// the blindspot module's root; the sql target is a module of its own).
+// the blindspot module's root; the sql and gRPC targets are modules of
+// their own).
 type build struct{ out, dir, pkg string }
+
+func hasBuild(builds []build, out string) bool {
+	for _, b := range builds {
+		if b.out == out {
+			return true
+		}
+	}
+	return false
+}
 
 // buildAll builds the targets and the agent with the go command on PATH.
 func buildAll(ctx context.Context, builds []build) error {
@@ -475,6 +549,41 @@ func (e *benchEnv) runVariant(ctx context.Context, v variant) (*variantResult, e
 		}
 		defer ct.stop(2 * time.Second)
 		vr.ct, vr.pid = ct, ct.Pid()
+	case "grpcserver", "grpcclient":
+		// The observed side on the server's CPU, the other on the load
+		// generator's; the client is commanded like the client targets.
+		srvCPU, cliCPU := e.o.serverCPU, e.o.clientCPU
+		if v.name == "grpcclient" {
+			srvCPU, cliCPU = cliCPU, srvCPU
+		}
+		srvLog := filepath.Join(e.dir, "grpcserver-"+v.name+".log")
+		server, addr, err := startTarget(ctx, filepath.Join(e.dir, "grpcserver"), srvCPU, srvLog)
+		if server != nil {
+			defer server.stop(2 * time.Second)
+		}
+		if err != nil {
+			return nil, err
+		}
+		cliLog := filepath.Join(e.dir, "grpcclient-"+v.name+".log")
+		ct, err := startClientTarget(ctx, filepath.Join(e.dir, "grpcclient"), []string{"-addr", addr, "-conns", fmt.Sprint(v.conns)}, cliCPU, cliLog)
+		if err != nil {
+			return nil, err
+		}
+		defer ct.stop(2 * time.Second)
+		vr.ct = ct
+		vr.exited = func() error {
+			if server.Exited() {
+				return fmt.Errorf("gRPC server exited; see %s", srvLog)
+			}
+			return nil
+		}
+		if v.name == "grpcserver" {
+			observed, sites = filepath.Join(e.dir, "grpcserver"), grpcserver.Probes
+			vr.pid, vr.peer = server.Pid(), ct.Pid()
+		} else {
+			observed, sites = filepath.Join(e.dir, "grpcclient"), grpcclient.Probes
+			vr.pid, vr.peer = ct.Pid(), server.Pid()
+		}
 	default:
 		target, addr, err := startTarget(ctx, e.targetPath, e.o.serverCPU, logPath)
 		if target != nil {
@@ -520,6 +629,10 @@ func (e *benchEnv) runVariant(ctx context.Context, v variant) (*variantResult, e
 		what = "goroutines querying SQLite"
 	case "business":
 		what = "goroutines calling main.Checkout"
+	case "grpcserver":
+		what = fmt.Sprintf("goroutines of a gRPC client on CPU %d making unary calls", e.o.clientCPU)
+	case "grpcclient":
+		what = fmt.Sprintf("goroutines making unary calls to a gRPC server on CPU %d", e.o.clientCPU)
 	}
 	logf("%s: target pid %d on CPU %s; %d %s, %d rounds x %v (+%v warm-up)",
 		v.name, pid, cpus, v.conns, what, e.o.rounds, v.duration, e.o.warmup)

@@ -184,6 +184,10 @@ func observedName(v variant) string {
 		return "database/sql client"
 	case "business":
 		return "business function"
+	case "grpcserver":
+		return "gRPC server"
+	case "grpcclient":
+		return "gRPC client"
 	}
 	return "server"
 }
@@ -211,6 +215,12 @@ func report(w io.Writer, o options, results []*variantResult, elapsed time.Durat
 		case r.name == "business":
 			unit, units, cpuCol, peerCol = "call", "calls", "CPU/call", "-"
 			mode = "goroutine(s) calling main.Checkout (a duration metric with a label and an outcome)"
+		case r.name == "grpcserver":
+			unit, units, cpuCol, peerCol = "call", "calls", "server CPU/call", "client/call"
+			mode = "unary calls at once from a grpc-go client in another process"
+		case r.name == "grpcclient":
+			unit, units, cpuCol, peerCol = "call", "calls", "client CPU/call", "server/call"
+			mode = "goroutines making grpc-go unary calls to a grpc-go server in another process"
 		}
 		fmt.Fprintf(w, "\n== %s: %d %s, %v measured per round after %v warm-up ==\n", r.name, r.conns, mode, r.duration, o.warmup)
 		fmt.Fprintf(w, "observed: %s (%s family); probe sites: %s\n", vs.Observed, vs.Family, strings.Join(r.floor.where, ", "))

@@ -336,8 +336,15 @@ func TestBusinessReload(t *testing.T) {
 func TestBusinessExample(t *testing.T) {
 	requireBPF(t)
 	businessVariants(t)
-	cfg := filepath.Join(env.repoRoot, "deploy", "business-example.yaml")
-	if _, err := os.Stat(cfg); err != nil {
+	example, err := os.ReadFile(filepath.Join(env.repoRoot, "deploy", "business-example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The example as shipped, limited to this test's program: an agent
+	// without a filter would instrument every Go program on the host.
+	cfg := filepath.Join(t.TempDir(), "business-example.yaml")
+	example = append(example, fmt.Sprintf("\ninclude:\n  - exe: %q\n", bizBuilds.shop)...)
+	if err := os.WriteFile(cfg, example, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	a := &agentProc{t: t, addr: freePort(t), stderr: &syncBuffer{}, done: make(chan struct{})}

@@ -59,6 +59,10 @@ type corpusProgram struct {
 	// h2: serve over TLS and send every request over HTTP/2 (net/http's
 	// own HTTP/2 server).
 	h2 bool
+	// privateTrust runs the program in a mount namespace of its own whose
+	// system trust store directories are empty tmpfs: a program that may
+	// install a CA root (caddy's PKI) cannot touch the host's.
+	privateTrust bool
 }
 
 func (p corpusProgram) name() string {
@@ -241,6 +245,14 @@ http://%s {
 		},
 		classes: "234",
 	},
+	"aptly": {
+		exe: "usr/bin/aptly",
+		args: func(dir, addr string) []string {
+			writeFile(dir, "aptly.conf", fmt.Sprintf(`{"rootDir": %q}`, filepath.Join(dir, "root")))
+			return []string{"-config=" + filepath.Join(dir, "aptly.conf"), "api", "serve", "-listen=" + addr, "-no-lock"}
+		},
+		ready: "/api/version",
+	},
 	"prometheus-node-exporter": {
 		exe: "usr/bin/prometheus-node-exporter",
 		args: func(dir, addr string) []string {
@@ -268,6 +280,12 @@ var corpusSuites = []struct {
 	{"sid", []string{"prometheus", "hugo", "rclone", "caddy", "prometheus-node-exporter", "prometheus-node-exporter+h2",
 		"etcd-server", "webhook", "prometheus-pushgateway", "docker-registry"}},
 }
+
+// corpusExtraPackages are "suite/pkg" fetched with the corpus for tests
+// beyond TestCorpus (distro_test.go, distro_routes_test.go): gRPC servers
+// and their clients, programs that route with gin.
+var corpusExtraPackages = []string{"bookworm/etcd-client", "trixie/etcd-server", "trixie/etcd-client", "sid/etcd-client",
+	"bookworm/aptly", "trixie/aptly", "sid/aptly"}
 
 func corpusPrograms() []corpusProgram {
 	var out []corpusProgram
@@ -313,6 +331,10 @@ func fetchCorpus(t *testing.T) {
 	corpusFetch.once.Do(func() {
 		corpusFetch.dirs, corpusFetch.errs = map[string]string{}, map[string]error{}
 		want := map[string][]string{}
+		for _, key := range corpusExtraPackages {
+			s, pkg, _ := strings.Cut(key, "/")
+			want[s] = append(want[s], pkg)
+		}
 		for _, p := range corpusPrograms() {
 			want[p.suite] = append(want[p.suite], p.pkg)
 			for _, l := range p.libs {
@@ -459,6 +481,12 @@ func startCorpusProgram(t *testing.T, a *agentProc, p corpusProgram) (*corpusPro
 		},
 	}
 	cp.cmd = exec.Command(exe, args...)
+	if p.privateTrust {
+		// unshare and sh exec in place: the pid is the program's.
+		cp.cmd = exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "--", "sh", "-c",
+			`for d in /usr/local/share/ca-certificates /etc/ssl/certs; do mount -t tmpfs -o size=1m none "$d" || exit 1; done; exec "$0" "$@"`,
+			exe}, args...)...)
+	}
 	cp.cmd.Dir = dir
 	cp.cmd.Env = append(filteredEnv("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "GOMAXPROCS", "GOGC", "GODEBUG", "HOME", "LD_LIBRARY_PATH"),
 		"OTEL_SERVICE_NAME="+cp.service, "GOMAXPROCS=3", "GOGC=150", "HOME="+dir,

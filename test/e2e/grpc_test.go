@@ -29,30 +29,65 @@ var grpcBuilds = []struct {
 
 // grpcRound is what one round of the target's script calls: service|method|code
 // → count, as both sides see it (the server sees the unknown method as
-// _OTHER).
-func grpcRound(server bool) map[string]uint64 {
+// _OTHER). old says grpc-go v1.60 (grpcold), whose server reports a call
+// whose connection the client closed before the answer with the status
+// it then writes, Unknown (the transport's "transport is closing" as a
+// status); v1.85 writes Unavailable (toRPCErr of that error). The client
+// sees Canceled (its ClientConn closing) on both. Each is what otelgrpc
+// reports for that release.
+func grpcRound(server, old bool) map[string]uint64 {
 	const svc = "blindspot.test.Echo"
 	k := func(method, code string) string { return svc + "|" + method + "|" + code }
 	m := map[string]uint64{
 		k("Unary", "0"): 3, k("Unary", "3"): 1, k("Unary", "5"): 1, k("Unary", "7"): 1, k("Unary", "14"): 1,
 		k("Unary", "13"):       1, // a panic recovered into Internal
 		k("Unary", "4"):        1, // deadline exceeded
-		k("Unary", "1"):        1, // canceled by the client
+		k("Unary", "1"):        2, // canceled by the client; reset before the answer
 		k("ServerStream", "0"): 1, k("ServerStream", "9"): 1, k("ServerStream", "13"): 1,
 		k("Bidi", "0"): 1, k("Bidi", "8"): 1,
 	}
+	// Reset, then its connection closed, before the answer: Canceled on
+	// the client; Unavailable on the server (v1.85 writes it; v1.60 writes
+	// nothing, and the call ends where processUnaryRPC finds that the
+	// answer's error carries no status).
 	if server {
-		m["_OTHER|_OTHER|12"] = 1
+		m[k("Unary", "14")]++
 	} else {
+		m[k("Unary", "1")]++
+	}
+	switch {
+	case !server:
 		m[k("NoSuchMethod", "12")] = 1
+		m[k("Unary", "1")]++ // its connection closed before the answer
+	case old:
+		m["_OTHER|_OTHER|12"] = 1
+		m[k("Unary", "2")]++
+	default:
+		m["_OTHER|_OTHER|12"] = 1
+		m[k("Unary", "14")]++
 	}
 	return m
+}
+
+// grpcFailing is what the round's calls whose stream is never created
+// count on the client (service|method|code|address|port), for the
+// server's port, the closed one and the silent one.
+func grpcFailing(port, closed, silent string) map[string]uint64 {
+	const svc = "blindspot.test.Echo"
+	k := func(method, code, port string) string { return svc + "|" + method + "|" + code + "|localhost|" + port }
+	return map[string]uint64{
+		k("Unary", "14", closed): 3, k("ServerStream", "14", closed): 3, // connection refused (one through interceptors)
+		k("Unary", "4", silent): 2, k("ServerStream", "4", silent): 2, // deadline while connecting
+		k("Unary", "1", port): 2, k("ServerStream", "1", port): 2, // closed ClientConn
+	}
 }
 
 // TestGRPC runs grpc-go servers and clients (two grpc-go releases, four Go
 // releases, plain and stripped, TLS and plaintext) under one agent and
 // checks the exact count of every (service, method, status) on both sides,
-// and the client's server address and port.
+// and the client's server address and port; calls whose stream is never
+// created (refused, deadline while connecting, closed ClientConn) count on
+// the client with their status.
 func TestGRPC(t *testing.T) {
 	requireBPF(t)
 	var want []matrixBuild
@@ -66,9 +101,9 @@ func TestGRPC(t *testing.T) {
 	requireMatrix(t, skipped)
 	a := startAgent(t, "")
 	type run struct {
-		name string
-		p    *lineProc
-		port string
+		name                 string
+		p                    *lineProc
+		port, closed, silent string
 	}
 	var runs []run
 	for _, v := range vs {
@@ -81,7 +116,9 @@ func TestGRPC(t *testing.T) {
 		name := fmt.Sprintf("%s-%s-%s", strings.SplitN(strings.TrimPrefix(v.exe, env.dir+"/"), "-", 2)[0], v.name, mode)
 		p := startLineProc(t, v.exe, fmt.Sprintf("e2e-grpc-%s-%d", name, serviceSeq.Add(1)), mode)
 		port := strings.TrimPrefix(p.waitLine(t, "port ", 10*time.Second), "port ")
-		runs = append(runs, run{name, p, port})
+		closed := strings.TrimPrefix(p.waitLine(t, "closed ", 10*time.Second), "closed ")
+		silent := strings.TrimPrefix(p.waitLine(t, "silent ", 10*time.Second), "silent ")
+		runs = append(runs, run{name, p, port, closed, silent})
 	}
 	for _, r := range runs {
 		ts := a.waitTargeted(t, r.p.pid, 15*time.Second)
@@ -94,20 +131,36 @@ func TestGRPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, fam := range []string{"grpc_server: <details><summary>2 functions", "grpc_client: <details><summary>3 functions"} {
-		if n := strings.Count(string(page), fam); n < len(runs) {
+	// (3 server functions where processUnaryRPC exists: v1.60.)
+	for _, fam := range [][]string{
+		{"grpc_server: <details><summary>2 functions", "grpc_server: <details><summary>3 functions"},
+		{"grpc_client: <details><summary>4 functions"},
+	} {
+		n := 0
+		for _, f := range fam {
+			n += strings.Count(string(page), f)
+		}
+		if n < len(runs) {
 			t.Errorf("status page shows %q %d times, want %d (one per program)", fam, n, len(runs))
 		}
 	}
 	for _, r := range runs {
 		r.p.waitLine(t, "done 1", 30*time.Second)
+		// The target checks each call's outcome against the script.
+		if e := r.p.stderr.String(); strings.Contains(e, "unexpected error") {
+			t.Errorf("%s: calls did not end as scripted:\n%s", r.name, e)
+		}
 	}
 	for _, r := range runs {
 		t.Run(r.name, func(t *testing.T) {
-			wantServer := grpcRound(true)
+			old := strings.HasPrefix(r.name, "grpcold-")
+			wantServer := grpcRound(true, old)
 			wantClient := map[string]uint64{}
-			for k, n := range grpcRound(false) {
+			for k, n := range grpcRound(false, old) {
 				wantClient[k+"|localhost|"+r.port] = n
+			}
+			for k, n := range grpcFailing(r.port, r.closed, r.silent) {
+				wantClient[k] += n
 			}
 			var gotServer, gotClient map[string]uint64
 			waitFor(10*time.Second, func() bool {
@@ -134,5 +187,90 @@ func TestGRPC(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// grpcCounted returns blindspot_events_lost_total of the gRPC family fam
+// and the number of calls metric counts for service.
+func grpcCounted(t *testing.T, a *agentProc, fam, metric, service string) (lost, counted uint64) {
+	t.Helper()
+	s := a.mustScrape(t)
+	l, _ := s.value("blindspot_events_lost_total", map[string]string{"probe": fam})
+	for _, n := range s.histCounts(metric, service, "rpc_method") {
+		counted += n
+	}
+	return uint64(l), counted
+}
+
+// TestGRPCInFlightBound shrinks the maps of calls in flight to 64 entries
+// (a test hook) and keeps 100 slow unary calls in flight at once: each
+// map stays bounded, and every call is counted or counted as lost on each
+// side, never dropped silently (an LRU map would evict a start and leave
+// its end unmatched); afterwards calls are counted exactly again.
+func TestGRPCInFlightBound(t *testing.T) {
+	requireBPF(t)
+	const bound, n = 64, 100
+	t.Setenv("BLINDSPOT_TEST_MAX_IN_FLIGHT", fmt.Sprint(bound))
+	vs, skipped, err := buildMatrix(env.ctx, []matrixBuild{{"grpcsvc", "plain", 26}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireMatrix(t, skipped)
+	a := startAgent(t, "")
+	p := startLineProc(t, vs[0].exe, fmt.Sprintf("e2e-grpc-inflight-%d", serviceSeq.Add(1)), "plaintext")
+	p.waitLine(t, "port ", 10*time.Second)
+	a.waitTargeted(t, p.pid, 15*time.Second)
+	sides := []struct{ fam, metric, short string }{
+		{"grpc_server", "rpc_server_call_duration_seconds", "grpc_server_sta"},
+		{"grpc_client", "rpc_client_call_duration_seconds", "grpc_client_sta"},
+	}
+	var lost0 [2]uint64
+	for i, sd := range sides {
+		lost0[i], _ = grpcCounted(t, a, sd.fam, sd.metric, p.service)
+	}
+	p.send(t, fmt.Sprintf("burst %d 3000", n))
+	peak := map[string]int{}
+	waitFor(2500*time.Millisecond, func() bool {
+		u := measureAgent(t, a)
+		for _, sd := range sides {
+			peak[sd.short] = max(peak[sd.short], u.MapEntries[sd.short])
+		}
+		return false
+	})
+	p.waitLine(t, fmt.Sprintf("burst done %d", n), 30*time.Second)
+	var counted [2]uint64
+	for i, sd := range sides {
+		var lost uint64
+		waitFor(10*time.Second, func() bool {
+			l, c := grpcCounted(t, a, sd.fam, sd.metric, p.service)
+			lost, counted[i] = l-lost0[i], c
+			return counted[i]+lost >= n
+		})
+		t.Logf("%s: %d calls in flight at once, map bound %d (peak %d entries): counted %d, lost %d", sd.fam, n, bound, peak[sd.short], counted[i], lost)
+		if peak[sd.short] > bound {
+			t.Errorf("%s: map of calls in flight held %d entries, bound %d", sd.fam, peak[sd.short], bound)
+		}
+		if counted[i]+lost != n {
+			t.Errorf("%s: counted %d + lost %d = %d, sent %d: calls dropped without being counted as lost", sd.fam, counted[i], lost, counted[i]+lost, n)
+		}
+		if lost == 0 {
+			t.Errorf("%s: no call lost: the map never filled, the test proves nothing", sd.fam)
+		}
+	}
+	if e := p.stderr.String(); strings.Contains(e, "unexpected error") {
+		t.Fatalf("calls failed:\n%s", e)
+	}
+	// With the map free again, every call counts.
+	p.send(t, "burst 20 10")
+	p.waitLine(t, "burst done 20", 30*time.Second)
+	for i, sd := range sides {
+		var c uint64
+		waitFor(10*time.Second, func() bool {
+			_, c = grpcCounted(t, a, sd.fam, sd.metric, p.service)
+			return c >= counted[i]+20
+		})
+		if c != counted[i]+20 {
+			t.Errorf("%s: %d calls counted after 20 more, want %d", sd.fam, c, counted[i]+20)
+		}
 	}
 }

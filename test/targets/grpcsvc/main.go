@@ -33,8 +33,9 @@ import (
 )
 
 // The service, defined without generated code: every method takes a
-// StringValue saying what to do ("ok", "code:N", "panic", "hang"); the
-// streaming ones answer three messages first.
+// StringValue saying what to do ("ok", "code:N", "panic", "hang",
+// "sleep:MS" regardless of the client); the streaming ones answer three
+// messages first.
 type echo interface{}
 
 type server struct{ handled sync.WaitGroup }
@@ -59,6 +60,10 @@ func act(ctx context.Context, what string) error {
 			return status.Error(codes.DeadlineExceeded, "deadline passed")
 		}
 		return status.Error(codes.Canceled, "canceled by the client")
+	case strings.HasPrefix(what, "sleep:"):
+		ms, _ := strconv.Atoi(what[6:])
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		return nil
 	}
 	return status.Error(codes.InvalidArgument, "unknown action")
 }
@@ -238,6 +243,115 @@ func round(s *server, cc *grpc.ClientConn) {
 	call(func() error { return bidiCall(cc, bg, "code:8") })
 	// An unknown method: the server answers Unimplemented without a handler.
 	call(func() error { return unaryCall(cc, bg, "/blindspot.test.Echo/NoSuchMethod", "ok") })
+	// Reset by the client before the response: the handler answers OK
+	// after the client gave up (its RST_STREAM came first).
+	s.handled.Add(1)
+	call(func() error {
+		ctx, cancel := context.WithCancel(bg)
+		time.AfterFunc(50*time.Millisecond, cancel)
+		return unaryCall(cc, ctx, unary, "sleep:300")
+	})
+	// The client's connection closed before the answer: a ClientConn of
+	// its own, closed while the handler runs.
+	s.handled.Add(1)
+	call(func() error {
+		own := dialServer()
+		time.AfterFunc(50*time.Millisecond, func() { own.Close() })
+		return unaryCall(own, bg, unary, "sleep:300")
+	})
+	// Reset by the client, then its connection closed, before the answer:
+	// the answer fails on the transport itself.
+	s.handled.Add(1)
+	call(func() error {
+		own := dialServer()
+		ctx, cancel := context.WithCancel(bg)
+		time.AfterFunc(50*time.Millisecond, cancel)
+		time.AfterFunc(100*time.Millisecond, func() { own.Close() })
+		return unaryCall(own, ctx, unary, "sleep:300")
+	})
+	s.handled.Wait()
+}
+
+// dialServer opens a new ClientConn to the program's own server.
+var dialServer func() *grpc.ClientConn
+
+// failing runs calls whose stream is never created, each twice unary and
+// twice streaming: to a closed port (Unavailable; and once each through
+// interceptors), to a listener that
+// accepts and never answers, with a deadline (DeadlineExceeded while the
+// connection is made), and on a closed ClientConn (Canceled).
+func failing(closed, silent, open string, copts []grpc.DialOption) {
+	bg := context.Background()
+	const unary = "/blindspot.test.Echo/Unary"
+	call := func(f func() error, want codes.Code) {
+		if err := f(); status.Code(err) != want {
+			fmt.Fprintf(os.Stderr, "unexpected error: %v (want %v)\n", err, want)
+		}
+	}
+	dial := func(target string) *grpc.ClientConn {
+		cc, err := grpc.Dial(target, copts...)
+		if err != nil {
+			panic(err)
+		}
+		return cc
+	}
+	cc := dial(closed)
+	for i := 0; i < 2; i++ {
+		call(func() error { return unaryCall(cc, bg, unary, "ok") }, codes.Unavailable)
+		call(func() error { return serverStreamCall(cc, bg, "ok") }, codes.Unavailable)
+	}
+	cc.Close()
+	// The same through interceptors, which call newClientStream through a
+	// function value: once each.
+	cc, err := grpc.Dial(closed, append(copts,
+		grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}),
+		grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			return streamer(ctx, desc, cc, method, opts...)
+		}))...)
+	if err != nil {
+		panic(err)
+	}
+	call(func() error { return unaryCall(cc, bg, unary, "ok") }, codes.Unavailable)
+	call(func() error { return serverStreamCall(cc, bg, "ok") }, codes.Unavailable)
+	cc.Close()
+	cc = dial(silent)
+	for i := 0; i < 2; i++ {
+		call(func() error {
+			ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
+			defer cancel()
+			return unaryCall(cc, ctx, unary, "ok")
+		}, codes.DeadlineExceeded)
+		call(func() error {
+			ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
+			defer cancel()
+			return serverStreamCall(cc, ctx, "ok")
+		}, codes.DeadlineExceeded)
+	}
+	cc.Close()
+	cc = dial(open)
+	cc.Close()
+	for i := 0; i < 2; i++ {
+		call(func() error { return unaryCall(cc, bg, unary, "ok") }, codes.Canceled)
+		call(func() error { return serverStreamCall(cc, bg, "ok") }, codes.Canceled)
+	}
+}
+
+// burst makes n unary calls at once, each held by the server for ms.
+func burst(s *server, cc *grpc.ClientConn, n, ms int) {
+	s.handled.Add(n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := unaryCall(cc, context.Background(), "/blindspot.test.Echo/Unary", "sleep:"+strconv.Itoa(ms)); err != nil {
+				fmt.Fprintln(os.Stderr, "unexpected error:", err)
+			}
+		}()
+	}
+	wg.Wait()
 	s.handled.Wait()
 }
 
@@ -260,18 +374,54 @@ func main() {
 	gs.RegisterService(serviceDesc(s), s)
 	go gs.Serve(ln)
 	target := "localhost:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	cc, err := grpc.Dial(target, copts...)
+	dialServer = func() *grpc.ClientConn {
+		cc, err := grpc.Dial(target, copts...)
+		if err != nil {
+			panic(err)
+		}
+		return cc
+	}
+	cc := dialServer()
+	// A port nothing listens on, and a listener that accepts connections
+	// and never answers.
+	cl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
 	}
+	closedPort := cl.Addr().(*net.TCPAddr).Port
+	cl.Close()
+	sl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	go func() {
+		var held []net.Conn
+		for {
+			c, err := sl.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
 	fmt.Println("port", ln.Addr().(*net.TCPAddr).Port)
+	fmt.Println("closed", closedPort)
+	fmt.Println("silent", sl.Addr().(*net.TCPAddr).Port)
 	rounds := 0
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
-		if in.Text() == "run" {
+		f := strings.Fields(in.Text())
+		switch {
+		case len(f) == 1 && f[0] == "run":
 			rounds++
 			round(s, cc)
+			failing("localhost:"+strconv.Itoa(closedPort), "localhost:"+strconv.Itoa(sl.Addr().(*net.TCPAddr).Port), target, copts)
 			fmt.Println("done", rounds)
+		case len(f) == 3 && f[0] == "burst":
+			n, _ := strconv.Atoi(f[1])
+			ms, _ := strconv.Atoi(f[2])
+			burst(s, cc, n, ms)
+			fmt.Println("burst done", n)
 		}
 	}
 }
