@@ -141,10 +141,10 @@ func (a *agent) targets() int {
 
 // metrics returns the total of metric (a histogram's _count) and of
 // blindspot_events_total{probe=family}.
-func (a *agent) metrics(metric, family string) (count, events float64, err error) {
+func (a *agent) metrics(metric, family string) (count, events, lost float64, err error) {
 	resp, err := httpc.Get(a.base + "/metrics")
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
@@ -166,18 +166,21 @@ func (a *agent) metrics(metric, family string) (count, events float64, err error
 			count += v
 		case name == "blindspot_events_total" && strings.Contains(labels, `probe="`+family+`"`):
 			events += v
+		case name == "blindspot_events_lost_total" && strings.Contains(labels, `probe="`+family+`"`):
+			lost += v
 		}
 	}
-	return count, events, sc.Err()
+	return count, events, lost, sc.Err()
 }
 
-// waitCount polls /metrics until the request count reaches want or the
+// waitCount polls /metrics until the operations counted, plus those
+// counted as lost (a ring or an in-flight map full), reach want or the
 // time runs out, and returns the last reading.
-func (a *agent) waitCount(metric, family string, want float64, timeout time.Duration) (count, events float64, err error) {
+func (a *agent) waitCount(metric, family string, want float64, timeout time.Duration) (count, events, lost float64, err error) {
 	end := time.Now().Add(timeout)
 	for {
-		count, events, err = a.metrics(metric, family)
-		if (err == nil && count >= want) || time.Now().After(end) {
+		count, events, lost, err = a.metrics(metric, family)
+		if (err == nil && count+lost >= want) || time.Now().After(end) {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -449,6 +449,7 @@ type sample struct {
 	AgentRSS      uint64  `json:"agent_rss_bytes,omitempty"`
 	Sent          int64   `json:"requests_sent,omitempty"` // since the probes were attached
 	Counted       float64 `json:"agent_counted,omitempty"`
+	Lost          float64 `json:"agent_lost,omitempty"` // counted by the agent as not measured (ring or in-flight map full)
 	Events        float64 `json:"agent_events,omitempty"`
 	AttachSeconds float64 `json:"attach_seconds,omitempty"`
 	Errors        int64   `json:"client_errors"`
@@ -851,7 +852,7 @@ func (e *benchEnv) round(ctx context.Context, vr *variantRun, setup string) (sam
 		// The agent counts a request at its end; give its reader time to
 		// drain, then read its count and its memory.
 		smp.Sent = l.Done()
-		smp.Counted, smp.Events, err = ag.waitCount(v.metric, v.family, float64(smp.Sent), 3*time.Second)
+		smp.Counted, smp.Events, smp.Lost, err = ag.waitCount(v.metric, v.family, float64(smp.Sent), 3*time.Second)
 		if err != nil {
 			return smp, fmt.Errorf("read blindspot /metrics: %w", err)
 		}
