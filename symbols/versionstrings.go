@@ -60,6 +60,9 @@ type versionStringsResult struct {
 }
 
 func (b *Binary) readVersionStrings(prefix string) (VersionStrings, error) {
+	if b.ef == nil {
+		return VersionStrings{}, errors.New("no ELF file")
+	}
 	s := b.ef.Section(".rodata")
 	if s == nil {
 		return VersionStrings{}, errors.New("no .rodata section")
