@@ -141,6 +141,8 @@ func TestDistroGRPC(t *testing.T) {
 					t.Errorf("%s: %s error %q, sites %v; want it refused: %q", what, fam, e, sites, why)
 				case !refused && (e != "" || len(sites) == 0):
 					t.Errorf("%s: %s error %q, sites %v; want it attached", what, fam, e, sites)
+				case !refused && !strings.HasPrefix(what, "etcdctl ["):
+					t.Logf("%s: %s attached: %v", what, fam, sites)
 				}
 			}
 			ts := a.waitTargeted(t, cp.pid, 10*time.Second)
