@@ -2,6 +2,8 @@ package symbols
 
 import (
 	"bytes"
+	"debug/elf"
+	"encoding/binary"
 	"io"
 	"reflect"
 	"strings"
@@ -132,4 +134,32 @@ func FuzzScanVersions(f *testing.F) {
 			t.Fatalf("%d bytes: allocated %d", len(data), n)
 		}
 	})
+}
+
+// A .rodata header claiming more than the file holds is refused before a
+// byte is read.
+func TestReadVersionStringsLyingHeader(t *testing.T) {
+	data := readFile(t, tinyTarget(t))
+	ef, err := elf.NewFile(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := -1
+	for i, s := range ef.Sections {
+		if s.Name == ".rodata" {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		t.Fatal("no .rodata")
+	}
+	shoff := binary.LittleEndian.Uint64(data[0x28:])
+	binary.LittleEndian.PutUint64(data[shoff+uint64(idx)*64+32:], 1<<40) // sh_size
+	b, err := NewBinary(bytes.NewReader(data), "lying")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ReadVersionStrings("grpc-go/"); err == nil || !strings.Contains(err.Error(), "outside the file") {
+		t.Errorf("ReadVersionStrings: %v, want the section refused", err)
+	}
 }
