@@ -105,10 +105,11 @@ var distroCalls = []distroCall{
 // both programs, and no RPC series appears. trixie's and sid's attach:
 // a long-lived etcdctl watch and a bounded set of one-shot etcdctl
 // commands, each held at its exec until the agent attached, count
-// exactly on both sides, per (service, method, status); etcd makes no
-// gRPC call of its own meanwhile (its gateway calls itself only for HTTP
-// /v3 requests, which the test does not send), so the server's counts
-// are the commands' alone.
+// exactly on both sides, per (service, method, status). etcd calls
+// itself over gRPC only through its grpc-gateway, for HTTP /v3/ requests:
+// the test sends one, counted on etcd's client side and its server side,
+// and one the gateway refuses before calling. Nothing else calls: the
+// server's counts are the commands' and the gateway's.
 func TestDistroGRPC(t *testing.T) {
 	requireBPF(t)
 	fetchCorpus(t)
@@ -180,10 +181,24 @@ func TestDistroGRPC(t *testing.T) {
 			// The watch saw every put: the calls went through while both
 			// programs were observed.
 			w.waitLine(t, "2", 15*time.Second)
+			// etcd's own gRPC client: its grpc-gateway answers HTTP /v3/
+			// requests by calling etcd over gRPC, on its client port. A
+			// body that is not JSON is refused (400) before any call.
+			for _, r := range []struct {
+				body string
+				code int
+			}{{`{"key":"ZGlzdHJv"}`, 200}, {"garbage", 400}} {
+				code, body, err := cp.doBody(corpusRequest{method: "POST", path: "/v3/kv/range", body: r.body})
+				if err != nil || code != r.code {
+					t.Fatalf("POST /v3/kv/range %s: %d %v, want %d: %s", r.body, code, err, r.code, body)
+				}
+			}
+			wantServer["etcdserverpb.KV|Range|0"]++
 			// service → metric → labels → count: every program, both
 			// sides. The watch's stream is still open: counted on neither.
+			// etcdctl links a gRPC server too, which serves nothing.
 			want := map[string]map[string]map[string]uint64{
-				cp.service: {server: wantServer, client: {}},
+				cp.service: {server: wantServer, client: {"etcdserverpb.KV|Range|0|127.0.0.1|" + port: 1}},
 				w.service:  {server: {}, client: {}},
 			}
 			for i, c := range distroCalls {
