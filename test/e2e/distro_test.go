@@ -49,10 +49,17 @@ func runObserved(t *testing.T, a *agentProc, exe, service string, args ...string
 		t.Fatal(err)
 	}
 	pid := cmd.Process.Pid
-	done := make(chan struct{})
+	// Until its waiter runs, a failure kills and reaps the program here
+	// (SIGKILL ends a traced process too).
+	errc := make(chan error, 1)
+	waiting := false
 	defer func() {
 		cmd.Process.Kill()
-		<-done
+		if waiting {
+			<-errc
+		} else {
+			cmd.Wait()
+		}
 	}()
 	var ws syscall.WaitStatus
 	if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil || !ws.Stopped() {
@@ -62,10 +69,11 @@ func runObserved(t *testing.T, a *agentProc, exe, service string, args ...string
 	if err := syscall.PtraceDetach(pid); err != nil {
 		t.Fatalf("%s: detach: %v", service, err)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- cmd.Wait(); close(done) }()
+	waiting = true
+	go func() { errc <- cmd.Wait() }()
 	select {
 	case err := <-errc:
+		errc <- err // for the deferred reap
 		return ts, out.String(), err
 	case <-time.After(30 * time.Second):
 		t.Fatalf("%s %v: still running after 30s: %s", service, args, out.String())
