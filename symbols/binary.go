@@ -97,10 +97,11 @@ type Binary struct {
 	mstatsCode map[string]uint64 // runtime.mstats fields read from the runtime's code
 	mstatsErr  error
 
-	cacheMu     sync.Mutex
-	dwarfStruct map[string]map[string]uint64 // DWARF struct lookups by type name
-	sites       map[uint64]checkedSite       // CheckSite results by address
-	globals     map[string]uint64            // .symtab addresses of globals asked for (0: absent)
+	cacheMu        sync.Mutex
+	dwarfStruct    map[string]map[string]uint64    // DWARF struct lookups by type name
+	sites          map[uint64]checkedSite          // CheckSite results by address
+	globals        map[string]uint64               // .symtab addresses of globals asked for (0: absent)
+	versionStrings map[string]versionStringsResult // ReadVersionStrings by prefix
 }
 
 // Open opens and parses the Go executable at path. Non-ELF files yield a

@@ -178,18 +178,49 @@ const (
 // CheckVersion refuses a binary whose grpc-go release is outside the
 // checked range, or unknown.
 func CheckVersion(b *symbols.Binary) error {
-	v, ok := b.Deps["google.golang.org/grpc"]
-	if !ok {
-		return fmt.Errorf("google.golang.org/grpc version unknown (no module information): probe signatures unproven")
+	v, from, err := Version(b)
+	if err != nil {
+		return err
 	}
 	var major, minor, patch int
 	if _, err := fmt.Sscanf(strings.SplitN(v, "-", 2)[0], "v%d.%d.%d", &major, &minor, &patch); err != nil || major != 1 {
-		return fmt.Errorf("google.golang.org/grpc %s: unrecognised version", v)
+		return fmt.Errorf("google.golang.org/grpc %s%s: unrecognised version", v, from)
 	}
 	if minor < minMinor || minor > maxMinor {
-		return fmt.Errorf("google.golang.org/grpc %s: only v1.%d to v1.%d are checked", v, minMinor, maxMinor)
+		return fmt.Errorf("google.golang.org/grpc %s%s: only v1.%d to v1.%d are checked", v, from, minMinor, maxMinor)
 	}
 	return nil
+}
+
+// userAgent prefixes grpc-go's user-agent constant, "grpc-go/" + Version
+// (grpcUA of google.golang.org/grpc, in every release checked).
+const userAgent = "grpc-go/"
+
+// Version returns the grpc-go release b links, and where it was read
+// when not from the build info (for messages). Without module information
+// (Debian builds without it) the release is read from grpc-go's
+// user-agent constant in the read-only data: exactly one version must be
+// there. Only the minor release is relied on, which the constant gives
+// exactly (a dot ends it; see symbols.ReadVersionStrings).
+func Version(b *symbols.Binary) (v, from string, err error) {
+	if v, ok := b.Deps["google.golang.org/grpc"]; ok {
+		return v, "", nil
+	}
+	const unknown = "google.golang.org/grpc version unknown (no module information, and %s): probe signatures unproven"
+	vs, err := b.ReadVersionStrings(userAgent)
+	switch {
+	case err != nil:
+		return "", "", fmt.Errorf(unknown, "its user-agent string could not be read: "+err.Error())
+	case len(vs.Malformed) > 0:
+		return "", "", fmt.Errorf(unknown, "a malformed user-agent string in read-only data: "+userAgent+vs.Malformed[0])
+	case len(vs.Found) == 0:
+		return "", "", fmt.Errorf(unknown, "no "+userAgent+" user-agent string in read-only data")
+	case len(vs.Found) > 1:
+		return "", "", fmt.Errorf(unknown, "user-agent strings of two releases in read-only data: "+
+			userAgent+vs.Found[0][1:]+" and "+userAgent+vs.Found[1][1:])
+	}
+	v = vs.Found[0]
+	return v, " (no module information: read from its user-agent string " + userAgent + v[1:] + ")", nil
 }
 
 type state struct {

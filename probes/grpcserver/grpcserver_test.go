@@ -1,6 +1,9 @@
 package grpcserver
 
 import (
+	"bytes"
+	"debug/elf"
+	"os"
 	"strings"
 	"testing"
 
@@ -85,5 +88,65 @@ func TestDecodeUnanswered(t *testing.T) {
 	want := "rpc_server_call_duration_seconds grpc,shop.Cart,Add,14"
 	if len(got) != 1 || got[0] != want {
 		t.Errorf("series %q, want %q", got, want)
+	}
+}
+
+// Without module information, the release is read from grpc-go's
+// user-agent constant in .rodata: this test's own executable, its
+// .rodata scrubbed of the prefix, then given each case's text.
+func TestVersionFromUserAgent(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ef, err := elf.NewFile(bytes.NewReader(orig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro := ef.Section(".rodata")
+	if ro == nil {
+		t.Fatal("test executable has no .rodata")
+	}
+	start, end := ro.Offset, ro.Offset+ro.Size
+	ef.Close()
+	// Built at run time: a constant would land in .rodata itself.
+	ua := strings.Join([]string{"grpc", "go/"}, "-")
+	for _, c := range []struct{ name, text, v, err string }{
+		{"found", ua + "1.64.0x", "v1.64.0", ""},
+		{"found twice", ua + "1.81.1" + ua + "1.81.1", "v1.81.1", ""},
+		{"out of range", ua + "1.33.3grpc-trace-bin", "v1.33.3",
+			"google.golang.org/grpc v1.33.3 (no module information: read from its user-agent string grpc-go/1.33.3): only v1.50 to v1.85 are checked"},
+		{"absent", "", "", "google.golang.org/grpc version unknown (no module information, and no grpc-go/ user-agent string in read-only data): probe signatures unproven"},
+		{"two releases", ua + "1.64.0x" + ua + "1.65.1x", "",
+			"google.golang.org/grpc version unknown (no module information, and user-agent strings of two releases in read-only data: grpc-go/1.64.0 and grpc-go/1.65.1): probe signatures unproven"},
+		{"malformed", ua + "1.64x", "", `google.golang.org/grpc version unknown (no module information, and a malformed user-agent string in read-only data: grpc-go/"1.64x"): probe signatures unproven`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data := bytes.Clone(orig)
+			ro := data[start:end]
+			for i := bytes.Index(ro, []byte(ua)); i >= 0; i = bytes.Index(ro, []byte(ua)) {
+				ro[i] = 'X'
+			}
+			copy(ro, c.text)
+			b, err := symbols.NewBinary(bytes.NewReader(data), "patched")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Deps = map[string]string{} // no module information
+			v, _, verr := Version(b)
+			cerr := CheckVersion(b)
+			switch {
+			case v != c.v:
+				t.Errorf("version %q, want %q (%v)", v, c.v, verr)
+			case c.err == "" && cerr != nil:
+				t.Errorf("refused: %v", cerr)
+			case c.err != "" && (cerr == nil || cerr.Error() != c.err):
+				t.Errorf("CheckVersion: %v\nwant: %s", cerr, c.err)
+			}
+		})
 	}
 }
