@@ -82,3 +82,10 @@ func TestDecodeRefusesImplausibleEvents(t *testing.T) {
 		{"short", make([]byte, 8), probes.Malformed, ""},
 	})
 }
+
+// FuzzDecode: arbitrary ring events never panic the decoder nor make it
+// allocate beyond a bound.
+func FuzzDecode(f *testing.F) {
+	newRig().Fuzz(f, clientEvent(nil),
+		clientEvent(func(e *bpfGrpcClientEvent) { e.TargetLen = uint16(eventbytes.SetChars(e.Target[:], "unix:///run/cart.sock")) }))
+}

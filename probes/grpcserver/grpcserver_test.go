@@ -150,3 +150,12 @@ func TestVersionFromUserAgent(t *testing.T) {
 		})
 	}
 }
+
+// FuzzDecode: arbitrary ring events never panic the decoder nor make it
+// allocate beyond a bound.
+func FuzzDecode(f *testing.F) {
+	r := decodetest.NewRig(Metrics(), func(agg *aggregator.Aggregator) *probes.Family { return Family(agg) })
+	r.Fuzz(f, serverEvent(nil),
+		serverEvent(func(e *bpfGrpcServerEvent) { e.Hdr.Flags, e.Code = grpcsFlagStatus|grpcsFlagUnanswered, 14 }),
+		serverEvent(func(e *bpfGrpcServerEvent) { e.Hdr.Flags, e.Code = grpcsFlagStatus, 5 }))
+}

@@ -40,12 +40,16 @@ const buildMargin = 20 * time.Minute
 // required are the targets that must exist: one per parser of untrusted
 // bytes (package → targets).
 var required = map[string][]string{
-	"symbols":           {"FuzzNewBinary", "FuzzSectionHeaders", "FuzzBuildInfo", "FuzzPclntab", "FuzzDWARF", "FuzzTypeData", "FuzzSites", "FuzzWrapperCode"},
-	"cmd/agent":         {"FuzzParseConfig"},
-	"probes/httpserver": {"FuzzDecode"},
-	"probes/httpclient": {"FuzzDecode"},
-	"probes/dbsql":      {"FuzzDecode"},
-	"probes/userfunc":   {"FuzzDecode"},
+	"symbols":            {"FuzzNewBinary", "FuzzSectionHeaders", "FuzzBuildInfo", "FuzzPclntab", "FuzzDWARF", "FuzzTypeData", "FuzzSites", "FuzzWrapperCode", "FuzzScanVersions"},
+	"cmd/agent":          {"FuzzParseConfig"},
+	"probes/httpserver":  {"FuzzDecode", "FuzzMuxRoute"},
+	"probes/httpclient":  {"FuzzDecode"},
+	"probes/dbsql":       {"FuzzDecode", "FuzzParseSQL"},
+	"probes/userfunc":    {"FuzzDecode"},
+	"probes/grpcserver":  {"FuzzDecode"},
+	"probes/grpcclient":  {"FuzzDecode"},
+	"internal/container": {"FuzzParse"},
+	"aggregator":         {"FuzzRouterRoute", "FuzzTemplatePath"},
 }
 
 // failed matches what a real failure prints: a failing input (new, or
