@@ -147,8 +147,14 @@ var buildSem = make(chan struct{}, 2)
 // buildTarget builds test/targets/<prog> with tc in a flavour, or returns
 // the cached build of the same sources, toolchain and flavour.
 func buildTarget(ctx context.Context, tc toolchain, prog, flavor string) (string, error) {
-	src := filepath.Join(env.repoRoot, "test", "targets", prog)
+	dir, modVariant, _ := strings.Cut(prog, ":")
+	src := filepath.Join(env.repoRoot, "test", "targets", dir)
 	args, cgo := flavorArgs(flavor)
+	if modVariant != "" {
+		// One source under other releases of its modules: "routers:old"
+		// builds test/targets/routers with its go.old.mod (and go.old.sum).
+		args = append(args, "-modfile=go."+modVariant+".mod")
+	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%q\x00%v\x00", tc.version, flavor, args, cgo)
 	var files []string
@@ -171,7 +177,7 @@ func buildTarget(ctx context.Context, tc toolchain, prog, flavor string) (string
 		fmt.Fprintf(h, "%s\x00%d\x00", rel, len(b))
 		h.Write(b)
 	}
-	name := fmt.Sprintf("%s-go1%d-%s-%s", prog, tc.minor, flavor, hex.EncodeToString(h.Sum(nil))[:16])
+	name := fmt.Sprintf("%s-go1%d-%s-%s", targetName(prog), tc.minor, flavor, hex.EncodeToString(h.Sum(nil))[:16])
 	exe := filepath.Join(targetCacheDir(), name)
 	if _, err := os.Stat(exe); err == nil {
 		return exe, nil
@@ -193,6 +199,10 @@ func buildTarget(ctx context.Context, tc toolchain, prog, flavor string) (string
 	}
 	return exe, os.Rename(tmp, exe)
 }
+
+// targetName is a program's name in file names: "routers:old" is
+// "routers-old".
+func targetName(prog string) string { return strings.ReplaceAll(prog, ":", "-") }
 
 // linkInto makes the cached build exe available as dir/name: a hard link,
 // or a copy across file systems.
@@ -241,7 +251,7 @@ func buildMatrix(ctx context.Context, want []matrixBuild) ([]variant, []string, 
 			exe, err := buildTarget(ctx, tc, w.prog, w.flavor)
 			if err == nil {
 				// Test agents instrument only what runs from env.dir.
-				exe, err = linkInto(env.dir, exe, fmt.Sprintf("%s-go1%d-%s", w.prog, w.minor, w.flavor))
+				exe, err = linkInto(env.dir, exe, fmt.Sprintf("%s-go1%d-%s", targetName(w.prog), w.minor, w.flavor))
 			}
 			out[i] = variant{
 				name: fmt.Sprintf("go1%d-%s", w.minor, w.flavor), toolchain: tc.gobin,

@@ -13,11 +13,11 @@ import (
 
 // The routers targets: one service per router, built with the routers' real
 // modules, plain and stripped: test/targets/routers (gin v1.10, chi v5.2,
-// echo v4.13, gorilla/mux v1.8.1) on Go 1.26 and 1.27, and
-// test/targets/routersold (gin v1.8.1, chi v5.0.8, echo v4.10.2,
-// gorilla/mux v1.8.0: modules that build with Go 1.19) on Go 1.19, 1.21 and
-// 1.23, and test/targets/routersmid (gin v1.9.1, chi v5.0.12, echo v4.11.4,
-// gorilla/mux v1.8.1: Go 1.20 and later) on Go 1.21 and 1.23.
+// echo v4.13, gorilla/mux v1.8.1) on Go 1.26 and 1.27; the same source
+// with its go.old.mod (gin v1.8.1, chi v5.0.8, echo v4.10.2, gorilla/mux
+// v1.8.0: modules that build with Go 1.19) on Go 1.19, 1.21 and 1.23, and
+// with its go.mid.mod (gin v1.9.1, chi v5.0.12, echo v4.11.4, gorilla/mux
+// v1.8.1: Go 1.20 and later) on Go 1.21 and 1.23.
 var routerBuilds struct {
 	once     sync.Once
 	variants []variant
@@ -30,9 +30,9 @@ func routerVariants(t *testing.T) []variant {
 	routerBuilds.once.Do(func() {
 		want := []matrixBuild{{"routers", "plain", 26}, {"routers", "stripped", 26}, {"routers", "stripped", 27}}
 		for _, minor := range []int{19, 21, 23} {
-			want = append(want, matrixBuild{"routersold", "plain", minor}, matrixBuild{"routersold", "stripped", minor})
+			want = append(want, matrixBuild{"routers:old", "plain", minor}, matrixBuild{"routers:old", "stripped", minor})
 		}
-		want = append(want, matrixBuild{"routersmid", "stripped", 21}, matrixBuild{"routersmid", "plain", 23})
+		want = append(want, matrixBuild{"routers:mid", "stripped", 21}, matrixBuild{"routers:mid", "plain", 23})
 		routerBuilds.variants, routerBuilds.skipped, routerBuilds.err = buildMatrix(env.ctx, want)
 	})
 	if routerBuilds.err != nil {
@@ -73,7 +73,7 @@ func TestRouterRoutes(t *testing.T) {
 	for _, v := range vs {
 		for _, rc := range routerCases {
 			for _, underMux := range []bool{false, true} {
-				// e.g. routersold-go119-stripped/gin
+				// e.g. routers-old-go119-stripped/gin
 				name, args, notFound := filepath.Base(v.exe)+"/"+rc.router, []string{"-router", rc.router}, "/nope/{id}"
 				if underMux {
 					if v.name != "go126-plain" {

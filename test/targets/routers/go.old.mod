@@ -1,4 +1,4 @@
-module routersold
+module routers
 
 go 1.19
 

@@ -1,4 +1,4 @@
-module routersmid
+module routers
 
 go 1.20
 
