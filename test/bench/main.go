@@ -40,7 +40,7 @@
 //	business    test/bench/biztarget: main.Checkout called in a loop,
 //	            measured as a duration metric with a label and an outcome
 //	            (probed at its entry and every RET)
-//	grpcclient  test/bench/grpctarget (its own module) as a grpc-go client
+//	grpcclient  test/bench/grpctarget as a grpc-go client
 //	            making unary calls to a grpc-go server (the same program,
 //	            another executable, on the load generator's CPU); probed by
 //	            the grpc_client family
@@ -300,7 +300,7 @@ func run(ctx context.Context, o options) error {
 			// One program, two executables: the agent includes one by path.
 			for _, out := range []string{"grpcserver", "grpcclient"} {
 				if !hasBuild(builds, filepath.Join(dir, out)) {
-					builds = append(builds, build{filepath.Join(dir, out), "test/bench/grpctarget", "."})
+					builds = append(builds, build{filepath.Join(dir, out), ".", "./test/bench/grpctarget"})
 				}
 			}
 		}

@@ -1,8 +1,8 @@
 // Package opdriver is the command loop the benchmark's target programs
 // share: the benchmark starts, counts and stops a closed loop of calls to
 // the operation the target measures (a business function, an HTTP client
-// call) through the target's stdin. (sqltarget, a module of its own for
-// its database driver, keeps its own copy.)
+// call, a gRPC call) through the target's stdin. (sqltarget, a module of
+// its own for its database driver, keeps its own copy.)
 package opdriver
 
 import (
