@@ -85,14 +85,5 @@ func BenchmarkDecode(b *testing.B) {
 		evs = append(evs, dbEvent(func(e *bpfDbEvent) { e.QueryLen = uint16(setChars(e.Query[:], q)) }))
 	}
 	evs = append(evs, dbEvent(func(e *bpfDbEvent) { e.Op, e.QueryLen = dbOpCommit, 0 }))
-	for _, ev := range evs {
-		if v := r.Decode(r.Sh, r.TID, ev); v != probes.Decoded {
-			b.Fatalf("verdict %d, want decoded", v)
-		}
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		r.Decode(r.Sh, r.TID, evs[i%len(evs)])
-	}
+	r.Benchmark(b, evs)
 }

@@ -189,14 +189,5 @@ func BenchmarkDecode(b *testing.B) {
 			e.HostLen = uint16(setChars(e.Host[:], c.host))
 		}))
 	}
-	for _, ev := range evs {
-		if v := r.Decode(r.Sh, r.TID, ev); v != probes.Decoded {
-			b.Fatalf("verdict %d, want decoded", v)
-		}
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		r.Decode(r.Sh, r.TID, evs[i%len(evs)])
-	}
+	r.Benchmark(b, evs)
 }

@@ -280,16 +280,7 @@ func benchEvents() [][]byte {
 func BenchmarkDecode(b *testing.B) {
 	r := newDecoderRig(b)
 	evs := benchEvents()
-	for _, ev := range evs {
-		if v := r.Decode(r.Sh, r.TID, ev); v != probes.Decoded {
-			b.Fatalf("verdict %d, want decoded", v)
-		}
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		r.Decode(r.Sh, r.TID, evs[i%len(evs)])
-	}
+	r.Benchmark(b, evs)
 }
 
 // What a decoded event's memo skips (its labels) is never what decides a
