@@ -36,7 +36,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -653,7 +652,7 @@ func rusageCPU(who int) time.Duration {
 // read, then one rate between the last that held and the first that did
 // not.
 func measurePipeline(o pipelineOptions) (*pipelineResult, error) {
-	if err := niceSelf(o.nice); err != nil {
+	if err := pinSelf(-1, o.nice); err != nil {
 		return nil, err
 	}
 	if o.profile != "" {
@@ -761,25 +760,6 @@ func (b *pipelineBench) mix() string {
 		parts = append(parts, fmt.Sprintf("%d/%d %s (%d B)", by[n].n, len(b.templates), strings.TrimSuffix(n, "_seconds"), by[n].size))
 	}
 	return strings.Join(parts, ", ")
-}
-
-// niceSelf gives every thread of this process the nice value nice; threads
-// started later inherit it.
-func niceSelf(nice int) error {
-	ents, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		tid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil && !errors.Is(err, unix.ESRCH) {
-			return fmt.Errorf("set nice %d on thread %d: %w", nice, tid, err)
-		}
-	}
-	return nil
 }
 
 // producerCommand is the first argument that makes the bench binary the

@@ -87,9 +87,9 @@ func cpuSet(cpus ...int) *unix.CPUSet {
 	return &s
 }
 
-// pinSelf moves every thread of this process to cpu and gives it the nice
-// value nice. Threads the runtime starts later, and the processes they
-// start, inherit both from the thread that creates them.
+// pinSelf moves every thread of this process to cpu (unless cpu < 0) and
+// gives it the nice value nice. Threads the runtime starts later, and the
+// processes they start, inherit both from the thread that creates them.
 func pinSelf(cpu, nice int) error {
 	ents, err := os.ReadDir("/proc/self/task")
 	if err != nil {
@@ -100,14 +100,18 @@ func pinSelf(cpu, nice int) error {
 		if err != nil {
 			continue
 		}
-		if err := unix.SchedSetaffinity(tid, cpuSet(cpu)); err != nil && !errors.Is(err, unix.ESRCH) {
-			return fmt.Errorf("pin thread %d to CPU %d: %w", tid, cpu, err)
+		if cpu >= 0 {
+			if err := unix.SchedSetaffinity(tid, cpuSet(cpu)); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("pin thread %d to CPU %d: %w", tid, cpu, err)
+			}
 		}
 		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil && !errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("set nice %d on thread %d: %w", nice, tid, err)
 		}
 	}
-	runtime.GOMAXPROCS(1)
+	if cpu >= 0 {
+		runtime.GOMAXPROCS(1)
+	}
 	return nil
 }
 
