@@ -140,6 +140,7 @@ func main() {
 	flag.StringVar(&o.doc, "doc", "docs/performance.md", "write the results to this Markdown file (empty: don't)")
 	flag.IntVar(&o.scale, "scale", 50, "measure the agent's memory and attach time observing this many programs (0: skip)")
 	flag.IntVar(&o.scaleRounds, "scale-rounds", 5, "attach-time samples of each kind (new executable, second process)")
+	only := flag.String("only", "", "run one section only: \"scale\" (the agent's memory and attach time; no load variants, no document unless -doc is given)")
 	quick := flag.Bool("quick", false, "smoke test (under a minute): one short round of each variant, 5 programs for the scale measurement, no document (unless -doc is given)")
 	flag.Parse()
 	if *quick {
@@ -161,6 +162,23 @@ func main() {
 		def("doc", func() { o.doc = "" })
 	}
 
+	switch *only {
+	case "":
+	case "scale":
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		o.variants = ""
+		if !set["doc"] {
+			o.doc = ""
+		}
+		if o.scale < 1 {
+			fmt.Fprintln(os.Stderr, "bench: -only scale needs -scale above 0")
+			os.Exit(2)
+		}
+	default:
+		fmt.Fprintf(os.Stderr, "bench: unknown -only %q (use scale)\n", *only)
+		os.Exit(2)
+	}
 	for _, s := range strings.Split(*order, ",") {
 		o.order = append(o.order, strings.TrimSpace(s))
 	}
@@ -194,6 +212,9 @@ func run(ctx context.Context, o options) error {
 	}
 	var variants []variant
 	for _, v := range strings.Split(o.variants, ",") {
+		if o.variants == "" {
+			break
+		}
 		switch strings.TrimSpace(v) {
 		case "keepalive":
 			variants = append(variants, variant{name: "keepalive", conns: o.conns, duration: o.duration, family: "http_server", metric: "http_server_request_duration_seconds_count"})
