@@ -65,12 +65,10 @@ type Binary struct {
 	budget *atomic.Int64 // bytes sections may still claim (sectionData)
 	size   int64         // of the file, -1 if unknown
 
-	funcs     []Func          // sorted by Entry
-	byName    map[string]int  // index into funcs
-	names     []string        // sorted, unique
-	symtab    map[string]Func // functions as .symtab has them (nil when absent)
-	symtabErr error           // why a .symtab present in the file was not used
-	pcln      map[string]Func // functions as .gopclntab has them (nil when absent)
+	funcs     []Func  // sorted by Entry, one per name
+	byName    []int32 // indexes into funcs, sorted by name
+	symtabErr error   // why a .symtab present in the file was not used
+	hasPcln   bool    // the functions came from a usable .gopclntab
 
 	dwarfMu  sync.Mutex // guards dwarf and dwarfErr (ReleaseDWARF drops dwarf)
 	dwarf    *dwarf.Data
@@ -175,7 +173,7 @@ func NewBinary(r io.ReaderAt, path string) (b *Binary, err error) {
 	if err := b.loadFuncs(); err != nil {
 		return nil, err
 	}
-	if _, ok := b.byName["runtime.main"]; !ok {
+	if _, ok := b.lookupName("runtime.main"); !ok {
 		// A C program can carry a .go.buildinfo section (copied, or from
 		// a Go library it links): without the Go runtime there is
 		// nothing to observe.

@@ -25,95 +25,50 @@ type Func struct {
 // loadFuncs builds the function table from .gopclntab and .symtab. Both are
 // read when present; addresses from .symtab win, ends come from the
 // pclntab so that stripped and unstripped builds report identical Funcs.
+// Only the merged table stays: one Func per name, sorted by entry, and an
+// index of it sorted by name (the per-source tables are garbage once
+// merged: an agent keeps a table per executable it observes).
 func (b *Binary) loadFuncs() error {
-	var symText uint64 // runtime.text from .symtab
-	syms, symErr := b.symbols()
+	symtab, symText, symErr := b.symtabFuncs()
 	if symErr == nil {
 		b.HasSymtab = true
-		b.symtab = make(map[string]Func)
-		for _, s := range syms {
-			if s.Name == "runtime.text" && s.Value != 0 {
-				symText = s.Value
-			}
-			if elf.ST_TYPE(s.Info) != elf.STT_FUNC || s.Value == 0 || s.Name == "" {
-				continue
-			}
-			// A few names occur twice (an assembly function and its ABI
-			// wrapper); like the pclntab lookup, keep the lowest address.
-			if prev, dup := b.symtab[s.Name]; dup && prev.Entry <= s.Value {
-				continue
-			}
-			// A copy: the names of the other symbols (data, files) need
-			// not stay in memory with the string table. The bytes copied
-			// are bounded with the names read (symbols).
-			name := strings.Clone(s.Name)
-			b.symtab[name] = Func{Name: name, Entry: s.Value, End: s.Value + s.Size}
-		}
 	} else if !errors.Is(symErr, elf.ErrNoSymbols) {
 		// A damaged .symtab is not needed: the pclntab names the
 		// functions of stripped binaries too.
 		b.symtabErr = fmt.Errorf("read symtab: %w", symErr)
+		symtab = nil
 	}
-
-	sec := b.ef.Section(".gopclntab")
-	if sec == nil {
-		sec = b.ef.Section(".data.rel.ro.gopclntab")
+	pcln, pclnErr := b.pclnFuncs(symText)
+	if pclnErr != nil {
+		if errors.Is(pclnErr, errBudget) {
+			return pclnErr
+		}
+		pcln = nil
 	}
-	var pclnErr error
-	if sec == nil {
-		pclnErr = errors.New("no .gopclntab section")
-		b.moduleErr = errNoModuleData
-	} else if data, err := b.sectionData(sec); err != nil {
-		pclnErr = err
-		b.moduleErr = errNoModuleData
-	} else {
-		b.module, b.moduleErr = b.findModuleData(sec.Addr, pclnFuncnameOffset(data))
-		if errors.Is(b.moduleErr, errBudget) {
-			return b.moduleErr
-		}
-		b.pclnText = pclnHeaderText(data)
-		if b.pclnText == 0 {
-			b.pclnText = b.textStart(symText)
-		}
-		if funcs, err := parsePclntab(data, b.pclnText); err != nil {
-			pclnErr = err
-		} else {
-			nameABI0(funcs)
-			b.pcln = make(map[string]Func, len(funcs))
-			b.asm = make(map[uint64]bool)
-			for _, f := range funcs {
-				if f.asm {
-					b.asm[f.Entry] = true
-				}
-				if _, dup := b.pcln[f.Name]; !dup {
-					b.pcln[f.Name] = f.Func
-				}
-			}
-		}
-	}
-	if b.pcln == nil && b.symtab == nil {
+	if pcln == nil && symtab == nil {
 		if b.symtabErr != nil {
 			return fmt.Errorf("read pclntab: %w (and %w)", pclnErr, b.symtabErr)
 		}
 		return fmt.Errorf("read pclntab: %w", pclnErr)
 	}
+	b.hasPcln = pcln != nil
 
-	merged := make(map[string]Func, len(b.pcln))
-	for name, f := range b.pcln {
-		if s, ok := b.symtab[name]; ok && s.Entry != f.Entry {
-			// Trust the symbol table's address; keep its own end.
-			f = s
+	b.funcs = make([]Func, 0, len(pcln)+len(symtab)/16)
+	for name, f := range pcln {
+		if s, ok := symtab[name]; ok && s.Entry != f.Entry {
+			// Trust the symbol table's address; keep its own end (and
+			// the pclntab's copy of the name).
+			f = Func{Name: f.Name, Entry: s.Entry, End: s.End}
 		}
-		merged[name] = f
-	}
-	for name, s := range b.symtab {
-		if _, ok := merged[name]; !ok && s.End > s.Entry {
-			merged[name] = s // e.g. C functions in cgo binaries
-		}
-	}
-	b.funcs = make([]Func, 0, len(merged))
-	for _, f := range merged {
 		b.funcs = append(b.funcs, f)
+	}
+	for name, s := range symtab {
+		if _, ok := pcln[name]; !ok && s.End > s.Entry {
+			// e.g. C functions in cgo binaries. A copy: the symbol names
+			// are substrings of the whole string table.
+			s.Name = strings.Clone(s.Name)
+			b.funcs = append(b.funcs, s)
+		}
 	}
 	sort.Slice(b.funcs, func(i, j int) bool {
 		if b.funcs[i].Entry != b.funcs[j].Entry {
@@ -121,14 +76,91 @@ func (b *Binary) loadFuncs() error {
 		}
 		return b.funcs[i].Name < b.funcs[j].Name
 	})
-	b.byName = make(map[string]int, len(b.funcs))
-	b.names = make([]string, 0, len(b.funcs))
-	for i, f := range b.funcs {
-		b.byName[f.Name] = i
-		b.names = append(b.names, f.Name)
+	b.byName = make([]int32, len(b.funcs))
+	for i := range b.byName {
+		b.byName[i] = int32(i)
 	}
-	b.names = sortedUnique(b.names)
+	sort.Slice(b.byName, func(i, j int) bool { return b.funcs[b.byName[i]].Name < b.funcs[b.byName[j]].Name })
 	return nil
+}
+
+// symtabFuncs reads the functions of .symtab, by name (names are
+// substrings of the string table), and runtime.text (0 if absent). The
+// error wraps elf.ErrNoSymbols when there is no .symtab.
+func (b *Binary) symtabFuncs() (map[string]Func, uint64, error) {
+	syms, err := b.symbols()
+	if err != nil {
+		return nil, 0, err
+	}
+	var symText uint64
+	funcs := make(map[string]Func)
+	for _, s := range syms {
+		if s.Name == "runtime.text" && s.Value != 0 {
+			symText = s.Value
+		}
+		if elf.ST_TYPE(s.Info) != elf.STT_FUNC || s.Value == 0 || s.Name == "" {
+			continue
+		}
+		// A few names occur twice (an assembly function and its ABI
+		// wrapper); like the pclntab lookup, keep the lowest address.
+		if prev, dup := funcs[s.Name]; dup && prev.Entry <= s.Value {
+			continue
+		}
+		funcs[s.Name] = Func{Name: s.Name, Entry: s.Value, End: s.Value + s.Size}
+	}
+	return funcs, symText, nil
+}
+
+// pclnFuncs reads the functions of .gopclntab, by name, and with them the
+// module descriptor, the text base and the assembly functions (b.module,
+// b.pclnText, b.asm). symText is runtime.text from .symtab (0 if unknown).
+func (b *Binary) pclnFuncs(symText uint64) (map[string]Func, error) {
+	sec := b.ef.Section(".gopclntab")
+	if sec == nil {
+		sec = b.ef.Section(".data.rel.ro.gopclntab")
+	}
+	if sec == nil {
+		b.moduleErr = errNoModuleData
+		return nil, errors.New("no .gopclntab section")
+	}
+	data, err := b.sectionData(sec)
+	if err != nil {
+		b.moduleErr = errNoModuleData
+		return nil, err
+	}
+	b.module, b.moduleErr = b.findModuleData(sec.Addr, pclnFuncnameOffset(data))
+	if errors.Is(b.moduleErr, errBudget) {
+		return nil, b.moduleErr
+	}
+	b.pclnText = pclnHeaderText(data)
+	if b.pclnText == 0 {
+		b.pclnText = b.textStart(symText)
+	}
+	funcs, err := parsePclntab(data, b.pclnText)
+	if err != nil {
+		return nil, err
+	}
+	nameABI0(funcs)
+	out := make(map[string]Func, len(funcs))
+	b.asm = make(map[uint64]bool)
+	for _, f := range funcs {
+		if f.asm {
+			b.asm[f.Entry] = true
+		}
+		if _, dup := out[f.Name]; !dup {
+			out[f.Name] = f.Func
+		}
+	}
+	return out, nil
+}
+
+// lookupName returns the index into b.funcs of the function named name.
+func (b *Binary) lookupName(name string) (int, bool) {
+	i := sort.Search(len(b.byName), func(i int) bool { return b.funcs[b.byName[i]].Name >= name })
+	if i < len(b.byName) && b.funcs[b.byName[i]].Name == name {
+		return int(b.byName[i]), true
+	}
+	return 0, false
 }
 
 // textStart returns the address function entries in the pclntab are
@@ -184,10 +216,10 @@ func nameABI0(funcs []pclnFunc) {
 // LookupFunc finds a function by its full Go name. If it is not found, the
 // error wraps ErrFuncNotFound and suggests up to 3 close names.
 func (b *Binary) LookupFunc(name string) (Func, error) {
-	if i, ok := b.byName[name]; ok {
+	if i, ok := b.lookupName(name); ok {
 		return b.funcs[i], nil
 	}
-	if s := suggest(name, b.names, 3); len(s) > 0 {
+	if s := suggestFrom(name, len(b.byName), func(i int) string { return b.funcs[b.byName[i]].Name }, 3); len(s) > 0 {
 		return Func{}, &wrapError{
 			msg: fmt.Sprintf("function %q not found; did you mean %s?", name, joinOr(s)),
 			err: ErrFuncNotFound,
@@ -207,7 +239,11 @@ func (e *wrapError) Unwrap() error { return e.err }
 
 // FuncNames returns every function name, sorted.
 func (b *Binary) FuncNames() []string {
-	return append([]string(nil), b.names...)
+	out := make([]string, len(b.byName))
+	for i, f := range b.byName {
+		out[i] = b.funcs[f].Name
+	}
+	return out
 }
 
 func joinOr(s []string) string {
@@ -220,6 +256,11 @@ func joinOr(s []string) string {
 // suggest returns up to n names closest to name by edit distance, among
 // those close enough to be plausible typos.
 func suggest(name string, names []string, n int) []string {
+	return suggestFrom(name, len(names), func(i int) string { return names[i] }, n)
+}
+
+// suggestFrom is suggest over count names, the i-th given by at.
+func suggestFrom(name string, count int, at func(int) string, n int) []string {
 	maxDist := len(name)/3 + 1
 	if maxDist > 6 {
 		maxDist = 6
@@ -229,7 +270,8 @@ func suggest(name string, names []string, n int) []string {
 		d    int
 	}
 	var cands []cand
-	for _, c := range names {
+	for i := 0; i < count; i++ {
+		c := at(i)
 		if diff := len(c) - len(name); diff > maxDist || -diff > maxDist {
 			continue
 		}

@@ -266,3 +266,24 @@ func open(tb testing.TB, name string) *Binary {
 	openBins[name] = b
 	return b
 }
+
+// funcTables reads the functions of b's .gopclntab and .symtab apart, by
+// name (nil for a source that is absent or unusable), from a copy of b
+// opened anew: the Binary keeps only their merged table.
+func funcTables(tb testing.TB, b *Binary) (pcln, symtab map[string]Func) {
+	tb.Helper()
+	c, err := Open(b.Path)
+	if err != nil {
+		tb.Fatalf("open %s: %v", b.Path, err)
+	}
+	defer c.Close()
+	symtab, symText, err := c.symtabFuncs()
+	if err != nil {
+		symtab = nil
+	}
+	pcln, err = c.pclnFuncs(symText)
+	if err != nil {
+		pcln = nil
+	}
+	return pcln, symtab
+}

@@ -14,12 +14,13 @@ func TestCheckSite(t *testing.T) {
 	for _, bd := range builds {
 		t.Run(bd.name, func(t *testing.T) {
 			b := open(t, bd.name)
+			pcln, _ := funcTables(t, b)
 			checked := 0
 			for i, f := range b.funcs {
 				if i%7 != 0 && f.Name != "net/http.serverHandler.ServeHTTP" && f.Name != "net/http.(*response).finishRequest" {
 					continue
 				}
-				if _, ok := b.pcln[f.Name]; !ok {
+				if _, ok := pcln[f.Name]; !ok {
 					continue // C functions of cgo builds have no pc tables
 				}
 				if strings.HasPrefix(f.Name, "go:text") {

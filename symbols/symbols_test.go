@@ -33,8 +33,9 @@ func TestOpen(t *testing.T) {
 			if b.MainModule != "example.com/target" {
 				t.Errorf("MainModule = %q", b.MainModule)
 			}
-			if !b.HasSymtab && b.symtab != nil || b.pcln == nil {
-				t.Errorf("symtab %v pclntab %v", b.symtab != nil, b.pcln != nil)
+			pcln, symtab := funcTables(t, b)
+			if !b.HasSymtab && symtab != nil || pcln == nil || !b.hasPcln {
+				t.Errorf("symtab %v pclntab %v (%v)", symtab != nil, pcln != nil, b.hasPcln)
 			}
 		})
 	}
@@ -94,10 +95,10 @@ func TestSymtabAgreesWithPclntab(t *testing.T) {
 			continue
 		}
 		t.Run(bd.name, func(t *testing.T) {
-			b := open(t, bd.name)
+			pcln, symtab := funcTables(t, open(t, bd.name))
 			n := 0
-			for name, f := range b.pcln {
-				s, ok := b.symtab[name]
+			for name, f := range pcln {
+				s, ok := symtab[name]
 				if !ok {
 					continue
 				}
@@ -109,8 +110,8 @@ func TestSymtabAgreesWithPclntab(t *testing.T) {
 					t.Errorf("%s: symtab end %#x outside pclntab [%#x, %#x)", name, s.End, f.Entry, f.End)
 				}
 			}
-			if n < len(b.pcln)*95/100 || n < 1000 {
-				t.Errorf("only %d of %d pclntab functions in symtab", n, len(b.pcln))
+			if n < len(pcln)*95/100 || n < 1000 {
+				t.Errorf("only %d of %d pclntab functions in symtab", n, len(pcln))
 			}
 		})
 	}
