@@ -74,13 +74,14 @@ type Binary struct {
 	dwarf    *dwarf.Data
 	dwarfErr error
 
-	dwarfIndexOnce sync.Once
-	dwarfIndex     map[string]dwarf.Offset // struct types with members, by name
-	dwarfIndexErr  error
+	dwarfIndexMu  sync.Mutex              // guards dwarfIndex and dwarfIndexErr (ReleaseDWARF drops the index)
+	dwarfIndex    map[string]dwarf.Offset // struct types with members, by name
+	dwarfIndexErr error
 
-	typeOnce sync.Once
+	typeMu   sync.Mutex // guards types, typesErr and typeView (ReleaseTypeData drops types)
 	types    *typeData
 	typesErr error
+	typeView *typeData // reads type names from the file once types is released
 
 	relocOnce sync.Once
 	relocs    map[uint64]uint64 // PIE pointer locations → link-time values
@@ -97,6 +98,7 @@ type Binary struct {
 
 	cacheMu     sync.Mutex
 	dwarfStruct map[string]map[string]uint64 // DWARF struct lookups by type name
+	typeLookup  map[string]typeDataAnswer    // type data struct lookups: the scan is costly and the data never changes
 	sites       map[uint64]checkedSite       // CheckSite results by address
 	globals     map[string]uint64            // .symtab addresses of globals asked for (0: absent)
 }

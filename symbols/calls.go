@@ -81,7 +81,7 @@ func PackageOf(funcName string) string {
 // link-time address rtype (such as "*net.OpError"), as reflection prints
 // it: package names, not paths.
 func (b *Binary) TypeName(rtype uint64) (string, error) {
-	td, err := b.loadTypeData()
+	td, err := b.typeNames()
 	if err != nil {
 		return "", err
 	}

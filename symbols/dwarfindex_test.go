@@ -70,8 +70,8 @@ func TestReleaseDWARF(t *testing.T) {
 		t.Fatalf("before release: %v %v %v", first, src, err)
 	}
 	b.ReleaseDWARF()
-	if b.dwarf != nil {
-		t.Fatal("DWARF still held after ReleaseDWARF")
+	if b.dwarf != nil || b.dwarfIndex != nil {
+		t.Fatal("DWARF or its index still held after ReleaseDWARF")
 	}
 	again, src, err := b.StructFields("net/http.Request", "Method", "URL")
 	if err != nil || src != SourceDWARF || !maps(first, again) {
@@ -81,7 +81,73 @@ func TestReleaseDWARF(t *testing.T) {
 	if err != nil || src != SourceDWARF || len(u) != 3 {
 		t.Errorf("new lookup after release: %v %v %v", u, src, err)
 	}
-	if b.dwarf == nil {
+	if b.dwarf == nil || b.dwarfIndex == nil {
 		t.Error("a lookup after release did not read the DWARF again")
+	}
+}
+
+// After ReleaseTypeData, the section copies are gone and their bytes back
+// in the read budget; cached lookups answer as before without reading
+// them, new ones read them again.
+func TestReleaseTypeData(t *testing.T) {
+	for _, name := range []string{"go126-s", "go126-pie-s"} {
+		t.Run(name, func(t *testing.T) {
+			b, err := Open(target(t, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			budget := b.budget.Load()
+			first, src, err := b.StructFields("net/http.Request", "Method", "URL")
+			if err != nil || src != SourceTypeData {
+				t.Fatalf("before release: %v %v %v", first, src, err)
+			}
+			if b.types == nil || b.budget.Load() >= budget {
+				t.Fatalf("type data not read (held %v, budget %d then %d)", b.types != nil, budget, b.budget.Load())
+			}
+			// Type names, as error events ask for them: the same from the
+			// file after the release as from the sections before.
+			type answer struct {
+				name string
+				ok   bool
+			}
+			names := map[uint64]answer{}
+			named := 0
+			for _, r := range b.types.regions {
+				for a := r.addr; a < r.addr+r.size && len(names) < 200000; a += 8 {
+					n, err := b.TypeName(a)
+					names[a] = answer{n, err == nil}
+					if err == nil {
+						named++
+					}
+				}
+			}
+			if named < 100 {
+				t.Fatalf("only %d type names read", named)
+			}
+			b.ReleaseTypeData()
+			if b.types != nil || b.budget.Load() != budget {
+				t.Fatalf("after release: held %v, budget %d, want %d", b.types != nil, b.budget.Load(), budget)
+			}
+			again, src, err := b.StructFields("net/http.Request", "Method", "URL")
+			if err != nil || src != SourceTypeData || !maps(first, again) {
+				t.Errorf("cached after release: %v %v %v, want %v", again, src, err, first)
+			}
+			for a, want := range names {
+				if n, err := b.TypeName(a); n != want.name || (err == nil) != want.ok {
+					t.Fatalf("type name at %#x after release: %q %v, before %q %v", a, n, err, want.name, want.ok)
+				}
+			}
+			if b.types != nil {
+				t.Error("a cached lookup or a type name read the type data again")
+			}
+			u, src, err := b.StructFields("net/url.URL", "Scheme", "Host", "Path")
+			if err != nil || src != SourceTypeData || len(u) != 3 {
+				t.Errorf("new lookup after release: %v %v %v", u, src, err)
+			}
+			if b.types == nil {
+				t.Error("a lookup after release did not read the type data again")
+			}
+		})
 	}
 }

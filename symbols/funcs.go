@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Func is one function of the executable.
@@ -64,11 +65,26 @@ func (b *Binary) loadFuncs() error {
 	}
 	for name, s := range symtab {
 		if _, ok := pcln[name]; !ok && s.End > s.Entry {
-			// e.g. C functions in cgo binaries. A copy: the symbol names
-			// are substrings of the whole string table.
-			s.Name = strings.Clone(s.Name)
-			b.funcs = append(b.funcs, s)
+			b.funcs = append(b.funcs, s) // e.g. C functions in cgo binaries
 		}
+	}
+	// One copy of the names kept, of these functions only: they are
+	// substrings of the string tables, which also name inlined functions,
+	// files and data.
+	size := 0
+	for _, f := range b.funcs {
+		size += len(f.Name)
+	}
+	var names strings.Builder
+	names.Grow(size)
+	for _, f := range b.funcs {
+		names.WriteString(f.Name)
+	}
+	all, at := names.String(), 0
+	for i := range b.funcs {
+		n := len(b.funcs[i].Name)
+		b.funcs[i].Name = all[at : at+n]
+		at += n
 	}
 	sort.Slice(b.funcs, func(i, j int) bool {
 		if b.funcs[i].Entry != b.funcs[j].Entry {
@@ -219,14 +235,36 @@ func (b *Binary) LookupFunc(name string) (Func, error) {
 	if i, ok := b.lookupName(name); ok {
 		return b.funcs[i], nil
 	}
-	if s := suggestFrom(name, len(b.byName), func(i int) string { return b.funcs[b.byName[i]].Name }, 3); len(s) > 0 {
-		return Func{}, &wrapError{
-			msg: fmt.Sprintf("function %q not found; did you mean %s?", name, joinOr(s)),
-			err: ErrFuncNotFound,
-		}
-	}
-	return Func{}, &wrapError{msg: fmt.Sprintf("function %q not found", name), err: ErrFuncNotFound}
+	// The suggestions are worked out when the message is read: most
+	// lookups that fail (a family's anchor, an optional probe) only ask
+	// whether the function is there, and comparing a name with every
+	// other one costs tens of milliseconds in a large program.
+	return Func{}, &notFoundError{name: name, b: b}
 }
+
+// notFoundError says that a function is absent, with up to 3 close names
+// when there are any. It wraps ErrFuncNotFound.
+type notFoundError struct {
+	name string
+	b    *Binary
+	once sync.Once
+	msg  string
+}
+
+func (e *notFoundError) Error() string {
+	e.once.Do(func() {
+		b := e.b
+		if s := suggestFrom(e.name, len(b.byName), func(i int) string { return b.funcs[b.byName[i]].Name }, 3); len(s) > 0 {
+			e.msg = fmt.Sprintf("function %q not found; did you mean %s?", e.name, joinOr(s))
+		} else {
+			e.msg = fmt.Sprintf("function %q not found", e.name)
+		}
+		e.b = nil
+	})
+	return e.msg
+}
+
+func (e *notFoundError) Unwrap() error { return ErrFuncNotFound }
 
 // wrapError carries its own message and wraps a sentinel error.
 type wrapError struct {

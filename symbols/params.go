@@ -113,10 +113,17 @@ func (b *Binary) dwarfData() (*dwarf.Data, error) {
 // observing many executables would otherwise keep every one's.
 func (b *Binary) ReleaseDWARF() {
 	b.dwarfMu.Lock()
-	defer b.dwarfMu.Unlock()
 	if b.dwarfErr == nil {
 		b.dwarf = nil
 	}
+	b.dwarfMu.Unlock()
+	// The index of its struct types too (a few hundred KB): built again
+	// with the DWARF, if ever needed.
+	b.dwarfIndexMu.Lock()
+	if b.dwarfIndexErr == nil {
+		b.dwarfIndex = nil
+	}
+	b.dwarfIndexMu.Unlock()
 }
 
 // convertDWARF reduces a DWARF type to a Type. Go describes strings,

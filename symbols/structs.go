@@ -173,11 +173,16 @@ func (b *Binary) findDWARFStruct(d *dwarf.Data, typeName string) (fields map[str
 			fields, err = nil, fmt.Errorf("internal error: %v", p)
 		}
 	}()
-	b.dwarfIndexOnce.Do(func() { b.dwarfIndex, b.dwarfIndexErr = indexDWARFStructs(d) })
-	if b.dwarfIndexErr != nil {
-		return nil, b.dwarfIndexErr
+	b.dwarfIndexMu.Lock()
+	if b.dwarfIndex == nil && b.dwarfIndexErr == nil {
+		b.dwarfIndex, b.dwarfIndexErr = indexDWARFStructs(d)
 	}
-	off, ok := b.dwarfIndex[typeName]
+	idx, err := b.dwarfIndex, b.dwarfIndexErr
+	b.dwarfIndexMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	off, ok := idx[typeName]
 	if !ok {
 		return nil, errNoStruct
 	}

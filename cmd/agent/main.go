@@ -52,7 +52,9 @@ func run(args []string) error {
 	}
 	if f := os.Getenv("BLINDSPOT_MEMPROFILE"); f != "" {
 		// For profiling the agent itself; undocumented on purpose: each
-		// SIGUSR1 writes the live heap (after a collection) to the file.
+		// SIGUSR1 writes the live heap (after a collection) to the file,
+		// sampled finely enough to account for every structure.
+		runtime.MemProfileRate = 4096
 		usr1 := make(chan os.Signal, 1)
 		signal.Notify(usr1, syscall.SIGUSR1)
 		defer signal.Stop(usr1)
@@ -61,6 +63,10 @@ func run(args []string) error {
 				if out, err := os.Create(f); err == nil {
 					runtime.GC()
 					pprof.Lookup("heap").WriteTo(out, 0)
+					out.Close()
+				}
+				if out, err := os.Create(f + ".txt"); err == nil {
+					pprof.Lookup("heap").WriteTo(out, 1) // with runtime.MemStats
 					out.Close()
 				}
 			}

@@ -335,9 +335,11 @@ func (a *Agent) started(p discover.Process) {
 	}
 	release = false
 	user := a.attachUser(p, svc, bin, id)
-	// What attaching needed from the DWARF is cached in bin; its
-	// decompressed sections would stay for as long as the program runs.
+	// What attaching needed from the DWARF and the type data is cached in
+	// bin; their decompressed sections and copies would stay for as long
+	// as the program runs.
 	bin.ReleaseDWARF()
+	bin.ReleaseTypeData()
 	a.mu.Lock()
 	// A family the invalid-event policy detached since Attach returned
 	// (familyDetached found no target then) shows in Status.
