@@ -151,3 +151,61 @@ func TestReleaseTypeData(t *testing.T) {
 		})
 	}
 }
+
+// The DWARF read for lookups (lookupDWARF: no line tables, location or
+// range lists) indexes the same struct types, at the same offsets, with
+// the same members as debug/elf's complete reading, in every build.
+func TestLookupDWARFMatchesComplete(t *testing.T) {
+	for _, bd := range builds {
+		if bd.stripped {
+			continue
+		}
+		t.Run(bd.name, func(t *testing.T) {
+			b, err := Open(target(t, bd.name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			part, err := b.lookupDWARF()
+			if err != nil {
+				t.Fatal(err)
+			}
+			full, err := b.ef.DWARF()
+			if err != nil {
+				t.Fatal(err)
+			}
+			pi, err := indexDWARFStructs(part)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fi, err := indexDWARFStructs(full)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pi) < 100 || len(pi) != len(fi) {
+				t.Fatalf("%d struct types indexed, %d from the complete DWARF", len(pi), len(fi))
+			}
+			for name, off := range fi {
+				if pi[name] != off {
+					t.Fatalf("%s at %#x, %#x in the complete DWARF", name, pi[name], off)
+				}
+			}
+			for _, name := range []string{"net/http.Request", "runtime.g", "database/sql.DB"} {
+				off, ok := pi[name]
+				if !ok {
+					continue
+				}
+				rp, rf := part.Reader(), full.Reader()
+				rp.Seek(off)
+				rf.Seek(off)
+				rp.Next()
+				rf.Next()
+				mp, err1 := DWARFMembers(rp)
+				mf, err2 := DWARFMembers(rf)
+				if err1 != nil || err2 != nil || !maps(mp, mf) {
+					t.Errorf("%s: members %v (%v), complete %v (%v)", name, mp, err1, mf, err2)
+				}
+			}
+		})
+	}
+}
