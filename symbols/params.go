@@ -102,7 +102,7 @@ func (b *Binary) dwarfData() (*dwarf.Data, error) {
 			}
 		}()
 		if b.dwarfErr = b.checkDWARF(); b.dwarfErr == nil {
-			b.dwarf, b.dwarfErr = b.lookupDWARF()
+			b.dwarf, b.dwarfUnits, b.dwarfErr = b.lookupDWARF()
 		}
 	}()
 	return b.dwarf, b.dwarfErr
@@ -115,7 +115,7 @@ func (b *Binary) dwarfData() (*dwarf.Data, error) {
 // a new executable took to attach. A DWARF section with relocations to
 // apply (in relocatable objects, not in executables Go links) is left to
 // debug/elf, which applies them.
-func (b *Binary) lookupDWARF() (*dwarf.Data, error) {
+func (b *Binary) lookupDWARF() (*dwarf.Data, []dwarf.Offset, error) {
 	secs := map[string][]byte{"abbrev": nil, "info": nil, "str": nil, "addr": nil, "line_str": nil, "str_offsets": nil}
 	for i, s := range b.ef.Sections {
 		name, ok := strings.CutPrefix(s.Name, ".debug_")
@@ -126,26 +126,27 @@ func (b *Binary) lookupDWARF() (*dwarf.Data, error) {
 			continue
 		}
 		if b.ef.Type != elf.ET_EXEC && relocated(b.ef, i) {
-			return b.ef.DWARF()
+			d, err := b.ef.DWARF()
+			return d, nil, err
 		}
 		data, err := s.Data()
 		if err != nil && uint64(len(data)) < s.Size {
-			return nil, err
+			return nil, nil, err
 		}
 		secs[name] = data
 	}
 	d, err := dwarf.New(secs["abbrev"], nil, nil, secs["info"], nil, nil, nil, secs["str"])
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, name := range []string{"addr", "line_str", "str_offsets"} {
 		if secs[name] != nil {
 			if err := d.AddSection(".debug_"+name, secs[name]); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 	}
-	return d, nil
+	return d, dwarfUnits(secs["info"]), nil
 }
 
 // relocated reports whether a relocation section applies to section i.
