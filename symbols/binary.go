@@ -65,10 +65,13 @@ type Binary struct {
 	budget *atomic.Int64 // bytes sections may still claim (sectionData)
 	size   int64         // of the file, -1 if unknown
 
-	funcs     []Func  // sorted by Entry, one per name
-	byName    []int32 // indexes into funcs, sorted by name
-	symtabErr error   // why a .symtab present in the file was not used
-	hasPcln   bool    // the functions came from a usable .gopclntab
+	src       io.ReaderAt // what the executable is read from
+	funcs     []funcRec   // sorted by entry, one per name
+	byName    []int32     // indexes into funcs, sorted by name
+	nameFile  io.ReaderAt // where funcs' names are read (nil: nameMem)
+	nameMem   string      // the names, when they are not read from the file
+	symtabErr error       // why a .symtab present in the file was not used
+	hasPcln   bool        // the functions came from a usable .gopclntab
 
 	dwarfMu  sync.Mutex // guards dwarf and dwarfErr (ReleaseDWARF drops dwarf)
 	dwarf    *dwarf.Data
@@ -143,7 +146,7 @@ func NewBinary(r io.ReaderAt, path string) (b *Binary, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse elf: %w", err)
 	}
-	b = &Binary{Path: path, ef: ef, PIE: ef.Type == elf.ET_DYN, budget: newReadBudget(size), size: size}
+	b = &Binary{Path: path, ef: ef, PIE: ef.Type == elf.ET_DYN, budget: newReadBudget(size), size: size, src: r}
 	switch ef.Machine {
 	case elf.EM_X86_64:
 		b.Arch = "amd64"

@@ -1,9 +1,12 @@
 package symbols
 
 import (
+	"bytes"
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -26,9 +29,12 @@ type Func struct {
 // loadFuncs builds the function table from .gopclntab and .symtab. Both are
 // read when present; addresses from .symtab win, ends come from the
 // pclntab so that stripped and unstripped builds report identical Funcs.
-// Only the merged table stays: one Func per name, sorted by entry, and an
-// index of it sorted by name (the per-source tables are garbage once
-// merged: an agent keeps a table per executable it observes).
+// Only the merged table stays: one record per name, sorted by entry, and
+// an index of it sorted by name. Names are not kept: each record says
+// where its name lies in the file, read again when asked for (an agent
+// keeps a table per executable it observes, and the names were most of
+// it); where the file cannot be read that way (a compressed section, a
+// reader without offsets), one copy of the names is kept instead.
 func (b *Binary) loadFuncs() error {
 	symtab, symText, symErr := b.symtabFuncs()
 	if symErr == nil {
@@ -54,62 +60,177 @@ func (b *Binary) loadFuncs() error {
 	}
 	b.hasPcln = pcln != nil
 
-	b.funcs = make([]Func, 0, len(pcln)+len(symtab)/16)
+	// Where names lie in the file: the pclntab's name table and .symtab's
+	// string table, when both are stored as they are read.
+	b.nameFile = nil
+	var bases [numNameTables]uint64
+	if r, ok := b.src.(io.ReaderAt); ok && b.size <= math.MaxUint32 {
+		b.nameFile = r
+		if sec := b.pclnSection(); sec != nil && pcln != nil {
+			if bases[namesPcln], ok = fileOffset(sec, b.size); !ok {
+				b.nameFile = nil
+			}
+		}
+		if sec := b.strtabSection(); sec != nil && symtab != nil {
+			if bases[namesSymtab], ok = fileOffset(sec, b.size); !ok {
+				b.nameFile = nil
+			}
+		}
+	}
+
+	type named struct {
+		rec  funcRec
+		name string
+	}
+	all := make([]named, 0, len(pcln)+len(symtab)/16)
+	add := func(name string, entry, end uint64, table uint8, at uint64, abi0 bool) {
+		if end < entry || end-entry > math.MaxUint32 {
+			return // no function is that large: not one to probe or name
+		}
+		n := len(name)
+		if abi0 {
+			n -= len(".abi0")
+		}
+		all = append(all, named{rec: funcRec{entry: entry, size: uint32(end - entry), table: table, at: uint32(at), n: uint32(n), abi0: abi0}, name: name})
+	}
 	for name, f := range pcln {
+		entry, end := f.Entry, f.End
 		if s, ok := symtab[name]; ok && s.Entry != f.Entry {
 			// Trust the symbol table's address; keep its own end (and
-			// the pclntab's copy of the name).
-			f = Func{Name: f.Name, Entry: s.Entry, End: s.End}
+			// the pclntab's name).
+			entry, end = s.Entry, s.End
 		}
-		b.funcs = append(b.funcs, f)
+		add(name, entry, end, namesPcln, uint64(f.nameAt), f.abi0)
 	}
 	for name, s := range symtab {
 		if _, ok := pcln[name]; !ok && s.End > s.Entry {
-			b.funcs = append(b.funcs, s) // e.g. C functions in cgo binaries
+			add(name, s.Entry, s.End, namesSymtab, s.nameOff, false) // e.g. C functions in cgo binaries
 		}
 	}
-	// One copy of the names kept, of these functions only: they are
-	// substrings of the string tables, which also name inlined functions,
-	// files and data.
-	size := 0
-	for _, f := range b.funcs {
-		size += len(f.Name)
-	}
-	var names strings.Builder
-	names.Grow(size)
-	for _, f := range b.funcs {
-		names.WriteString(f.Name)
-	}
-	all, at := names.String(), 0
-	for i := range b.funcs {
-		n := len(b.funcs[i].Name)
-		b.funcs[i].Name = all[at : at+n]
-		at += n
-	}
-	sort.Slice(b.funcs, func(i, j int) bool {
-		if b.funcs[i].Entry != b.funcs[j].Entry {
-			return b.funcs[i].Entry < b.funcs[j].Entry
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].rec.entry != all[j].rec.entry {
+			return all[i].rec.entry < all[j].rec.entry
 		}
-		return b.funcs[i].Name < b.funcs[j].Name
+		return all[i].name < all[j].name
 	})
-	b.byName = make([]int32, len(b.funcs))
+	b.byName = make([]int32, len(all))
 	for i := range b.byName {
 		b.byName[i] = int32(i)
 	}
-	sort.Slice(b.byName, func(i, j int) bool { return b.funcs[b.byName[i]].Name < b.funcs[b.byName[j]].Name })
+	sort.Slice(b.byName, func(i, j int) bool { return all[b.byName[i]].name < all[b.byName[j]].name })
+
+	b.funcs = make([]funcRec, len(all))
+	var mem strings.Builder
+	if b.nameFile == nil {
+		size := 0
+		for _, f := range all {
+			size += len(f.name)
+		}
+		if size > math.MaxUint32 {
+			return errors.New("function names: more than 4 GiB")
+		}
+		mem.Grow(size)
+	}
+	for i, f := range all {
+		r := f.rec
+		if b.nameFile != nil {
+			r.at += uint32(bases[r.table]) // within the file: less than 4 GiB
+		} else {
+			r.table, r.at, r.n, r.abi0 = namesMemory, uint32(mem.Len()), uint32(len(f.name)), false
+			mem.WriteString(f.name)
+		}
+		b.funcs[i] = r
+	}
+	b.nameMem = mem.String()
 	return nil
+}
+
+// Where the names of funcRecs are read.
+const (
+	namesMemory = iota // b.nameMem
+	namesPcln          // the file, from the pclntab's name table
+	namesSymtab        // the file, from .symtab's string table
+	numNameTables
+)
+
+// funcRec is one function of the table: where it is, and where its name
+// is (a few bytes less than a Func, and no name).
+type funcRec struct {
+	entry uint64
+	size  uint32
+	n     uint32 // the name's length (without the ".abi0" abi0 adds)
+	at    uint32 // the name's offset in the file (or in b.nameMem)
+	table uint8
+	abi0  bool // ".abi0" follows the name (nameABI0)
+}
+
+// fileOffset returns the offset in the file of a section whose bytes are
+// stored there as they are read.
+func fileOffset(s *elf.Section, size int64) (uint64, bool) {
+	if s.Type == elf.SHT_NOBITS || s.Flags&elf.SHF_COMPRESSED != 0 || s.FileSize != s.Size ||
+		size < 0 || s.Offset > uint64(size) || s.Size > uint64(size)-s.Offset {
+		return 0, false
+	}
+	return s.Offset, true
+}
+
+// funcAt returns the i-th function of the table, its name read.
+func (b *Binary) funcAt(i int) (Func, bool) {
+	r := &b.funcs[i]
+	name, ok := b.funcName(r)
+	return Func{Name: name, Entry: r.entry, End: r.entry + uint64(r.size)}, ok
+}
+
+// funcName reads the name of r. A name read from the file must still be
+// the NUL-terminated string it was when the table was built: otherwise
+// (the file changed under the agent) ok is false and the name unknown.
+func (b *Binary) funcName(r *funcRec) (string, bool) {
+	if r.table == namesMemory {
+		return b.nameMem[r.at : r.at+r.n], true
+	}
+	buf := make([]byte, r.n+1, int(r.n)+1+len(".abi0"))
+	if _, err := b.nameFile.ReadAt(buf, int64(r.at)); err != nil || buf[r.n] != 0 || bytes.IndexByte(buf[:r.n], 0) >= 0 {
+		return "", false
+	}
+	buf = buf[:r.n]
+	if r.abi0 {
+		buf = append(buf, ".abi0"...)
+	}
+	return string(buf), true
+}
+
+// nameOf returns the name of the i-th function in name order ("" when it
+// cannot be read).
+func (b *Binary) nameOf(i int) string {
+	name, _ := b.funcName(&b.funcs[b.byName[i]])
+	return name
+}
+
+// pclnSection returns the executable's .gopclntab (nil if none).
+func (b *Binary) pclnSection() *elf.Section {
+	if sec := b.ef.Section(".gopclntab"); sec != nil {
+		return sec
+	}
+	return b.ef.Section(".data.rel.ro.gopclntab")
+}
+
+// symFunc is a function of .symtab and where its name is in the string
+// table.
+type symFunc struct {
+	Func
+	nameOff uint64
 }
 
 // symtabFuncs reads the functions of .symtab, by name (names are
 // substrings of the string table), and runtime.text (0 if absent). The
 // error wraps elf.ErrNoSymbols when there is no .symtab.
-func (b *Binary) symtabFuncs() (map[string]Func, uint64, error) {
+func (b *Binary) symtabFuncs() (map[string]symFunc, uint64, error) {
 	syms, err := b.symbols()
 	if err != nil {
 		return nil, 0, err
 	}
 	var symText uint64
-	funcs := make(map[string]Func)
+	funcs := make(map[string]symFunc)
 	for _, s := range syms {
 		if s.Name == "runtime.text" && s.Value != 0 {
 			symText = s.Value
@@ -122,7 +243,7 @@ func (b *Binary) symtabFuncs() (map[string]Func, uint64, error) {
 		if prev, dup := funcs[s.Name]; dup && prev.Entry <= s.Value {
 			continue
 		}
-		funcs[s.Name] = Func{Name: s.Name, Entry: s.Value, End: s.Value + s.Size}
+		funcs[s.Name] = symFunc{Func{Name: s.Name, Entry: s.Value, End: s.Value + s.Size}, s.NameOff}
 	}
 	return funcs, symText, nil
 }
@@ -130,11 +251,8 @@ func (b *Binary) symtabFuncs() (map[string]Func, uint64, error) {
 // pclnFuncs reads the functions of .gopclntab, by name, and with them the
 // module descriptor, the text base and the assembly functions (b.module,
 // b.pclnText, b.asm). symText is runtime.text from .symtab (0 if unknown).
-func (b *Binary) pclnFuncs(symText uint64) (map[string]Func, error) {
-	sec := b.ef.Section(".gopclntab")
-	if sec == nil {
-		sec = b.ef.Section(".data.rel.ro.gopclntab")
-	}
+func (b *Binary) pclnFuncs(symText uint64) (map[string]pclnFunc, error) {
+	sec := b.pclnSection()
 	if sec == nil {
 		b.moduleErr = errNoModuleData
 		return nil, errors.New("no .gopclntab section")
@@ -157,14 +275,14 @@ func (b *Binary) pclnFuncs(symText uint64) (map[string]Func, error) {
 		return nil, err
 	}
 	nameABI0(funcs)
-	out := make(map[string]Func, len(funcs))
+	out := make(map[string]pclnFunc, len(funcs))
 	b.asm = make(map[uint64]bool)
 	for _, f := range funcs {
 		if f.asm {
 			b.asm[f.Entry] = true
 		}
 		if _, dup := out[f.Name]; !dup {
-			out[f.Name] = f.Func
+			out[f.Name] = f
 		}
 	}
 	return out, nil
@@ -172,8 +290,8 @@ func (b *Binary) pclnFuncs(symText uint64) (map[string]Func, error) {
 
 // lookupName returns the index into b.funcs of the function named name.
 func (b *Binary) lookupName(name string) (int, bool) {
-	i := sort.Search(len(b.byName), func(i int) bool { return b.funcs[b.byName[i]].Name >= name })
-	if i < len(b.byName) && b.funcs[b.byName[i]].Name == name {
+	i := sort.Search(len(b.byName), func(i int) bool { return b.nameOf(i) >= name })
+	if i < len(b.byName) && b.nameOf(i) == name {
 		return int(b.byName[i]), true
 	}
 	return 0, false
@@ -225,7 +343,7 @@ func nameABI0(funcs []pclnFunc) {
 		default:
 			continue
 		}
-		a.Name = name + ".abi0"
+		a.Name, a.abi0 = name+".abi0", true
 	}
 }
 
@@ -233,7 +351,9 @@ func nameABI0(funcs []pclnFunc) {
 // error wraps ErrFuncNotFound and suggests up to 3 close names.
 func (b *Binary) LookupFunc(name string) (Func, error) {
 	if i, ok := b.lookupName(name); ok {
-		return b.funcs[i], nil
+		if f, ok := b.funcAt(i); ok {
+			return f, nil
+		}
 	}
 	// The suggestions are worked out when the message is read: most
 	// lookups that fail (a family's anchor, an optional probe) only ask
@@ -254,7 +374,7 @@ type notFoundError struct {
 func (e *notFoundError) Error() string {
 	e.once.Do(func() {
 		b := e.b
-		if s := suggestFrom(e.name, len(b.byName), func(i int) string { return b.funcs[b.byName[i]].Name }, 3); len(s) > 0 {
+		if s := suggestFrom(e.name, len(b.byName), b.nameOf, 3); len(s) > 0 {
 			e.msg = fmt.Sprintf("function %q not found; did you mean %s?", e.name, joinOr(s))
 		} else {
 			e.msg = fmt.Sprintf("function %q not found", e.name)
@@ -278,8 +398,8 @@ func (e *wrapError) Unwrap() error { return e.err }
 // FuncNames returns every function name, sorted.
 func (b *Binary) FuncNames() []string {
 	out := make([]string, len(b.byName))
-	for i, f := range b.byName {
-		out[i] = b.funcs[f].Name
+	for i := range b.byName {
+		out[i] = b.nameOf(i)
 	}
 	return out
 }

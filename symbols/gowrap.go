@@ -104,7 +104,10 @@ func (b *Binary) GoWrappers() (map[uint64]string, error) {
 		if !ok {
 			continue
 		}
-		f := b.funcs[idx]
+		f, ok := b.funcAt(idx)
+		if !ok {
+			continue
+		}
 		// The record must be the function's: every candidate's entry,
 		// less its entry offset, gives the same text start.
 		entryOff, err := v.u32(rec)

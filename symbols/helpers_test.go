@@ -277,13 +277,33 @@ func funcTables(tb testing.TB, b *Binary) (pcln, symtab map[string]Func) {
 		tb.Fatalf("open %s: %v", b.Path, err)
 	}
 	defer c.Close()
-	symtab, symText, err := c.symtabFuncs()
-	if err != nil {
-		symtab = nil
+	syms, symText, err := c.symtabFuncs()
+	if err == nil {
+		symtab = map[string]Func{}
+		for name, f := range syms {
+			symtab[name] = f.Func
+		}
 	}
-	pcln, err = c.pclnFuncs(symText)
-	if err != nil {
-		pcln = nil
+	funcs, err := c.pclnFuncs(symText)
+	if err == nil {
+		pcln = map[string]Func{}
+		for name, f := range funcs {
+			pcln[name] = f.Func
+		}
 	}
 	return pcln, symtab
+}
+
+// allFuncs returns the function table of b, names read, sorted by entry.
+func allFuncs(tb testing.TB, b *Binary) []Func {
+	tb.Helper()
+	out := make([]Func, len(b.funcs))
+	for i := range b.funcs {
+		f, ok := b.funcAt(i)
+		if !ok {
+			tb.Fatalf("function %d at %#x: name unreadable", i, b.funcs[i].entry)
+		}
+		out[i] = f
+	}
+	return out
 }
