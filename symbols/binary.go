@@ -89,9 +89,11 @@ type Binary struct {
 	typesErr error
 	typeView *typeData // reads type names from the file once types is released
 
-	relocOnce sync.Once
-	relocs    map[uint64]uint64 // PIE pointer locations → link-time values
-	relocErr  error
+	relocMu        sync.Mutex        // guards the fields below (ReleaseTypeData drops relocs)
+	relocs         map[uint64]uint64 // PIE pointer locations → link-time values
+	relocErr       error
+	relocCharged   uint64 // bytes of the read budget relocs took
+	relocsReleased bool   // relocs are read when asked for, not kept
 
 	pclnText  uint64          // what pclntab function entries are relative to
 	asm       map[uint64]bool // entries of assembly functions

@@ -3,6 +3,7 @@ package symbols
 import (
 	"debug/dwarf"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -127,8 +128,10 @@ func TestReleaseTypeData(t *testing.T) {
 				t.Fatalf("only %d type names read", named)
 			}
 			b.ReleaseTypeData()
-			if b.types != nil || b.budget.Load() != budget {
-				t.Fatalf("after release: held %v, budget %d, want %d", b.types != nil, b.budget.Load(), budget)
+			// The budget gets back what the type data took (and a PIE's
+			// relocations, read with the binary).
+			if b.types != nil || b.relocs != nil || b.budget.Load() < budget || b.PIE != (b.budget.Load() > budget) {
+				t.Fatalf("after release: held %v (relocations %v), budget %d, before the lookup %d", b.types != nil, b.relocs != nil, b.budget.Load(), budget)
 			}
 			again, src, err := b.StructFields("net/http.Request", "Method", "URL")
 			if err != nil || src != SourceTypeData || !maps(first, again) {
@@ -139,15 +142,15 @@ func TestReleaseTypeData(t *testing.T) {
 					t.Fatalf("type name at %#x after release: %q %v, before %q %v", a, n, err, want.name, want.ok)
 				}
 			}
-			if b.types != nil {
+			if b.types != nil || b.relocs != nil {
 				t.Error("a cached lookup or a type name read the type data again")
 			}
 			u, src, err := b.StructFields("net/url.URL", "Scheme", "Host", "Path")
 			if err != nil || src != SourceTypeData || len(u) != 3 {
 				t.Errorf("new lookup after release: %v %v %v", u, src, err)
 			}
-			if b.types == nil {
-				t.Error("a lookup after release did not read the type data again")
+			if b.types == nil || b.relocs != nil {
+				t.Errorf("a lookup after release: type data read again %v, relocations kept %v", b.types != nil, b.relocs != nil)
 			}
 		})
 	}
@@ -218,6 +221,47 @@ func TestLookupDWARFMatchesComplete(t *testing.T) {
 					t.Errorf("%s: members %v (%v), complete %v (%v)", name, mp, err1, mf, err2)
 				}
 			}
+		})
+	}
+}
+
+// TestRetainedPerExecutable: what a Binary keeps once attached (its
+// lookups made, its DWARF and type data released) is its function table,
+// about 28 bytes per function and no names, and a little more: an agent
+// keeps one per executable it observes.
+func TestRetainedPerExecutable(t *testing.T) {
+	for _, name := range []string{"go126", "go126-s", "go126-pie"} {
+		t.Run(name, func(t *testing.T) {
+			path := target(t, name)
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			b, err := Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			if _, _, err := b.StructFields("net/http.Request", "Method", "URL"); err != nil {
+				t.Fatal(err)
+			}
+			f, err := b.LookupFunc("net/http.(*response).finishRequest")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Sites(f); err != nil {
+				t.Fatal(err)
+			}
+			b.ReleaseDWARF()
+			b.ReleaseTypeData()
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			retained := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+			limit := int64(32*len(b.funcs) + 256<<10)
+			t.Logf("%d functions, %d bytes retained (%d per function)", len(b.funcs), retained, retained/int64(len(b.funcs)))
+			if retained > limit {
+				t.Errorf("%d bytes retained for %d functions, bound %d", retained, len(b.funcs), limit)
+			}
+			runtime.KeepAlive(b)
 		})
 	}
 }

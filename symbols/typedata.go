@@ -87,11 +87,13 @@ func (b *Binary) loadTypeData() (*typeData, error) {
 }
 
 // ReleaseTypeData lets the copies of the read-only data sections that
-// struct lookups scan go (about a megabyte for a small server) once what
+// struct lookups scan go (about a megabyte for a small server), and a PIE's
+// relocations (half a megabyte more), once what
 // was needed from them has been read: lookups made already stay cached,
 // and a later one reads the sections again. An agent observing many
 // executables would otherwise keep every one's.
 func (b *Binary) ReleaseTypeData() {
+	b.releaseRelocations()
 	b.typeMu.Lock()
 	defer b.typeMu.Unlock()
 	if b.types != nil {
