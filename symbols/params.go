@@ -133,6 +133,7 @@ func (b *Binary) lookupDWARF() (*dwarf.Data, []dwarf.Offset, error) {
 		if err != nil && uint64(len(data)) < s.Size {
 			return nil, nil, err
 		}
+		bytesRead.Add(uint64(len(data)))
 		secs[name] = data
 	}
 	d, err := dwarf.New(secs["abbrev"], nil, nil, secs["info"], nil, nil, nil, secs["str"])

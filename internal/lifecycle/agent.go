@@ -138,8 +138,9 @@ type Agent struct {
 	skipped  map[int]exporter.Skipped
 	errCount map[exporter.ErrorKey]uint64
 	// released counts the processes detached since the last closeBins
-	// tick, read the binaries read (Run's goroutine only).
-	released, read int
+	// tick, read is symbols.BytesRead at that tick (Run's goroutine only).
+	released int
+	read     uint64
 	// awaitingPod holds the processes the selection turned down while
 	// their pod was not known (by PID): placementChanged looks again.
 	awaitingPod map[int]discover.Process
@@ -236,7 +237,6 @@ func (a *Agent) Run(ctx context.Context, d Discovery) {
 				}
 			}
 			if a.binariesRead() > parsed {
-				a.read++
 				// Reading a binary leaves several times what it keeps as
 				// garbage (decompressed DWARF, section copies): give it
 				// back now rather than hold it as heap headroom. A few ms,
@@ -247,15 +247,17 @@ func (a *Agent) Run(ctx context.Context, d Discovery) {
 			a.agg.Expire(now)
 		case now := <-closeBins.C:
 			a.bins.Expire(now)
-			if a.released > 0 || a.read > 0 {
+			if read := symbols.BytesRead(); a.released > 0 || read != a.read {
 				// Programs went since the last tick: what their probes,
 				// statuses and reads held is garbage now. Give it back
 				// rather than keep it as heap headroom, so that a node's
 				// churn does not ratchet the agent's RSS up; at most once
-				// per tick, a few ms. Likewise after new binaries: what
-				// was read from them after they were attached (the
-				// runtime sampler's go-statement wrappers) is garbage too.
-				a.released, a.read = 0, 0
+				// per tick, a few ms. Likewise after binaries were read
+				// (parsed, or read again after attach, as the runtime
+				// sampler does for go-statement wrappers): what the reads
+				// left is garbage by then, and the heap's headroom would
+				// otherwise keep it resident.
+				a.released, a.read = 0, read
 				debug.FreeOSMemory()
 			}
 		case <-podsChanged:
