@@ -65,28 +65,35 @@ type Binary struct {
 	budget *atomic.Int64 // bytes sections may still claim (sectionData)
 	size   int64         // of the file, -1 if unknown
 
-	funcs     []Func          // sorted by Entry
-	byName    map[string]int  // index into funcs
-	names     []string        // sorted, unique
-	symtab    map[string]Func // functions as .symtab has them (nil when absent)
-	symtabErr error           // why a .symtab present in the file was not used
-	pcln      map[string]Func // functions as .gopclntab has them (nil when absent)
+	src       io.ReaderAt // what the executable is read from
+	funcs     []funcRec   // sorted by entry, one per name
+	byName    []int32     // indexes into funcs, sorted by name
+	nameFile  io.ReaderAt // where funcs' names are read (nil: nameMem)
+	nameMem   string      // the names, when they are not read from the file
+	symtabErr error       // why a .symtab present in the file was not used
+	hasPcln   bool        // the functions came from a usable .gopclntab
 
 	dwarfMu  sync.Mutex // guards dwarf and dwarfErr (ReleaseDWARF drops dwarf)
 	dwarf    *dwarf.Data
 	dwarfErr error
+	// dwarfUnits are the offsets of .debug_info's units (nil when
+	// unknown): the struct index reads the runtime's alone.
+	dwarfUnits []dwarf.Offset
 
-	dwarfIndexOnce sync.Once
-	dwarfIndex     map[string]dwarf.Offset // struct types with members, by name
-	dwarfIndexErr  error
+	dwarfIndexMu  sync.Mutex              // guards dwarfIndex and dwarfIndexErr (ReleaseDWARF drops the index)
+	dwarfIndex    map[string]dwarf.Offset // struct types with members, by name
+	dwarfIndexErr error
 
-	typeOnce sync.Once
+	typeMu   sync.Mutex // guards types, typesErr and typeView (ReleaseTypeData drops types)
 	types    *typeData
 	typesErr error
+	typeView *typeData // reads type names from the file once types is released
 
-	relocOnce sync.Once
-	relocs    map[uint64]uint64 // PIE pointer locations → link-time values
-	relocErr  error
+	relocMu        sync.Mutex        // guards the fields below (ReleaseTypeData drops relocs)
+	relocs         map[uint64]uint64 // PIE pointer locations → link-time values
+	relocErr       error
+	relocCharged   uint64 // bytes of the read budget relocs took
+	relocsReleased bool   // relocs are read when asked for, not kept
 
 	pclnText  uint64          // what pclntab function entries are relative to
 	asm       map[uint64]bool // entries of assembly functions
@@ -99,6 +106,7 @@ type Binary struct {
 
 	cacheMu        sync.Mutex
 	dwarfStruct    map[string]map[string]uint64    // DWARF struct lookups by type name
+	typeLookup     map[string]typeDataAnswer       // type data struct lookups: the scan is costly and the data never changes
 	sites          map[uint64]checkedSite          // CheckSite results by address
 	globals        map[string]uint64               // .symtab addresses of globals asked for (0: absent)
 	versionStrings map[string]versionStringsResult // ReadVersionStrings by prefix
@@ -141,7 +149,7 @@ func NewBinary(r io.ReaderAt, path string) (b *Binary, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse elf: %w", err)
 	}
-	b = &Binary{Path: path, ef: ef, PIE: ef.Type == elf.ET_DYN, budget: newReadBudget(size), size: size}
+	b = &Binary{Path: path, ef: ef, PIE: ef.Type == elf.ET_DYN, budget: newReadBudget(size), size: size, src: r}
 	switch ef.Machine {
 	case elf.EM_X86_64:
 		b.Arch = "amd64"
@@ -176,7 +184,7 @@ func NewBinary(r io.ReaderAt, path string) (b *Binary, err error) {
 	if err := b.loadFuncs(); err != nil {
 		return nil, err
 	}
-	if _, ok := b.byName["runtime.main"]; !ok {
+	if _, ok := b.lookupName("runtime.main"); !ok {
 		// A C program can carry a .go.buildinfo section (copied, or from
 		// a Go library it links): without the Go runtime there is
 		// nothing to observe.

@@ -59,11 +59,11 @@ func callSitesAMD64(code []byte, base, target uint64) []CallSite {
 
 // FuncAt returns the function holding the virtual address addr.
 func (b *Binary) FuncAt(addr uint64) (Func, bool) {
-	i := sort.Search(len(b.funcs), func(i int) bool { return b.funcs[i].Entry > addr }) - 1
-	if i < 0 || addr >= b.funcs[i].End {
+	i := sort.Search(len(b.funcs), func(i int) bool { return b.funcs[i].entry > addr }) - 1
+	if i < 0 || addr-b.funcs[i].entry >= uint64(b.funcs[i].size) {
 		return Func{}, false
 	}
-	return b.funcs[i], true
+	return b.funcAt(i)
 }
 
 // PackageOf returns the package path of a function name as Go prints it:
@@ -81,7 +81,7 @@ func PackageOf(funcName string) string {
 // link-time address rtype (such as "*net.OpError"), as reflection prints
 // it: package names, not paths.
 func (b *Binary) TypeName(rtype uint64) (string, error) {
-	td, err := b.loadTypeData()
+	td, err := b.typeNames()
 	if err != nil {
 		return "", err
 	}

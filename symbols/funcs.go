@@ -1,11 +1,15 @@
 package symbols
 
 import (
+	"bytes"
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Func is one function of the executable.
@@ -25,110 +29,272 @@ type Func struct {
 // loadFuncs builds the function table from .gopclntab and .symtab. Both are
 // read when present; addresses from .symtab win, ends come from the
 // pclntab so that stripped and unstripped builds report identical Funcs.
+// Only the merged table stays: one record per name, sorted by entry, and
+// an index of it sorted by name. Names are not kept: each record says
+// where its name lies in the file, read again when asked for (an agent
+// keeps a table per executable it observes, and the names were most of
+// it); where the file cannot be read that way (a compressed section, a
+// reader without offsets), one copy of the names is kept instead.
 func (b *Binary) loadFuncs() error {
-	var symText uint64 // runtime.text from .symtab
-	syms, symErr := b.symbols()
+	symtab, symText, symErr := b.symtabFuncs()
 	if symErr == nil {
 		b.HasSymtab = true
-		b.symtab = make(map[string]Func)
-		for _, s := range syms {
-			if s.Name == "runtime.text" && s.Value != 0 {
-				symText = s.Value
-			}
-			if elf.ST_TYPE(s.Info) != elf.STT_FUNC || s.Value == 0 || s.Name == "" {
-				continue
-			}
-			// A few names occur twice (an assembly function and its ABI
-			// wrapper); like the pclntab lookup, keep the lowest address.
-			if prev, dup := b.symtab[s.Name]; dup && prev.Entry <= s.Value {
-				continue
-			}
-			// A copy: the names of the other symbols (data, files) need
-			// not stay in memory with the string table. The bytes copied
-			// are bounded with the names read (symbols).
-			name := strings.Clone(s.Name)
-			b.symtab[name] = Func{Name: name, Entry: s.Value, End: s.Value + s.Size}
-		}
 	} else if !errors.Is(symErr, elf.ErrNoSymbols) {
 		// A damaged .symtab is not needed: the pclntab names the
 		// functions of stripped binaries too.
 		b.symtabErr = fmt.Errorf("read symtab: %w", symErr)
+		symtab = nil
 	}
-
-	sec := b.ef.Section(".gopclntab")
-	if sec == nil {
-		sec = b.ef.Section(".data.rel.ro.gopclntab")
+	pcln, pclnErr := b.pclnFuncs(symText)
+	if pclnErr != nil {
+		if errors.Is(pclnErr, errBudget) {
+			return pclnErr
+		}
+		pcln = nil
 	}
-	var pclnErr error
-	if sec == nil {
-		pclnErr = errors.New("no .gopclntab section")
-		b.moduleErr = errNoModuleData
-	} else if data, err := b.sectionData(sec); err != nil {
-		pclnErr = err
-		b.moduleErr = errNoModuleData
-	} else {
-		b.module, b.moduleErr = b.findModuleData(sec.Addr, pclnFuncnameOffset(data))
-		if errors.Is(b.moduleErr, errBudget) {
-			return b.moduleErr
-		}
-		b.pclnText = pclnHeaderText(data)
-		if b.pclnText == 0 {
-			b.pclnText = b.textStart(symText)
-		}
-		if funcs, err := parsePclntab(data, b.pclnText); err != nil {
-			pclnErr = err
-		} else {
-			nameABI0(funcs)
-			b.pcln = make(map[string]Func, len(funcs))
-			b.asm = make(map[uint64]bool)
-			for _, f := range funcs {
-				if f.asm {
-					b.asm[f.Entry] = true
-				}
-				if _, dup := b.pcln[f.Name]; !dup {
-					b.pcln[f.Name] = f.Func
-				}
-			}
-		}
-	}
-	if b.pcln == nil && b.symtab == nil {
+	if pcln == nil && symtab == nil {
 		if b.symtabErr != nil {
 			return fmt.Errorf("read pclntab: %w (and %w)", pclnErr, b.symtabErr)
 		}
 		return fmt.Errorf("read pclntab: %w", pclnErr)
 	}
+	b.hasPcln = pcln != nil
 
-	merged := make(map[string]Func, len(b.pcln))
-	for name, f := range b.pcln {
-		if s, ok := b.symtab[name]; ok && s.Entry != f.Entry {
-			// Trust the symbol table's address; keep its own end.
-			f = s
+	// Where names lie in the file: the pclntab's name table and .symtab's
+	// string table, when both are stored as they are read.
+	b.nameFile = nil
+	var bases [numNameTables]uint64
+	if r, ok := b.src.(io.ReaderAt); ok && b.size <= math.MaxUint32 {
+		b.nameFile = r
+		if sec := b.pclnSection(); sec != nil && pcln != nil {
+			if bases[namesPcln], ok = fileOffset(sec, b.size); !ok {
+				b.nameFile = nil
+			}
 		}
-		merged[name] = f
-	}
-	for name, s := range b.symtab {
-		if _, ok := merged[name]; !ok && s.End > s.Entry {
-			merged[name] = s // e.g. C functions in cgo binaries
+		if sec := b.strtabSection(); sec != nil && symtab != nil {
+			if bases[namesSymtab], ok = fileOffset(sec, b.size); !ok {
+				b.nameFile = nil
+			}
 		}
 	}
-	b.funcs = make([]Func, 0, len(merged))
-	for _, f := range merged {
-		b.funcs = append(b.funcs, f)
+
+	type named struct {
+		rec  funcRec
+		name string
 	}
-	sort.Slice(b.funcs, func(i, j int) bool {
-		if b.funcs[i].Entry != b.funcs[j].Entry {
-			return b.funcs[i].Entry < b.funcs[j].Entry
+	all := make([]named, 0, len(pcln)+len(symtab)/16)
+	add := func(name string, entry, end uint64, table uint8, at uint64, abi0 bool) {
+		if end < entry || end-entry > math.MaxUint32 {
+			return // no function is that large: not one to probe or name
 		}
-		return b.funcs[i].Name < b.funcs[j].Name
+		n := len(name)
+		if abi0 {
+			n -= len(".abi0")
+		}
+		all = append(all, named{rec: funcRec{entry: entry, size: uint32(end - entry), table: table, at: uint32(at), n: uint32(n), abi0: abi0}, name: name})
+	}
+	for name, f := range pcln {
+		entry, end := f.Entry, f.End
+		if s, ok := symtab[name]; ok && s.Entry != f.Entry {
+			// Trust the symbol table's address; keep its own end (and
+			// the pclntab's name).
+			entry, end = s.Entry, s.End
+		}
+		add(name, entry, end, namesPcln, uint64(f.nameAt), f.abi0)
+	}
+	for name, s := range symtab {
+		if _, ok := pcln[name]; !ok && s.End > s.Entry {
+			add(name, s.Entry, s.End, namesSymtab, s.nameOff, false) // e.g. C functions in cgo binaries
+		}
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].rec.entry != all[j].rec.entry {
+			return all[i].rec.entry < all[j].rec.entry
+		}
+		return all[i].name < all[j].name
 	})
-	b.byName = make(map[string]int, len(b.funcs))
-	b.names = make([]string, 0, len(b.funcs))
-	for i, f := range b.funcs {
-		b.byName[f.Name] = i
-		b.names = append(b.names, f.Name)
+	b.byName = make([]int32, len(all))
+	for i := range b.byName {
+		b.byName[i] = int32(i)
 	}
-	b.names = sortedUnique(b.names)
+	sort.Slice(b.byName, func(i, j int) bool { return all[b.byName[i]].name < all[b.byName[j]].name })
+
+	b.funcs = make([]funcRec, len(all))
+	var mem strings.Builder
+	if b.nameFile == nil {
+		size := 0
+		for _, f := range all {
+			size += len(f.name)
+		}
+		if size > math.MaxUint32 {
+			return errors.New("function names: more than 4 GiB")
+		}
+		mem.Grow(size)
+	}
+	for i, f := range all {
+		r := f.rec
+		if b.nameFile != nil {
+			r.at += uint32(bases[r.table]) // within the file: less than 4 GiB
+		} else {
+			r.table, r.at, r.n, r.abi0 = namesMemory, uint32(mem.Len()), uint32(len(f.name)), false
+			mem.WriteString(f.name)
+		}
+		b.funcs[i] = r
+	}
+	b.nameMem = mem.String()
 	return nil
+}
+
+// Where the names of funcRecs are read.
+const (
+	namesMemory = iota // b.nameMem
+	namesPcln          // the file, from the pclntab's name table
+	namesSymtab        // the file, from .symtab's string table
+	numNameTables
+)
+
+// funcRec is one function of the table: where it is, and where its name
+// is (a few bytes less than a Func, and no name).
+type funcRec struct {
+	entry uint64
+	size  uint32
+	n     uint32 // the name's length (without the ".abi0" abi0 adds)
+	at    uint32 // the name's offset in the file (or in b.nameMem)
+	table uint8
+	abi0  bool // ".abi0" follows the name (nameABI0)
+}
+
+// fileOffset returns the offset in the file of a section whose bytes are
+// stored there as they are read.
+func fileOffset(s *elf.Section, size int64) (uint64, bool) {
+	if s.Type == elf.SHT_NOBITS || s.Flags&elf.SHF_COMPRESSED != 0 || s.FileSize != s.Size ||
+		size < 0 || s.Offset > uint64(size) || s.Size > uint64(size)-s.Offset {
+		return 0, false
+	}
+	return s.Offset, true
+}
+
+// funcAt returns the i-th function of the table, its name read.
+func (b *Binary) funcAt(i int) (Func, bool) {
+	r := &b.funcs[i]
+	name, ok := b.funcName(r)
+	return Func{Name: name, Entry: r.entry, End: r.entry + uint64(r.size)}, ok
+}
+
+// funcName reads the name of r. A name read from the file must still be
+// the NUL-terminated string it was when the table was built: otherwise
+// (the file changed under the agent) ok is false and the name unknown.
+func (b *Binary) funcName(r *funcRec) (string, bool) {
+	if r.table == namesMemory {
+		return b.nameMem[r.at : r.at+r.n], true
+	}
+	buf := make([]byte, r.n+1, int(r.n)+1+len(".abi0"))
+	if _, err := b.nameFile.ReadAt(buf, int64(r.at)); err != nil || buf[r.n] != 0 || bytes.IndexByte(buf[:r.n], 0) >= 0 {
+		return "", false
+	}
+	buf = buf[:r.n]
+	if r.abi0 {
+		buf = append(buf, ".abi0"...)
+	}
+	return string(buf), true
+}
+
+// nameOf returns the name of the i-th function in name order ("" when it
+// cannot be read).
+func (b *Binary) nameOf(i int) string {
+	name, _ := b.funcName(&b.funcs[b.byName[i]])
+	return name
+}
+
+// pclnSection returns the executable's .gopclntab (nil if none).
+func (b *Binary) pclnSection() *elf.Section {
+	if sec := b.ef.Section(".gopclntab"); sec != nil {
+		return sec
+	}
+	return b.ef.Section(".data.rel.ro.gopclntab")
+}
+
+// symFunc is a function of .symtab and where its name is in the string
+// table.
+type symFunc struct {
+	Func
+	nameOff uint64
+}
+
+// symtabFuncs reads the functions of .symtab, by name (names are
+// substrings of the string table), and runtime.text (0 if absent). The
+// error wraps elf.ErrNoSymbols when there is no .symtab.
+func (b *Binary) symtabFuncs() (map[string]symFunc, uint64, error) {
+	syms, err := b.symbols()
+	if err != nil {
+		return nil, 0, err
+	}
+	var symText uint64
+	funcs := make(map[string]symFunc)
+	for _, s := range syms {
+		if s.Name == "runtime.text" && s.Value != 0 {
+			symText = s.Value
+		}
+		if elf.ST_TYPE(s.Info) != elf.STT_FUNC || s.Value == 0 || s.Name == "" {
+			continue
+		}
+		// A few names occur twice (an assembly function and its ABI
+		// wrapper); like the pclntab lookup, keep the lowest address.
+		if prev, dup := funcs[s.Name]; dup && prev.Entry <= s.Value {
+			continue
+		}
+		funcs[s.Name] = symFunc{Func{Name: s.Name, Entry: s.Value, End: s.Value + s.Size}, s.NameOff}
+	}
+	return funcs, symText, nil
+}
+
+// pclnFuncs reads the functions of .gopclntab, by name, and with them the
+// module descriptor, the text base and the assembly functions (b.module,
+// b.pclnText, b.asm). symText is runtime.text from .symtab (0 if unknown).
+func (b *Binary) pclnFuncs(symText uint64) (map[string]pclnFunc, error) {
+	sec := b.pclnSection()
+	if sec == nil {
+		b.moduleErr = errNoModuleData
+		return nil, errors.New("no .gopclntab section")
+	}
+	data, err := b.sectionData(sec)
+	if err != nil {
+		b.moduleErr = errNoModuleData
+		return nil, err
+	}
+	b.module, b.moduleErr = b.findModuleData(sec.Addr, pclnFuncnameOffset(data))
+	if errors.Is(b.moduleErr, errBudget) {
+		return nil, b.moduleErr
+	}
+	b.pclnText = pclnHeaderText(data)
+	if b.pclnText == 0 {
+		b.pclnText = b.textStart(symText)
+	}
+	funcs, err := parsePclntab(data, b.pclnText)
+	if err != nil {
+		return nil, err
+	}
+	nameABI0(funcs)
+	out := make(map[string]pclnFunc, len(funcs))
+	b.asm = make(map[uint64]bool)
+	for _, f := range funcs {
+		if f.asm {
+			b.asm[f.Entry] = true
+		}
+		if _, dup := out[f.Name]; !dup {
+			out[f.Name] = f
+		}
+	}
+	return out, nil
+}
+
+// lookupName returns the index into b.funcs of the function named name.
+func (b *Binary) lookupName(name string) (int, bool) {
+	i := sort.Search(len(b.byName), func(i int) bool { return b.nameOf(i) >= name })
+	if i < len(b.byName) && b.nameOf(i) == name {
+		return int(b.byName[i]), true
+	}
+	return 0, false
 }
 
 // textStart returns the address function entries in the pclntab are
@@ -177,24 +343,48 @@ func nameABI0(funcs []pclnFunc) {
 		default:
 			continue
 		}
-		a.Name = name + ".abi0"
+		a.Name, a.abi0 = name+".abi0", true
 	}
 }
 
 // LookupFunc finds a function by its full Go name. If it is not found, the
 // error wraps ErrFuncNotFound and suggests up to 3 close names.
 func (b *Binary) LookupFunc(name string) (Func, error) {
-	if i, ok := b.byName[name]; ok {
-		return b.funcs[i], nil
-	}
-	if s := suggest(name, b.names, 3); len(s) > 0 {
-		return Func{}, &wrapError{
-			msg: fmt.Sprintf("function %q not found; did you mean %s?", name, joinOr(s)),
-			err: ErrFuncNotFound,
+	if i, ok := b.lookupName(name); ok {
+		if f, ok := b.funcAt(i); ok {
+			return f, nil
 		}
 	}
-	return Func{}, &wrapError{msg: fmt.Sprintf("function %q not found", name), err: ErrFuncNotFound}
+	// The suggestions are worked out when the message is read: most
+	// lookups that fail (a family's anchor, an optional probe) only ask
+	// whether the function is there, and comparing a name with every
+	// other one costs tens of milliseconds in a large program.
+	return Func{}, &notFoundError{name: name, b: b}
 }
+
+// notFoundError says that a function is absent, with up to 3 close names
+// when there are any. It wraps ErrFuncNotFound.
+type notFoundError struct {
+	name string
+	b    *Binary
+	once sync.Once
+	msg  string
+}
+
+func (e *notFoundError) Error() string {
+	e.once.Do(func() {
+		b := e.b
+		if s := suggestFrom(e.name, len(b.byName), b.nameOf, 3); len(s) > 0 {
+			e.msg = fmt.Sprintf("function %q not found; did you mean %s?", e.name, joinOr(s))
+		} else {
+			e.msg = fmt.Sprintf("function %q not found", e.name)
+		}
+		e.b = nil
+	})
+	return e.msg
+}
+
+func (e *notFoundError) Unwrap() error { return ErrFuncNotFound }
 
 // wrapError carries its own message and wraps a sentinel error.
 type wrapError struct {
@@ -207,7 +397,11 @@ func (e *wrapError) Unwrap() error { return e.err }
 
 // FuncNames returns every function name, sorted.
 func (b *Binary) FuncNames() []string {
-	return append([]string(nil), b.names...)
+	out := make([]string, len(b.byName))
+	for i := range b.byName {
+		out[i] = b.nameOf(i)
+	}
+	return out
 }
 
 func joinOr(s []string) string {
@@ -220,6 +414,11 @@ func joinOr(s []string) string {
 // suggest returns up to n names closest to name by edit distance, among
 // those close enough to be plausible typos.
 func suggest(name string, names []string, n int) []string {
+	return suggestFrom(name, len(names), func(i int) string { return names[i] }, n)
+}
+
+// suggestFrom is suggest over count names, the i-th given by at.
+func suggestFrom(name string, count int, at func(int) string, n int) []string {
 	maxDist := len(name)/3 + 1
 	if maxDist > 6 {
 		maxDist = 6
@@ -229,7 +428,8 @@ func suggest(name string, names []string, n int) []string {
 		d    int
 	}
 	var cands []cand
-	for _, c := range names {
+	for i := 0; i < count; i++ {
+		c := at(i)
 		if diff := len(c) - len(name); diff > maxDist || -diff > maxDist {
 			continue
 		}

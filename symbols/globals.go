@@ -212,9 +212,9 @@ func anyRef(i x86asm.Inst) bool {
 
 // FuncForPC returns the function holding pc (a link-time address).
 func (b *Binary) FuncForPC(pc uint64) (Func, bool) {
-	i := sort.Search(len(b.funcs), func(i int) bool { return b.funcs[i].Entry > pc }) - 1
-	if i < 0 || pc >= b.funcs[i].End {
+	i := sort.Search(len(b.funcs), func(i int) bool { return b.funcs[i].entry > pc }) - 1
+	if i < 0 || pc-b.funcs[i].entry >= uint64(b.funcs[i].size) {
 		return Func{}, false
 	}
-	return b.funcs[i], true
+	return b.funcAt(i)
 }

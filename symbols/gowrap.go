@@ -100,11 +100,14 @@ func (b *Binary) GoWrappers() (map[uint64]string, error) {
 		if err != nil || !wrapperName.MatchString(name) {
 			continue
 		}
-		idx, ok := b.byName[name]
+		idx, ok := b.lookupName(name)
 		if !ok {
 			continue
 		}
-		f := b.funcs[idx]
+		f, ok := b.funcAt(idx)
+		if !ok {
+			continue
+		}
 		// The record must be the function's: every candidate's entry,
 		// less its entry offset, gives the same text start.
 		entryOff, err := v.u32(rec)
@@ -138,7 +141,7 @@ type pclnView struct {
 // pclnView reads the function table of b. Releases before Go 1.18 have no
 // wrappers this package recognises.
 func (b *Binary) pclnView() (*pclnView, error) {
-	if b.pcln == nil {
+	if !b.hasPcln {
 		return nil, errors.New("no usable .gopclntab") // loadFuncs said why
 	}
 	sec := b.ef.Section(".gopclntab")

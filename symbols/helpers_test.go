@@ -266,3 +266,44 @@ func open(tb testing.TB, name string) *Binary {
 	openBins[name] = b
 	return b
 }
+
+// funcTables reads the functions of b's .gopclntab and .symtab apart, by
+// name (nil for a source that is absent or unusable), from a copy of b
+// opened anew: the Binary keeps only their merged table.
+func funcTables(tb testing.TB, b *Binary) (pcln, symtab map[string]Func) {
+	tb.Helper()
+	c, err := Open(b.Path)
+	if err != nil {
+		tb.Fatalf("open %s: %v", b.Path, err)
+	}
+	defer c.Close()
+	syms, symText, err := c.symtabFuncs()
+	if err == nil {
+		symtab = map[string]Func{}
+		for name, f := range syms {
+			symtab[name] = f.Func
+		}
+	}
+	funcs, err := c.pclnFuncs(symText)
+	if err == nil {
+		pcln = map[string]Func{}
+		for name, f := range funcs {
+			pcln[name] = f.Func
+		}
+	}
+	return pcln, symtab
+}
+
+// allFuncs returns the function table of b, names read, sorted by entry.
+func allFuncs(tb testing.TB, b *Binary) []Func {
+	tb.Helper()
+	out := make([]Func, len(b.funcs))
+	for i := range b.funcs {
+		f, ok := b.funcAt(i)
+		if !ok {
+			tb.Fatalf("function %d at %#x: name unreadable", i, b.funcs[i].entry)
+		}
+		out[i] = f
+	}
+	return out
+}

@@ -89,8 +89,17 @@ func (b *Binary) sectionData(s *elf.Section) ([]byte, error) {
 	if err := b.charge(s.Size); err != nil {
 		return nil, fmt.Errorf("read section %s: %w", s.Name, err)
 	}
+	bytesRead.Add(s.Size)
 	return s.Data()
 }
+
+// bytesRead counts the bytes of sections read, by every Binary.
+var bytesRead atomic.Uint64
+
+// BytesRead returns how many bytes of sections every Binary has read so
+// far: what they left behind is garbage soon after, which a program that
+// reads binaries now and then (the agent) may want to give back.
+func BytesRead() uint64 { return bytesRead.Load() }
 
 // checkDWARF bounds the DWARF sections before debug/elf reads (and
 // decompresses) them: each may claim at most maxCompressionRatio times its

@@ -55,28 +55,52 @@ var errNoModuleData = errors.New("runtime.firstmoduledata not found")
 // a RELATIVE dynamic relocation fills in, with its link-time value. Go's
 // linker also writes the value into the section, but other linkers may
 // leave only the addend, so the addend wins.
+//
+// Once ReleaseTypeData let them go (they take tens of bytes per pointer of
+// the executable's data), they are read again when asked for but not kept.
 func (b *Binary) relocations() (map[uint64]uint64, error) {
-	b.relocOnce.Do(func() {
-		b.relocs = make(map[uint64]uint64)
-		for _, s := range b.ef.Sections {
-			if s.Type != elf.SHT_RELA {
-				continue
-			}
-			data, err := b.sectionData(s)
-			if err != nil {
-				b.relocErr = fmt.Errorf("read %s: %w", s.Name, err)
-				return
-			}
-			for i := 0; i+24 <= len(data); i += 24 {
-				off := binary.LittleEndian.Uint64(data[i:])
-				typ := uint32(binary.LittleEndian.Uint64(data[i+8:]))
-				if typ == rX86_64Relative || typ == rAArch64Relative {
-					b.relocs[off] = binary.LittleEndian.Uint64(data[i+16:])
-				}
+	b.relocMu.Lock()
+	defer b.relocMu.Unlock()
+	if b.relocs != nil || b.relocErr != nil {
+		return b.relocs, b.relocErr
+	}
+	relocs := make(map[uint64]uint64)
+	var charged uint64
+	for _, s := range b.ef.Sections {
+		if s.Type != elf.SHT_RELA {
+			continue
+		}
+		data, err := b.sectionData(s)
+		if err != nil {
+			b.relocErr = fmt.Errorf("read %s: %w", s.Name, err)
+			return nil, b.relocErr
+		}
+		charged += s.Size
+		for i := 0; i+24 <= len(data); i += 24 {
+			off := binary.LittleEndian.Uint64(data[i:])
+			typ := uint32(binary.LittleEndian.Uint64(data[i+8:]))
+			if typ == rX86_64Relative || typ == rAArch64Relative {
+				relocs[off] = binary.LittleEndian.Uint64(data[i+16:])
 			}
 		}
-	})
-	return b.relocs, b.relocErr
+	}
+	if b.relocsReleased {
+		b.budget.Add(int64(charged)) // not kept: the bytes go back
+		return relocs, nil
+	}
+	b.relocs, b.relocCharged = relocs, charged
+	return relocs, nil
+}
+
+// releaseRelocations lets the relocations go (ReleaseTypeData).
+func (b *Binary) releaseRelocations() {
+	b.relocMu.Lock()
+	defer b.relocMu.Unlock()
+	b.relocsReleased = true
+	if b.relocs != nil {
+		b.budget.Add(int64(b.relocCharged))
+		b.relocs, b.relocCharged = nil, 0
+	}
 }
 
 // findModuleData locates the module descriptor: the one word in the

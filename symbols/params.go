@@ -2,6 +2,7 @@ package symbols
 
 import (
 	"debug/dwarf"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"strings"
@@ -104,10 +105,62 @@ func (b *Binary) dwarfData() (*dwarf.Data, error) {
 			}
 		}()
 		if b.dwarfErr = b.checkDWARF(); b.dwarfErr == nil {
-			b.dwarf, b.dwarfErr = b.ef.DWARF()
+			b.dwarf, b.dwarfUnits, b.dwarfErr = b.lookupDWARF()
 		}
 	}()
 	return b.dwarf, b.dwarfErr
+}
+
+// lookupDWARF reads the DWARF sections that struct and parameter lookups
+// need (entries, abbreviations, strings, and the DWARF 5 tables entries
+// refer to), not the line tables, location and range lists or frames that
+// debug/elf's reader decompresses too: most of the bytes, and of the time
+// a new executable took to attach. A DWARF section with relocations to
+// apply (in relocatable objects, not in executables Go links) is left to
+// debug/elf, which applies them.
+func (b *Binary) lookupDWARF() (*dwarf.Data, []dwarf.Offset, error) {
+	secs := map[string][]byte{"abbrev": nil, "info": nil, "str": nil, "addr": nil, "line_str": nil, "str_offsets": nil}
+	for i, s := range b.ef.Sections {
+		name, ok := strings.CutPrefix(s.Name, ".debug_")
+		if !ok {
+			name, ok = strings.CutPrefix(s.Name, ".zdebug_")
+		}
+		if _, want := secs[name]; !ok || !want {
+			continue
+		}
+		if b.ef.Type != elf.ET_EXEC && relocated(b.ef, i) {
+			d, err := b.ef.DWARF()
+			return d, nil, err
+		}
+		data, err := s.Data()
+		if err != nil && uint64(len(data)) < s.Size {
+			return nil, nil, err
+		}
+		bytesRead.Add(uint64(len(data)))
+		secs[name] = data
+	}
+	d, err := dwarf.New(secs["abbrev"], nil, nil, secs["info"], nil, nil, nil, secs["str"])
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, name := range []string{"addr", "line_str", "str_offsets"} {
+		if secs[name] != nil {
+			if err := d.AddSection(".debug_"+name, secs[name]); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	return d, dwarfUnits(secs["info"]), nil
+}
+
+// relocated reports whether a relocation section applies to section i.
+func relocated(f *elf.File, i int) bool {
+	for _, r := range f.Sections {
+		if (r.Type == elf.SHT_RELA || r.Type == elf.SHT_REL) && int(r.Info) == i {
+			return true
+		}
+	}
+	return false
 }
 
 // ReleaseDWARF lets the binary's decompressed DWARF go (a few MB for a
@@ -116,10 +169,17 @@ func (b *Binary) dwarfData() (*dwarf.Data, error) {
 // observing many executables would otherwise keep every one's.
 func (b *Binary) ReleaseDWARF() {
 	b.dwarfMu.Lock()
-	defer b.dwarfMu.Unlock()
 	if b.dwarfErr == nil {
 		b.dwarf = nil
 	}
+	b.dwarfMu.Unlock()
+	// The index of its struct types too (a few hundred KB): built again
+	// with the DWARF, if ever needed.
+	b.dwarfIndexMu.Lock()
+	if b.dwarfIndexErr == nil {
+		b.dwarfIndex = nil
+	}
+	b.dwarfIndexMu.Unlock()
 }
 
 // convertDWARF reduces a DWARF type to a Type. Go describes strings,

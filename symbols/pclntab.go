@@ -23,6 +23,11 @@ type pclnFunc struct {
 	Func
 	funcID uint8 // abi.FuncID: 0 for ordinary functions
 	asm    bool  // abi.FuncFlagAsm: implemented in assembly
+	// abi0 says that Name is the name in the table with ".abi0" added
+	// (nameABI0); nameAt is where that starts in the section's data
+	// (sections are smaller than 4 GiB, maxSectionSize).
+	abi0   bool
+	nameAt uint32
 }
 
 // funcFlagAsm is abi.FuncFlagAsm (runtime funcFlag_ASM in Go 1.18/1.19).
@@ -270,6 +275,7 @@ func parsePcln118(r pclnReader, hdr func(uint64) (uint64, error), textStart, fun
 			Func:   Func{Name: name, Entry: entry},
 			funcID: uint8(ids),
 			asm:    uint8(ids>>8)&funcFlagAsm != 0,
+			nameAt: uint32(funcnameOff + uint64(int64(int32(nameOff)))),
 		})
 	}
 	return funcs, nil
@@ -334,7 +340,7 @@ func parsePcln116(r pclnReader, hdr func(uint64) (uint64, error)) ([]pclnFunc, e
 		if err != nil {
 			return nil, fmt.Errorf("func %d: %w", i, err)
 		}
-		funcs = append(funcs, pclnFunc{Func: Func{Name: name, Entry: entry}})
+		funcs = append(funcs, pclnFunc{Func: Func{Name: name, Entry: entry}, nameAt: uint32(funcnameOff + uint64(int64(int32(nameOff))))})
 	}
 	return funcs, nil
 }

@@ -14,12 +14,13 @@ func TestCheckSite(t *testing.T) {
 	for _, bd := range builds {
 		t.Run(bd.name, func(t *testing.T) {
 			b := open(t, bd.name)
+			pcln, _ := funcTables(t, b)
 			checked := 0
-			for i, f := range b.funcs {
+			for i, f := range allFuncs(t, b) {
 				if i%7 != 0 && f.Name != "net/http.serverHandler.ServeHTTP" && f.Name != "net/http.(*response).finishRequest" {
 					continue
 				}
-				if _, ok := b.pcln[f.Name]; !ok {
+				if _, ok := pcln[f.Name]; !ok {
 					continue // C functions of cgo builds have no pc tables
 				}
 				if strings.HasPrefix(f.Name, "go:text") {
@@ -58,12 +59,13 @@ func TestCheckSite(t *testing.T) {
 			// parser did before it read the module descriptor): sites of
 			// external builds must be refused, never probed.
 			if sec := b.ef.Section(".text"); sec != nil && sec.Addr != b.pclnText {
-				shifted := &Binary{Arch: b.Arch, ef: b.ef, loads: b.loads, asm: b.asm, byName: b.byName}
+				shifted := &Binary{Arch: b.Arch, ef: b.ef, loads: b.loads, asm: b.asm, byName: b.byName, nameFile: b.nameFile, nameMem: b.nameMem}
 				delta := b.pclnText - sec.Addr
 				shifted.pclnText = sec.Addr
-				shifted.funcs = make([]Func, len(b.funcs))
+				shifted.funcs = make([]funcRec, len(b.funcs))
 				for i, f := range b.funcs {
-					shifted.funcs[i] = Func{Name: f.Name, Entry: f.Entry - delta, End: f.End - delta}
+					f.entry -= delta
+					shifted.funcs[i] = f
 				}
 				f, err := shifted.LookupFunc("net/http.(*response).finishRequest")
 				if err != nil {

@@ -2,6 +2,7 @@ package symbols
 
 import (
 	"debug/dwarf"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
@@ -173,11 +174,19 @@ func (b *Binary) findDWARFStruct(d *dwarf.Data, typeName string) (fields map[str
 			fields, err = nil, fmt.Errorf("internal error: %v", p)
 		}
 	}()
-	b.dwarfIndexOnce.Do(func() { b.dwarfIndex, b.dwarfIndexErr = indexDWARFStructs(d) })
-	if b.dwarfIndexErr != nil {
-		return nil, b.dwarfIndexErr
+	b.dwarfMu.Lock()
+	units := b.dwarfUnits
+	b.dwarfMu.Unlock()
+	b.dwarfIndexMu.Lock()
+	if b.dwarfIndex == nil && b.dwarfIndexErr == nil {
+		b.dwarfIndex, b.dwarfIndexErr = indexDWARFStructs(d, units)
 	}
-	off, ok := b.dwarfIndex[typeName]
+	idx, err := b.dwarfIndex, b.dwarfIndexErr
+	b.dwarfIndexMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	off, ok := idx[typeName]
 	if !ok {
 		return nil, errNoStruct
 	}
@@ -191,25 +200,59 @@ func (b *Binary) findDWARFStruct(d *dwarf.Data, typeName string) (fields map[str
 	return DWARFMembers(r)
 }
 
-// indexDWARFStructs finds, in one pass, where the first struct type of each
-// name that has members starts. The families ask a binary for some twenty
-// struct types, several absent: each lookup was a scan of all of
-// .debug_info, most of the time it took to attach to a new executable.
-func indexDWARFStructs(d *dwarf.Data) (idx map[string]dwarf.Offset, err error) {
+// indexDWARFStructs finds where the first struct type of each name that
+// has members starts. The families ask a binary for some twenty struct
+// types, several absent: each lookup was a scan of all of .debug_info,
+// most of the time it took to attach to a new executable. units, when
+// known, are the offsets of .debug_info's units: the Go linker writes
+// every type into the unit of package runtime, so that unit alone is read
+// (the others hold the functions, most of the entries), unless it does not
+// hold runtime.g, which every Go program's does, and then all are.
+func indexDWARFStructs(d *dwarf.Data, units []dwarf.Offset) (idx map[string]dwarf.Offset, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			idx, err = nil, fmt.Errorf("internal error: %v", p)
 		}
 	}()
+	if len(units) > 0 {
+		idx = make(map[string]dwarf.Offset)
+		r := d.Reader()
+		for _, u := range units {
+			r.Seek(u)
+			cu, err := r.Next()
+			if err != nil || cu == nil || cu.Tag != dwarf.TagCompileUnit {
+				idx = nil
+				break
+			}
+			if name, _ := cu.Val(dwarf.AttrName).(string); name != "runtime" || !cu.Children {
+				continue
+			}
+			if err := indexStructs(r, idx, true); err != nil {
+				idx = nil
+				break
+			}
+		}
+		if _, ok := idx["runtime.g"]; ok {
+			return idx, nil
+		}
+	}
 	idx = make(map[string]dwarf.Offset)
-	r := d.Reader()
+	if err := indexStructs(d.Reader(), idx, false); err != nil {
+		return nil, err
+	}
+	return idx, nil
+}
+
+// indexStructs adds the struct types r reads to idx, up to the end of the
+// unit it is in (unit) or of the data.
+func indexStructs(r *dwarf.Reader, idx map[string]dwarf.Offset, unit bool) error {
 	for {
 		e, err := r.Next()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if e == nil {
-			return idx, nil
+		if e == nil || unit && e.Tag == 0 {
+			return nil
 		}
 		if e.Tag == dwarf.TagCompileUnit {
 			continue
@@ -225,6 +268,30 @@ func indexDWARFStructs(d *dwarf.Data) (idx map[string]dwarf.Offset, err error) {
 			r.SkipChildren()
 		}
 	}
+}
+
+// dwarfUnits returns the offsets at which the units of a .debug_info
+// section start, as far as their headers are well formed.
+func dwarfUnits(info []byte) []dwarf.Offset {
+	var out []dwarf.Offset
+	for off := uint64(0); off+4 <= uint64(len(info)); {
+		n, hdr := uint64(binary.LittleEndian.Uint32(info[off:])), uint64(4)
+		switch {
+		case n == 0xffffffff: // 64-bit DWARF
+			if off+12 > uint64(len(info)) {
+				return out
+			}
+			n, hdr = binary.LittleEndian.Uint64(info[off+4:]), 12
+		case n >= 0xfffffff0:
+			return out
+		}
+		if n > uint64(len(info))-off-hdr {
+			return out
+		}
+		out = append(out, dwarf.Offset(off))
+		off += hdr + n
+	}
+	return out
 }
 
 // DWARFMembers reads the members of the struct type whose entry r has just

@@ -1,10 +1,13 @@
 package symbols
 
 import (
+	"bytes"
 	"debug/elf"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -33,8 +36,9 @@ func TestOpen(t *testing.T) {
 			if b.MainModule != "example.com/target" {
 				t.Errorf("MainModule = %q", b.MainModule)
 			}
-			if !b.HasSymtab && b.symtab != nil || b.pcln == nil {
-				t.Errorf("symtab %v pclntab %v", b.symtab != nil, b.pcln != nil)
+			pcln, symtab := funcTables(t, b)
+			if !b.HasSymtab && symtab != nil || pcln == nil || !b.hasPcln {
+				t.Errorf("symtab %v pclntab %v (%v)", symtab != nil, pcln != nil, b.hasPcln)
 			}
 		})
 	}
@@ -94,10 +98,10 @@ func TestSymtabAgreesWithPclntab(t *testing.T) {
 			continue
 		}
 		t.Run(bd.name, func(t *testing.T) {
-			b := open(t, bd.name)
+			pcln, symtab := funcTables(t, open(t, bd.name))
 			n := 0
-			for name, f := range b.pcln {
-				s, ok := b.symtab[name]
+			for name, f := range pcln {
+				s, ok := symtab[name]
 				if !ok {
 					continue
 				}
@@ -109,8 +113,8 @@ func TestSymtabAgreesWithPclntab(t *testing.T) {
 					t.Errorf("%s: symtab end %#x outside pclntab [%#x, %#x)", name, s.End, f.Entry, f.End)
 				}
 			}
-			if n < len(b.pcln)*95/100 || n < 1000 {
-				t.Errorf("only %d of %d pclntab functions in symtab", n, len(b.pcln))
+			if n < len(pcln)*95/100 || n < 1000 {
+				t.Errorf("only %d of %d pclntab functions in symtab", n, len(pcln))
 			}
 		})
 	}
@@ -580,4 +584,84 @@ func TestConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// readerAtOnly hides the size of what it reads.
+type readerAtOnly struct{ r io.ReaderAt }
+
+func (r readerAtOnly) ReadAt(p []byte, off int64) (int, error) { return r.r.ReadAt(p, off) }
+
+// The function table keeps no names but where they are in the file: the
+// names read back are those of the pclntab and .symtab; where the file's
+// size is unknown they are kept in memory instead, alike; and a name
+// whose bytes changed in the file is not returned.
+func TestFuncNamesFromFile(t *testing.T) {
+	for _, name := range []string{"go126", "go126-s", "go126-pie", "go119", "go126-ext"} {
+		t.Run(name, func(t *testing.T) {
+			path := target(t, name)
+			b, err := Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			if b.nameFile == nil || b.nameMem != "" {
+				t.Fatalf("names held in memory (%d bytes)", len(b.nameMem))
+			}
+			pcln, symtab := funcTables(t, b)
+			funcs := allFuncs(t, b)
+			for _, f := range funcs {
+				want, ok := pcln[f.Name]
+				if !ok {
+					want, ok = symtab[f.Name]
+				} else if s, sok := symtab[f.Name]; sok && s.Entry != want.Entry {
+					want = s
+				}
+				if !ok || want.Entry != f.Entry {
+					t.Fatalf("%s at %#x: not so in the pclntab or .symtab (%v, %#x)", f.Name, f.Entry, ok, want.Entry)
+				}
+				if g, err := b.LookupFunc(f.Name); err != nil || g != f {
+					t.Fatalf("LookupFunc(%s) = %+v, %v; want %+v", f.Name, g, err, f)
+				}
+			}
+			if len(funcs) < 1000 {
+				t.Fatalf("%d functions", len(funcs))
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := NewBinary(readerAtOnly{bytes.NewReader(data)}, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.nameMem == "" {
+				t.Fatal("size unknown, but names not kept in memory")
+			}
+			if got := allFuncs(t, m); !reflect.DeepEqual(got, funcs) {
+				t.Fatalf("in memory: %d functions, from the file %d", len(got), len(funcs))
+			}
+			// A name changed in the file: refused, not returned.
+			i, ok := b.lookupName("main.main")
+			if !ok {
+				t.Fatal("no main.main")
+			}
+			at := b.funcs[i].at
+			data[at] = 'X'
+			c, err := NewBinary(bytes.NewReader(data), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			j := slices.IndexFunc(c.funcs, func(r funcRec) bool { return r.at == at })
+			if j < 0 {
+				t.Fatal("no function named at the changed bytes")
+			}
+			if name, ok := c.funcName(&c.funcs[j]); !ok || name != "Xain.main" {
+				t.Fatalf("changed before the table was built: %q %v", name, ok)
+			}
+			data[at+1] = 0 // after
+			if name, ok := c.funcName(&c.funcs[j]); ok {
+				t.Errorf("a name changed in the file read as %q", name)
+			}
+		})
+	}
 }

@@ -11,6 +11,7 @@ import (
 // symbol is one entry of .symtab.
 type symbol struct {
 	Name    string
+	NameOff uint64 // in the string table
 	Info    byte
 	Section elf.SectionIndex
 	Value   uint64
@@ -70,6 +71,7 @@ func (b *Binary) symbols() ([]symbol, error) {
 		budget -= n
 		out = append(out, symbol{
 			Name:    s[:n],
+			NameOff: nameOff,
 			Info:    e[4],
 			Section: elf.SectionIndex(le.Uint16(e[6:])),
 			Value:   le.Uint64(e[8:]),
@@ -77,4 +79,13 @@ func (b *Binary) symbols() ([]symbol, error) {
 		})
 	}
 	return out, nil
+}
+
+// strtabSection returns the string table of .symtab (nil if none).
+func (b *Binary) strtabSection() *elf.Section {
+	sec := b.ef.SectionByType(elf.SHT_SYMTAB)
+	if sec == nil || int(sec.Link) <= 0 || int(sec.Link) >= len(b.ef.Sections) || b.ef.Sections[sec.Link].Type != elf.SHT_STRTAB {
+		return nil
+	}
+	return b.ef.Sections[sec.Link]
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -49,7 +48,8 @@ const (
 // region is one read-only data section in memory.
 type region struct {
 	addr uint64
-	data []byte
+	size uint64
+	data []byte // nil in a typeData that reads the file (names)
 }
 
 // typeData is the read-only data of an executable, loaded once, in which
@@ -58,9 +58,10 @@ type typeData struct {
 	regions   []region          // sorted by address
 	relocs    map[uint64]uint64 // pointer location → link-time value (PIE)
 	typesBase uint64            // base of type nameOffs (runtime.types)
-
-	mu     sync.Mutex
-	lookup map[string]typeDataAnswer // structFields results: the scan is costly and the data never changes
+	charged   uint64            // bytes of the read budget the regions took
+	// file, when set, is read for each access instead of regions' data:
+	// the view ReleaseTypeData leaves for reading single type names.
+	file *Binary
 }
 
 type typeDataAnswer struct {
@@ -69,15 +70,57 @@ type typeDataAnswer struct {
 }
 
 func (b *Binary) loadTypeData() (*typeData, error) {
-	b.typeOnce.Do(func() {
+	b.typeMu.Lock()
+	defer b.typeMu.Unlock()
+	if b.types != nil || b.typesErr != nil {
+		return b.types, b.typesErr
+	}
+	func() {
 		defer func() {
 			if p := recover(); p != nil {
 				b.types, b.typesErr = nil, fmt.Errorf("internal error: %v", p)
 			}
 		}()
 		b.types, b.typesErr = b.readTypeData()
-	})
+	}()
 	return b.types, b.typesErr
+}
+
+// ReleaseTypeData lets the copies of the read-only data sections that
+// struct lookups scan go (about a megabyte for a small server), and a PIE's
+// relocations (half a megabyte more), once what
+// was needed from them has been read: lookups made already stay cached,
+// and a later one reads the sections again. An agent observing many
+// executables would otherwise keep every one's.
+func (b *Binary) ReleaseTypeData() {
+	b.releaseRelocations()
+	b.typeMu.Lock()
+	defer b.typeMu.Unlock()
+	if b.types != nil {
+		// The bytes go back to the read budget: it bounds what a binary
+		// holds read at once, and they may be read again.
+		b.budget.Add(int64(b.types.charged))
+		// Type names (TypeName, asked as error events come) are then
+		// read from the file, a few bytes each, within the same sections.
+		view := &typeData{typesBase: b.types.typesBase, file: b}
+		for _, r := range b.types.regions {
+			view.regions = append(view.regions, region{addr: r.addr, size: r.size})
+		}
+		b.typeView = view
+		b.types = nil
+	}
+}
+
+// typeNames returns the type data to read single names from: the sections
+// when held, else what ReleaseTypeData left.
+func (b *Binary) typeNames() (*typeData, error) {
+	b.typeMu.Lock()
+	view := b.typeView
+	b.typeMu.Unlock()
+	if view != nil {
+		return view, nil
+	}
+	return b.loadTypeData()
 }
 
 func (b *Binary) readTypeData() (*typeData, error) {
@@ -125,7 +168,8 @@ func (b *Binary) readTypeData() (*typeData, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", s.Name, err)
 		}
-		td.regions = append(td.regions, region{addr: s.Addr, data: data})
+		td.regions = append(td.regions, region{addr: s.Addr, size: uint64(len(data)), data: data})
+		td.charged += s.Size
 	}
 	if len(td.regions) == 0 {
 		return nil, errors.New("no read-only data sections")
@@ -142,8 +186,15 @@ func (td *typeData) mem(addr, n uint64) []byte {
 	}
 	r := td.regions[i]
 	off := addr - r.addr
-	if off >= uint64(len(r.data)) || uint64(len(r.data))-off < n {
+	if off >= r.size || r.size-off < n {
 		return nil
+	}
+	if td.file != nil {
+		b, err := td.file.readAt(addr, n)
+		if err != nil {
+			return nil
+		}
+		return b
 	}
 	return r.data[off : off+n]
 }
@@ -385,22 +436,22 @@ func (td *typeData) pointersTo(targets map[uint64]bool) map[uint64][]uint64 {
 // typeDataStructFields recovers the field offsets of typeName from the
 // runtime type data.
 func (b *Binary) typeDataStructFields(typeName string, fields []string) (map[string]uint64, error) {
-	td, err := b.loadTypeData()
-	if err != nil {
-		return nil, err
-	}
 	key := typeName + "\x00" + strings.Join(fields, "\x00")
-	td.mu.Lock()
-	a, ok := td.lookup[key]
-	td.mu.Unlock()
+	b.cacheMu.Lock()
+	a, ok := b.typeLookup[key]
+	b.cacheMu.Unlock()
 	if !ok {
-		a.offsets, a.err = td.structFields(typeName, fields)
-		td.mu.Lock()
-		if td.lookup == nil {
-			td.lookup = map[string]typeDataAnswer{}
+		td, err := b.loadTypeData()
+		if err != nil {
+			return nil, err
 		}
-		td.lookup[key] = a
-		td.mu.Unlock()
+		a.offsets, a.err = td.structFields(typeName, fields)
+		b.cacheMu.Lock()
+		if b.typeLookup == nil {
+			b.typeLookup = map[string]typeDataAnswer{}
+		}
+		b.typeLookup[key] = a
+		b.cacheMu.Unlock()
 	}
 	if a.err != nil {
 		return nil, a.err

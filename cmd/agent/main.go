@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -48,6 +49,28 @@ func run(args []string) error {
 			pprof.StartCPUProfile(out)
 			defer pprof.StopCPUProfile()
 		}
+	}
+	if f := os.Getenv("BLINDSPOT_MEMPROFILE"); f != "" {
+		// For profiling the agent itself; undocumented on purpose: each
+		// SIGUSR1 writes the live heap (after a collection) to the file,
+		// sampled finely enough to account for every structure.
+		runtime.MemProfileRate = 4096
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		defer signal.Stop(usr1)
+		go func() {
+			for range usr1 {
+				if out, err := os.Create(f); err == nil {
+					runtime.GC()
+					pprof.Lookup("heap").WriteTo(out, 0)
+					out.Close()
+				}
+				if out, err := os.Create(f + ".txt"); err == nil {
+					pprof.Lookup("heap").WriteTo(out, 1) // with runtime.MemStats
+					out.Close()
+				}
+			}
+		}()
 	}
 	fl, err := parseFlags(args, os.Stdout)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 )
 
 // ownerCache remembers the controller of each ReplicaSet and Job the
@@ -20,7 +19,7 @@ import (
 // is not asked once per pod event. At most max entries: past it the cache
 // starts over, which costs GETs, never memory.
 type ownerCache struct {
-	client       kubernetes.Interface
+	client       API
 	ttl, failTTL time.Duration
 	max          int
 	now          func() time.Time
@@ -36,7 +35,7 @@ type ownerEntry struct {
 	expires time.Time
 }
 
-func newOwnerCache(client kubernetes.Interface, ttl time.Duration, max int) *ownerCache {
+func newOwnerCache(client API, ttl time.Duration, max int) *ownerCache {
 	return &ownerCache{
 		client: client, ttl: ttl, failTTL: min(ttl, 30*time.Second), max: max,
 		now: time.Now, entries: map[types.UID]ownerEntry{},
@@ -62,12 +61,12 @@ func (c *ownerCache) parent(ctx context.Context, namespace string, ref metav1.Ow
 	var err error
 	switch ref.Kind {
 	case "ReplicaSet":
-		rs, gerr := c.client.AppsV1().ReplicaSets(namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		rs, gerr := c.client.ReplicaSet(ctx, namespace, ref.Name)
 		if err = gerr; err == nil {
 			meta = &rs.ObjectMeta
 		}
 	case "Job":
-		job, gerr := c.client.BatchV1().Jobs(namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		job, gerr := c.client.Job(ctx, namespace, ref.Name)
 		if err = gerr; err == nil {
 			meta = &job.ObjectMeta
 		}

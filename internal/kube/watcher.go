@@ -15,8 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -42,8 +40,7 @@ type Options struct {
 // Watcher keeps the pods of one node, indexed for Lookup.
 type Watcher struct {
 	opts     Options
-	client   kubernetes.Interface
-	factory  informers.SharedInformerFactory
+	client   API
 	informer cache.SharedIndexInformer
 	owners   *ownerCache
 	changed  chan struct{}
@@ -133,7 +130,7 @@ func NewForConfig(cfg *rest.Config, opts Options) (*Watcher, error) {
 			return resp, err
 		})
 	})
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := newRESTAPI(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
@@ -146,7 +143,7 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // New returns a Watcher of the pods of opts.Node. Start starts it.
-func New(client kubernetes.Interface, opts Options) (*Watcher, error) {
+func New(client API, opts Options) (*Watcher, error) {
 	if opts.Node == "" {
 		return nil, ErrNoNode
 	}
@@ -171,9 +168,8 @@ func New(client kubernetes.Interface, opts Options) (*Watcher, error) {
 		state:       Connecting, since: time.Now(),
 	}
 	node := fields.OneTermEqualSelector("spec.nodeName", opts.Node).String()
-	w.factory = informers.NewSharedInformerFactoryWithOptions(client, opts.Resync,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = node }))
-	w.informer = w.factory.Core().V1().Pods().Informer()
+	pods := client.Pods(func(o *metav1.ListOptions) { o.FieldSelector = node })
+	w.informer = cache.NewSharedIndexInformer(pods, &corev1.Pod{}, opts.Resync, cache.Indexers{})
 	// Only what Lookup uses is kept of each pod.
 	if err := w.informer.SetTransform(slimPod); err != nil {
 		return nil, fmt.Errorf("pod informer: %w", err)
@@ -219,16 +215,12 @@ func slimPod(obj any) (any, error) {
 
 // Start lists and watches the node's pods until ctx ends.
 func (w *Watcher) Start(ctx context.Context) {
-	w.factory.Start(ctx.Done())
+	go w.informer.RunWithContext(ctx)
 	go func() {
 		if cache.WaitForCacheSync(ctx.Done(), w.informer.HasSynced) {
 			w.observe(nil)
 			w.notify()
 		}
-	}()
-	go func() {
-		<-ctx.Done()
-		w.factory.Shutdown()
 	}()
 }
 

@@ -56,7 +56,7 @@ func pod(owners []metav1.OwnerReference, containers ...string) *corev1.Pod {
 func start(t *testing.T, objs ...runtime.Object) (*fake.Clientset, *Watcher) {
 	t.Helper()
 	client := fake.NewClientset(objs...)
-	w, err := New(client, Options{Node: node})
+	w, err := New(clientsetAPI{client}, Options{Node: node})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestWorkloadKinds(t *testing.T) {
 // answer is asked again after its TTL, a failure sooner.
 func TestOwnerCache(t *testing.T) {
 	client := fake.NewClientset(replicaSet("checkout-7d9f8b6c5", "rs-1", "checkout"))
-	c := newOwnerCache(client, time.Minute, 2)
+	c := newOwnerCache(clientsetAPI{client}, time.Minute, 2)
 	now := time.Unix(1000, 0)
 	c.now = func() time.Time { return now }
 	ref := controller("ReplicaSet", "checkout-7d9f8b6c5", "rs-1")
@@ -288,7 +288,7 @@ func TestUnreachable(t *testing.T) {
 	client.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, errors.New("dial tcp 10.96.0.1:443: connect: connection refused")
 	})
-	w, err := New(client, Options{Node: node})
+	w, err := New(clientsetAPI{client}, Options{Node: node})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +305,7 @@ func TestUnreachable(t *testing.T) {
 }
 
 func TestNoNode(t *testing.T) {
-	if _, err := New(fake.NewClientset(), Options{}); !errors.Is(err, ErrNoNode) {
+	if _, err := New(clientsetAPI{fake.NewClientset()}, Options{}); !errors.Is(err, ErrNoNode) {
 		t.Errorf("err = %v, want ErrNoNode", err)
 	}
 }

@@ -138,8 +138,9 @@ type Agent struct {
 	skipped  map[int]exporter.Skipped
 	errCount map[exporter.ErrorKey]uint64
 	// released counts the processes detached since the last closeBins
-	// tick (Run's goroutine only).
+	// tick, read is symbols.BytesRead at that tick (Run's goroutine only).
 	released int
+	read     uint64
 	// awaitingPod holds the processes the selection turned down while
 	// their pod was not known (by PID): placementChanged looks again.
 	awaitingPod map[int]discover.Process
@@ -246,13 +247,17 @@ func (a *Agent) Run(ctx context.Context, d Discovery) {
 			a.agg.Expire(now)
 		case now := <-closeBins.C:
 			a.bins.Expire(now)
-			if a.released > 0 {
+			if read := symbols.BytesRead(); a.released > 0 || read != a.read {
 				// Programs went since the last tick: what their probes,
 				// statuses and reads held is garbage now. Give it back
 				// rather than keep it as heap headroom, so that a node's
 				// churn does not ratchet the agent's RSS up; at most once
-				// per tick, a few ms.
-				a.released = 0
+				// per tick, a few ms. Likewise after binaries were read
+				// (parsed, or read again after attach, as the runtime
+				// sampler does for go-statement wrappers): what the reads
+				// left is garbage by then, and the heap's headroom would
+				// otherwise keep it resident.
+				a.released, a.read = 0, read
 				debug.FreeOSMemory()
 			}
 		case <-podsChanged:
@@ -335,9 +340,11 @@ func (a *Agent) started(p discover.Process) {
 	}
 	release = false
 	user := a.attachUser(p, svc, bin, id)
-	// What attaching needed from the DWARF is cached in bin; its
-	// decompressed sections would stay for as long as the program runs.
+	// What attaching needed from the DWARF and the type data is cached in
+	// bin; their decompressed sections and copies would stay for as long
+	// as the program runs.
 	bin.ReleaseDWARF()
+	bin.ReleaseTypeData()
 	a.mu.Lock()
 	// A family the invalid-event policy detached since Attach returned
 	// (familyDetached found no target then) shows in Status.

@@ -80,3 +80,46 @@ func TestBinariesRetryOpenErrors(t *testing.T) {
 	}
 	c.Release(p.File)
 }
+
+// A second process of an executable gets the Binary the first one's read
+// made, without the file being read again: whatever the path now holds,
+// the same key is the same parsed executable until its last process is
+// released and its time in the cache is up.
+func TestBinariesSecondProcessReuses(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "server")
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, self, path)
+	c := NewBinaries(nil)
+	key := FileKey{Dev: 1, Ino: 2, Size: 3, MtimeNs: 4}
+	first, err := c.Acquire(Process{PID: 10, Exe: path, ExePath: path, File: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Were it read again, this would fail.
+	if err := os.WriteFile(path, []byte("not an executable"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	second, err := c.Acquire(Process{PID: 11, Exe: path, ExePath: path, File: key})
+	if err != nil || second != first {
+		t.Fatalf("second process: %p, %v; want the first one's %p", second, err, first)
+	}
+	if c.Release(key) {
+		t.Error("released while a process still runs it")
+	}
+	if !c.Release(key) {
+		t.Error("not released after its last process")
+	}
+	// Started again soon: still the same, from the cache of recent ones.
+	again, err := c.Acquire(Process{PID: 12, Exe: path, ExePath: path, File: key})
+	if err != nil || again != first {
+		t.Fatalf("started again: %p, %v; want %p", again, err, first)
+	}
+	c.Release(key)
+	if c.Len() != 1 {
+		t.Errorf("%d binaries held, want 1", c.Len())
+	}
+}

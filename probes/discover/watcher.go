@@ -27,6 +27,10 @@ type Event struct {
 	Process Process
 }
 
+// execBatch is the least time between two scans made on exec
+// notifications.
+const execBatch = 20 * time.Millisecond
+
 // Watcher reports processes starting and exiting.
 type Watcher struct {
 	interval time.Duration
@@ -106,6 +110,7 @@ func (w *Watcher) Run(ctx context.Context, out chan<- []Event) {
 	}
 	t := time.NewTicker(w.interval)
 	defer t.Stop()
+	var lastExecScan time.Time
 	w.send(ctx, out, w.Scan(nil))
 	for {
 		select {
@@ -114,18 +119,33 @@ func (w *Watcher) Run(ctx context.Context, out chan<- []Event) {
 		case <-t.C:
 			w.send(ctx, out, w.Scan(nil))
 		case pid := <-execPIDs:
-			// Gather the execs of a burst, then look once.
+			// The first exec after a quiet spell is looked at at once (a
+			// program's attach waits on it); within a burst, the execs are
+			// gathered until execBatch has passed since the last look, so
+			// that a storm of them costs one scan per execBatch.
 			pids := map[int]bool{pid: true}
-			deadline := time.After(20 * time.Millisecond)
-		gather:
+			if wait := execBatch - time.Since(lastExecScan); wait > 0 {
+				deadline := time.After(wait)
+			gather:
+				for {
+					select {
+					case p := <-execPIDs:
+						pids[p] = true
+					case <-deadline:
+						break gather
+					}
+				}
+			}
+		queued:
 			for {
 				select {
 				case p := <-execPIDs:
 					pids[p] = true
-				case <-deadline:
-					break gather
+				default:
+					break queued
 				}
 			}
+			lastExecScan = time.Now()
 			w.send(ctx, out, w.Scan(pids))
 		}
 	}

@@ -167,6 +167,7 @@ func main() {
 	flag.DurationVar(&o.pipeline, "pipeline-duration", 2*time.Second, "time at each rate of the pipeline benchmark (variant pipeline)")
 	flag.StringVar(&o.pipelineProf, "pipeline-cpuprofile", "", "write a CPU profile (pprof) of the pipeline benchmark to this file")
 	flag.Float64Var(&o.pipelineRate, "pipeline-rate", 0, "measure the pipeline at this rate only, events/s (0: rates doubling while nothing is lost)")
+	only := flag.String("only", "", "run one section only: \"scale\" (the agent's memory and attach time; no load variants, no document unless -doc is given)")
 	quick := flag.Bool("quick", false, "smoke test (under a minute): one short round of each variant, 5 programs for the scale measurement, no document (unless -doc is given)")
 	flag.Parse()
 	if *quick {
@@ -189,6 +190,23 @@ func main() {
 		def("pipeline-duration", func() { o.pipeline = 300 * time.Millisecond })
 	}
 
+	switch *only {
+	case "":
+	case "scale":
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		o.variants = ""
+		if !set["doc"] {
+			o.doc = ""
+		}
+		if o.scale < 1 {
+			fmt.Fprintln(os.Stderr, "bench: -only scale needs -scale above 0")
+			os.Exit(2)
+		}
+	default:
+		fmt.Fprintf(os.Stderr, "bench: unknown -only %q (use scale)\n", *only)
+		os.Exit(2)
+	}
 	for _, s := range strings.Split(*order, ",") {
 		o.order = append(o.order, strings.TrimSpace(s))
 	}
@@ -223,6 +241,9 @@ func run(ctx context.Context, o options) error {
 	var variants []variant
 	runPipeline := false
 	for _, v := range strings.Split(o.variants, ",") {
+		if o.variants == "" {
+			break
+		}
 		switch strings.TrimSpace(v) {
 		case "pipeline":
 			runPipeline = true

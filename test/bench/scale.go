@@ -3,11 +3,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -35,6 +38,66 @@ type scaleResult struct {
 	// parsed.
 	AttachNew    []float64 `json:"attach_new_executable_ms"`
 	AttachSecond []float64 `json:"attach_second_process_ms"`
+	// RSSAllSettled is RSSAll once the agent's 10 s tick has given freed
+	// memory back, and Split where its pages are then.
+	RSSAllSettled float64  `json:"agent_rss_mb_all_executables_settled"`
+	Split         rssSplit `json:"agent_rss_split_mb_settled"`
+}
+
+// rssSplit is where an agent's resident pages are, in MB (from
+// /proc/PID/smaps).
+type rssSplit struct {
+	// Anon is anonymous memory: the Go heap, stacks, runtime metadata.
+	Anon float64 `json:"anon"`
+	// Exe is the agent's own executable (its code and read-only tables,
+	// file-backed and shared with the page cache).
+	Exe float64 `json:"executable"`
+	// BPF is BPF maps mapped into the agent: the ring buffers (a ring's
+	// data pages are mapped twice, and count twice).
+	BPF float64 `json:"bpf_maps"`
+	// Other is other files: the C library, the loader.
+	Other float64 `json:"other_files"`
+}
+
+// readRSSSplit reads where pid's resident pages are; exe is its
+// executable's path.
+func readRSSSplit(pid int, exe string) (rssSplit, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return rssSplit{}, err
+	}
+	defer f.Close()
+	var sp rssSplit
+	var bucket *float64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		if !strings.HasSuffix(fields[0], ":") { // a mapping's first line
+			name := ""
+			if len(fields) >= 6 {
+				name = strings.Join(fields[5:], " ")
+			}
+			switch {
+			case name == exe:
+				bucket = &sp.Exe
+			case strings.HasPrefix(name, "anon_inode:bpf"):
+				bucket = &sp.BPF
+			case strings.HasPrefix(name, "/"):
+				bucket = &sp.Other
+			default: // anonymous, [heap], [stack], [vdso]
+				bucket = &sp.Anon
+			}
+			continue
+		}
+		if fields[0] == "Rss:" && len(fields) >= 2 && bucket != nil {
+			kb, _ := strconv.ParseFloat(fields[1], 64)
+			*bucket += kb * 1024 / 1e6
+		}
+	}
+	return sp, sc.Err()
 }
 
 // copyFile copies the executable src to dst.
@@ -166,8 +229,21 @@ func (e *benchEnv) measureScale(ctx context.Context, n, rounds int) (*scaleResul
 	if res.RSSAll, err = settle(); err != nil {
 		return nil, err
 	}
+	// Once the agent's 10 s tick has run, what it holds rather than what
+	// reading the last binaries left to collect.
+	if !sleepCtx(ctx, 11*time.Second, nil) {
+		return nil, ctx.Err()
+	}
+	b, err := rssBytes(ag.pid())
+	if err != nil {
+		return nil, err
+	}
+	res.RSSAllSettled = float64(b) / 1e6
+	if res.Split, err = readRSSSplit(ag.pid(), e.agentPath); err != nil {
+		return nil, err
+	}
 	res.Programs, res.Executables = len(procs), n
-	logf("scale: agent RSS %.1f MB observing nothing, %.1f MB with 1 program, %.1f MB with %d processes of it, %.1f MB with %d executables; attach: new executable %.0f ms, second process %.0f ms (medians)",
-		res.RSSIdle, res.RSS1, res.RSSOneExe, res.Programs, res.RSSAll, res.Executables, median(res.AttachNew), median(res.AttachSecond))
+	logf("scale: agent RSS %.1f MB observing nothing, %.1f MB with 1 program, %.1f MB with %d processes of it, %.1f MB with %d executables (%.1f MB after its 10 s tick: %.1f anonymous, %.1f its executable, %.1f BPF maps, %.1f other files); attach: new executable %.0f ms, second process %.0f ms (medians)",
+		res.RSSIdle, res.RSS1, res.RSSOneExe, res.Programs, res.RSSAll, res.Executables, res.RSSAllSettled, res.Split.Anon, res.Split.Exe, res.Split.BPF, res.Split.Other, median(res.AttachNew), median(res.AttachSecond))
 	return res, nil
 }
