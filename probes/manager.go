@@ -20,8 +20,9 @@ import (
 
 // Options tune a Manager. The zero value of a field takes its default.
 type Options struct {
-	// RingBytes is the size of each per-CPU ring buffer (default 2 MiB;
-	// must be a power of two and a multiple of the page size).
+	// RingBytes is the size of each per-CPU ring buffer (default
+	// DefaultRingBytes for the machine's CPUs; must be a power of two and
+	// a multiple of the page size).
 	RingBytes int
 	// DrainInterval is how often readers drain their ring (default 50 ms;
 	// a ring a quarter full wakes its reader at once).
@@ -81,6 +82,27 @@ type configResult struct {
 // siteOffsets are the file offsets at which one probe attaches.
 type siteOffsets []uint64
 
+// Ring sizes: 2 MiB per CPU up to 8 CPUs, then halved as CPUs double so
+// that all rings together stay within 16 MiB, but never under 256 KiB
+// (above 64 CPUs the total grows again, 256 KiB per CPU). A ring's
+// memory is the kernel's, and it is mapped twice into the agent (a record
+// that wraps around reads contiguously), so it is also twice its size in
+// the agent's RSS once written through.
+const (
+	maxRingBytes   = 2 << 20
+	minRingBytes   = 256 << 10
+	ringBudgetByte = 16 << 20
+)
+
+// DefaultRingBytes is the size of each of cpus rings unless Options say.
+func DefaultRingBytes(cpus int) int {
+	size := maxRingBytes
+	for size > minRingBytes && size*max(cpus, 1) > ringBudgetByte {
+		size /= 2
+	}
+	return size
+}
+
 // New loads the given probe families into the kernel and starts the ring
 // readers, which fold events into agg (one shard per ring). The families
 // are the caller's (cmd/agent runs httpserver, httpclient, dbsql,
@@ -90,9 +112,6 @@ func New(agg *aggregator.Aggregator, families []*Family, opts *Options) (*Manage
 	o := Options{}
 	if opts != nil {
 		o = *opts
-	}
-	if o.RingBytes <= 0 {
-		o.RingBytes = 2 << 20
 	}
 	if o.DrainInterval <= 0 {
 		o.DrainInterval = 50 * time.Millisecond
@@ -110,6 +129,9 @@ func New(agg *aggregator.Aggregator, families []*Family, opts *Options) (*Manage
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, fmt.Errorf("count cpus: %w", err)
+	}
+	if o.RingBytes <= 0 {
+		o.RingBytes = DefaultRingBytes(cpus)
 	}
 	rs, err := newRingSet(cpus, o.RingBytes)
 	if err != nil {

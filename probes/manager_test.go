@@ -45,3 +45,16 @@ func TestPlanComputedOncePerBinary(t *testing.T) {
 		t.Errorf("after Forget: configured %d times, want 2", configured)
 	}
 }
+
+// Rings keep 2 MiB each on small machines and share a 16 MiB budget on
+// large ones, never under 256 KiB each.
+func TestDefaultRingBytes(t *testing.T) {
+	for cpus, want := range map[int]int{0: 2 << 20, 1: 2 << 20, 2: 2 << 20, 8: 2 << 20, 12: 1 << 20, 16: 1 << 20, 32: 512 << 10, 64: 256 << 10, 256: 256 << 10} {
+		if got := DefaultRingBytes(cpus); got != want {
+			t.Errorf("DefaultRingBytes(%d) = %d, want %d", cpus, got, want)
+		}
+		if got := DefaultRingBytes(cpus); cpus > 0 && cpus <= 64 && got*cpus > ringBudgetByte {
+			t.Errorf("%d CPUs: %d bytes of rings, over the budget", cpus, got*cpus)
+		}
+	}
+}

@@ -51,9 +51,15 @@ import (
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
-// pipelineRingBytes is the size of each ring: probes.Options' default,
-// which cmd/agent keeps.
-const pipelineRingBytes = 2 << 20
+// pipelineRingBytes is the size of each ring: probes.Options' default
+// for this machine, which cmd/agent keeps.
+func pipelineRingBytes() int {
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		cpus = runtime.NumCPU()
+	}
+	return probes.DefaultRingBytes(cpus)
+}
 
 // Targets of the pipeline figure (issue 13).
 const (
@@ -562,7 +568,7 @@ func (b *pipelineBench) level(rate float64) (pipelineLevel, error) {
 	for _, t := range b.templates {
 		largest = max(largest, len(t.raw))
 	}
-	maxBatch := max(1, uint64(pipelineRingBytes)/16/uint64(largest+8))
+	maxBatch := max(1, uint64(pipelineRingBytes())/16/uint64(largest+8))
 	// The producer runs in a process of its own, so that this process's
 	// CPU is the agent's alone (and the Go scheduler's work for the
 	// producer's pacing is not counted as the agent's).
@@ -675,7 +681,7 @@ func ladder(o pipelineOptions) (*pipelineResult, error) {
 		return nil, err
 	}
 	defer b.close()
-	res := &pipelineResult{Mix: b.mix(), RingBytes: pipelineRingBytes, LevelTime: o.duration.String(), Start: o.start, LoadAvg: loadAverage()}
+	res := &pipelineResult{Mix: b.mix(), RingBytes: pipelineRingBytes(), LevelTime: o.duration.String(), Start: o.start, LoadAvg: loadAverage()}
 	// Warm up: first sight of every label value and series.
 	if _, err := b.level(o.start / 4); err != nil {
 		return nil, err
