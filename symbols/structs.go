@@ -214,33 +214,36 @@ func indexDWARFStructs(d *dwarf.Data, units []dwarf.Offset) (idx map[string]dwar
 			idx, err = nil, fmt.Errorf("internal error: %v", p)
 		}
 	}()
-	if len(units) > 0 {
-		idx = make(map[string]dwarf.Offset)
-		r := d.Reader()
-		for _, u := range units {
-			r.Seek(u)
-			cu, err := r.Next()
-			if err != nil || cu == nil || cu.Tag != dwarf.TagCompileUnit {
-				idx = nil
-				break
-			}
-			if name, _ := cu.Val(dwarf.AttrName).(string); name != "runtime" || !cu.Children {
-				continue
-			}
-			if err := indexStructs(r, idx, true); err != nil {
-				idx = nil
-				break
-			}
-		}
-		if _, ok := idx["runtime.g"]; ok {
-			return idx, nil
-		}
+	if idx, ok := indexRuntimeUnit(d, units); ok {
+		return idx, nil
 	}
 	idx = make(map[string]dwarf.Offset)
 	if err := indexStructs(d.Reader(), idx, false); err != nil {
 		return nil, err
 	}
 	return idx, nil
+}
+
+// indexRuntimeUnit indexes the struct types of the runtime's unit, and
+// reports whether it holds runtime.g (if not, all units are to be read).
+func indexRuntimeUnit(d *dwarf.Data, units []dwarf.Offset) (map[string]dwarf.Offset, bool) {
+	idx := make(map[string]dwarf.Offset)
+	r := d.Reader()
+	for _, u := range units {
+		r.Seek(u)
+		cu, err := r.Next()
+		if err != nil || cu == nil || cu.Tag != dwarf.TagCompileUnit {
+			return nil, false
+		}
+		if name, _ := cu.Val(dwarf.AttrName).(string); name != "runtime" || !cu.Children {
+			continue
+		}
+		if err := indexStructs(r, idx, true); err != nil {
+			return nil, false
+		}
+	}
+	_, ok := idx["runtime.g"]
+	return idx, ok
 }
 
 // indexStructs adds the struct types r reads to idx, up to the end of the
@@ -270,25 +273,53 @@ func indexStructs(r *dwarf.Reader, idx map[string]dwarf.Offset, unit bool) error
 	}
 }
 
-// dwarfUnits returns the offsets at which the units of a .debug_info
-// section start, as far as their headers are well formed.
+// dwarfUnits returns the offsets of the first entry (the compile unit's)
+// of each unit of a .debug_info section, as far as their headers are well
+// formed: where debug/dwarf's Reader.Seek goes to a unit. The header's own
+// offset is not one: Seek refuses it ("offset out of range") for every
+// unit but the first.
 func dwarfUnits(info []byte) []dwarf.Offset {
 	var out []dwarf.Offset
 	for off := uint64(0); off+4 <= uint64(len(info)); {
-		n, hdr := uint64(binary.LittleEndian.Uint32(info[off:])), uint64(4)
+		n, hdr, offSize := uint64(binary.LittleEndian.Uint32(info[off:])), uint64(4), uint64(4)
 		switch {
 		case n == 0xffffffff: // 64-bit DWARF
 			if off+12 > uint64(len(info)) {
 				return out
 			}
-			n, hdr = binary.LittleEndian.Uint64(info[off+4:]), 12
+			n, hdr, offSize = binary.LittleEndian.Uint64(info[off+4:]), 12, 8
 		case n >= 0xfffffff0:
 			return out
 		}
-		if n > uint64(len(info))-off-hdr {
+		if n > uint64(len(info))-off-hdr || n < 2 {
 			return out
 		}
-		out = append(out, dwarf.Offset(off))
+		// version, then (DWARF 5) unit type and address size, the
+		// abbreviations' offset, (before 5) the address size.
+		entries := hdr + 2 + offSize + 1
+		switch binary.LittleEndian.Uint16(info[off+hdr:]) {
+		case 2, 3, 4:
+		case 5:
+			entries++
+			if n < 3 {
+				return out
+			}
+			switch info[off+hdr+2] {
+			case 0x01, 0x03: // compile, partial
+			case 0x04, 0x05: // skeleton, split compile: an 8-byte unit id
+				entries += 8
+			case 0x02, 0x06: // type, split type: signature and type offset
+				entries += 8 + offSize
+			default:
+				return out
+			}
+		default:
+			return out
+		}
+		if entries > hdr+n {
+			return out
+		}
+		out = append(out, dwarf.Offset(off+entries))
 		off += hdr + n
 	}
 	return out
