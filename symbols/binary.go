@@ -76,9 +76,9 @@ type Binary struct {
 	dwarfMu  sync.Mutex // guards dwarf and dwarfErr (ReleaseDWARF drops dwarf)
 	dwarf    *dwarf.Data
 	dwarfErr error
-	// dwarfUnits are the offsets of .debug_info's units (nil when
-	// unknown): the struct index reads the runtime's alone.
-	dwarfUnits []dwarf.Offset
+	// dwarfRaw are the sections dwarf was made of and its units (empty
+	// when unknown): the struct index reads the runtime's unit alone.
+	dwarfRaw dwarfSections
 
 	dwarfIndexMu  sync.Mutex              // guards dwarfIndex and dwarfIndexErr (ReleaseDWARF drops the index)
 	dwarfIndex    map[string]dwarf.Offset // struct types with members, by name

@@ -10,11 +10,11 @@ func BenchmarkIndexDWARFStructs(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	units := bin.dwarfUnits
+	raw := bin.dwarfRaw
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := indexDWARFStructs(d, units); err != nil {
+		if _, err := indexDWARFStructs(d, raw); err != nil {
 			b.Fatal(err)
 		}
 	}

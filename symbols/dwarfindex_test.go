@@ -170,7 +170,8 @@ func TestLookupDWARFMatchesComplete(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer b.Close()
-			part, units, err := b.lookupDWARF()
+			part, raw, err := b.lookupDWARF()
+			units := raw.units
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -192,7 +193,7 @@ func TestLookupDWARFMatchesComplete(t *testing.T) {
 			if !ok {
 				t.Fatal("the runtime's unit was not read, or holds no runtime.g")
 			}
-			fi, err := indexDWARFStructs(full, nil)
+			fi, err := indexDWARFStructs(full, dwarfSections{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -204,6 +205,19 @@ func TestLookupDWARFMatchesComplete(t *testing.T) {
 			for name := range fi {
 				if _, ok := pi[name]; !ok && strings.Contains(name, ".") {
 					t.Fatalf("%s missing (at %#x in the complete DWARF)", name, fi[name])
+				}
+			}
+			// The walk in place reads that unit as debug/dwarf does.
+			wi, err := walkRuntimeStructs(raw.abbrev, raw.info, raw.str, raw.lineStr)
+			if err != nil {
+				t.Fatalf("walk refused the runtime's unit: %v", err)
+			}
+			if len(wi) != len(pi) {
+				t.Fatalf("walk indexed %d struct types, debug/dwarf %d", len(wi), len(pi))
+			}
+			for name, off := range pi {
+				if got, ok := wi[name]; !ok || got != off {
+					t.Fatalf("%s: walk has %#x (%v), debug/dwarf %#x", name, got, ok, off)
 				}
 			}
 			if len(pi) < 100 {

@@ -105,7 +105,7 @@ func (b *Binary) dwarfData() (*dwarf.Data, error) {
 			}
 		}()
 		if b.dwarfErr = b.checkDWARF(); b.dwarfErr == nil {
-			b.dwarf, b.dwarfUnits, b.dwarfErr = b.lookupDWARF()
+			b.dwarf, b.dwarfRaw, b.dwarfErr = b.lookupDWARF()
 		}
 	}()
 	return b.dwarf, b.dwarfErr
@@ -118,7 +118,7 @@ func (b *Binary) dwarfData() (*dwarf.Data, error) {
 // a new executable took to attach. A DWARF section with relocations to
 // apply (in relocatable objects, not in executables Go links) is left to
 // debug/elf, which applies them.
-func (b *Binary) lookupDWARF() (*dwarf.Data, []dwarf.Offset, error) {
+func (b *Binary) lookupDWARF() (*dwarf.Data, dwarfSections, error) {
 	secs := map[string][]byte{"abbrev": nil, "info": nil, "str": nil, "addr": nil, "line_str": nil, "str_offsets": nil}
 	for i, s := range b.ef.Sections {
 		name, ok := strings.CutPrefix(s.Name, ".debug_")
@@ -130,27 +130,28 @@ func (b *Binary) lookupDWARF() (*dwarf.Data, []dwarf.Offset, error) {
 		}
 		if b.ef.Type != elf.ET_EXEC && relocated(b.ef, i) {
 			d, err := b.ef.DWARF()
-			return d, nil, err
+			return d, dwarfSections{}, err
 		}
 		data, err := s.Data()
 		if err != nil && uint64(len(data)) < s.Size {
-			return nil, nil, err
+			return nil, dwarfSections{}, err
 		}
 		bytesRead.Add(uint64(len(data)))
 		secs[name] = data
 	}
 	d, err := dwarf.New(secs["abbrev"], nil, nil, secs["info"], nil, nil, nil, secs["str"])
 	if err != nil {
-		return nil, nil, err
+		return nil, dwarfSections{}, err
 	}
 	for _, name := range []string{"addr", "line_str", "str_offsets"} {
 		if secs[name] != nil {
 			if err := d.AddSection(".debug_"+name, secs[name]); err != nil {
-				return nil, nil, err
+				return nil, dwarfSections{}, err
 			}
 		}
 	}
-	return d, dwarfUnits(secs["info"]), nil
+	raw := dwarfSections{abbrev: secs["abbrev"], info: secs["info"], str: secs["str"], lineStr: secs["line_str"], units: dwarfUnits(secs["info"])}
+	return d, raw, nil
 }
 
 // relocated reports whether a relocation section applies to section i.
@@ -170,7 +171,7 @@ func relocated(f *elf.File, i int) bool {
 func (b *Binary) ReleaseDWARF() {
 	b.dwarfMu.Lock()
 	if b.dwarfErr == nil {
-		b.dwarf = nil
+		b.dwarf, b.dwarfRaw = nil, dwarfSections{}
 	}
 	b.dwarfMu.Unlock()
 	// The index of its struct types too (a few hundred KB): built again

@@ -2,7 +2,6 @@ package symbols
 
 import (
 	"debug/dwarf"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
@@ -175,11 +174,11 @@ func (b *Binary) findDWARFStruct(d *dwarf.Data, typeName string) (fields map[str
 		}
 	}()
 	b.dwarfMu.Lock()
-	units := b.dwarfUnits
+	raw := b.dwarfRaw
 	b.dwarfMu.Unlock()
 	b.dwarfIndexMu.Lock()
 	if b.dwarfIndex == nil && b.dwarfIndexErr == nil {
-		b.dwarfIndex, b.dwarfIndexErr = indexDWARFStructs(d, units)
+		b.dwarfIndex, b.dwarfIndexErr = indexDWARFStructs(d, raw)
 	}
 	idx, err := b.dwarfIndex, b.dwarfIndexErr
 	b.dwarfIndexMu.Unlock()
@@ -207,14 +206,23 @@ func (b *Binary) findDWARFStruct(d *dwarf.Data, typeName string) (fields map[str
 // known, are the offsets of .debug_info's units: the Go linker writes
 // every type into the unit of package runtime, so that unit alone is read
 // (the others hold the functions, most of the entries), unless it does not
-// hold runtime.g, which every Go program's does, and then all are.
-func indexDWARFStructs(d *dwarf.Data, units []dwarf.Offset) (idx map[string]dwarf.Offset, err error) {
+// hold runtime.g, which every Go program's does, and then all are. That
+// unit is walked in place (walkRuntimeStructs) when the sections are
+// known, with debug/dwarf when the walk refuses them.
+func indexDWARFStructs(d *dwarf.Data, raw dwarfSections) (idx map[string]dwarf.Offset, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			idx, err = nil, fmt.Errorf("internal error: %v", p)
 		}
 	}()
-	if idx, ok := indexRuntimeUnit(d, units); ok {
+	if raw.info != nil {
+		if idx, err := walkRuntimeStructs(raw.abbrev, raw.info, raw.str, raw.lineStr); err == nil {
+			if _, ok := idx["runtime.g"]; ok {
+				return idx, nil
+			}
+		}
+	}
+	if idx, ok := indexRuntimeUnit(d, raw.units); ok {
 		return idx, nil
 	}
 	idx = make(map[string]dwarf.Offset)
@@ -222,6 +230,13 @@ func indexDWARFStructs(d *dwarf.Data, units []dwarf.Offset) (idx map[string]dwar
 		return nil, err
 	}
 	return idx, nil
+}
+
+// dwarfSections are the DWARF sections the struct index reads in place,
+// and the offsets of the units' first entries.
+type dwarfSections struct {
+	abbrev, info, str, lineStr []byte
+	units                      []dwarf.Offset
 }
 
 // indexRuntimeUnit indexes the struct types of the runtime's unit, and
@@ -280,49 +295,14 @@ func indexStructs(r *dwarf.Reader, idx map[string]dwarf.Offset, unit bool) error
 // unit but the first.
 func dwarfUnits(info []byte) []dwarf.Offset {
 	var out []dwarf.Offset
-	for off := uint64(0); off+4 <= uint64(len(info)); {
-		n, hdr, offSize := uint64(binary.LittleEndian.Uint32(info[off:])), uint64(4), uint64(4)
-		switch {
-		case n == 0xffffffff: // 64-bit DWARF
-			if off+12 > uint64(len(info)) {
-				return out
-			}
-			n, hdr, offSize = binary.LittleEndian.Uint64(info[off+4:]), 12, 8
-		case n >= 0xfffffff0:
+	for off := uint64(0); ; {
+		u, ok := parseUnitHeader(info, off)
+		if !ok {
 			return out
 		}
-		if n > uint64(len(info))-off-hdr || n < 2 {
-			return out
-		}
-		// version, then (DWARF 5) unit type and address size, the
-		// abbreviations' offset, (before 5) the address size.
-		entries := hdr + 2 + offSize + 1
-		switch binary.LittleEndian.Uint16(info[off+hdr:]) {
-		case 2, 3, 4:
-		case 5:
-			entries++
-			if n < 3 {
-				return out
-			}
-			switch info[off+hdr+2] {
-			case 0x01, 0x03: // compile, partial
-			case 0x04, 0x05: // skeleton, split compile: an 8-byte unit id
-				entries += 8
-			case 0x02, 0x06: // type, split type: signature and type offset
-				entries += 8 + offSize
-			default:
-				return out
-			}
-		default:
-			return out
-		}
-		if entries > hdr+n {
-			return out
-		}
-		out = append(out, dwarf.Offset(off+entries))
-		off += hdr + n
+		out = append(out, dwarf.Offset(u.entries))
+		off = u.end
 	}
-	return out
 }
 
 // DWARFMembers reads the members of the struct type whose entry r has just

@@ -40,7 +40,7 @@ const buildMargin = 20 * time.Minute
 // required are the targets that must exist: one per parser of untrusted
 // bytes (package → targets).
 var required = map[string][]string{
-	"symbols":            {"FuzzNewBinary", "FuzzSectionHeaders", "FuzzBuildInfo", "FuzzPclntab", "FuzzDWARF", "FuzzTypeData", "FuzzSites", "FuzzWrapperCode", "FuzzScanVersions"},
+	"symbols":            {"FuzzNewBinary", "FuzzSectionHeaders", "FuzzBuildInfo", "FuzzPclntab", "FuzzDWARF", "FuzzDWARFIndex", "FuzzTypeData", "FuzzSites", "FuzzWrapperCode", "FuzzScanVersions"},
 	"cmd/agent":          {"FuzzParseConfig"},
 	"probes/httpserver":  {"FuzzDecode", "FuzzMuxRoute"},
 	"probes/httpclient":  {"FuzzDecode"},
