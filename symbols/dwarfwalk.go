@@ -208,7 +208,8 @@ func parseUnitHeader(info []byte, off uint64) (walkUnit, bool) {
 type walker struct {
 	abbrev, info, str, lineStr []byte
 	tables                     map[uint64]*walkTable
-	budget                     int64 // abbreviation bytes and attributes left to go through
+	abbrevBudget               int64 // abbreviation bytes left to parse
+	budget                     int64 // entries and attributes left to go through
 }
 
 // table parses (once) the abbreviation table at off.
@@ -259,7 +260,7 @@ func (w *walker) table(off uint64) (*walkTable, error) {
 		}
 		t.byCode[code] = a
 	}
-	if w.budget -= int64(b.off - off); w.budget < 0 {
+	if w.abbrevBudget -= int64(b.off - off); w.abbrevBudget < 0 {
 		return nil, walkErr("abbreviations read beyond the budget")
 	}
 	w.tables[off] = t
@@ -378,8 +379,9 @@ func skipForm(b *walkBuf, u *walkUnit, form uint32) {
 func walkRuntimeStructs(abbrev, info, str, lineStr []byte) (idx map[string]dwarf.Offset, err error) {
 	w := &walker{
 		abbrev: abbrev, info: info, str: str, lineStr: lineStr,
-		tables: make(map[uint64]*walkTable),
-		budget: 4*int64(len(abbrev)) + 4*int64(len(info)) + 1<<16,
+		tables:       make(map[uint64]*walkTable),
+		abbrevBudget: 2*int64(len(abbrev)) + 1<<16,
+		budget:       4*int64(len(info)) + 1<<16,
 	}
 	idx = make(map[string]dwarf.Offset)
 	for off := uint64(0); off < uint64(len(info)); {

@@ -189,7 +189,7 @@ func FuzzDWARFIndex(f *testing.F) {
 		var idx map[string]dwarf.Offset
 		var err error
 		n := allocated(func() { idx, err = walkRuntimeStructs(abbrev, info, str, lineStr) })
-		if limit := uint64(16*size + 64<<10); n > limit {
+		if limit := uint64(64*size + 1<<20); n > limit {
 			t.Fatalf("%d bytes: walk allocated %d", size, n)
 		}
 		if err != nil {
