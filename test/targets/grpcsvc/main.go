@@ -16,12 +16,14 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -388,12 +390,7 @@ func main() {
 	cc := dialServer()
 	// A port nothing listens on, and a listener that accepts connections
 	// and never answers.
-	cl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	closedPort := cl.Addr().(*net.TCPAddr).Port
-	cl.Close()
+	closedPort := refusedPort()
 	sl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
@@ -457,4 +454,23 @@ func selfSigned() (tls.Certificate, *x509.CertPool) {
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
+
+// refusedPort returns a port that refuses connections for as long as this
+// program runs: a socket bound to it on every address that never listens.
+// Without SO_REUSEADDR no other socket can bind the port, as one could a
+// closed listener's port (another test's program once listened on it).
+func refusedPort() int {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{}); err != nil {
+		log.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
 }

@@ -33,6 +33,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -112,12 +113,7 @@ func main() {
 	a, _ := serve()
 	b, _ := serve()
 	slow, _ := serve()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	closed := l.Addr().String()
-	l.Close()
+	closed := net.JoinHostPort("127.0.0.1", strconv.Itoa(refusedPort()))
 	fmt.Printf("upstreams a=%s b=%s slow=%s closed=%s\n", a, b, slow, closed)
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
@@ -158,4 +154,23 @@ func main() {
 		fmt.Println("run done")
 	}
 	select {}
+}
+
+// refusedPort returns a port that refuses connections for as long as this
+// program runs: a socket bound to it on every address that never listens.
+// Without SO_REUSEADDR no other socket can bind the port, as one could a
+// closed listener's port (another test's program once listened on it).
+func refusedPort() int {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{}); err != nil {
+		log.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
 }
