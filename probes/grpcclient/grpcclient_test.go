@@ -87,5 +87,7 @@ func TestDecodeRefusesImplausibleEvents(t *testing.T) {
 // allocate beyond a bound.
 func FuzzDecode(f *testing.F) {
 	newRig().Fuzz(f, clientEvent(nil),
-		clientEvent(func(e *bpfGrpcClientEvent) { e.TargetLen = uint16(eventbytes.SetChars(e.Target[:], "unix:///run/cart.sock")) }))
+		clientEvent(func(e *bpfGrpcClientEvent) {
+			e.TargetLen = uint16(eventbytes.SetChars(e.Target[:], "unix:///run/cart.sock"))
+		}))
 }
