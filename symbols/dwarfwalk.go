@@ -231,6 +231,11 @@ func (w *walker) table(off uint64) (*walkTable, error) {
 			break
 		}
 		a := walkAbbrev{tag: uint32(b.uleb()), children: b.u8() != 0}
+		if a.tag == 0 && b.err == nil {
+			// An entry of tag 0 reads as the end of its siblings through
+			// debug/dwarf's entries: leave such a table to it.
+			return nil, walkErr("abbreviation %d has tag 0", code)
+		}
 		for {
 			attr, form := uint32(b.uleb()), uint32(b.uleb())
 			if attr == 0 && form == 0 {
