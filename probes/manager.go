@@ -85,9 +85,8 @@ type siteOffsets []uint64
 // Ring sizes: 2 MiB per CPU up to 8 CPUs, then halved as CPUs double so
 // that all rings together stay within 16 MiB, but never under 256 KiB
 // (above 64 CPUs the total grows again, 256 KiB per CPU). A ring's
-// memory is the kernel's, and it is mapped twice into the agent (a record
-// that wraps around reads contiguously), so it is also twice its size in
-// the agent's RSS once written through.
+// memory is the kernel's, mapped once into the agent: it counts its size
+// in the agent's RSS.
 const (
 	maxRingBytes   = 2 << 20
 	minRingBytes   = 256 << 10

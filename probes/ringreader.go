@@ -22,17 +22,23 @@ import (
 //
 // The layout is the kernel's (kernel/bpf/ringbuf.c): a page holding the
 // consumer position, which the reader writes; then, read-only, a page
-// holding the producer position and the data pages, mapped twice in a
-// row so that a record that wraps around is contiguous. Each record starts
-// with an 8-byte header: its length, with a busy bit while a producer
-// writes it and a discard bit for one it gave up, then the data padded
-// to 8 bytes.
+// holding the producer position and the data pages. The kernel offers the
+// data pages twice in a row, so that a record that wraps around reads
+// contiguously; the reader maps them once, because every mapped page counts
+// in its resident memory (2 MiB a ring), and copies the rare record that
+// wraps. Each record starts with an 8-byte header: its length, with a busy
+// bit while a producer writes it and a discard bit for one it gave up, then
+// the data padded to 8 bytes (so a header never wraps).
 type ringReader struct {
 	cons, data []byte // the mappings
 	consPos    *uint64
 	prodPos    *uint64
-	ring       []byte // the data pages, twice
+	ring       []byte // the data pages, once
 	mask       uint64
+	// wrapped holds a record that wraps around the end of the ring. One
+	// read crosses the end at most once (it reads less than the ring's
+	// size), so the records it hands over never share this buffer.
+	wrapped []byte
 	epfd, evfd int // epoll on the ring (producers' wake-ups) and on an eventfd (close)
 	events     [2]unix.EpollEvent
 }
@@ -52,12 +58,13 @@ func newRingReader(m *ebpf.Map) (*ringReader, error) {
 		return nil, fmt.Errorf("not a ring buffer of a power of two bytes: %v, %d", m.Type(), size)
 	}
 	page := os.Getpagesize()
-	r := &ringReader{mask: size - 1, epfd: -1, evfd: -1}
+	// Room for the events of every family; a larger record grows it.
+	r := &ringReader{mask: size - 1, epfd: -1, evfd: -1, wrapped: make([]byte, 4096)}
 	var err error
 	if r.cons, err = unix.Mmap(m.FD(), 0, page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
 		return nil, fmt.Errorf("map consumer page: %w", err)
 	}
-	if r.data, err = unix.Mmap(m.FD(), int64(page), page+2*int(size), unix.PROT_READ, unix.MAP_SHARED); err != nil {
+	if r.data, err = unix.Mmap(m.FD(), int64(page), page+int(size), unix.PROT_READ, unix.MAP_SHARED); err != nil {
 		r.close()
 		return nil, fmt.Errorf("map data pages: %w", err)
 	}
@@ -110,20 +117,35 @@ func (r *ringReader) read(max int, fn func(raw []byte)) (n int, more bool) {
 			return n, true // still being written: come back shortly
 		}
 		length := uint64(h &^ (ringBusyBit | ringDiscardBit))
-		start := off + ringHeaderSize
-		if start+length > uint64(len(r.ring)) {
+		if length > r.mask+1-ringHeaderSize {
 			// The kernel never writes this; stop rather than read past
-			// the mapping.
+			// the ring.
 			cons = prod
 			return n, false
 		}
 		if h&ringDiscardBit == 0 {
-			fn(r.ring[start : start+length : start+length])
+			fn(r.record((off+ringHeaderSize)&r.mask, length))
 			n++
 		}
 		cons += ringHeaderSize + (length+7)&^7
 	}
 	return n, true
+}
+
+// record returns the length bytes of data at start: a slice of the ring,
+// or of r.wrapped for a record that wraps around its end.
+func (r *ringReader) record(start, length uint64) []byte {
+	end := start + length
+	if end <= uint64(len(r.ring)) {
+		return r.ring[start:end:end]
+	}
+	if uint64(cap(r.wrapped)) < length {
+		r.wrapped = make([]byte, length)
+	}
+	w := r.wrapped[:length:length]
+	k := copy(w, r.ring[start:])
+	copy(w[k:], r.ring)
+	return w
 }
 
 // errReaderClosed is wait's answer once interrupt was called.

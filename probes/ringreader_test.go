@@ -3,6 +3,7 @@ package probes
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -12,44 +13,49 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 )
 
-// ringWriter is a BPF program that writes one 24-byte record per run into
-// a ring: its run number (a counter in an array map) and two fixed words.
-func ringWriter(t testing.TB, ring *ebpf.Map) (*ebpf.Program, *ebpf.Map) {
+// ringWriter is a BPF program that writes one record of words 8-byte
+// words per run into a ring: its run number (a counter in an array map),
+// then the fixed words ringWord(1), ringWord(2)...
+func ringWriter(t testing.TB, ring *ebpf.Map, words int) (*ebpf.Program, *ebpf.Map) {
 	t.Helper()
 	counter, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { counter.Close() })
+	rec := int16(-8 * (words + 1)) // the record, on the stack below the key
+	insns := asm.Instructions{
+		// key = 0; v = lookup(counter, &key); n = (*v)++
+		asm.StoreImm(asm.RFP, -4, 0, asm.Word),
+		asm.LoadMapPtr(asm.R1, counter.FD()),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -4),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "out"),
+		asm.LoadMem(asm.R6, asm.R0, 0, asm.DWord),
+		asm.Add.Imm(asm.R6, 1),
+		asm.StoreMem(asm.R0, 0, asm.R6, asm.DWord),
+		asm.StoreMem(asm.RFP, rec, asm.R6, asm.DWord),
+	}
+	for i := 1; i < words; i++ {
+		insns = append(insns,
+			asm.LoadImm(asm.R7, int64(ringWord(i)), asm.DWord),
+			asm.StoreMem(asm.RFP, rec+int16(8*i), asm.R7, asm.DWord))
+	}
+	insns = append(insns,
+		asm.LoadMapPtr(asm.R1, ring.FD()),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, int32(rec)),
+		asm.Mov.Imm(asm.R3, int32(8*words)),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnRingbufOutput.Call(),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
+		asm.Return(),
+	)
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type:    ebpf.SocketFilter,
-		License: "GPL",
-		Instructions: asm.Instructions{
-			// key = 0; v = lookup(counter, &key); n = (*v)++
-			asm.StoreImm(asm.RFP, -4, 0, asm.Word),
-			asm.LoadMapPtr(asm.R1, counter.FD()),
-			asm.Mov.Reg(asm.R2, asm.RFP),
-			asm.Add.Imm(asm.R2, -4),
-			asm.FnMapLookupElem.Call(),
-			asm.JEq.Imm(asm.R0, 0, "out"),
-			asm.LoadMem(asm.R6, asm.R0, 0, asm.DWord),
-			asm.Add.Imm(asm.R6, 1),
-			asm.StoreMem(asm.R0, 0, asm.R6, asm.DWord),
-			// record = {n, 0x1111111111111111, 0x2222222222222222}
-			asm.StoreMem(asm.RFP, -32, asm.R6, asm.DWord),
-			asm.LoadImm(asm.R7, 0x1111111111111111, asm.DWord),
-			asm.StoreMem(asm.RFP, -24, asm.R7, asm.DWord),
-			asm.LoadImm(asm.R7, 0x2222222222222222, asm.DWord),
-			asm.StoreMem(asm.RFP, -16, asm.R7, asm.DWord),
-			asm.LoadMapPtr(asm.R1, ring.FD()),
-			asm.Mov.Reg(asm.R2, asm.RFP),
-			asm.Add.Imm(asm.R2, -32),
-			asm.Mov.Imm(asm.R3, 24),
-			asm.Mov.Imm(asm.R4, 0),
-			asm.FnRingbufOutput.Call(),
-			asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
-			asm.Return(),
-		},
+		Type:         ebpf.SocketFilter,
+		License:      "GPL",
+		Instructions: insns,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +63,9 @@ func ringWriter(t testing.TB, ring *ebpf.Map) (*ebpf.Program, *ebpf.Map) {
 	t.Cleanup(func() { prog.Close() })
 	return prog, counter
 }
+
+// ringWord is ringWriter's fixed word i: 0x1111111111111111 * i.
+func ringWord(i int) uint64 { return 0x1111111111111111 * uint64(i) }
 
 func newTestRing(t *testing.T) *ebpf.Map { return newTestRingOf(t, os.Getpagesize()) }
 
@@ -81,9 +90,17 @@ func newTestRingOf(t testing.TB, size int) *ebpf.Map {
 
 // The reader hands over every record, in order and intact, through many
 // wraps of a one-page ring, at most max per read; reading allocates nothing.
+// Records of 32 bytes tile the page; records of 48 bytes wrap around its
+// end, and are handed over whole all the same.
 func TestRingReaderReadsEveryRecordInPlace(t *testing.T) {
+	for _, words := range []int{3, 5} {
+		t.Run(fmt.Sprintf("%d bytes", 8*(words+1)), func(t *testing.T) { testRingReader(t, words) })
+	}
+}
+
+func testRingReader(t *testing.T, words int) {
 	ring := newTestRing(t)
-	prog, _ := ringWriter(t, ring)
+	prog, _ := ringWriter(t, ring, words)
 	rd, err := newRingReader(ring)
 	if err != nil {
 		t.Fatal(err)
@@ -91,20 +108,23 @@ func TestRingReaderReadsEveryRecordInPlace(t *testing.T) {
 	defer rd.close()
 	var next uint64 = 1
 	check := func(raw []byte) {
-		if len(raw) != 24 {
-			t.Fatalf("record of %d bytes, want 24", len(raw))
+		if len(raw) != 8*words {
+			t.Fatalf("record of %d bytes, want %d", len(raw), 8*words)
 		}
-		n := binary.LittleEndian.Uint64(raw)
-		if n != next || binary.LittleEndian.Uint64(raw[8:]) != 0x1111111111111111 || binary.LittleEndian.Uint64(raw[16:]) != 0x2222222222222222 {
+		ok := binary.LittleEndian.Uint64(raw) == next
+		for i := 1; i < words; i++ {
+			ok = ok && binary.LittleEndian.Uint64(raw[8*i:]) == ringWord(i)
+		}
+		if !ok {
 			t.Fatalf("record %x, want run %d", raw, next)
 		}
 		next++
 	}
 	in := []byte{14: 0}
-	// A page holds 128 records of 32 bytes: write 100 at a time, so that
-	// reads wrap around the ring's end at every other round.
+	// Write 100 records at a time (a page holds 128 of 32 bytes, 85 of
+	// 48), so that reads wrap around the ring's end often.
 	for round := 0; round < 40; round++ {
-		if _, err := prog.Run(&ebpf.RunOptions{Data: in, Repeat: 100}); err != nil {
+		if _, err := prog.Run(&ebpf.RunOptions{Data: in, Repeat: 60}); err != nil {
 			t.Fatal(err)
 		}
 		got := 0
@@ -118,32 +138,33 @@ func TestRingReaderReadsEveryRecordInPlace(t *testing.T) {
 				break
 			}
 		}
-		if got != 100 {
-			t.Fatalf("round %d: %d records read, want 100", round, got)
+		if got != 60 {
+			t.Fatalf("round %d: %d records read, want 60", round, got)
 		}
 	}
-	if _, err := prog.Run(&ebpf.RunOptions{Data: in, Repeat: 100}); err != nil {
+	if _, err := prog.Run(&ebpf.RunOptions{Data: in, Repeat: 80}); err != nil {
 		t.Fatal(err)
 	}
 	if allocs := testing.AllocsPerRun(50, func() { rd.read(1, check) }); allocs != 0 {
 		t.Errorf("%v allocations per record read, want 0", allocs)
 	}
+	rd.read(64, check)
 	// A full ring loses what does not fit, and reading resumes after.
 	if _, err := prog.Run(&ebpf.RunOptions{Data: in, Repeat: 300}); err != nil {
 		t.Fatal(err)
 	}
 	got := 0
 	for {
-		n, more := rd.read(64, func([]byte) {})
+		n, more := rd.read(64, check)
 		got += n
 		if !more {
 			break
 		}
 	}
-	// A page of 32-byte records, but for one: the kernel reserves only
-	// while the unread bytes stay below the ring's size.
-	if got != 127 {
-		t.Errorf("%d records read from a full one-page ring, want 127", got)
+	// The kernel reserves only while the unread bytes stay below the
+	// ring's size: a page of records, but for the part of one.
+	if want := (os.Getpagesize() - 1) / (8 * (words + 1)); got != want {
+		t.Errorf("%d records read from a full one-page ring, want %d", got, want)
 	}
 }
 
@@ -151,7 +172,7 @@ func TestRingReaderReadsEveryRecordInPlace(t *testing.T) {
 // good, after interrupt.
 func TestRingReaderWaitAndInterrupt(t *testing.T) {
 	ring := newTestRing(t)
-	prog, _ := ringWriter(t, ring)
+	prog, _ := ringWriter(t, ring, 3)
 	rd, err := newRingReader(ring)
 	if err != nil {
 		t.Fatal(err)
@@ -192,7 +213,7 @@ func TestRingReaderWaitAndInterrupt(t *testing.T) {
 // between rounds, off the clock).
 func BenchmarkRingRead(b *testing.B) {
 	ring := newTestRingOf(b, 1<<20)
-	prog, _ := ringWriter(b, ring)
+	prog, _ := ringWriter(b, ring, 3)
 	rd, err := newRingReader(ring)
 	if err != nil {
 		b.Fatal(err)

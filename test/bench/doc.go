@@ -101,7 +101,7 @@ func writeDoc(path string, o options, all []variantSummary, sc *scaleResult, pip
 		p("| the same, once the agent's 10 s tick has given freed memory back | %.1f MB | ≤ 30 MB with 50 |\n", sc.RSSAllSettled)
 		p("| attach, new executable (exec to probes placed) | %.0f ms (%.0f–%.0f) | ≤ 200 ms |\n", median(sc.AttachNew), minMax(sc.AttachNew)[0], minMax(sc.AttachNew)[1])
 		p("| attach, second process of a parsed executable | %.0f ms (%.0f–%.0f) | ≤ 20 ms |\n\n", median(sc.AttachSecond), minMax(sc.AttachSecond)[0], minMax(sc.AttachSecond)[1])
-		p("Attach times run from the start of the program's exec to /targets listing it with its probes placed (polled every 2 ms): they include the program's own start-up. RSS is measured 1 s after the last program started, and again 11 s later; where its pages are then (/proc/PID/smaps): %.1f MB anonymous (the Go heap, stacks, runtime metadata), %.1f MB the agent's own executable (code and read-only tables, file-backed), %.1f MB BPF maps (the per-CPU ring buffers, whose data pages are mapped twice), %.1f MB other files.\n\n", sc.Split.Anon, sc.Split.Exe, sc.Split.BPF, sc.Split.Other)
+		p("Attach times run from the start of the program's exec to /targets listing it with its probes placed (polled every 2 ms): they include the program's own start-up. RSS is measured 1 s after the last program started, and again 11 s later; where its pages are then (/proc/PID/smaps): %.1f MB anonymous (the Go heap, stacks, runtime metadata), %.1f MB the agent's own executable (code and read-only tables, file-backed), %.1f MB BPF maps (the per-CPU ring buffers), %.1f MB other files.\n\n", sc.Split.Anon, sc.Split.Exe, sc.Split.BPF, sc.Split.Other)
 	}
 	if pipe != nil {
 		writePipelineDoc(&b, pipe)

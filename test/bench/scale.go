@@ -52,8 +52,7 @@ type rssSplit struct {
 	// Exe is the agent's own executable (its code and read-only tables,
 	// file-backed and shared with the page cache).
 	Exe float64 `json:"executable"`
-	// BPF is BPF maps mapped into the agent: the ring buffers (a ring's
-	// data pages are mapped twice, and count twice).
+	// BPF is BPF maps mapped into the agent: the ring buffers.
 	BPF float64 `json:"bpf_maps"`
 	// Other is other files: the C library, the loader.
 	Other float64 `json:"other_files"`
