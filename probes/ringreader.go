@@ -38,7 +38,7 @@ type ringReader struct {
 	// wrapped holds a record that wraps around the end of the ring. One
 	// read crosses the end at most once (it reads less than the ring's
 	// size), so the records it hands over never share this buffer.
-	wrapped []byte
+	wrapped    []byte
 	epfd, evfd int // epoll on the ring (producers' wake-ups) and on an eventfd (close)
 	events     [2]unix.EpollEvent
 }
