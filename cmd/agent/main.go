@@ -27,6 +27,7 @@ import (
 	"github.com/blindspot-dev/blindspot/aggregator"
 	"github.com/blindspot-dev/blindspot/exporter"
 	"github.com/blindspot-dev/blindspot/internal/lifecycle"
+	"github.com/blindspot-dev/blindspot/internal/selfmem"
 	"github.com/blindspot-dev/blindspot/probes"
 	"github.com/blindspot-dev/blindspot/probes/discover"
 	"github.com/blindspot-dev/blindspot/probes/userfunc"
@@ -114,7 +115,13 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes: %w (fix kubernetes: in the configuration, or set enabled: false)", err)
 	}
-	a := lifecycle.New(agg, lifecycle.Probes{Manager: pm, Probes: user}, &lifecycle.Options{Selection: cfg.Selection, Logger: log, Placement: k8s.placement()})
+	lopts := &lifecycle.Options{Selection: cfg.Selection, Logger: log, Placement: k8s.placement()}
+	if self, err := selfmem.Self(); err != nil {
+		log.Warn("own executable pages kept resident", "err", err)
+	} else {
+		lopts.OwnPages = self
+	}
+	a := lifecycle.New(agg, lifecycle.Probes{Manager: pm, Probes: user}, lopts)
 	funcs := lifecycle.NewFunctions(a, fl.configFile, func() ([]userfunc.Entry, error) {
 		cfg, err := LoadConfig(fl.configFile)
 		if err != nil {

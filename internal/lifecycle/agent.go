@@ -118,7 +118,25 @@ type Options struct {
 	// Container reads the container of a process; nil means
 	// container.ForProcess on /proc.
 	Container func(pid int) (container.Info, error)
+	// OwnPages hands the agent's own executable pages back to the kernel
+	// after a burst of work (start-up, programs attached); nil keeps
+	// them.
+	OwnPages OwnPages
 }
+
+// OwnPages is the agent's own executable (selfmem.Executable).
+type OwnPages interface {
+	PageOutIfGrown(threshold int64) (paged bool, before, after int64, err error)
+}
+
+// After a burst of work (start-up, programs attached) has been quiet for
+// ownPagesSettle, the executable pages it touched go back to the kernel,
+// when they grew by ownPagesGrowth over the working set (checked again at
+// every closeBins tick).
+const (
+	ownPagesSettle = 5 * time.Second
+	ownPagesGrowth = 1 << 20
+)
 
 // Agent connects discovery, probes and the aggregator, and tells the
 // exporter what it is doing.
@@ -132,6 +150,7 @@ type Agent struct {
 	environ   func(pid int, names ...string) map[string]string
 	place     Placement
 	container func(pid int) (container.Info, error)
+	ownPages  OwnPages
 
 	mu       sync.Mutex
 	targets  map[int]*target
@@ -181,6 +200,7 @@ func New(agg *aggregator.Aggregator, p Prober, opts *Options) *Agent {
 		environ:     opts.Environ,
 		place:       opts.Placement,
 		container:   opts.Container,
+		ownPages:    opts.OwnPages,
 		awaitingPod: map[int]discover.Process{},
 		targets:     map[int]*target{},
 		skipped:     map[int]exporter.Skipped{},
@@ -217,6 +237,8 @@ func (a *Agent) Run(ctx context.Context, d Discovery) {
 	defer expire.Stop()
 	closeBins := time.NewTicker(10 * time.Second)
 	defer closeBins.Stop()
+	settled := time.NewTimer(ownPagesSettle)
+	defer settled.Stop()
 	var podsChanged <-chan struct{} // nil outside Kubernetes: never ready
 	if a.place != nil {
 		podsChanged = a.place.Changed()
@@ -231,6 +253,7 @@ func (a *Agent) Run(ctx context.Context, d Discovery) {
 			for _, ev := range evs {
 				switch ev.Kind {
 				case discover.Started:
+					settled.Reset(ownPagesSettle)
 					a.started(ev.Process)
 				case discover.Exited:
 					a.exited(ev.Process)
@@ -245,8 +268,13 @@ func (a *Agent) Run(ctx context.Context, d Discovery) {
 			}
 		case now := <-expire.C:
 			a.agg.Expire(now)
+		case <-settled.C:
+			a.pageOut()
 		case now := <-closeBins.C:
 			a.bins.Expire(now)
+			if symbols.BytesRead() == a.read {
+				a.pageOut() // nothing read since the last tick: quiet
+			}
 			if read := symbols.BytesRead(); a.released > 0 || read != a.read {
 				// Programs went since the last tick: what their probes,
 				// statuses and reads held is garbage now. Give it back
@@ -263,6 +291,22 @@ func (a *Agent) Run(ctx context.Context, d Discovery) {
 		case <-podsChanged:
 			a.placementChanged()
 		}
+	}
+}
+
+// pageOut hands the agent's executable pages back to the kernel when a
+// burst of work grew them (selfmem).
+func (a *Agent) pageOut() {
+	if a.ownPages == nil {
+		return
+	}
+	paged, before, after, err := a.ownPages.PageOutIfGrown(ownPagesGrowth)
+	switch {
+	case err != nil:
+		a.log.Warn("own executable pages kept resident", "err", err)
+		a.ownPages = nil
+	case paged:
+		a.log.Debug("own executable pages handed back", "resident_before", before, "resident_after", after)
 	}
 }
 

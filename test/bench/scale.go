@@ -25,24 +25,34 @@ type scaleResult struct {
 	// distinct executables they run in the last measure.
 	Programs    int `json:"programs"`
 	Executables int `json:"executables"`
-	// RSS of the agent in MB: observing nothing, one program, Programs
-	// processes of one executable, and one process of each of
-	// Executables.
-	RSSIdle   float64 `json:"agent_rss_mb_idle"`
-	RSS1      float64 `json:"agent_rss_mb_1"`
-	RSSOneExe float64 `json:"agent_rss_mb_one_executable"`
-	RSSAll    float64 `json:"agent_rss_mb_all_executables"`
+	// RSS of the agent in MB, settled (settleWait after the last program
+	// started): observing nothing, one program, Programs processes of one
+	// executable, and one process of each of Executables; and the last
+	// two 1 s after the last program started, while the agent still
+	// holds what attaching touched.
+	RSSIdle          float64 `json:"agent_rss_mb_idle"`
+	RSS1             float64 `json:"agent_rss_mb_1"`
+	RSSOneExe        float64 `json:"agent_rss_mb_one_executable"`
+	RSSOneExeSettled float64 `json:"agent_rss_mb_one_executable_settled"`
+	RSSAll           float64 `json:"agent_rss_mb_all_executables"`
 	// Attach latencies in ms, from the exec of a program to /targets
 	// listing it with its HTTP server probes placed: a new executable
 	// (parsed for the first time), and a second process of one already
 	// parsed.
 	AttachNew    []float64 `json:"attach_new_executable_ms"`
 	AttachSecond []float64 `json:"attach_second_process_ms"`
-	// RSSAllSettled is RSSAll once the agent's 10 s tick has given freed
-	// memory back, and Split where its pages are then.
+	// RSSAllSettled is RSSAll once settled, and SplitOneExe and Split
+	// where the pages of the two settled measures are.
 	RSSAllSettled float64  `json:"agent_rss_mb_all_executables_settled"`
+	SplitOneExe   rssSplit `json:"agent_rss_split_mb_one_executable_settled"`
 	Split         rssSplit `json:"agent_rss_split_mb_settled"`
 }
+
+// settleWait is how long the agent is left alone before a settled
+// measure: its 10 s tick gives freed heap back, and 5 s after a burst of
+// attaches it hands back the executable pages the burst touched
+// (internal/selfmem).
+const settleWait = 12 * time.Second
 
 // rssSplit is where an agent's resident pages are, in MB (from
 // /proc/PID/smaps).
@@ -56,6 +66,10 @@ type rssSplit struct {
 	BPF float64 `json:"bpf_maps"`
 	// Other is other files: the C library, the loader.
 	Other float64 `json:"other_files"`
+}
+
+func (sp rssSplit) String() string {
+	return fmt.Sprintf("%.1f anonymous, %.1f its executable, %.1f BPF maps, %.1f other files", sp.Anon, sp.Exe, sp.BPF, sp.Other)
 }
 
 // readRSSSplit reads where pid's resident pages are; exe is its
@@ -141,14 +155,14 @@ func (e *benchEnv) measureScale(ctx context.Context, n, rounds int) (*scaleResul
 	}
 	defer ag.stop()
 	res := &scaleResult{Programs: n}
-	settle := func() (float64, error) {
-		if !sleepCtx(ctx, time.Second, nil) {
+	settle := func(wait time.Duration) (float64, error) {
+		if !sleepCtx(ctx, wait, nil) {
 			return 0, ctx.Err()
 		}
 		b, err := rssBytes(ag.pid())
 		return float64(b) / 1e6, err
 	}
-	if res.RSSIdle, err = settle(); err != nil {
+	if res.RSSIdle, err = settle(settleWait); err != nil {
 		return nil, err
 	}
 	var procs []*child
@@ -189,7 +203,7 @@ func (e *benchEnv) measureScale(ctx context.Context, n, rounds int) (*scaleResul
 		return nil, err
 	}
 	res.AttachNew = append(res.AttachNew, ms)
-	if res.RSS1, err = settle(); err != nil {
+	if res.RSS1, err = settle(settleWait); err != nil {
 		return nil, err
 	}
 	for i := 1; i < n; i++ {
@@ -201,7 +215,13 @@ func (e *benchEnv) measureScale(ctx context.Context, n, rounds int) (*scaleResul
 			res.AttachSecond = append(res.AttachSecond, ms)
 		}
 	}
-	if res.RSSOneExe, err = settle(); err != nil {
+	if res.RSSOneExe, err = settle(time.Second); err != nil {
+		return nil, err
+	}
+	if res.RSSOneExeSettled, err = settle(settleWait - time.Second); err != nil {
+		return nil, err
+	}
+	if res.SplitOneExe, err = readRSSSplit(ag.pid(), e.agentPath); err != nil {
 		return nil, err
 	}
 	// n executables, one process each, once the agent has let the
@@ -213,7 +233,7 @@ func (e *benchEnv) measureScale(ctx context.Context, n, rounds int) (*scaleResul
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if _, err = settle(); err != nil {
+	if _, err = settle(time.Second); err != nil {
 		return nil, err
 	}
 	for i := 0; i < n; i++ {
@@ -225,24 +245,17 @@ func (e *benchEnv) measureScale(ctx context.Context, n, rounds int) (*scaleResul
 			res.AttachNew = append(res.AttachNew, ms)
 		}
 	}
-	if res.RSSAll, err = settle(); err != nil {
+	if res.RSSAll, err = settle(time.Second); err != nil {
 		return nil, err
 	}
-	// Once the agent's 10 s tick has run, what it holds rather than what
-	// reading the last binaries left to collect.
-	if !sleepCtx(ctx, 11*time.Second, nil) {
-		return nil, ctx.Err()
-	}
-	b, err := rssBytes(ag.pid())
-	if err != nil {
+	if res.RSSAllSettled, err = settle(settleWait - time.Second); err != nil {
 		return nil, err
 	}
-	res.RSSAllSettled = float64(b) / 1e6
 	if res.Split, err = readRSSSplit(ag.pid(), e.agentPath); err != nil {
 		return nil, err
 	}
 	res.Programs, res.Executables = len(procs), n
-	logf("scale: agent RSS %.1f MB observing nothing, %.1f MB with 1 program, %.1f MB with %d processes of it, %.1f MB with %d executables (%.1f MB after its 10 s tick: %.1f anonymous, %.1f its executable, %.1f BPF maps, %.1f other files); attach: new executable %.0f ms, second process %.0f ms (medians)",
-		res.RSSIdle, res.RSS1, res.RSSOneExe, res.Programs, res.RSSAll, res.Executables, res.RSSAllSettled, res.Split.Anon, res.Split.Exe, res.Split.BPF, res.Split.Other, median(res.AttachNew), median(res.AttachSecond))
+	logf("scale: agent RSS settled %.1f MB observing nothing, %.1f MB with 1 program, %.1f MB with %d processes of it (%.1f MB 1 s after the last started; settled: %s), %.1f MB with %d executables (%.1f MB 1 s after; settled: %s); attach: new executable %.0f ms, second process %.0f ms (medians)",
+		res.RSSIdle, res.RSS1, res.RSSOneExeSettled, res.Programs, res.RSSOneExe, res.SplitOneExe, res.RSSAllSettled, res.Executables, res.RSSAll, res.Split, median(res.AttachNew), median(res.AttachSecond))
 	return res, nil
 }

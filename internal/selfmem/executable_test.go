@@ -1,0 +1,110 @@
+package selfmem
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/json"
+	"encoding/xml"
+	"io"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestReadOnlyMappings(t *testing.T) {
+	maps := `00400000-011d3000 r-xp 00000000 fd:01 1234 /usr/bin/agent
+011d3000-02115000 r--p 00dd3000 fd:01 1234 /usr/bin/agent
+02115000-02232000 rw-p 01d15000 fd:01 1234 /usr/bin/agent
+02232000-0427d000 rw-p 00000000 00:00 0
+7fc2eedfd000-7fc2eeffe000 r--s 00000000 00:0e 99 anon_inode:bpf-map
+7fc33b7a0000-7fc33b8f6000 r-xp 00026000 fd:01 77 /usr/lib/x86_64-linux-gnu/libc.so.6
+7fc33b900000-7fc33b901000 r--p 00000000 fd:01 78 /opt/my agent/agent
+`
+	got, err := readOnlyMappings(strings.NewReader(maps), "/usr/bin/agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []mapping{{0x400000, 0x11d3000}, {0x11d3000, 0x2115000}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("got %x, want %x", got, want)
+	}
+	// A path with a space is one path.
+	if got, err := readOnlyMappings(strings.NewReader(maps), "/opt/my agent/agent"); err != nil || len(got) != 1 {
+		t.Errorf("path with a space: %x, %v", got, err)
+	}
+	for _, bad := range []string{
+		"zz-011d3000 r-xp 00000000 fd:01 1234 /usr/bin/agent\n",
+		"011d3000 r-xp 00000000 fd:01 1234 /usr/bin/agent\n",
+		"02000000-01000000 r-xp 00000000 fd:01 1234 /usr/bin/agent\n",
+	} {
+		if _, err := readOnlyMappings(strings.NewReader(bad), "/usr/bin/agent"); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+// work runs code of several packages, touching their pages.
+func work() string {
+	var v map[string]any
+	json.Unmarshal([]byte(`{"a":[1,2,{"b":"c"}]}`), &v)
+	re := regexp.MustCompile(`^a(b+)c$`)
+	sum := sha256.Sum256([]byte(re.ReplaceAllString("abbbc", "$1")))
+	return strings.ToUpper(string(sum[:4]))
+}
+
+// The test binary's own pages go back to the kernel and come back as they
+// are used: the program goes on as before.
+func TestPageOut(t *testing.T) {
+	e, err := Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := work()
+	// The first call pages out, whatever the threshold.
+	paged, before, after, err := e.PageOutIfGrown(1 << 40)
+	if err != nil || !paged {
+		t.Fatalf("first call: paged out %v, %v", paged, err)
+	}
+	if before <= 0 || after >= before {
+		t.Fatalf("resident %d bytes before the page-out, %d after: want fewer after", before, after)
+	}
+	if got := work(); got != want {
+		t.Fatalf("after the page-out: %q, want %q", got, want)
+	}
+	again, err := e.Resident()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again <= after {
+		t.Errorf("resident %d bytes after running code again, %d right after the page-out: want more", again, after)
+	}
+	t.Logf("resident: %d KB, %d KB after the page-out, %d KB after running again", before>>10, after>>10, again>>10)
+
+	// The first call after a page-out measures the working set that came
+	// back; later calls page out only when the pages grew by the
+	// threshold over it.
+	if paged, _, _, err := e.PageOutIfGrown(1); err != nil || paged {
+		t.Errorf("first call after a page-out: paged out %v, %v; want a measure only", paged, err)
+	}
+	if paged, _, _, err := e.PageOutIfGrown(1 << 40); err != nil || paged {
+		t.Errorf("grown by less than the threshold: paged out %v, %v", paged, err)
+	}
+	otherWork()
+	if paged, _, _, err := e.PageOutIfGrown(1); err != nil || !paged {
+		t.Errorf("grown by more than the threshold: paged out %v, %v", paged, err)
+	}
+}
+
+// otherWork runs code work does not.
+func otherWork() {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write([]byte(strings.Repeat("blindspot ", 100)))
+	zw.Close()
+	zr, err := gzip.NewReader(&buf)
+	if err == nil {
+		io.Copy(io.Discard, zr)
+	}
+	xml.Marshal(struct{ A, B int }{1, 2})
+}
