@@ -66,12 +66,13 @@ type Binary struct {
 	size   int64         // of the file, -1 if unknown
 
 	src       io.ReaderAt // what the executable is read from
-	funcs     []funcRec   // sorted by entry, one per name
-	byName    []int32     // indexes into funcs, sorted by name
-	nameFile  io.ReaderAt // where funcs' names are read (nil: nameMem)
-	nameMem   string      // the names, when they are not read from the file
+	nameFile  io.ReaderAt // where the function table's names are read (nil: in the table)
 	symtabErr error       // why a .symtab present in the file was not used
 	hasPcln   bool        // the functions came from a usable .gopclntab
+
+	table    atomic.Pointer[funcTable] // the function table (nil after ReleaseFuncs)
+	tableMu  sync.Mutex                // serialises building it again, guards tableErr
+	tableErr error                     // why it could not be built again
 
 	dwarfMu  sync.Mutex // guards dwarf and dwarfErr (ReleaseDWARF drops dwarf)
 	dwarf    *dwarf.Data

@@ -3,7 +3,6 @@ package symbols
 import (
 	"encoding/binary"
 	"fmt"
-	"sort"
 	"strings"
 
 	"golang.org/x/arch/x86/x86asm"
@@ -55,15 +54,6 @@ func callSitesAMD64(code []byte, base, target uint64) []CallSite {
 		pc += inst.Len
 	}
 	return out
-}
-
-// FuncAt returns the function holding the virtual address addr.
-func (b *Binary) FuncAt(addr uint64) (Func, bool) {
-	i := sort.Search(len(b.funcs), func(i int) bool { return b.funcs[i].entry > addr }) - 1
-	if i < 0 || addr-b.funcs[i].entry >= uint64(b.funcs[i].size) {
-		return Func{}, false
-	}
-	return b.funcAt(i)
 }
 
 // PackageOf returns the package path of a function name as Go prints it:

@@ -59,24 +59,116 @@ func (b *Binary) loadFuncs() error {
 		return fmt.Errorf("read pclntab: %w", pclnErr)
 	}
 	b.hasPcln = pcln != nil
+	t, err := b.buildFuncTable(pcln, symtab)
+	if err != nil {
+		return err
+	}
+	b.table.Store(t)
+	return nil
+}
 
+// ReleaseFuncs lets the function table go (about 25 bytes a function: a
+// quarter of a megabyte for a small server) once attaching is done: a
+// later lookup builds it again from the file, identical, and keeps it
+// until the next ReleaseFuncs. An agent observing many executables would
+// otherwise keep every one's. It reports whether a table was let go.
+func (b *Binary) ReleaseFuncs() bool {
+	b.tableMu.Lock()
+	defer b.tableMu.Unlock()
+	return b.table.Swap(nil) != nil
+}
+
+// funcs returns the function table, built again from the file after
+// ReleaseFuncs. Should that fail (the file became unreadable), the table
+// is empty, which finds no function, and FuncsError says why.
+func (b *Binary) funcs() *funcTable {
+	if t := b.table.Load(); t != nil {
+		return t
+	}
+	b.tableMu.Lock()
+	defer b.tableMu.Unlock()
+	if t := b.table.Load(); t != nil {
+		return t
+	}
+	t, err := b.rebuildFuncs()
+	if err != nil {
+		b.tableErr = fmt.Errorf("read the function table again: %w", err)
+		t = &funcTable{}
+	}
+	b.table.Store(t)
+	return t
+}
+
+// FuncsError says why the function table could not be read again after
+// ReleaseFuncs (nil if it could, or was not released).
+func (b *Binary) FuncsError() error {
+	b.tableMu.Lock()
+	defer b.tableMu.Unlock()
+	return b.tableErr
+}
+
+// rebuildFuncs reads the function table again as loadFuncs read it. The
+// sections it reads go back to the read budget: they are garbage once the
+// table is built.
+func (b *Binary) rebuildFuncs() (t *funcTable, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			t, err = nil, fmt.Errorf("internal error: %v", p)
+		}
+	}()
+	var charged uint64
+	defer func() { b.budget.Add(int64(charged)) }()
+	var symtab map[string]symFunc
+	if b.HasSymtab && b.symtabErr == nil {
+		sec := b.ef.SectionByType(elf.SHT_SYMTAB)
+		if symtab, _, err = b.symtabFuncs(); err != nil {
+			return nil, fmt.Errorf("read symtab: %w", err)
+		}
+		charged += sec.Size + b.ef.Sections[sec.Link].Size
+	}
+	var pcln map[string]pclnFunc
+	if b.hasPcln {
+		sec := b.pclnSection()
+		data, err := b.sectionData(sec)
+		if err != nil {
+			return nil, fmt.Errorf("read pclntab: %w", err)
+		}
+		charged += sec.Size
+		if pcln, _, err = pclnByName(data, b.pclnText); err != nil {
+			return nil, fmt.Errorf("read pclntab: %w", err)
+		}
+	}
+	return b.buildFuncTable(pcln, symtab)
+}
+
+// funcTable is the function table of a Binary: built once, never changed.
+type funcTable struct {
+	funcs   []funcRec // sorted by entry, one per name
+	byName  []int32   // indexes into funcs, sorted by name
+	nameMem string    // the names, when they are not read from the file
+}
+
+// buildFuncTable merges the functions of the pclntab and of .symtab into
+// a table.
+func (b *Binary) buildFuncTable(pcln map[string]pclnFunc, symtab map[string]symFunc) (*funcTable, error) {
 	// Where names lie in the file: the pclntab's name table and .symtab's
 	// string table, when both are stored as they are read.
-	b.nameFile = nil
+	nameFile := io.ReaderAt(nil)
 	var bases [numNameTables]uint64
 	if r, ok := b.src.(io.ReaderAt); ok && b.size <= math.MaxUint32 {
-		b.nameFile = r
+		nameFile = r
 		if sec := b.pclnSection(); sec != nil && pcln != nil {
 			if bases[namesPcln], ok = fileOffset(sec, b.size); !ok {
-				b.nameFile = nil
+				nameFile = nil
 			}
 		}
 		if sec := b.strtabSection(); sec != nil && symtab != nil {
 			if bases[namesSymtab], ok = fileOffset(sec, b.size); !ok {
-				b.nameFile = nil
+				nameFile = nil
 			}
 		}
 	}
+	b.nameFile = nameFile
 
 	type named struct {
 		rec  funcRec
@@ -113,36 +205,36 @@ func (b *Binary) loadFuncs() error {
 		}
 		return all[i].name < all[j].name
 	})
-	b.byName = make([]int32, len(all))
-	for i := range b.byName {
-		b.byName[i] = int32(i)
+	t := &funcTable{byName: make([]int32, len(all))}
+	for i := range t.byName {
+		t.byName[i] = int32(i)
 	}
-	sort.Slice(b.byName, func(i, j int) bool { return all[b.byName[i]].name < all[b.byName[j]].name })
+	sort.Slice(t.byName, func(i, j int) bool { return all[t.byName[i]].name < all[t.byName[j]].name })
 
-	b.funcs = make([]funcRec, len(all))
+	t.funcs = make([]funcRec, len(all))
 	var mem strings.Builder
-	if b.nameFile == nil {
+	if nameFile == nil {
 		size := 0
 		for _, f := range all {
 			size += len(f.name)
 		}
 		if size > math.MaxUint32 {
-			return errors.New("function names: more than 4 GiB")
+			return nil, errors.New("function names: more than 4 GiB")
 		}
 		mem.Grow(size)
 	}
 	for i, f := range all {
 		r := f.rec
-		if b.nameFile != nil {
+		if nameFile != nil {
 			r.at += uint32(bases[r.table]) // within the file: less than 4 GiB
 		} else {
 			r.table, r.at, r.n, r.abi0 = namesMemory, uint32(mem.Len()), uint32(len(f.name)), false
 			mem.WriteString(f.name)
 		}
-		b.funcs[i] = r
+		t.funcs[i] = r
 	}
-	b.nameMem = mem.String()
-	return nil
+	t.nameMem = mem.String()
+	return t, nil
 }
 
 // Where the names of funcRecs are read.
@@ -174,19 +266,29 @@ func fileOffset(s *elf.Section, size int64) (uint64, bool) {
 	return s.Offset, true
 }
 
-// funcAt returns the i-th function of the table, its name read.
-func (b *Binary) funcAt(i int) (Func, bool) {
-	r := &b.funcs[i]
-	name, ok := b.funcName(r)
+// funcAt returns the i-th function of t, its name read.
+func (b *Binary) funcAt(t *funcTable, i int) (Func, bool) {
+	r := &t.funcs[i]
+	name, ok := b.funcName(t, r)
 	return Func{Name: name, Entry: r.entry, End: r.entry + uint64(r.size)}, ok
+}
+
+// funcHolding returns the function holding the link-time address addr.
+func (b *Binary) funcHolding(addr uint64) (Func, bool) {
+	t := b.funcs()
+	i := sort.Search(len(t.funcs), func(i int) bool { return t.funcs[i].entry > addr }) - 1
+	if i < 0 || addr-t.funcs[i].entry >= uint64(t.funcs[i].size) {
+		return Func{}, false
+	}
+	return b.funcAt(t, i)
 }
 
 // funcName reads the name of r. A name read from the file must still be
 // the NUL-terminated string it was when the table was built: otherwise
 // (the file changed under the agent) ok is false and the name unknown.
-func (b *Binary) funcName(r *funcRec) (string, bool) {
+func (b *Binary) funcName(t *funcTable, r *funcRec) (string, bool) {
 	if r.table == namesMemory {
-		return b.nameMem[r.at : r.at+r.n], true
+		return t.nameMem[r.at : r.at+r.n], true
 	}
 	buf := make([]byte, r.n+1, int(r.n)+1+len(".abi0"))
 	if _, err := b.nameFile.ReadAt(buf, int64(r.at)); err != nil || buf[r.n] != 0 || bytes.IndexByte(buf[:r.n], 0) >= 0 {
@@ -199,10 +301,10 @@ func (b *Binary) funcName(r *funcRec) (string, bool) {
 	return string(buf), true
 }
 
-// nameOf returns the name of the i-th function in name order ("" when it
-// cannot be read).
-func (b *Binary) nameOf(i int) string {
-	name, _ := b.funcName(&b.funcs[b.byName[i]])
+// nameOf returns the name of the i-th function of t in name order (""
+// when it cannot be read).
+func (b *Binary) nameOf(t *funcTable, i int) string {
+	name, _ := b.funcName(t, &t.funcs[t.byName[i]])
 	return name
 }
 
@@ -270,31 +372,43 @@ func (b *Binary) pclnFuncs(symText uint64) (map[string]pclnFunc, error) {
 	if b.pclnText == 0 {
 		b.pclnText = b.textStart(symText)
 	}
-	funcs, err := parsePclntab(data, b.pclnText)
+	out, asm, err := pclnByName(data, b.pclnText)
 	if err != nil {
 		return nil, err
 	}
+	b.asm = asm
+	return out, nil
+}
+
+// pclnByName parses the pclntab data, whose function entries are relative
+// to text: its functions by name, and the entries of the assembly ones.
+func pclnByName(data []byte, text uint64) (map[string]pclnFunc, map[uint64]bool, error) {
+	funcs, err := parsePclntab(data, text)
+	if err != nil {
+		return nil, nil, err
+	}
 	nameABI0(funcs)
 	out := make(map[string]pclnFunc, len(funcs))
-	b.asm = make(map[uint64]bool)
+	asm := make(map[uint64]bool)
 	for _, f := range funcs {
 		if f.asm {
-			b.asm[f.Entry] = true
+			asm[f.Entry] = true
 		}
 		if _, dup := out[f.Name]; !dup {
 			out[f.Name] = f
 		}
 	}
-	return out, nil
+	return out, asm, nil
 }
 
-// lookupName returns the index into b.funcs of the function named name.
-func (b *Binary) lookupName(name string) (int, bool) {
-	i := sort.Search(len(b.byName), func(i int) bool { return b.nameOf(i) >= name })
-	if i < len(b.byName) && b.nameOf(i) == name {
-		return int(b.byName[i]), true
+// lookupName returns the function named name.
+func (b *Binary) lookupName(name string) (Func, bool) {
+	t := b.funcs()
+	i := sort.Search(len(t.byName), func(i int) bool { return b.nameOf(t, i) >= name })
+	if i < len(t.byName) && b.nameOf(t, i) == name {
+		return b.funcAt(t, int(t.byName[i]))
 	}
-	return 0, false
+	return Func{}, false
 }
 
 // textStart returns the address function entries in the pclntab are
@@ -350,10 +464,8 @@ func nameABI0(funcs []pclnFunc) {
 // LookupFunc finds a function by its full Go name. If it is not found, the
 // error wraps ErrFuncNotFound and suggests up to 3 close names.
 func (b *Binary) LookupFunc(name string) (Func, error) {
-	if i, ok := b.lookupName(name); ok {
-		if f, ok := b.funcAt(i); ok {
-			return f, nil
-		}
+	if f, ok := b.lookupName(name); ok {
+		return f, nil
 	}
 	// The suggestions are worked out when the message is read: most
 	// lookups that fail (a family's anchor, an optional probe) only ask
@@ -373,8 +485,8 @@ type notFoundError struct {
 
 func (e *notFoundError) Error() string {
 	e.once.Do(func() {
-		b := e.b
-		if s := suggestFrom(e.name, len(b.byName), b.nameOf, 3); len(s) > 0 {
+		b, t := e.b, e.b.funcs()
+		if s := suggestFrom(e.name, len(t.byName), func(i int) string { return b.nameOf(t, i) }, 3); len(s) > 0 {
 			e.msg = fmt.Sprintf("function %q not found; did you mean %s?", e.name, joinOr(s))
 		} else {
 			e.msg = fmt.Sprintf("function %q not found", e.name)
@@ -397,9 +509,10 @@ func (e *wrapError) Unwrap() error { return e.err }
 
 // FuncNames returns every function name, sorted.
 func (b *Binary) FuncNames() []string {
-	out := make([]string, len(b.byName))
-	for i := range b.byName {
-		out[i] = b.nameOf(i)
+	t := b.funcs()
+	out := make([]string, len(t.byName))
+	for i := range t.byName {
+		out[i] = b.nameOf(t, i)
 	}
 	return out
 }

@@ -3,7 +3,6 @@ package symbols
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"golang.org/x/arch/x86/x86asm"
@@ -211,10 +210,4 @@ func anyRef(i x86asm.Inst) bool {
 }
 
 // FuncForPC returns the function holding pc (a link-time address).
-func (b *Binary) FuncForPC(pc uint64) (Func, bool) {
-	i := sort.Search(len(b.funcs), func(i int) bool { return b.funcs[i].entry > pc }) - 1
-	if i < 0 || pc-b.funcs[i].entry >= uint64(b.funcs[i].size) {
-		return Func{}, false
-	}
-	return b.funcAt(i)
-}
+func (b *Binary) FuncForPC(pc uint64) (Func, bool) { return b.funcHolding(pc) }

@@ -100,11 +100,7 @@ func (b *Binary) GoWrappers() (map[uint64]string, error) {
 		if err != nil || !wrapperName.MatchString(name) {
 			continue
 		}
-		idx, ok := b.lookupName(name)
-		if !ok {
-			continue
-		}
-		f, ok := b.funcAt(idx)
+		f, ok := b.lookupName(name)
 		if !ok {
 			continue
 		}

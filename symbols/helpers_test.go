@@ -297,11 +297,12 @@ func funcTables(tb testing.TB, b *Binary) (pcln, symtab map[string]Func) {
 // allFuncs returns the function table of b, names read, sorted by entry.
 func allFuncs(tb testing.TB, b *Binary) []Func {
 	tb.Helper()
-	out := make([]Func, len(b.funcs))
-	for i := range b.funcs {
-		f, ok := b.funcAt(i)
+	t := b.funcs()
+	out := make([]Func, len(t.funcs))
+	for i := range t.funcs {
+		f, ok := b.funcAt(t, i)
 		if !ok {
-			tb.Fatalf("function %d at %#x: name unreadable", i, b.funcs[i].entry)
+			tb.Fatalf("function %d at %#x: name unreadable", i, t.funcs[i].entry)
 		}
 		out[i] = f
 	}

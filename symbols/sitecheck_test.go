@@ -59,14 +59,16 @@ func TestCheckSite(t *testing.T) {
 			// parser did before it read the module descriptor): sites of
 			// external builds must be refused, never probed.
 			if sec := b.ef.Section(".text"); sec != nil && sec.Addr != b.pclnText {
-				shifted := &Binary{Arch: b.Arch, ef: b.ef, loads: b.loads, asm: b.asm, byName: b.byName, nameFile: b.nameFile, nameMem: b.nameMem}
+				shifted := &Binary{Arch: b.Arch, ef: b.ef, loads: b.loads, asm: b.asm, nameFile: b.nameFile}
 				delta := b.pclnText - sec.Addr
 				shifted.pclnText = sec.Addr
-				shifted.funcs = make([]funcRec, len(b.funcs))
-				for i, f := range b.funcs {
+				bt := b.funcs()
+				st := &funcTable{byName: bt.byName, nameMem: bt.nameMem, funcs: make([]funcRec, len(bt.funcs))}
+				for i, f := range bt.funcs {
 					f.entry -= delta
-					shifted.funcs[i] = f
+					st.funcs[i] = f
 				}
+				shifted.table.Store(st)
 				f, err := shifted.LookupFunc("net/http.(*response).finishRequest")
 				if err != nil {
 					t.Fatal(err)

@@ -604,8 +604,8 @@ func TestFuncNamesFromFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer b.Close()
-			if b.nameFile == nil || b.nameMem != "" {
-				t.Fatalf("names held in memory (%d bytes)", len(b.nameMem))
+			if b.nameFile == nil || b.funcs().nameMem != "" {
+				t.Fatalf("names held in memory (%d bytes)", len(b.funcs().nameMem))
 			}
 			pcln, symtab := funcTables(t, b)
 			funcs := allFuncs(t, b)
@@ -634,33 +634,94 @@ func TestFuncNamesFromFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if m.nameMem == "" {
+			if m.funcs().nameMem == "" {
 				t.Fatal("size unknown, but names not kept in memory")
 			}
 			if got := allFuncs(t, m); !reflect.DeepEqual(got, funcs) {
 				t.Fatalf("in memory: %d functions, from the file %d", len(got), len(funcs))
 			}
 			// A name changed in the file: refused, not returned.
-			i, ok := b.lookupName("main.main")
+			mainFunc, ok := b.lookupName("main.main")
 			if !ok {
 				t.Fatal("no main.main")
 			}
-			at := b.funcs[i].at
+			bt := b.funcs()
+			i := slices.IndexFunc(bt.funcs, func(r funcRec) bool { return r.entry == mainFunc.Entry })
+			at := bt.funcs[i].at
 			data[at] = 'X'
 			c, err := NewBinary(bytes.NewReader(data), path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			j := slices.IndexFunc(c.funcs, func(r funcRec) bool { return r.at == at })
+			ct := c.funcs()
+			j := slices.IndexFunc(ct.funcs, func(r funcRec) bool { return r.at == at })
 			if j < 0 {
 				t.Fatal("no function named at the changed bytes")
 			}
-			if name, ok := c.funcName(&c.funcs[j]); !ok || name != "Xain.main" {
+			if name, ok := c.funcName(ct, &ct.funcs[j]); !ok || name != "Xain.main" {
 				t.Fatalf("changed before the table was built: %q %v", name, ok)
 			}
 			data[at+1] = 0 // after
-			if name, ok := c.funcName(&c.funcs[j]); ok {
+			if name, ok := c.funcName(ct, &ct.funcs[j]); ok {
 				t.Errorf("a name changed in the file read as %q", name)
+			}
+		})
+	}
+}
+
+// A released function table is built again, identical, when asked for,
+// as often as it is released, concurrently with lookups; the sections it
+// reads again go back to the read budget. Once the file is closed it
+// cannot be, and says so.
+func TestReleaseFuncs(t *testing.T) {
+	for _, name := range []string{"go126", "go126-s", "go119"} {
+		t.Run(name, func(t *testing.T) {
+			b, err := Open(target(t, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			want := allFuncs(t, b)
+			budget := b.budget.Load()
+			handler, err := b.LookupFunc("net/http.(*conn).serve")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			for g := 0; g < 4; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < 10; i++ {
+						if g == 0 {
+							b.ReleaseFuncs()
+						}
+						if f, err := b.LookupFunc(handler.Name); err != nil || f != handler {
+							t.Errorf("LookupFunc after ReleaseFuncs: %+v, %v", f, err)
+							return
+						}
+						if f, ok := b.FuncForPC(handler.Entry + 1); !ok || f != handler {
+							t.Errorf("FuncForPC after ReleaseFuncs: %+v, %v", f, ok)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.ReleaseFuncs()
+			if got := allFuncs(t, b); !reflect.DeepEqual(got, want) {
+				t.Fatalf("built again: %d functions, first %d", len(got), len(want))
+			}
+			if b.FuncsError() != nil || b.budget.Load() != budget {
+				t.Errorf("after building again: error %v, read budget %d, was %d", b.FuncsError(), b.budget.Load(), budget)
+			}
+			b.Close()
+			b.ReleaseFuncs()
+			if _, err := b.LookupFunc(handler.Name); !errors.Is(err, ErrFuncNotFound) {
+				t.Errorf("lookup once the file is closed: %v, want not found", err)
+			}
+			if err := b.FuncsError(); err == nil {
+				t.Error("no error for a table that could not be built again")
 			}
 		})
 	}

@@ -126,13 +126,14 @@ type Options struct {
 
 // OwnPages is the agent's own executable (selfmem.Executable).
 type OwnPages interface {
+	PageOut() (before, after int64, err error)
 	PageOutIfGrown(threshold int64) (paged bool, before, after int64, err error)
 }
 
 // After a burst of work (start-up, programs attached) has been quiet for
-// ownPagesSettle, the executable pages it touched go back to the kernel,
-// when they grew by ownPagesGrowth over the working set (checked again at
-// every closeBins tick).
+// ownPagesSettle, the executable pages it touched go back to the kernel;
+// so do pages that grew by ownPagesGrowth between two quiet closeBins
+// ticks.
 const (
 	ownPagesSettle = 5 * time.Second
 	ownPagesGrowth = 1 << 20
@@ -160,6 +161,10 @@ type Agent struct {
 	// tick, read is symbols.BytesRead at that tick (Run's goroutine only).
 	released int
 	read     uint64
+	// attached counts the programs instrumented since the last settle
+	// (Run's goroutine only).
+	attached    int
+	settledOnce bool
 	// awaitingPod holds the processes the selection turned down while
 	// their pod was not known (by PID): placementChanged looks again.
 	awaitingPod map[int]discover.Process
@@ -249,15 +254,20 @@ func (a *Agent) Run(ctx context.Context, d Discovery) {
 			a.detachAll()
 			return
 		case evs := <-events:
-			parsed := a.binariesRead()
+			parsed, attached := a.binariesRead(), a.attached
 			for _, ev := range evs {
 				switch ev.Kind {
 				case discover.Started:
-					settled.Reset(ownPagesSettle)
 					a.started(ev.Process)
 				case discover.Exited:
 					a.exited(ev.Process)
 				}
+			}
+			if a.binariesRead() > parsed || a.attached > attached {
+				// Programs were attached: settle once the burst is over
+				// (other programs starting, which a host does all the
+				// time, do not count).
+				settled.Reset(ownPagesSettle)
 			}
 			if a.binariesRead() > parsed {
 				// Reading a binary leaves several times what it keeps as
@@ -269,11 +279,11 @@ func (a *Agent) Run(ctx context.Context, d Discovery) {
 		case now := <-expire.C:
 			a.agg.Expire(now)
 		case <-settled.C:
-			a.pageOut()
+			a.settle(true)
 		case now := <-closeBins.C:
 			a.bins.Expire(now)
 			if symbols.BytesRead() == a.read {
-				a.pageOut() // nothing read since the last tick: quiet
+				a.settle(false) // nothing read since the last tick: quiet
 			}
 			if read := symbols.BytesRead(); a.released > 0 || read != a.read {
 				// Programs went since the last tick: what their probes,
@@ -294,13 +304,43 @@ func (a *Agent) Run(ctx context.Context, d Discovery) {
 	}
 }
 
-// pageOut hands the agent's executable pages back to the kernel when a
-// burst of work grew them (selfmem).
-func (a *Agent) pageOut() {
+// settle lets go what a burst of attaches left behind once it is over:
+// the function tables of the observed executables (built again from the
+// file if asked for: a new kind of goroutine for the runtime sampler, a
+// new database pool, business functions reconfigured) and the pages of
+// the agent's own executable the burst touched. burst says the agent has
+// been quiet for ownPagesSettle after programs started: the pages go back
+// at start-up and when programs were attached since the last time, else
+// (and at quiet ticks) only when they grew by ownPagesGrowth.
+func (a *Agent) settle(burst bool) {
+	released := false
+	a.mu.Lock()
+	for _, t := range a.targets {
+		released = t.bin.ReleaseFuncs() || released
+	}
+	a.mu.Unlock()
+	if released {
+		debug.FreeOSMemory() // the tables, rather than heap headroom
+	}
+	a.pageOut(burst && (a.attached > 0 || !a.settledOnce))
+	a.attached, a.settledOnce = 0, true
+}
+
+// pageOut hands the agent's executable pages back to the kernel,
+// unconditionally or when they grew (selfmem).
+func (a *Agent) pageOut(always bool) {
 	if a.ownPages == nil {
 		return
 	}
-	paged, before, after, err := a.ownPages.PageOutIfGrown(ownPagesGrowth)
+	var paged bool
+	var before, after int64
+	var err error
+	if always {
+		before, after, err = a.ownPages.PageOut()
+		paged = err == nil
+	} else {
+		paged, before, after, err = a.ownPages.PageOutIfGrown(ownPagesGrowth)
+	}
 	switch {
 	case err != nil:
 		a.log.Warn("own executable pages kept resident", "err", err)
@@ -398,6 +438,7 @@ func (a *Agent) started(p discover.Process) {
 		Kubernetes: w.labels(),
 	}, statuses: append(append([]probes.ProbeStatus(nil), att.Probes...), user...)}
 	a.targets[p.PID] = t
+	a.attached++
 	delete(a.skipped, p.PID)
 	a.mu.Unlock()
 	a.log.Info("instrumented", "pid", p.PID, "service", svc, "exe", p.Exe, "go", bin.GoVersion, "probes", len(att.Probes))

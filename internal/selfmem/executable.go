@@ -23,10 +23,8 @@ type mapping struct {
 type Executable struct {
 	mu   sync.Mutex
 	maps []mapping
-	// paged says a page-out was made; baseline is the resident bytes the
-	// agent's working set brought back after the last one (-1 until
-	// measured: at the next PageOutIfGrown).
-	paged    bool
+	// baseline is the resident bytes at the last PageOutIfGrown or
+	// page-out (-1: none yet).
 	baseline int64
 	disabled error // the kernel refused MADV_PAGEOUT: not tried again
 }
@@ -128,18 +126,18 @@ func (e *Executable) PageOut() (before, after int64, err error) {
 	if after, err = e.Resident(); err != nil {
 		return before, 0, err
 	}
-	e.paged, e.baseline = true, -1
+	e.baseline = after
 	return before, after, nil
 }
 
-// PageOutIfGrown pages out the first time it is called, and then each
-// time the resident pages grew by at least threshold bytes over the
-// working set that came back after the last page-out (measured at the
-// call after it): pages the agent keeps using are left alone, those a
-// burst of work touched once go.
+// PageOutIfGrown pages out when the resident pages grew by at least
+// threshold bytes since the last call (or the last page-out): a burst of
+// work that touched code no other call saw. Pages the agent keeps using
+// come back after a page-out, slowly, and are left alone. The first call
+// only measures.
 func (e *Executable) PageOutIfGrown(threshold int64) (paged bool, before, after int64, err error) {
 	e.mu.Lock()
-	ever, baseline, disabled := e.paged, e.baseline, e.disabled
+	baseline, disabled := e.baseline, e.disabled
 	e.mu.Unlock()
 	if disabled != nil {
 		return false, 0, 0, nil
@@ -148,13 +146,10 @@ func (e *Executable) PageOutIfGrown(threshold int64) (paged bool, before, after 
 	if err != nil {
 		return false, 0, 0, err
 	}
-	if ever && baseline < 0 {
+	if baseline < 0 || now-baseline < threshold {
 		e.mu.Lock()
 		e.baseline = now
 		e.mu.Unlock()
-		return false, now, now, nil
-	}
-	if ever && now-baseline < threshold {
 		return false, now, now, nil
 	}
 	before, after, err = e.PageOut()

@@ -588,7 +588,7 @@ func ifacePackage(p *goerror.Proc, addr uint64) string {
 	if err != nil || fn == 0 {
 		return ""
 	}
-	f, ok := p.Bin.FuncAt(fn - p.Bias)
+	f, ok := p.Bin.FuncForPC(fn - p.Bias)
 	if !ok {
 		return ""
 	}
