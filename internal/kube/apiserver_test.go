@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -62,6 +63,7 @@ type fakeRequest struct {
 	method, path string
 	query        url.Values
 	header       http.Header
+	client       string // the client certificate's common name
 }
 
 // The API's objects, as the fake server writes them.
@@ -122,10 +124,19 @@ type tOwnerObject struct {
 	Spec       any    `json:"spec,omitempty"`
 }
 
-func newFakeAPI(t *testing.T, node string) *fakeAPI {
+func newFakeAPI(t *testing.T, node string) *fakeAPI { return newFakeAPITLS(t, node, nil) }
+
+// newFakeAPITLS serves HTTPS with tlsCfg (plain HTTP when nil).
+func newFakeAPITLS(t *testing.T, node string, tlsCfg *tls.Config) *fakeAPI {
 	f := &fakeAPI{t: t, node: node, pods: map[string]tPod{}, owners: map[string]any{}, rv: 100,
 		watchers: map[*fakeWatch]bool{}}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
+	if tlsCfg != nil {
+		f.srv.TLS = tlsCfg
+		f.srv.StartTLS()
+	} else {
+		f.srv.Start()
+	}
 	t.Cleanup(func() {
 		f.dropWatches(false)
 		f.srv.Close()
@@ -316,8 +327,12 @@ func (f *fakeAPI) allRequests() []fakeRequest {
 }
 
 func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
+	client := ""
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		client = r.TLS.PeerCertificates[0].Subject.CommonName
+	}
 	f.mu.Lock()
-	f.requests = append(f.requests, fakeRequest{r.Method, r.URL.Path, r.URL.Query(), r.Header.Clone()})
+	f.requests = append(f.requests, fakeRequest{r.Method, r.URL.Path, r.URL.Query(), r.Header.Clone(), client})
 	down := f.down
 	f.mu.Unlock()
 	if down {

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"sync"
 	"time"
-
 )
 
 // getOwnerFunc reads the metadata of a pod's owner of a kind (ReplicaSet,
@@ -33,7 +32,7 @@ type ownerCache struct {
 
 type ownerEntry struct {
 	parent  ownerReference // the owner's own controller; Kind "" if none
-	ok      bool                  // the API answered
+	ok      bool           // the API answered
 	expires time.Time
 }
 
