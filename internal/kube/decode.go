@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,7 +18,7 @@ type objectMeta struct {
 	UID             string            `json:"uid"`
 	ResourceVersion string            `json:"resourceVersion"`
 	Labels          map[string]string `json:"labels"`
-	OwnerReferences []ownerReference  `json:"ownerReferences"`
+	OwnerReferences ownerRefs         `json:"ownerReferences"`
 }
 
 // ownerReference names an object's owner.
@@ -29,19 +30,75 @@ type ownerReference struct {
 	Controller *bool  `json:"controller"`
 }
 
-// controllerOf returns the reference to the object's managing controller,
-// nil when it has none.
-func controllerOf(m *objectMeta) *ownerReference {
-	for i := range m.OwnerReferences {
-		if r := &m.OwnerReferences[i]; r.Controller != nil && *r.Controller {
-			return r
-		}
-	}
-	return nil
+// ownerRefs is what the watcher reads of an object's owner references:
+// the first that is its managing controller (the API allows one). The
+// others are read one at a time and dropped.
+type ownerRefs struct {
+	controller *ownerReference
 }
 
-type named struct {
-	Name string `json:"name"`
+func (o *ownerRefs) UnmarshalJSON(b []byte) error {
+	*o = ownerRefs{}
+	var r ownerReference // one for all: each element costs no allocation
+	return eachElement(b, func(dec *json.Decoder) error {
+		r = ownerReference{}
+		if err := dec.Decode(&r); err != nil {
+			return err
+		}
+		if r.Controller != nil && *r.Controller && o.controller == nil {
+			c := r
+			o.controller = &c
+		}
+		return nil
+	})
+}
+
+// eachElement calls fn to decode each element of a JSON array (or none
+// of null), so that a long array costs what is kept of it, not a slice
+// of all its elements.
+func eachElement(b []byte, fn func(*json.Decoder) error) error {
+	if string(b) == "null" {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := expectDelim(dec, '['); err != nil {
+		return err
+	}
+	for dec.More() {
+		if err := fn(dec); err != nil {
+			return err
+		}
+	}
+	return expectDelim(dec, ']')
+}
+
+// controllerOf returns the reference to the object's managing controller,
+// nil when it has none.
+func controllerOf(m *objectMeta) *ownerReference { return m.OwnerReferences.controller }
+
+// containerNames is what the watcher reads of a list of containers: how
+// many, and the first one's name.
+type containerNames struct {
+	n     int
+	first string
+}
+
+func (c *containerNames) UnmarshalJSON(b []byte) error {
+	*c = containerNames{}
+	var ct struct {
+		Name string `json:"name"`
+	}
+	return eachElement(b, func(dec *json.Decoder) error {
+		ct.Name = ""
+		if err := dec.Decode(&ct); err != nil {
+			return err
+		}
+		if c.n == 0 {
+			c.first = ct.Name
+		}
+		c.n++
+		return nil
+	})
 }
 
 type containerStatus struct {
@@ -49,19 +106,38 @@ type containerStatus struct {
 	ContainerID string `json:"containerID"`
 }
 
+// containerStatuses are the statuses of a pod's containers that name a
+// container ID (one not started yet names none).
+type containerStatuses []containerStatus
+
+func (cs *containerStatuses) UnmarshalJSON(b []byte) error {
+	*cs = nil
+	var s containerStatus
+	return eachElement(b, func(dec *json.Decoder) error {
+		s = containerStatus{}
+		if err := dec.Decode(&s); err != nil {
+			return err
+		}
+		if s.ContainerID != "" {
+			*cs = append(*cs, s)
+		}
+		return nil
+	})
+}
+
 // pod is a pod as the watcher keeps it.
 type pod struct {
 	Metadata objectMeta `json:"metadata"`
 	Spec     struct {
-		NodeName            string  `json:"nodeName"`
-		Containers          []named `json:"containers"`
-		InitContainers      []named `json:"initContainers"`
-		EphemeralContainers []named `json:"ephemeralContainers"`
+		NodeName            string         `json:"nodeName"`
+		Containers          containerNames `json:"containers"`
+		InitContainers      containerNames `json:"initContainers"`
+		EphemeralContainers containerNames `json:"ephemeralContainers"`
 	} `json:"spec"`
 	Status struct {
-		InitContainerStatuses      []containerStatus `json:"initContainerStatuses"`
-		ContainerStatuses          []containerStatus `json:"containerStatuses"`
-		EphemeralContainerStatuses []containerStatus `json:"ephemeralContainerStatuses"`
+		InitContainerStatuses      containerStatuses `json:"initContainerStatuses"`
+		ContainerStatuses          containerStatuses `json:"containerStatuses"`
+		EphemeralContainerStatuses containerStatuses `json:"ephemeralContainerStatuses"`
 	} `json:"status"`
 }
 
@@ -189,6 +265,9 @@ func decodePodList(r io.Reader, fn func(*pod) error) (listMeta, error) {
 	}
 	if err := expectDelim(dec, '}'); err != nil {
 		return lm, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return lm, errors.New("data after the list")
 	}
 	return lm, nil
 }

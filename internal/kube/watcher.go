@@ -450,10 +450,10 @@ func (w *Watcher) store(pod *pod) {
 		},
 		containers: map[string]string{},
 	}
-	if len(pod.Spec.Containers) == 1 && len(pod.Spec.InitContainers) == 0 && len(pod.Spec.EphemeralContainers) == 0 {
-		e.only = pod.Spec.Containers[0].Name
+	if pod.Spec.Containers.n == 1 && pod.Spec.InitContainers.n == 0 && pod.Spec.EphemeralContainers.n == 0 {
+		e.only = pod.Spec.Containers.first
 	}
-	for _, list := range [][]containerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses, pod.Status.EphemeralContainerStatuses} {
+	for _, list := range []containerStatuses{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses, pod.Status.EphemeralContainerStatuses} {
 		for _, cs := range list {
 			if id := containerID(cs.ContainerID); id != "" {
 				e.containers[id] = cs.Name

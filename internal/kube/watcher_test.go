@@ -313,9 +313,9 @@ func TestWorkloadKinds(t *testing.T) {
 	}
 }
 
-func ownerRef(kind, name, uid string) []ownerReference {
+func ownerRef(kind, name, uid string) ownerRefs {
 	yes := true
-	return []ownerReference{{APIVersion: "apps/v1", Kind: kind, Name: name, UID: uid, Controller: &yes}}
+	return ownerRefs{&ownerReference{APIVersion: "apps/v1", Kind: kind, Name: name, UID: uid, Controller: &yes}}
 }
 
 func (f *fakeAPI) ownerGets() int {
@@ -621,7 +621,7 @@ func TestMalformedEvents(t *testing.T) {
 		{`{"type":"ADDED"}` + "\n", "without an object"},
 		{`{"type":"ERROR","object":{"kind":"Status","code":500,"message":"etcd is sad"}}` + "\n", "etcd is sad"},
 		{`[1,2,3]` + "\n", "cannot unmarshal array"},
-		{`{"type":"MODIFIED","object":{"metadata":{"uid":"uid-a","name":"p","namespace":"shop"},"spec":{"containers":"app"}}}` + "\n", "cannot unmarshal string"},
+		{`{"type":"MODIFIED","object":{"metadata":{"uid":"uid-a","name":"p","namespace":"shop"},"spec":{"containers":"app"}}}` + "\n", `app where \"[\" was expected`},
 	} {
 		watching(t, f, i+1)
 		f.inject(c.line)
