@@ -284,8 +284,8 @@ func (w *Watcher) replace(pods []*pod) {
 	w.listed = true
 	w.mu.Unlock()
 	if first {
+		w.observe(nil) // connected, before anyone waiting for the list hears of it
 		close(w.synced)
-		w.observe(nil)
 	}
 	if gone || first {
 		w.notify()
