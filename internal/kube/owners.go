@@ -3,13 +3,14 @@ package kube
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync"
 	"time"
-
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 )
+
+// getOwnerFunc reads the metadata of a pod's owner of a kind (ReplicaSet,
+// Job) in a namespace.
+type getOwnerFunc func(ctx context.Context, kind, namespace, name string) (*objectMeta, error)
 
 // ownerCache remembers the controller of each ReplicaSet and Job the
 // node's pods name, by the owner's UID (a ReplicaSet deleted and made
@@ -19,26 +20,26 @@ import (
 // is not asked once per pod event. At most max entries: past it the cache
 // starts over, which costs GETs, never memory.
 type ownerCache struct {
-	client       API
+	get          getOwnerFunc
 	ttl, failTTL time.Duration
 	max          int
 	now          func() time.Time
 
 	mu      sync.Mutex
-	entries map[types.UID]ownerEntry
+	entries map[string]ownerEntry
 	gets    int // GETs sent (tests check the cache is used)
 }
 
 type ownerEntry struct {
-	parent  metav1.OwnerReference // the owner's own controller; Kind "" if none
-	ok      bool                  // the API answered
+	parent  ownerReference // the owner's own controller; Kind "" if none
+	ok      bool           // the API answered
 	expires time.Time
 }
 
-func newOwnerCache(client API, ttl time.Duration, max int) *ownerCache {
+func newOwnerCache(get getOwnerFunc, ttl time.Duration, max int) *ownerCache {
 	return &ownerCache{
-		client: client, ttl: ttl, failTTL: min(ttl, 30*time.Second), max: max,
-		now: time.Now, entries: map[types.UID]ownerEntry{},
+		get: get, ttl: ttl, failTTL: min(ttl, 30*time.Second), max: max,
+		now: time.Now, entries: map[string]ownerEntry{},
 	}
 }
 
@@ -49,7 +50,7 @@ var errOwnerReplaced = errors.New("owner was replaced")
 // parent returns the controller of the pod's owner ref (a ReplicaSet's
 // Deployment, a Job's CronJob): Kind "" when it has none. ok is false
 // when the API did not say.
-func (c *ownerCache) parent(ctx context.Context, namespace string, ref metav1.OwnerReference) (metav1.OwnerReference, bool) {
+func (c *ownerCache) parent(ctx context.Context, namespace string, ref ownerReference) (ownerReference, bool) {
 	now := c.now()
 	c.mu.Lock()
 	e, hit := c.entries[ref.UID]
@@ -57,22 +58,10 @@ func (c *ownerCache) parent(ctx context.Context, namespace string, ref metav1.Ow
 	if hit && now.Before(e.expires) {
 		return e.parent, e.ok
 	}
-	var meta *metav1.ObjectMeta
-	var err error
-	switch ref.Kind {
-	case "ReplicaSet":
-		rs, gerr := c.client.ReplicaSet(ctx, namespace, ref.Name)
-		if err = gerr; err == nil {
-			meta = &rs.ObjectMeta
-		}
-	case "Job":
-		job, gerr := c.client.Job(ctx, namespace, ref.Name)
-		if err = gerr; err == nil {
-			meta = &job.ObjectMeta
-		}
-	default:
-		return metav1.OwnerReference{}, false
+	if ref.Kind != "ReplicaSet" && ref.Kind != "Job" {
+		return ownerReference{}, false
 	}
+	meta, err := c.get(ctx, ref.Kind, namespace, ref.Name)
 	if err == nil && meta.UID != ref.UID {
 		err = errOwnerReplaced
 	}
@@ -80,10 +69,10 @@ func (c *ownerCache) parent(ctx context.Context, namespace string, ref metav1.Ow
 	switch {
 	case err == nil:
 		e.ok = true
-		if p := metav1.GetControllerOfNoCopy(meta); p != nil {
+		if p := controllerOf(meta); p != nil {
 			e.parent = *p
 		}
-	case apierrors.IsNotFound(err) || errors.Is(err, errOwnerReplaced):
+	case isStatus(err, http.StatusNotFound) || errors.Is(err, errOwnerReplaced):
 		// Gone: the pod is being orphaned or will go too. Not known.
 	default:
 		e.expires = now.Add(c.failTTL)
@@ -99,9 +88,9 @@ func (c *ownerCache) parent(ctx context.Context, namespace string, ref metav1.Ow
 }
 
 // resolve walks a pod's controller chain.
-func (c *ownerCache) resolve(ctx context.Context, namespace string, pod *metav1.ObjectMeta) Owners {
+func (c *ownerCache) resolve(ctx context.Context, namespace string, pod *objectMeta) Owners {
 	var o Owners
-	ref := metav1.GetControllerOfNoCopy(pod)
+	ref := controllerOf(pod)
 	if ref == nil {
 		return o // a bare pod: no workload
 	}

@@ -4,20 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
-
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/blindspot-dev/blindspot/internal/container"
 )
@@ -40,20 +34,32 @@ type Options struct {
 // Watcher keeps the pods of one node, indexed for Lookup.
 type Watcher struct {
 	opts     Options
-	client   API
-	informer cache.SharedIndexInformer
+	client   *client
 	owners   *ownerCache
+	selector string // the node's pods
 	changed  chan struct{}
+	synced   chan struct{} // closed once the pods are listed
+
+	// pageSize is the pods asked for per page of a list.
+	pageSize int
+	// retry paces the requests after failures.
+	retry backoff
+	// healthyWatch is how long a watch that brings no event must last to
+	// count as a success (one that ends at once is a failure).
+	healthyWatch time.Duration
 
 	mu          sync.RWMutex
-	pods        map[types.UID]*podEntry
+	pods        map[string]*podEntry // by UID
 	byContainer map[string]containerRef
+	listed      bool
 	state       State
 	lastErr     string
 	since       time.Time
 }
 
 type podEntry struct {
+	// src is the pod as last seen, looked at again at each resync.
+	src  *pod
 	meta Meta
 	// containers maps the IDs in the pod's status to container names.
 	containers map[string]string
@@ -62,7 +68,7 @@ type podEntry struct {
 }
 
 type containerRef struct {
-	pod  types.UID
+	pod  string // UID
 	name string
 }
 
@@ -93,57 +99,10 @@ type Status struct {
 // ErrNoNode is returned when the agent does not know its node.
 var ErrNoNode = errors.New("node name unknown: set NODE_NAME from the downward API (fieldRef spec.nodeName) or kubernetes.node_name in the configuration")
 
-// Config returns the API client configuration: the kubeconfig file when
-// one is named, else the in-cluster service account.
-func Config(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig != "" {
-		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-		if err != nil {
-			return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
-		}
-		return cfg, nil
-	}
-	cfg, err := rest.InClusterConfig()
-	if err != nil {
-		return nil, fmt.Errorf("in-cluster configuration: %w", err)
-	}
-	return cfg, nil
-}
-
-// NewForConfig returns a Watcher whose client is made from cfg. Every
-// response of the API server tells the Watcher whether it is reachable.
-func NewForConfig(cfg *rest.Config, opts Options) (*Watcher, error) {
-	cfg = rest.CopyConfig(cfg)
-	cfg.UserAgent = "blindspot"
-	var w *Watcher
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
-			resp, err := rt.RoundTrip(req)
-			switch {
-			case err != nil:
-				w.observe(err)
-			case resp.StatusCode >= 500:
-				w.observe(fmt.Errorf("%s %s: %s", req.Method, req.URL.Path, resp.Status))
-			default:
-				w.observe(nil)
-			}
-			return resp, err
-		})
-	})
-	client, err := newRESTAPI(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-	w, err = New(client, opts)
-	return w, err
-}
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-// New returns a Watcher of the pods of opts.Node. Start starts it.
-func New(client API, opts Options) (*Watcher, error) {
+// NewForConfig returns a Watcher of the pods of opts.Node, read through
+// the API cfg describes. Every response of the API server tells the
+// Watcher whether it is reachable. Start starts it.
+func NewForConfig(cfg *ClientConfig, opts Options) (*Watcher, error) {
 	if opts.Node == "" {
 		return nil, ErrNoNode
 	}
@@ -160,74 +119,279 @@ func New(client API, opts Options) (*Watcher, error) {
 		opts.Logger = slog.Default()
 	}
 	w := &Watcher{
-		opts: opts, client: client,
-		owners:      newOwnerCache(client, opts.OwnerTTL, opts.OwnerCacheSize),
-		changed:     make(chan struct{}, 1),
-		pods:        map[types.UID]*podEntry{},
-		byContainer: map[string]containerRef{},
-		state:       Connecting, since: time.Now(),
+		opts:         opts,
+		selector:     "spec.nodeName=" + opts.Node,
+		changed:      make(chan struct{}, 1),
+		synced:       make(chan struct{}),
+		pageSize:     500,
+		retry:        backoff{min: time.Second, max: 30 * time.Second},
+		healthyWatch: 10 * time.Second,
+		pods:         map[string]*podEntry{},
+		byContainer:  map[string]containerRef{},
+		state:        Connecting, since: time.Now(),
 	}
-	node := fields.OneTermEqualSelector("spec.nodeName", opts.Node).String()
-	pods := client.Pods(func(o *metav1.ListOptions) { o.FieldSelector = node })
-	w.informer = cache.NewSharedIndexInformer(pods, &corev1.Pod{}, opts.Resync, cache.Indexers{})
-	// Only what Lookup uses is kept of each pod.
-	if err := w.informer.SetTransform(slimPod); err != nil {
-		return nil, fmt.Errorf("pod informer: %w", err)
-	}
-	if err := w.informer.SetWatchErrorHandler(func(_ *cache.Reflector, err error) { w.observe(err) }); err != nil {
-		return nil, fmt.Errorf("pod informer: %w", err)
-	}
-	_, err := w.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) { w.storeObj(obj) },
-		UpdateFunc: func(_, obj any) {
-			// A resync hands the cached pod back unchanged: its owners are
-			// looked at again (one that could not be read may be now), but
-			// it says nothing of the API's health.
-			w.storeObj(obj)
-		},
-		DeleteFunc: w.deleteObj,
-	})
+	c, err := newClient(cfg, w.observe)
 	if err != nil {
-		return nil, fmt.Errorf("pod informer: %w", err)
+		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
+	w.client = c
+	w.owners = newOwnerCache(c.getOwner, opts.OwnerTTL, opts.OwnerCacheSize)
 	return w, nil
-}
-
-// slimPod drops what the watcher never reads (managed fields, the pod's
-// spec but for its containers' names), so a node's pods cost little.
-func slimPod(obj any) (any, error) {
-	pod, ok := obj.(*corev1.Pod)
-	if !ok {
-		return obj, nil
-	}
-	pod.ManagedFields = nil
-	pod.Annotations = nil
-	spec := corev1.PodSpec{NodeName: pod.Spec.NodeName}
-	for _, c := range pod.Spec.Containers {
-		spec.Containers = append(spec.Containers, corev1.Container{Name: c.Name})
-	}
-	for _, c := range pod.Spec.InitContainers {
-		spec.InitContainers = append(spec.InitContainers, corev1.Container{Name: c.Name})
-	}
-	pod.Spec = spec
-	return pod, nil
 }
 
 // Start lists and watches the node's pods until ctx ends.
 func (w *Watcher) Start(ctx context.Context) {
-	go w.informer.RunWithContext(ctx)
-	go func() {
-		if cache.WaitForCacheSync(ctx.Done(), w.informer.HasSynced) {
-			w.observe(nil)
-			w.notify()
-		}
-	}()
+	go w.run(ctx)
 }
 
 // WaitSynced waits until the node's pods are listed, or ctx ends.
 func (w *Watcher) WaitSynced(ctx context.Context) bool {
-	return cache.WaitForCacheSync(ctx.Done(), w.informer.HasSynced)
+	select {
+	case <-w.synced:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
+
+// errGone is the API saying that the resource version a watch or a list
+// asked for is no longer kept (HTTP 410): the pods are listed afresh.
+var errGone = errors.New("resource version gone")
+
+// run lists the pods, then watches them from the list's resource version
+// for as long as the watch lasts: the server ends it after a while, and a
+// new one goes on from the last version seen. When the API cannot say
+// what happened meanwhile (an error, a version it no longer keeps), the
+// pods are listed again and replace those known. Failures are retried
+// after a backoff.
+func (w *Watcher) run(ctx context.Context) {
+	resync := time.NewTicker(w.opts.Resync)
+	defer resync.Stop()
+	retry := w.retry
+	var rv string
+	listRV := "0" // the first list may come from the API server's cache
+	needList := true
+	for ctx.Err() == nil {
+		if needList {
+			got, err := w.list(ctx, listRV)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				if isStatus(err, http.StatusGone) {
+					listRV = "" // the latest, then
+				}
+				w.observe(err)
+				w.wait(ctx, &retry, err)
+				continue
+			}
+			rv, listRV, needList = got, got, false
+		}
+		start := time.Now()
+		last, events, err := w.watch(ctx, rv, resync.C)
+		if ctx.Err() != nil {
+			return
+		}
+		if last != "" {
+			rv, listRV = last, last
+		}
+		healthy := events > 0 || time.Since(start) >= w.healthyWatch
+		if healthy {
+			retry.reset()
+		}
+		switch {
+		case err == nil: // the server's timeout
+			if healthy {
+				continue
+			}
+			err = errors.New("watch of pods ended at once")
+		case errors.Is(err, errGone):
+			w.opts.Logger.Debug("kubernetes pods listed again: the watch's resource version is gone", "rv", rv)
+			needList, listRV = true, ""
+			if healthy {
+				continue
+			}
+		default:
+			w.observe(err)
+			needList = true
+		}
+		w.wait(ctx, &retry, err)
+	}
+}
+
+// wait sleeps for the next backoff after a failure.
+func (w *Watcher) wait(ctx context.Context, retry *backoff, err error) {
+	d := retry.next()
+	w.opts.Logger.Debug("kubernetes pods: retrying", "err", err, "in", d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// list lists the node's pods at resource version rv, page by page, and
+// replaces the known pods with them. It returns the list's version.
+func (w *Watcher) list(ctx context.Context, rv string) (string, error) {
+	var pods []*pod
+	var listRV, cont string
+	for page := 0; ; page++ {
+		if page == maxPages {
+			return "", fmt.Errorf("list pods: more than %d pages", maxPages)
+		}
+		lm, err := w.client.listPods(ctx, w.selector, rv, cont, w.pageSize, func(p *pod) error {
+			if len(pods) == maxPods {
+				return fmt.Errorf("more than %d pods on the node", maxPods)
+			}
+			pods = append(pods, p)
+			return nil
+		})
+		if err != nil {
+			return "", err
+		}
+		if page == 0 {
+			listRV = lm.ResourceVersion
+		}
+		if lm.Continue == "" {
+			break
+		}
+		cont = lm.Continue
+	}
+	if listRV == "" {
+		return "", errors.New("list pods: the list has no resourceVersion to watch from")
+	}
+	w.replace(pods)
+	return listRV, nil
+}
+
+// replace makes pods the known pods: those not among them are gone.
+func (w *Watcher) replace(pods []*pod) {
+	keep := make(map[string]bool, len(pods))
+	for _, p := range pods {
+		w.store(p)
+		keep[p.Metadata.UID] = true
+	}
+	w.mu.Lock()
+	gone := false
+	for uid := range w.pods {
+		if !keep[uid] {
+			w.dropLocked(uid)
+			gone = true
+		}
+	}
+	first := !w.listed
+	w.listed = true
+	w.mu.Unlock()
+	if first {
+		w.observe(nil) // connected, before anyone waiting for the list hears of it
+		close(w.synced)
+	}
+	if gone || first {
+		w.notify()
+	}
+}
+
+// watchGrace is how long past the server's timeout a watch is kept open
+// before the agent gives up on it.
+const watchGrace = time.Minute
+
+// watch follows the pods' changes from rv until the watch ends; between
+// events, each tick of resync looks at every pod again. It returns the
+// last resource version seen and the number of events.
+func (w *Watcher) watch(ctx context.Context, rv string, resync <-chan time.Time) (last string, events int, err error) {
+	timeout := watchTimeout()
+	ctx, cancel := context.WithTimeout(ctx, timeout+watchGrace)
+	defer cancel()
+	body, err := w.client.watchPods(ctx, w.selector, rv, timeout)
+	if err != nil {
+		if isStatus(err, http.StatusGone) {
+			return "", 0, errGone
+		}
+		return "", 0, fmt.Errorf("watch pods: %w", err)
+	}
+	defer body.Close()
+	evc := make(chan event)
+	errc := make(chan error, 1)
+	go func() {
+		dec := newEventDecoder(body)
+		for {
+			ev, err := dec.next()
+			if err != nil {
+				errc <- err
+				return
+			}
+			select {
+			case evc <- ev:
+			case <-ctx.Done():
+				errc <- ctx.Err()
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case ev := <-evc:
+			switch ev.typ {
+			case added, modified:
+				w.store(&ev.pod)
+			case deleted:
+				w.remove(ev.pod.Metadata.UID)
+			case failed:
+				if ev.status.Code == http.StatusGone {
+					return last, events, errGone
+				}
+				return last, events, fmt.Errorf("watch pods: %w", &apiError{method: http.MethodGet, path: podsPath,
+					code: ev.status.Code, reason: ev.status.Reason, message: oneLine(ev.status.Message)})
+			}
+			if ev.rv != "" {
+				last = ev.rv
+			}
+			events++
+		case err := <-errc:
+			if err == io.EOF {
+				return last, events, nil
+			}
+			return last, events, fmt.Errorf("watch pods: %w", err)
+		case <-resync:
+			w.resync()
+		case <-ctx.Done():
+			return last, events, ctx.Err()
+		}
+	}
+}
+
+// resync looks at every pod again: its owners may be known now.
+func (w *Watcher) resync() {
+	w.mu.RLock()
+	pods := make([]*pod, 0, len(w.pods))
+	for _, e := range w.pods {
+		pods = append(pods, e.src)
+	}
+	w.mu.RUnlock()
+	for _, p := range pods {
+		w.store(p)
+	}
+}
+
+// backoff paces retries: exponential from min to max, each delay drawn
+// between half and all of its step so that agents do not retry together.
+type backoff struct {
+	min, max time.Duration
+	step     time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.step == 0 {
+		b.step = b.min
+	} else {
+		b.step = min(2*b.step, b.max)
+	}
+	half := b.step / 2
+	return half + rand.N(b.step-half+1)
+}
+
+func (b *backoff) reset() { b.step = 0 }
 
 // Changed receives after the known pods change (at most one pending).
 func (w *Watcher) Changed() <-chan struct{} { return w.changed }
@@ -241,15 +405,12 @@ func (w *Watcher) notify() {
 
 // observe records the outcome of a request to the API.
 func (w *Watcher) observe(err error) {
-	if w == nil {
-		return // a request made while the client is built
-	}
 	w.mu.Lock()
 	prev := w.state
 	switch {
 	case err != nil:
 		w.state, w.lastErr = Unreachable, err.Error()
-	case w.informer != nil && w.informer.HasSynced():
+	case w.listed:
 		w.state, w.lastErr = Connected, ""
 	case w.state == Unreachable:
 		w.state, w.lastErr = Connecting, ""
@@ -275,25 +436,24 @@ func (w *Watcher) Status() Status {
 	return Status{Node: w.opts.Node, State: w.state, Error: w.lastErr, Since: w.since, Pods: len(w.pods)}
 }
 
-func (w *Watcher) storeObj(obj any) {
-	pod, ok := obj.(*corev1.Pod)
-	if !ok {
-		return
-	}
+// store indexes a pod as it is now, with its owners resolved.
+func (w *Watcher) store(pod *pod) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	md := &pod.Metadata
 	e := &podEntry{
+		src: pod,
 		meta: Meta{
-			Namespace: pod.Namespace, Pod: pod.Name, PodUID: string(pod.UID), Node: pod.Spec.NodeName,
-			Labels: maps.Clone(pod.Labels),
-			Owners: w.owners.resolve(ctx, pod.Namespace, &pod.ObjectMeta),
+			Namespace: md.Namespace, Pod: md.Name, PodUID: md.UID, Node: pod.Spec.NodeName,
+			Labels: maps.Clone(md.Labels),
+			Owners: w.owners.resolve(ctx, md.Namespace, md),
 		},
 		containers: map[string]string{},
 	}
-	if len(pod.Spec.Containers) == 1 && len(pod.Spec.InitContainers) == 0 && len(pod.Spec.EphemeralContainers) == 0 {
-		e.only = pod.Spec.Containers[0].Name
+	if pod.Spec.Containers.n == 1 && pod.Spec.InitContainers.n == 0 && pod.Spec.EphemeralContainers.n == 0 {
+		e.only = pod.Spec.Containers.first
 	}
-	for _, list := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses, pod.Status.EphemeralContainerStatuses} {
+	for _, list := range []containerStatuses{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses, pod.Status.EphemeralContainerStatuses} {
 		for _, cs := range list {
 			if id := containerID(cs.ContainerID); id != "" {
 				e.containers[id] = cs.Name
@@ -301,15 +461,15 @@ func (w *Watcher) storeObj(obj any) {
 		}
 	}
 	w.mu.Lock()
-	old := w.pods[pod.UID]
+	old := w.pods[md.UID]
 	if old != nil {
 		for id := range old.containers {
 			delete(w.byContainer, id)
 		}
 	}
-	w.pods[pod.UID] = e
+	w.pods[md.UID] = e
 	for id, name := range e.containers {
-		w.byContainer[id] = containerRef{pod: pod.UID, name: name}
+		w.byContainer[id] = containerRef{pod: md.UID, name: name}
 	}
 	w.mu.Unlock()
 	if old == nil || !old.equal(e) {
@@ -317,23 +477,21 @@ func (w *Watcher) storeObj(obj any) {
 	}
 }
 
-func (w *Watcher) deleteObj(obj any) {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
-	}
-	pod, ok := obj.(*corev1.Pod)
-	if !ok {
-		return
-	}
+// remove forgets a deleted pod.
+func (w *Watcher) remove(uid string) {
 	w.mu.Lock()
-	if old := w.pods[pod.UID]; old != nil {
+	w.dropLocked(uid)
+	w.mu.Unlock()
+	w.notify()
+}
+
+func (w *Watcher) dropLocked(uid string) {
+	if old := w.pods[uid]; old != nil {
 		for id := range old.containers {
 			delete(w.byContainer, id)
 		}
-		delete(w.pods, pod.UID)
+		delete(w.pods, uid)
 	}
-	w.mu.Unlock()
-	w.notify()
 }
 
 func (e *podEntry) equal(o *podEntry) bool {
@@ -358,14 +516,14 @@ func (w *Watcher) Lookup(c container.Info) (Meta, bool) {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if ref, ok := w.byContainer[c.ID]; ok && c.ID != "" {
-		if c.PodUID == "" || types.UID(c.PodUID) == ref.pod {
+		if c.PodUID == "" || c.PodUID == ref.pod {
 			e := w.pods[ref.pod]
 			m := e.meta
 			m.Container = ref.name
 			return m, true
 		}
 	}
-	if e, ok := w.pods[types.UID(c.PodUID)]; ok && c.PodUID != "" {
+	if e, ok := w.pods[c.PodUID]; ok && c.PodUID != "" {
 		m := e.meta
 		m.Container = e.only
 		return m, true

@@ -1,7 +1,8 @@
 // Package fuzz runs every fuzz target of the repository for a short,
 // bounded time, as CI does: each parser of untrusted bytes (ELF files,
 // .gopclntab, build info, DWARF, type data, the disassembly of probe
-// sites, cgroup files, the configuration file, ring events) has one, and each asserts
+// sites, cgroup files, the configuration file, ring events, the Kubernetes
+// API's pod lists and watch events) has one, and each asserts
 // bounded allocation, not only the absence of panics. The seed corpora
 // are committed under each package's testdata/fuzz; what a run finds
 // failing is written there too, to be committed with its fix.
@@ -26,15 +27,15 @@ import (
 )
 
 // perTarget is how long each target is fuzzed (BLINDSPOT_FUZZTIME
-// overrides it, e.g. "1m" for a longer local run). 17 targets of 6s keep
+// overrides it, e.g. "1m" for a longer local run). 26 targets of 6s keep
 // the phase under three minutes once the instrumented builds are in the
 // build cache.
 const perTarget = 6 * time.Second
 
 // buildMargin is the time each run may take beyond perTarget to build.
-// Fuzzing instruments every package linked in, and cmd/agent links
-// client-go: its first instrumented build on a cold cache took 11 minutes
-// on this (shared) machine, 14 seconds once cached.
+// Fuzzing instruments every package linked in: cmd/agent's first
+// instrumented build on a cold cache took 11 minutes on this (shared)
+// machine when it linked client-go, 14 seconds once cached.
 const buildMargin = 20 * time.Minute
 
 // required are the targets that must exist: one per parser of untrusted
@@ -49,6 +50,7 @@ var required = map[string][]string{
 	"probes/grpcserver":  {"FuzzDecode"},
 	"probes/grpcclient":  {"FuzzDecode"},
 	"internal/container": {"FuzzParse"},
+	"internal/kube":      {"FuzzWatchEvent", "FuzzPodList"},
 	"aggregator":         {"FuzzRouterRoute", "FuzzTemplatePath"},
 }
 
