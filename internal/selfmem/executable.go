@@ -26,7 +26,7 @@ type Executable struct {
 	// baseline is the resident bytes at the last PageOutIfGrown or
 	// page-out (-1: none yet).
 	baseline int64
-	disabled error // the kernel refused MADV_PAGEOUT: not tried again
+	disabled error // the kernel refused the advice: not tried again
 }
 
 // Self returns the running program's executable. It fails when /proc
@@ -84,15 +84,24 @@ func readOnlyMappings(r io.Reader, path string) ([]mapping, error) {
 // Resident returns the bytes of the executable's read-only mappings that
 // are present in this process's page tables.
 func (e *Executable) Resident() (int64, error) {
+	return e.scan(nil)
+}
+
+// scan counts the resident bytes of the executable's read-only mappings,
+// and calls run for each run of resident pages of the file.
+func (e *Executable) scan(run func(lo, hi uintptr)) (int64, error) {
 	f, err := os.Open("/proc/self/pagemap")
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
 	buf := make([]byte, 8*1024)
+	if run == nil {
+		run = func(lo, hi uintptr) {}
+	}
 	var pages int64
 	for _, m := range e.maps {
-		n, err := residentPages(f, m.start, m.end, buf)
+		n, err := scanPages(f, m.start, m.end, buf, run)
 		if err != nil {
 			return 0, err
 		}
@@ -101,27 +110,31 @@ func (e *Executable) Resident() (int64, error) {
 	return pages * int64(os.Getpagesize()), nil
 }
 
-// PageOut asks the kernel to take back the executable's read-only pages
-// resident in this process, and returns the resident bytes before and
-// after.
+// PageOut unmaps the executable's pages resident in this process (they
+// stay in the page cache), and returns the resident bytes before and
+// after. Only the file's own pages go: a page the process holds a private
+// copy of (a debugger's breakpoint written into the code) is kept.
 func (e *Executable) PageOut() (before, after int64, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.disabled != nil {
 		return 0, 0, e.disabled
 	}
-	if before, err = e.Resident(); err != nil {
+	var adviseErr error
+	before, err = e.scan(func(lo, hi uintptr) {
+		if adviseErr == nil {
+			adviseErr = madvise(lo, hi-lo, unix.MADV_DONTNEED)
+		}
+	})
+	if err != nil {
 		return 0, 0, err
 	}
-	for _, m := range e.maps {
-		if err := madvise(m.start, m.end-m.start, unix.MADV_PAGEOUT); err != nil {
-			if errors.Is(err, syscall.EINVAL) {
-				// Before Linux 5.4.
-				e.disabled = fmt.Errorf("madvise MADV_PAGEOUT unsupported by this kernel: %w", err)
-				return before, before, e.disabled
-			}
-			return before, before, fmt.Errorf("madvise: %w", err)
+	if adviseErr != nil {
+		if errors.Is(adviseErr, syscall.EINVAL) {
+			e.disabled = fmt.Errorf("madvise MADV_DONTNEED refused: %w", adviseErr)
+			return before, before, e.disabled
 		}
+		return before, before, fmt.Errorf("madvise: %w", adviseErr)
 	}
 	if after, err = e.Resident(); err != nil {
 		return before, 0, err

@@ -1,15 +1,19 @@
 package selfmem
 
 import (
+	"encoding/binary"
+	"os"
+	"reflect"
+	"unsafe"
+
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/json"
-	"encoding/xml"
-	"io"
 	"regexp"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestReadOnlyMappings(t *testing.T) {
@@ -85,7 +89,7 @@ func TestPageOut(t *testing.T) {
 	if paged, _, _, err := e.PageOutIfGrown(1 << 40); err != nil || paged {
 		t.Errorf("grown by less than the threshold: paged out %v, %v", paged, err)
 	}
-	otherWork()
+	touchAbsentPage(t, e)
 	if paged, _, _, err := e.PageOutIfGrown(1); err != nil || !paged {
 		t.Errorf("grown by more than the threshold: paged out %v, %v", paged, err)
 	}
@@ -94,15 +98,75 @@ func TestPageOut(t *testing.T) {
 	}
 }
 
-// otherWork runs code work does not.
-func otherWork() {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	zw.Write([]byte(strings.Repeat("blindspot ", 100)))
-	zw.Close()
-	zr, err := gzip.NewReader(&buf)
-	if err == nil {
-		io.Copy(io.Discard, zr)
+// touchAbsentPage reads a byte of a page of e that is not resident
+// (through /proc/self/mem, which maps it as a read through memory would).
+func touchAbsentPage(t *testing.T, e *Executable) {
+	mem, err := os.Open("/proc/self/mem")
+	if err != nil {
+		t.Fatal(err)
 	}
-	xml.Marshal(struct{ A, B int }{1, 2})
+	defer mem.Close()
+	pm, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pm.Close()
+	page := uintptr(os.Getpagesize())
+	var entry [8]byte
+	for _, m := range e.maps {
+		for at := m.end - page; at >= m.start; at -= page {
+			if _, err := pm.ReadAt(entry[:], int64(at/page*8)); err != nil {
+				t.Fatal(err)
+			}
+			if binary.LittleEndian.Uint64(entry[:])&pagemapPresent == 0 {
+				if _, err := mem.ReadAt(entry[:1], int64(at)); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+		}
+	}
+	t.Fatal("every page of the executable resident")
+}
+
+// Only pages of the file are handed back: a page the process wrote (its
+// private copy) is left out of the runs, though it counts as resident.
+func TestScanPagesSkipsPrivateCopies(t *testing.T) {
+	page := os.Getpagesize()
+	f, err := os.CreateTemp(t.TempDir(), "mapped")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(bytes.Repeat([]byte{7}, 4*page)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, 4*page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	sum := 0
+	for i := 0; i < 4; i++ {
+		sum += int(m[i*page]) // every page read: the file's
+	}
+	m[2*page] = 1 // the third written: a private copy
+	pm, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pm.Close()
+	start := uintptr(unsafe.Pointer(&m[0]))
+	var runs [][2]uintptr
+	n, err := scanPages(pm, start, start+uintptr(4*page), make([]byte, 16), func(lo, hi uintptr) {
+		runs = append(runs, [2]uintptr{lo - start, hi - start})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := uintptr(page)
+	want := [][2]uintptr{{0, 2 * p}, {3 * p, 4 * p}}
+	if n != 4 || !reflect.DeepEqual(runs, want) {
+		t.Errorf("%d pages resident, runs %x; want 4 and %x (sum %d)", n, runs, want, sum)
+	}
 }

@@ -17,28 +17,46 @@ func madvise(addr, n uintptr, advice int) error {
 	return nil
 }
 
-// pagemapPresent is the bit of a /proc/PID/pagemap entry set for a page
-// present in the process's page tables.
-const pagemapPresent = 1 << 63
+// Bits of a /proc/PID/pagemap entry: the page is present in the
+// process's page tables; it is a page of the file (or shared), not a
+// private copy the process wrote (a debugger's breakpoint, a uprobe).
+const (
+	pagemapPresent = 1 << 63
+	pagemapFile    = 1 << 61
+)
 
-// residentPages counts the pages of [start, end) present in this
-// process's page tables (not merely in the page cache), from
-// /proc/self/pagemap, which a process may read of itself.
-func residentPages(pagemap *os.File, start, end uintptr, buf []byte) (int64, error) {
+// scanPages reads /proc/self/pagemap (which a process may read of itself)
+// over [start, end): it counts the pages present, and calls run for each
+// run of present file pages, as addresses.
+func scanPages(pagemap *os.File, start, end uintptr, buf []byte, run func(lo, hi uintptr)) (int64, error) {
 	page := uintptr(os.Getpagesize())
 	var n int64
+	runStart := uintptr(0) // 0: not in a run
 	for at := start; at < end; {
 		count := min(uintptr(len(buf)/8), (end-at)/page)
 		b := buf[:count*8]
 		if _, err := pagemap.ReadAt(b, int64(at/page*8)); err != nil {
 			return 0, fmt.Errorf("read pagemap: %w", err)
 		}
-		for i := 0; i < len(b); i += 8 {
-			if binary.LittleEndian.Uint64(b[i:])&pagemapPresent != 0 {
+		for i := uintptr(0); i < count; i++ {
+			e := binary.LittleEndian.Uint64(b[8*i:])
+			addr := at + i*page
+			if e&pagemapPresent != 0 {
 				n++
+			}
+			file := e&(pagemapPresent|pagemapFile) == pagemapPresent|pagemapFile
+			switch {
+			case file && runStart == 0:
+				runStart = addr
+			case !file && runStart != 0:
+				run(runStart, addr)
+				runStart = 0
 			}
 		}
 		at += count * page
+	}
+	if runStart != 0 {
+		run(runStart, end)
 	}
 	return n, nil
 }
