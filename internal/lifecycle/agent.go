@@ -134,10 +134,9 @@ type OwnPages interface {
 // ownPagesSettle, the executable pages it touched go back to the kernel;
 // so do pages that grew by ownPagesGrowth between two quiet closeBins
 // ticks.
-const (
-	ownPagesSettle = 5 * time.Second
-	ownPagesGrowth = 1 << 20
-)
+var ownPagesSettle = 5 * time.Second // a variable for tests
+
+const ownPagesGrowth = 1 << 20
 
 // Agent connects discovery, probes and the aggregator, and tells the
 // exporter what it is doing.

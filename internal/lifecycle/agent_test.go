@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -431,5 +432,56 @@ func TestNamingFromProc(t *testing.T) {
 	}
 	if at := agg.Targets(); len(at) != 1 || at[0].Namespace != "shop" {
 		t.Errorf("aggregator targets %+v, want namespace shop", at)
+	}
+}
+
+// fakePages counts the page-outs the agent asks for.
+type fakePages struct {
+	mu              sync.Mutex
+	always, ifGrown int
+}
+
+func (f *fakePages) PageOut() (int64, int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.always++
+	return 2, 1, nil
+}
+
+func (f *fakePages) PageOutIfGrown(int64) (bool, int64, int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ifGrown++
+	return false, 1, 1, nil
+}
+
+func (f *fakePages) pagedOut() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.always
+}
+
+// The agent hands its executable pages back once start-up is over and
+// once each burst of attaches is, not when programs it does not
+// instrument start.
+func TestOwnPagesHandedBackAfterBursts(t *testing.T) {
+	defer func(d time.Duration) { ownPagesSettle = d }(ownPagesSettle)
+	ownPagesSettle = 50 * time.Millisecond
+	pages := &fakePages{}
+	r := newRig(t, Selection{}, aggregator.Options{}, func(o *Options) { o.OwnPages = pages })
+	r.bins.bins["/old/go118"] = &symbols.Binary{GoVersion: "go1.18.10"}
+	r.run(t)
+	eventually(t, "the page-out after start-up", func() bool { return pages.pagedOut() == 1 })
+	r.disco.send(started(proc(3, "/old/go118"))) // skipped: nothing attached
+	r.settle(t)
+	time.Sleep(10 * ownPagesSettle)
+	if n := pages.pagedOut(); n != 1 {
+		t.Fatalf("%d page-outs after a program was skipped, want still 1", n)
+	}
+	r.disco.send(started(proc(1, "/opt/shop/orders")), started(proc(2, "/opt/shop/cart")))
+	eventually(t, "the page-out after the attaches", func() bool { return pages.pagedOut() == 2 })
+	time.Sleep(10 * ownPagesSettle)
+	if n := pages.pagedOut(); n != 2 {
+		t.Errorf("%d page-outs after one burst, want 2", n)
 	}
 }
