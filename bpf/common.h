@@ -152,16 +152,6 @@ static __always_inline u16 read_status(u64 addr)
 	return v > 999 ? STATUS_INVALID : (u16)v;
 }
 
-// go_string_len returns the length of the Go string whose header sits at
-// addr, 0 if it cannot be read.
-static __always_inline u64 go_string_len(u64 addr)
-{
-	s64 len = 0;
-	if (bpf_probe_read_user(&len, sizeof(len), (void *)(addr + 8)) != 0 || len < 0)
-		return 0;
-	return (u64)len;
-}
-
 // A Go string's header as it sits in memory.
 struct go_string {
 	u64 ptr;
