@@ -152,16 +152,6 @@ static __always_inline u16 read_status(u64 addr)
 	return v > 999 ? STATUS_INVALID : (u16)v;
 }
 
-// go_string_len returns the length of the Go string whose header sits at
-// addr, 0 if it cannot be read.
-static __always_inline u64 go_string_len(u64 addr)
-{
-	s64 len = 0;
-	if (bpf_probe_read_user(&len, sizeof(len), (void *)(addr + 8)) != 0 || len < 0)
-		return 0;
-	return (u64)len;
-}
-
 // A Go string's header as it sits in memory.
 struct go_string {
 	u64 ptr;
@@ -200,4 +190,69 @@ static __always_inline u64 read_u64(u64 addr)
 	u64 v = 0;
 	bpf_probe_read_user(&v, sizeof(v), (void *)addr);
 	return v;
+}
+
+// Windows: one bpf_probe_read_user costs ~45 ns here, whatever its size up
+// to a few hundred bytes, so fields of one struct that lie close together
+// are read at once. The agent computes each window from the fields' proven
+// offsets (probes.Window): from the first field's offset, rounded down to 8
+// (still inside the struct, whose alignment is 8), to the end of the last
+// field, so the window never leaves the struct the fields are in and holds
+// the very bytes the reads of each field would. Each field is then taken
+// from the window at its offset minus the window's, and only from inside
+// what was read.
+
+// read_window reads the len bytes of a window at addr into win (room for
+// max bytes, max a constant); 0 when there is no window (len 0, or more
+// than max) or the read failed: then read each field alone.
+static __always_inline int read_window(void *win, u64 max, u64 addr, u64 len)
+{
+	if (len == 0 || len > max)
+		return 0;
+	asm volatile("" : "+r"(len)); // keep the bound visible to the verifier
+	if (len > max)
+		return 0;
+	return bpf_probe_read_user(win, len, (void *)addr) == 0;
+}
+
+// win_u64 returns the 8 bytes at rel in a window of len bytes read into
+// win (room for max), 0 when they are not all inside it.
+static __always_inline u64 win_u64(const void *win, u64 max, u64 len, u64 rel)
+{
+	if (rel > max - 8 || rel + 8 > len)
+		return 0;
+	asm volatile("" : "+r"(rel));
+	if (rel > max - 8)
+		return 0;
+	return *(const u64 *)((const char *)win + rel);
+}
+
+// win_u8 returns the byte at rel in a window (see win_u64).
+static __always_inline u8 win_u8(const void *win, u64 max, u64 len, u64 rel)
+{
+	if (rel > max - 1 || rel + 1 > len)
+		return 0;
+	asm volatile("" : "+r"(rel));
+	if (rel > max - 1)
+		return 0;
+	return *((const u8 *)win + rel);
+}
+
+// win_string returns the Go string header at rel in a window (see
+// win_u64).
+static __always_inline struct go_string win_string(const void *win, u64 max, u64 len, u64 rel)
+{
+	struct go_string s = {};
+	if (rel > max - 16 || rel + 16 > len)
+		return s;
+	s.ptr = win_u64(win, max, len, rel);
+	s.len = (s64)win_u64(win, max, len, rel + 8);
+	return s;
+}
+
+// status_of is an int status word as a u16, or STATUS_INVALID when it is
+// not a three-digit number (see read_status).
+static __always_inline u16 status_of(u64 v)
+{
+	return v > 999 ? STATUS_INVALID : (u16)v;
 }

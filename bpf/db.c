@@ -144,12 +144,21 @@ static __always_inline int start_stmt(struct go_regs *ctx, u8 err_pos)
 	if (!off)
 		return 0;
 	u64 s = GO_ARG1(ctx);
+	// Stmt.db and the query's header beside it (database/sql.Stmt's
+	// first two fields in every Go release; checked at run time against
+	// the proven offsets) in one read: each read costs ~45 ns.
 	struct {
+		u64 db;
 		u64 ptr;
 		u64 len;
 	} q = {};
-	bpf_probe_read_user(&q, sizeof(q), (void *)(s + off->stmt_query));
-	return start(ctx, read_u64(s + off->stmt_db), q.ptr, q.len, DB_OP_QUERY, err_pos);
+	if (off->stmt_query == off->stmt_db + sizeof(u64)) {
+		bpf_probe_read_user(&q, sizeof(q), (void *)(s + off->stmt_db));
+	} else {
+		bpf_probe_read_user(&q.ptr, 2 * sizeof(u64), (void *)(s + off->stmt_query));
+		q.db = read_u64(s + off->stmt_db);
+	}
+	return start(ctx, q.db, q.ptr, q.len, DB_OP_QUERY, err_pos);
 }
 
 // (*Stmt).QueryContext(s, ctx, args...) (*Rows, error)

@@ -99,12 +99,21 @@ static __always_inline void emit(u32 tgid, const struct grpc_client_start *s, u6
 	e->hdr.pid = tgid;
 	e->hdr.start_ns = s->start_ns;
 	e->hdr.end_ns = bpf_ktime_get_ns();
-	capture_go_error(&e->err, itab, data, 0, 0);
+	u64 head[2] = {};
+	int have_head = capture_go_error_head(&e->err, itab, data, 0, 0, head);
 	// The code as a *status.Error holds it; user space uses it only when
-	// the error's type is that one.
+	// the error's type is that one. Its Status pointer (status.Error.s,
+	// the struct's one field, at 0) is one of the two words
+	// capture_go_error read at data already: not read again.
 	e->code = 0xffffffff;
 	if (itab && data) {
-		u64 st = read_u64(data + off->error_s);
+		u64 st;
+		if (have_head && off->error_s == 0)
+			st = head[0];
+		else if (have_head && off->error_s == 8)
+			st = head[1];
+		else
+			st = read_u64(data + off->error_s);
 		u64 spb = st ? read_u64(st + off->status_s) : 0;
 		if (spb)
 			bpf_probe_read_user(&e->code, sizeof(e->code), (void *)(spb + off->spb_code));
@@ -117,8 +126,11 @@ static __always_inline void emit(u32 tgid, const struct grpc_client_start *s, u6
 		e->method_len = 0;
 	e->target_len = 0;
 	if (s->cc) {
-		u64 full = go_string_len(s->cc + off->cc_target);
-		e->target_len = read_go_string(e->target, GRPC_TARGET_MAX, s->cc + off->cc_target);
+		// The target's header once: its bytes, and its full length.
+		struct go_string t = {};
+		bpf_probe_read_user(&t, sizeof(t), (void *)(s->cc + off->cc_target));
+		e->target_len = copy_go_string(e->target, GRPC_TARGET_MAX, t);
+		u64 full = t.len < 0 ? 0 : (u64)t.len;
 		if (full > e->target_len)
 			e->target_len = full > 0xffff ? 0xffff : (u16)full;
 	}

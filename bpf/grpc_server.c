@@ -105,8 +105,11 @@ static __always_inline void emit(u32 tgid, const struct grpc_server_start *s,
 	e->hdr.start_ns = s->start_ns;
 	e->hdr.end_ns = bpf_ktime_get_ns();
 	e->code = code;
-	u64 full = go_string_len(s->stream + off->stream_method);
-	e->method_len = read_go_string(e->method, GRPC_METHOD_MAX, s->stream + off->stream_method);
+	// The method's header once: its bytes, and its full length.
+	struct go_string m = {};
+	bpf_probe_read_user(&m, sizeof(m), (void *)(s->stream + off->stream_method));
+	e->method_len = copy_go_string(e->method, GRPC_METHOD_MAX, m);
+	u64 full = m.len < 0 ? 0 : (u64)m.len;
 	if (full > e->method_len)
 		e->method_len = full > 0xffff ? 0xffff : (u16)full;
 	e->_pad = 0;

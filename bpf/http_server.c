@@ -81,6 +81,16 @@ struct http_server_offsets {
 	u64 mux_path;          // github.com/gorilla/mux.Route.routeConf + routeConf.regexp + routeRegexpGroup.path
 	u64 mux_reverse;       // github.com/gorilla/mux.routeRegexp.reverse
 	u64 mux_vars;          // github.com/gorilla/mux.routeRegexp.varsN
+	// Windows read at once (see read_window): [off, off+len) of a struct,
+	// the span from the first to the end of the last field read there,
+	// computed by the agent from the proven offsets above (len 0: the
+	// fields are too far apart, each is read alone).
+	u64 resp_win_off;      // net/http.response: wroteHeader and status
+	u64 resp_win_len;
+	u64 req_win_off;       // net/http.Request: Method, URL, ProtoMajor, ProtoMinor, TLS, Pattern or pat
+	u64 req_win_len;
+	u64 h2_win_off;        // the HTTP/2 responseWriterState: wroteHeader and status
+	u64 h2_win_len;
 	u32 pattern_kind;      // 0: no ServeMux patterns (before Go 1.22)
 	u32 routers;           // nonzero when a router's route probe is attached
 };
@@ -101,9 +111,17 @@ struct http_server_event {
 	u8 proto_major; // Request.ProtoMajor and ProtoMinor, 255 where larger
 	u8 proto_minor;
 	char method[HTTP_METHOD_MAX];
+	u8 _pad[6];
+	// path and pattern, 8-aligned and adjacent, first hold the windows
+	// read from the program (HTTP_WINDOW_MAX bytes), until the strings
+	// read from what they held are written over them.
 	char path[HTTP_PATH_MAX];
 	char pattern[HTTP_PATTERN_MAX];
 };
+
+// The room of the window: path and pattern (their layout is checked by
+// probes/httpserver's TestWindowRoom).
+#define HTTP_WINDOW_MAX (HTTP_PATH_MAX + HTTP_PATTERN_MAX)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -174,13 +192,12 @@ int uprobe_http_server_start(struct go_regs *ctx)
 	return 0;
 }
 
-static __always_inline void emit(struct goroutine_key *k, struct http_start *s,
-				 const struct http_server_offsets *off, u16 status, u16 flags)
+// fill writes the request's part of e: the times, the flags given, and
+// what is read from the *http.Request of s.
+static __always_inline void fill(struct http_server_event *e, struct goroutine_key *k,
+				 struct http_start *s, const struct http_server_offsets *off,
+				 u16 status, u16 flags)
 {
-	void *ring;
-	struct http_server_event *e = reserve(FAMILY_HTTP_SERVER, sizeof(*e), &ring);
-	if (!e)
-		return;
 	e->hdr.kind = FAMILY_HTTP_SERVER;
 	e->hdr.pid = k->tgid;
 	e->hdr.start_ns = s->start_ns;
@@ -188,41 +205,51 @@ static __always_inline void emit(struct goroutine_key *k, struct http_start *s,
 	e->status = status;
 	e->router = 0;
 	u64 req = s->req;
-	// Each read from the program costs ~70 ns: Method's header, the URL
-	// pointer, Proto's header and ProtoMajor/ProtoMinor beside them (the
-	// first five fields of net/http.Request in every Go release; checked
-	// at run time against the proven offsets) are read at once, and the
-	// path only where no ServeMux pattern names the route.
-	struct {
-		struct go_string method;
-		u64 url;
-		struct go_string proto;
-		u64 major, minor;
-	} rq = {};
-	if (off->req_url == off->req_method + sizeof(struct go_string) &&
-	    off->req_proto_major == off->req_url + sizeof(u64) + sizeof(struct go_string) &&
-	    off->req_proto_minor == off->req_proto_major + sizeof(u64)) {
-		bpf_probe_read_user(&rq, sizeof(rq), (void *)(req + off->req_method));
+	// Method's header, the URL pointer, ProtoMajor, ProtoMinor, TLS and
+	// the ServeMux pattern (Pattern's header, or Go 1.22's pat pointer)
+	// lie within the first 256 bytes of net/http.Request on every release
+	// (0-248 since Go 1.23): one read of their window (inside the struct
+	// by construction, see read_window) instead of six, into path and
+	// pattern, which are written only after every field is taken from it.
+	// Without a window (fields too far apart) or if that read fails, each
+	// field is read alone, as before.
+	struct go_string method = {};
+	struct go_string pattern = {};
+	u64 url = 0, major = 0, minor = 0, tls = 0, pat = 0;
+	u64 base = off->req_win_off, len = off->req_win_len;
+	char *win = e->path;
+	if (read_window(win, HTTP_WINDOW_MAX, req + base, len)) {
+		method = win_string(win, HTTP_WINDOW_MAX, len, off->req_method - base);
+		url = win_u64(win, HTTP_WINDOW_MAX, len, off->req_url - base);
+		major = win_u64(win, HTTP_WINDOW_MAX, len, off->req_proto_major - base);
+		minor = win_u64(win, HTTP_WINDOW_MAX, len, off->req_proto_minor - base);
+		tls = win_u64(win, HTTP_WINDOW_MAX, len, off->req_tls - base);
+		if (off->pattern_kind == 1)
+			pattern = win_string(win, HTTP_WINDOW_MAX, len, off->req_pattern - base);
+		else if (off->pattern_kind == 2)
+			pat = win_u64(win, HTTP_WINDOW_MAX, len, off->req_pattern - base);
 	} else {
-		bpf_probe_read_user(&rq.method, sizeof(rq.method), (void *)(req + off->req_method));
-		rq.url = read_u64(req + off->req_url);
-		rq.major = read_u64(req + off->req_proto_major);
-		rq.minor = read_u64(req + off->req_proto_minor);
+		bpf_probe_read_user(&method, sizeof(method), (void *)(req + off->req_method));
+		url = read_u64(req + off->req_url);
+		major = read_u64(req + off->req_proto_major);
+		minor = read_u64(req + off->req_proto_minor);
+		tls = read_u64(req + off->req_tls);
+		if (off->pattern_kind == 1)
+			bpf_probe_read_user(&pattern, sizeof(pattern), (void *)(req + off->req_pattern));
+		else if (off->pattern_kind == 2)
+			pat = read_u64(req + off->req_pattern);
 	}
-	e->proto_major = rq.major > 255 ? 255 : (u8)rq.major;
-	e->proto_minor = rq.minor > 255 ? 255 : (u8)rq.minor;
-	if (read_u64(req + off->req_tls))
+	e->proto_major = major > 255 ? 255 : (u8)major;
+	e->proto_minor = minor > 255 ? 255 : (u8)minor;
+	if (tls)
 		flags |= HTTP_FLAG_TLS;
 	e->hdr.flags = flags;
-	e->method_len = copy_go_string(e->method, HTTP_METHOD_MAX, rq.method);
+	e->method_len = copy_go_string(e->method, HTTP_METHOD_MAX, method);
 	e->pattern_len = 0;
-	if (off->pattern_kind == 1) {
-		e->pattern_len = read_go_string(e->pattern, HTTP_PATTERN_MAX, req + off->req_pattern);
-	} else if (off->pattern_kind == 2) {
-		u64 pat = read_u64(req + off->req_pattern);
-		if (pat)
-			e->pattern_len = read_go_string(e->pattern, HTTP_PATTERN_MAX, pat + off->pattern_str);
-	}
+	if (off->pattern_kind == 1)
+		e->pattern_len = copy_go_string(e->pattern, HTTP_PATTERN_MAX, pattern);
+	else if (off->pattern_kind == 2 && pat)
+		e->pattern_len = read_go_string(e->pattern, HTTP_PATTERN_MAX, pat + off->pattern_str);
 	// A router's route, when one was recorded for this very request,
 	// replaces the ServeMux pattern: it is the handler's own route.
 	if (off->routers) {
@@ -237,8 +264,18 @@ static __always_inline void emit(struct goroutine_key *k, struct http_start *s,
 		}
 	}
 	e->path_len = 0;
-	if (e->pattern_len == 0 && rq.url)
-		e->path_len = read_go_string(e->path, HTTP_PATH_MAX, rq.url + off->url_path);
+	if (e->pattern_len == 0 && url)
+		e->path_len = read_go_string(e->path, HTTP_PATH_MAX, url + off->url_path);
+}
+
+static __always_inline void emit(struct goroutine_key *k, struct http_start *s,
+				 const struct http_server_offsets *off, u16 status, u16 flags)
+{
+	void *ring;
+	struct http_server_event *e = reserve(FAMILY_HTTP_SERVER, sizeof(*e), &ring);
+	if (!e)
+		return;
+	fill(e, k, s, off, status, flags);
 	submit(ring, e);
 }
 
@@ -258,12 +295,26 @@ int uprobe_http_server_finish(struct go_regs *ctx)
 	const struct http_server_offsets *off = bpf_map_lookup_elem(&http_server_config, &k.tgid);
 	if (!off)
 		return 0;
+	void *ring;
+	struct http_server_event *e = reserve(FAMILY_HTTP_SERVER, sizeof(*e), &ring);
+	if (!e)
+		return 0;
+	// response.wroteHeader and status (88 to 104 bytes apart on the
+	// releases known) in one read of their window into the event's room
+	// for it (fill writes over it afterwards), instead of two.
 	u16 status = 200; // net/http writes 200 for a handler that wrote nothing
-	u8 wrote = 0;
-	bpf_probe_read_user(&wrote, 1, (void *)(w + off->resp_wrote_header));
-	if (wrote)
-		status = read_status(w + off->resp_status);
-	emit(&k, &s, off, status, HTTP_FLAG_STATUS);
+	u64 base = off->resp_win_off, len = off->resp_win_len;
+	if (read_window(e->path, HTTP_WINDOW_MAX, w + base, len)) {
+		if (win_u8(e->path, HTTP_WINDOW_MAX, len, off->resp_wrote_header - base))
+			status = status_of(win_u64(e->path, HTTP_WINDOW_MAX, len, off->resp_status - base));
+	} else {
+		u8 wrote = 0;
+		bpf_probe_read_user(&wrote, 1, (void *)(w + off->resp_wrote_header));
+		if (wrote)
+			status = read_status(w + off->resp_status);
+	}
+	fill(e, &k, &s, off, status, HTTP_FLAG_STATUS);
+	submit(ring, e);
 	return 0;
 }
 
@@ -313,12 +364,25 @@ static __always_inline int finish_http2(struct go_regs *ctx, u16 flags)
 	struct http_start s = *sp;
 	bpf_map_delete_elem(&http_server_starts, &k);
 	u64 rws = read_u64(s.w + off->h2_rws);
+	void *ring;
+	struct http_server_event *e = reserve(FAMILY_HTTP_SERVER, sizeof(*e), &ring);
+	if (!e)
+		return 0;
 	u8 wrote = 0;
 	u16 status = 0;
 	if (rws) {
-		bpf_probe_read_user(&wrote, 1, (void *)(rws + off->h2_wrote_header));
-		if (wrote)
-			status = read_status(rws + off->h2_status);
+		// The state's wroteHeader and status, side by side, in one read
+		// into the event's window (fill writes over it afterwards).
+		u64 base = off->h2_win_off, len = off->h2_win_len;
+		if (read_window(e->path, HTTP_WINDOW_MAX, rws + base, len)) {
+			wrote = win_u8(e->path, HTTP_WINDOW_MAX, len, off->h2_wrote_header - base);
+			if (wrote)
+				status = status_of(win_u64(e->path, HTTP_WINDOW_MAX, len, off->h2_status - base));
+		} else {
+			bpf_probe_read_user(&wrote, 1, (void *)(rws + off->h2_wrote_header));
+			if (wrote)
+				status = read_status(rws + off->h2_status);
+		}
 	}
 	if (wrote) {
 		flags |= HTTP_FLAG_STATUS;
@@ -326,7 +390,8 @@ static __always_inline int finish_http2(struct go_regs *ctx, u16 flags)
 		status = 200;
 		flags |= HTTP_FLAG_STATUS;
 	}
-	emit(&k, &s, off, status, flags | HTTP_FLAG_HTTP2);
+	fill(e, &k, &s, off, status, flags | HTTP_FLAG_HTTP2);
+	submit(ring, e);
 	return 0;
 }
 

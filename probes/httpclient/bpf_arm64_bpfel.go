@@ -62,6 +62,10 @@ type bpfHttpClientOffsets struct {
 	RespProtoMinor uint64
 	OpErrErr       uint64
 	SyscallErrErr  uint64
+	RespWinOff     uint64
+	RespWinLen     uint64
+	UrlWinOff      uint64
+	UrlWinLen      uint64
 }
 
 type bpfHttpClientStart struct {

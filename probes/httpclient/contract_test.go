@@ -1,12 +1,20 @@
 package httpclient
 
 import (
+	"net/http"
+	"os"
 	"testing"
+	"unsafe"
 
 	"github.com/blindspot-dev/blindspot/probes"
 	"github.com/blindspot-dev/blindspot/probes/goerror"
 	"github.com/blindspot-dev/blindspot/probes/internal/bpfcheck"
+	"github.com/blindspot-dev/blindspot/symbols"
 )
+
+// The test binary links net/http's client (Response, URL): its types are
+// what TestWindowsHoldTheFields reads.
+var _ = http.Get
 
 // contract is what the family's Go side expects of its BPF objects.
 func contract() bpfcheck.Family {
@@ -52,6 +60,60 @@ func TestSharedTypesAreTheGeneratedOnes(t *testing.T) {
 	} {
 		for _, e := range bpfcheck.SameLayout(pair[0], pair[1]) {
 			t.Error(e)
+		}
+	}
+}
+
+// The event's window (HTTPC_WINDOW_MAX of bpf/http_client.c: its scheme
+// and host) is what the program takes it for: windowMax bytes, 8-aligned,
+// scheme and host adjacent.
+func TestWindowRoom(t *testing.T) {
+	var ev bpfHttpClientEvent
+	scheme, host := unsafe.Offsetof(ev.Scheme), unsafe.Offsetof(ev.Host)
+	if scheme%8 != 0 || host != scheme+uintptr(len(ev.Scheme)) || uint64(len(ev.Scheme)+len(ev.Host)) != windowMax {
+		t.Errorf("scheme at %d (%d bytes), host at %d (%d bytes): not an 8-aligned window of %d bytes",
+			scheme, len(ev.Scheme), host, len(ev.Host), windowMax)
+	}
+}
+
+// For a real program (this test, which links net/http's client), every
+// field the program takes from a window lies inside it, and every window
+// fits the event's room.
+func TestWindowsHoldTheFields(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := symbols.Open(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bin.Close()
+	v, err := httpClientOffsets(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := v.(*bpfHttpClientOffsets)
+	type field struct {
+		name      string
+		off, size uint64
+	}
+	for _, w := range []struct {
+		name     string
+		off, len uint64
+		fields   []field
+	}{
+		{"response", o.RespWinOff, o.RespWinLen, []field{{"StatusCode", o.RespStatus, 8}, {"ProtoMajor", o.RespProtoMajor, 8}, {"ProtoMinor", o.RespProtoMinor, 8}}},
+		{"URL", o.UrlWinOff, o.UrlWinLen, []field{{"Scheme", o.UrlScheme, 16}, {"Host", o.UrlHost, 16}}},
+	} {
+		if w.len == 0 || w.len > windowMax || w.off%8 != 0 {
+			t.Errorf("%s: window [%d, +%d): want 8-aligned, 1 to %d bytes", w.name, w.off, w.len, windowMax)
+			continue
+		}
+		for _, f := range w.fields {
+			if f.off < w.off || f.off+f.size > w.off+w.len {
+				t.Errorf("%s: %s at [%d, %d) is outside the window [%d, %d)", w.name, f.name, f.off, f.off+f.size, w.off, w.off+w.len)
+			}
 		}
 	}
 }

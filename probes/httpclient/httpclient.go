@@ -116,8 +116,17 @@ func httpClientOffsets(b *symbols.Binary) (any, error) {
 	o.RespStatus = resp["StatusCode"]
 	o.RespProtoMajor, o.RespProtoMinor = resp["ProtoMajor"], resp["ProtoMinor"]
 	o.OpErrErr, o.SyscallErrErr = goerror.Offsets(b)
+	o.RespWinOff, o.RespWinLen, _ = probes.Window(windowMax,
+		probes.Field{Off: o.RespStatus, Size: 8}, probes.Field{Off: o.RespProtoMajor, Size: 8},
+		probes.Field{Off: o.RespProtoMinor, Size: 8})
+	o.UrlWinOff, o.UrlWinLen, _ = probes.Window(windowMax,
+		probes.Field{Off: o.UrlScheme, Size: 16}, probes.Field{Off: o.UrlHost, Size: 16})
 	return &o, nil
 }
+
+// windowMax is the room of the event's window (HTTPC_WINDOW_MAX of
+// bpf/http_client.c): its scheme and host, adjacent.
+const windowMax = uint64(len(bpfHttpClientEvent{}.Scheme) + len(bpfHttpClientEvent{}.Host))
 
 // decode folds one http_client_event into a shard, after checking every
 // value read from the program (see httpserver's decoder).

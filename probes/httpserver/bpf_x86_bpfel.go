@@ -47,9 +47,9 @@ type bpfHttpServerEvent struct {
 	ProtoMajor uint8
 	ProtoMinor uint8
 	Method     [16]int8
+	Pad        [6]uint8
 	Path       [128]int8
 	Pattern    [128]int8
-	_          [6]byte
 }
 
 type bpfHttpServerOffsets struct {
@@ -76,6 +76,12 @@ type bpfHttpServerOffsets struct {
 	MuxPath         uint64
 	MuxReverse      uint64
 	MuxVars         uint64
+	RespWinOff      uint64
+	RespWinLen      uint64
+	ReqWinOff       uint64
+	ReqWinLen       uint64
+	H2WinOff        uint64
+	H2WinLen        uint64
 	PatternKind     uint32
 	Routers         uint32
 }

@@ -1,6 +1,8 @@
 package httpserver
 
 import (
+	"unsafe"
+
 	"testing"
 
 	"github.com/blindspot-dev/blindspot/probes"
@@ -57,5 +59,17 @@ func TestSharedTypesAreTheGeneratedOnes(t *testing.T) {
 		for _, e := range bpfcheck.SameLayout(pair[0], pair[1]) {
 			t.Error(e)
 		}
+	}
+}
+
+// The event's window (HTTP_WINDOW_MAX of bpf/http_server.c: its path and
+// pattern) is what the programs take it for: windowMax bytes, 8-aligned,
+// path and pattern adjacent.
+func TestWindowRoom(t *testing.T) {
+	var ev bpfHttpServerEvent
+	path, pattern := unsafe.Offsetof(ev.Path), unsafe.Offsetof(ev.Pattern)
+	if path%8 != 0 || pattern != path+uintptr(len(ev.Path)) || uint64(len(ev.Path)+len(ev.Pattern)) != windowMax {
+		t.Errorf("path at %d (%d bytes), pattern at %d (%d bytes): not an 8-aligned window of %d bytes",
+			path, len(ev.Path), pattern, len(ev.Pattern), windowMax)
 	}
 }

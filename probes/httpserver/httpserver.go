@@ -162,7 +162,43 @@ func httpServerOffsets(b *symbols.Binary) (any, error) {
 		o.H2Rws, o.H2Status, o.H2WroteHeader = h2[0], h2[1], h2[2]
 	}
 	routerOffsets(b, &o)
+	setWindows(&o)
 	return &o, nil
+}
+
+// windowMax is the room of the event's window (HTTP_WINDOW_MAX of
+// bpf/http_server.c): its path and pattern, adjacent.
+const windowMax = uint64(len(bpfHttpServerEvent{}.Path) + len(bpfHttpServerEvent{}.Pattern))
+
+// Sizes of the fields the programs read (64-bit Go).
+const (
+	sizeString = 16
+	sizeWord   = 8 // a pointer or an int
+	sizeBool   = 1
+)
+
+// setWindows sets the windows through which the programs read several
+// fields of one struct at once (probes.Window), from the fields' proven
+// offsets; a window left empty makes them read each field alone.
+func setWindows(o *bpfHttpServerOffsets) {
+	o.RespWinOff, o.RespWinLen, _ = probes.Window(windowMax,
+		probes.Field{Off: o.RespWroteHeader, Size: sizeBool}, probes.Field{Off: o.RespStatus, Size: sizeWord})
+	req := []probes.Field{
+		{Off: o.ReqMethod, Size: sizeString}, {Off: o.ReqUrl, Size: sizeWord},
+		{Off: o.ReqProtoMajor, Size: sizeWord}, {Off: o.ReqProtoMinor, Size: sizeWord},
+		{Off: o.ReqTls, Size: sizeWord},
+	}
+	switch o.PatternKind {
+	case 1: // Request.Pattern, a string
+		req = append(req, probes.Field{Off: o.ReqPattern, Size: sizeString})
+	case 2: // Request.pat, a *pattern
+		req = append(req, probes.Field{Off: o.ReqPattern, Size: sizeWord})
+	}
+	o.ReqWinOff, o.ReqWinLen, _ = probes.Window(windowMax, req...)
+	// (Unused where the HTTP/2 offsets are not proven: its probes are
+	// left out.)
+	o.H2WinOff, o.H2WinLen, _ = probes.Window(windowMax,
+		probes.Field{Off: o.H2WroteHeader, Size: sizeBool}, probes.Field{Off: o.H2Status, Size: sizeWord})
 }
 
 // http2Server names the functions and types of one copy of net/http's
