@@ -73,6 +73,9 @@ type loadedFamily struct {
 }
 
 type configResult struct {
+	// absent says the program does not use the family's library (its
+	// anchor function is not there).
+	absent  bool
 	value   any
 	offsets map[string]siteOffsets
 	err     error
@@ -300,10 +303,10 @@ func (m *Manager) Attach(pid int, exe string, bin *symbols.Binary, t aggregator.
 			continue // attached entry by entry by the family itself
 		}
 		st := ProbeStatus{Family: f.Name}
-		if _, err := bin.LookupFunc(f.Anchor); err != nil {
+		cfg := f.configFor(bin)
+		if cfg.absent {
 			continue // the program does not use this library
 		}
-		cfg := f.configFor(bin)
 		if cfg.err != nil {
 			st.Error = cfg.err.Error()
 			a.Probes = append(a.Probes, st)
@@ -359,8 +362,10 @@ func (m *Manager) track(a *Attachment) {
 	m.attMu.Unlock()
 }
 
-// configFor computes, once per binary, what the family's BPF programs need
-// and where its probes go.
+// configFor computes, once per binary, whether the program uses the
+// family's library, what the family's BPF programs need and where its
+// probes go: a later process of the executable reads none of it again
+// (nor the function table, let go after attaching).
 func (f *loadedFamily) configFor(bin *symbols.Binary) configResult {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -368,6 +373,13 @@ func (f *loadedFamily) configFor(bin *symbols.Binary) configResult {
 		return r
 	}
 	r := configResult{offsets: map[string]siteOffsets{}}
+	if f.Anchor != "" {
+		if _, err := bin.LookupFunc(f.Anchor); err != nil {
+			r.absent = true
+			f.configs[bin] = r
+			return r
+		}
+	}
 	if f.Configure != nil {
 		r.value, r.err = f.Configure(bin)
 	}

@@ -73,6 +73,8 @@ type Binary struct {
 	table    atomic.Pointer[funcTable] // the function table (nil after ReleaseFuncs)
 	tableMu  sync.Mutex                // serialises building it again, guards tableErr
 	tableErr error                     // why it could not be built again
+	lookupMu sync.Mutex                // guards lookups
+	lookups  map[string]lookup         // LookupFunc's answers, by name
 
 	dwarfMu  sync.Mutex // guards dwarf and dwarfErr (ReleaseDWARF drops dwarf)
 	dwarf    *dwarf.Data

@@ -464,8 +464,25 @@ func nameABI0(funcs []pclnFunc) {
 // LookupFunc finds a function by its full Go name. If it is not found, the
 // error wraps ErrFuncNotFound and suggests up to 3 close names.
 func (b *Binary) LookupFunc(name string) (Func, error) {
-	if f, ok := b.lookupName(name); ok {
-		return f, nil
+	// Every process of an executable asks for the same few names (each
+	// family's functions, the runtime's): the answers are kept, so that
+	// they need no function table once it is let go.
+	b.lookupMu.Lock()
+	f, ok := b.lookups[name]
+	b.lookupMu.Unlock()
+	if !ok {
+		f.Func, f.found = b.lookupName(name)
+		b.lookupMu.Lock()
+		if b.lookups == nil {
+			b.lookups = map[string]lookup{}
+		}
+		if len(b.lookups) < maxLookups {
+			b.lookups[name] = f
+		}
+		b.lookupMu.Unlock()
+	}
+	if f.found {
+		return f.Func, nil
 	}
 	// The suggestions are worked out when the message is read: most
 	// lookups that fail (a family's anchor, an optional probe) only ask
@@ -473,6 +490,15 @@ func (b *Binary) LookupFunc(name string) (Func, error) {
 	// other one costs tens of milliseconds in a large program.
 	return Func{}, &notFoundError{name: name, b: b}
 }
+
+// lookup is a LookupFunc answer kept.
+type lookup struct {
+	Func
+	found bool
+}
+
+// maxLookups bounds the LookupFunc answers a Binary keeps.
+const maxLookups = 1024
 
 // notFoundError says that a function is absent, with up to 3 close names
 // when there are any. It wraps ErrFuncNotFound.

@@ -672,7 +672,7 @@ func TestFuncNamesFromFile(t *testing.T) {
 // A released function table is built again, identical, when asked for,
 // as often as it is released, concurrently with lookups; the sections it
 // reads again go back to the read budget. Once the file is closed it
-// cannot be, and says so.
+// cannot be, and says so; names looked up before are still answered.
 func TestReleaseFuncs(t *testing.T) {
 	for _, name := range []string{"go126", "go126-s", "go119"} {
 		t.Run(name, func(t *testing.T) {
@@ -715,10 +715,21 @@ func TestReleaseFuncs(t *testing.T) {
 			if b.FuncsError() != nil || b.budget.Load() != budget {
 				t.Errorf("after building again: error %v, read budget %d, was %d", b.FuncsError(), b.budget.Load(), budget)
 			}
+			// A name not asked before is looked up in the table built again.
+			b.ReleaseFuncs()
+			i := slices.IndexFunc(want, func(f Func) bool { return f.Name == "main.main" })
+			if f, err := b.LookupFunc("main.main"); i < 0 || err != nil || f != want[i] {
+				t.Errorf("main.main after ReleaseFuncs: %+v, %v", f, err)
+			}
 			b.Close()
 			b.ReleaseFuncs()
-			if _, err := b.LookupFunc(handler.Name); !errors.Is(err, ErrFuncNotFound) {
-				t.Errorf("lookup once the file is closed: %v, want not found", err)
+			// A name asked before is answered from what was kept; the
+			// table itself is gone.
+			if f, err := b.LookupFunc(handler.Name); err != nil || f != handler {
+				t.Errorf("lookup of a kept name once the file is closed: %+v, %v", f, err)
+			}
+			if f, ok := b.FuncForPC(handler.Entry); ok {
+				t.Errorf("FuncForPC once the file is closed: %+v, want none", f)
 			}
 			if err := b.FuncsError(); err == nil {
 				t.Error("no error for a table that could not be built again")
