@@ -9,6 +9,7 @@ import (
 	"github.com/blindspot-dev/blindspot/probes"
 	"github.com/blindspot-dev/blindspot/probes/goerror"
 	"github.com/blindspot-dev/blindspot/probes/internal/bpfcheck"
+	"github.com/blindspot-dev/blindspot/probes/internal/windowtest"
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
@@ -94,26 +95,8 @@ func TestWindowsHoldTheFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := v.(*bpfHttpClientOffsets)
-	type field struct {
-		name      string
-		off, size uint64
-	}
-	for _, w := range []struct {
-		name     string
-		off, len uint64
-		fields   []field
-	}{
-		{"response", o.RespWinOff, o.RespWinLen, []field{{"StatusCode", o.RespStatus, 8}, {"ProtoMajor", o.RespProtoMajor, 8}, {"ProtoMinor", o.RespProtoMinor, 8}}},
-		{"URL", o.UrlWinOff, o.UrlWinLen, []field{{"Scheme", o.UrlScheme, 16}, {"Host", o.UrlHost, 16}}},
-	} {
-		if w.len == 0 || w.len > windowMax || w.off%8 != 0 {
-			t.Errorf("%s: window [%d, +%d): want 8-aligned, 1 to %d bytes", w.name, w.off, w.len, windowMax)
-			continue
-		}
-		for _, f := range w.fields {
-			if f.off < w.off || f.off+f.size > w.off+w.len {
-				t.Errorf("%s: %s at [%d, %d) is outside the window [%d, %d)", w.name, f.name, f.off, f.off+f.size, w.off, w.off+w.len)
-			}
-		}
-	}
+	windowtest.Check(t, windowMax,
+		windowtest.W("response", o.RespWinOff, o.RespWinLen, windowtest.F("StatusCode", o.RespStatus, 8), windowtest.F("ProtoMajor", o.RespProtoMajor, 8), windowtest.F("ProtoMinor", o.RespProtoMinor, 8)),
+		windowtest.W("URL", o.UrlWinOff, o.UrlWinLen, windowtest.F("Scheme", o.UrlScheme, 16), windowtest.F("Host", o.UrlHost, 16)),
+	)
 }

@@ -3,6 +3,7 @@ package httpserver
 import (
 	"testing"
 
+	"github.com/blindspot-dev/blindspot/probes/internal/windowtest"
 	"github.com/blindspot-dev/blindspot/symbols"
 )
 
@@ -24,30 +25,12 @@ func TestWindowsHoldTheFields(t *testing.T) {
 	if o.PatternKind != 1 {
 		t.Fatalf("pattern kind %d, want 1 (Request.Pattern) for this Go release", o.PatternKind)
 	}
-	type field struct {
-		name      string
-		off, size uint64
-	}
-	for _, w := range []struct {
-		name     string
-		off, len uint64
-		fields   []field
-	}{
-		{"response", o.RespWinOff, o.RespWinLen, []field{{"wroteHeader", o.RespWroteHeader, 1}, {"status", o.RespStatus, 8}}},
-		{"request", o.ReqWinOff, o.ReqWinLen, []field{
-			{"Method", o.ReqMethod, 16}, {"URL", o.ReqUrl, 8}, {"ProtoMajor", o.ReqProtoMajor, 8},
-			{"ProtoMinor", o.ReqProtoMinor, 8}, {"TLS", o.ReqTls, 8}, {"Pattern", o.ReqPattern, 16},
-		}},
-		{"HTTP/2 state", o.H2WinOff, o.H2WinLen, []field{{"wroteHeader", o.H2WroteHeader, 1}, {"status", o.H2Status, 8}}},
-	} {
-		if w.len == 0 || w.len > windowMax || w.off%8 != 0 {
-			t.Errorf("%s: window [%d, +%d): want 8-aligned, 1 to %d bytes", w.name, w.off, w.len, windowMax)
-			continue
-		}
-		for _, f := range w.fields {
-			if f.off < w.off || f.off+f.size > w.off+w.len {
-				t.Errorf("%s: %s at [%d, %d) is outside the window [%d, %d)", w.name, f.name, f.off, f.off+f.size, w.off, w.off+w.len)
-			}
-		}
-	}
+	windowtest.Check(t, windowMax,
+		windowtest.W("response", o.RespWinOff, o.RespWinLen, windowtest.F("wroteHeader", o.RespWroteHeader, 1), windowtest.F("status", o.RespStatus, 8)),
+		windowtest.W("request", o.ReqWinOff, o.ReqWinLen,
+			windowtest.F("Method", o.ReqMethod, 16), windowtest.F("URL", o.ReqUrl, 8), windowtest.F("ProtoMajor", o.ReqProtoMajor, 8),
+			windowtest.F("ProtoMinor", o.ReqProtoMinor, 8), windowtest.F("TLS", o.ReqTls, 8), windowtest.F("Pattern", o.ReqPattern, 16),
+		),
+		windowtest.W("HTTP/2 state", o.H2WinOff, o.H2WinLen, windowtest.F("wroteHeader", o.H2WroteHeader, 1), windowtest.F("status", o.H2Status, 8)),
+	)
 }
