@@ -66,7 +66,6 @@ type Binary struct {
 	size   int64         // of the file, -1 if unknown
 
 	src       io.ReaderAt // what the executable is read from
-	nameFile  io.ReaderAt // where the function table's names are read (nil: in the table)
 	symtabErr error       // why a .symtab present in the file was not used
 	hasPcln   bool        // the functions came from a usable .gopclntab
 

@@ -119,7 +119,7 @@ func (b *Binary) rebuildFuncs() (t *funcTable, err error) {
 	var charged uint64
 	defer func() { b.budget.Add(int64(charged)) }()
 	var symtab map[string]symFunc
-	if b.HasSymtab && b.symtabErr == nil {
+	if b.HasSymtab {
 		sec := b.ef.SectionByType(elf.SHT_SYMTAB)
 		if symtab, _, err = b.symtabFuncs(); err != nil {
 			return nil, fmt.Errorf("read symtab: %w", err)
@@ -143,9 +143,10 @@ func (b *Binary) rebuildFuncs() (t *funcTable, err error) {
 
 // funcTable is the function table of a Binary: built once, never changed.
 type funcTable struct {
-	funcs   []funcRec // sorted by entry, one per name
-	byName  []int32   // indexes into funcs, sorted by name
-	nameMem string    // the names, when they are not read from the file
+	funcs    []funcRec   // sorted by entry, one per name
+	byName   []int32     // indexes into funcs, sorted by name
+	nameFile io.ReaderAt // where the names are read (nil: nameMem)
+	nameMem  string      // the names, when they are not read from the file
 }
 
 // buildFuncTable merges the functions of the pclntab and of .symtab into
@@ -168,7 +169,6 @@ func (b *Binary) buildFuncTable(pcln map[string]pclnFunc, symtab map[string]symF
 			}
 		}
 	}
-	b.nameFile = nameFile
 
 	type named struct {
 		rec  funcRec
@@ -205,7 +205,7 @@ func (b *Binary) buildFuncTable(pcln map[string]pclnFunc, symtab map[string]symF
 		}
 		return all[i].name < all[j].name
 	})
-	t := &funcTable{byName: make([]int32, len(all))}
+	t := &funcTable{byName: make([]int32, len(all)), nameFile: nameFile}
 	for i := range t.byName {
 		t.byName[i] = int32(i)
 	}
@@ -291,7 +291,7 @@ func (b *Binary) funcName(t *funcTable, r *funcRec) (string, bool) {
 		return t.nameMem[r.at : r.at+r.n], true
 	}
 	buf := make([]byte, r.n+1, int(r.n)+1+len(".abi0"))
-	if _, err := b.nameFile.ReadAt(buf, int64(r.at)); err != nil || buf[r.n] != 0 || bytes.IndexByte(buf[:r.n], 0) >= 0 {
+	if _, err := t.nameFile.ReadAt(buf, int64(r.at)); err != nil || buf[r.n] != 0 || bytes.IndexByte(buf[:r.n], 0) >= 0 {
 		return "", false
 	}
 	buf = buf[:r.n]

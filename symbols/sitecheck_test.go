@@ -59,11 +59,11 @@ func TestCheckSite(t *testing.T) {
 			// parser did before it read the module descriptor): sites of
 			// external builds must be refused, never probed.
 			if sec := b.ef.Section(".text"); sec != nil && sec.Addr != b.pclnText {
-				shifted := &Binary{Arch: b.Arch, ef: b.ef, loads: b.loads, asm: b.asm, nameFile: b.nameFile}
+				shifted := &Binary{Arch: b.Arch, ef: b.ef, loads: b.loads, asm: b.asm}
 				delta := b.pclnText - sec.Addr
 				shifted.pclnText = sec.Addr
 				bt := b.funcs()
-				st := &funcTable{byName: bt.byName, nameMem: bt.nameMem, funcs: make([]funcRec, len(bt.funcs))}
+				st := &funcTable{byName: bt.byName, nameFile: bt.nameFile, nameMem: bt.nameMem, funcs: make([]funcRec, len(bt.funcs))}
 				for i, f := range bt.funcs {
 					f.entry -= delta
 					st.funcs[i] = f

@@ -604,7 +604,7 @@ func TestFuncNamesFromFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer b.Close()
-			if b.nameFile == nil || b.funcs().nameMem != "" {
+			if b.funcs().nameFile == nil || b.funcs().nameMem != "" {
 				t.Fatalf("names held in memory (%d bytes)", len(b.funcs().nameMem))
 			}
 			pcln, symtab := funcTables(t, b)
@@ -674,7 +674,7 @@ func TestFuncNamesFromFile(t *testing.T) {
 // reads again go back to the read budget. Once the file is closed it
 // cannot be, and says so; names looked up before are still answered.
 func TestReleaseFuncs(t *testing.T) {
-	for _, name := range []string{"go126", "go126-s", "go119"} {
+	for _, name := range []string{"go126", "go126-s", "go126-pie-s", "go126-ext", "go119"} {
 		t.Run(name, func(t *testing.T) {
 			b, err := Open(target(t, name))
 			if err != nil {
